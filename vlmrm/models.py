@@ -1,0 +1,452 @@
+"""Loading CLIP models through open_clip, and the two encoders the reward core needs.
+
+One entry point, :func:`load_clip`, resolves every way a user names a model:
+
+* ``"ARCH/TAG"`` — an open_clip architecture and pretrained tag, from the Hugging Face
+  cache (downloaded on first use when online);
+* ``"ARCH"`` — random weights from a fixed seed, with a warning (tests, benchmarks);
+* ``"ARCH"`` with ``pretrained=<file>`` — a local ``.safetensors``/``.pt``/``.bin`` file;
+* ``"vlmrm-tiny"`` — a small architecture registered by this package, seeded random
+  weights, fast on a CPU; for tests and smoke runs.
+
+Missing weights fail within seconds with a message that says how to get them: the hub
+is probed once with a short timeout instead of letting the download retry for a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+import os
+import socket
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import open_clip
+import torch
+
+from vlmrm.errors import ConfigError, WeightsNotFoundError
+from vlmrm.preprocess import RESIZE_MODES, FrameBatch, as_frame_tensor, preprocess
+
+TINY = "vlmrm-tiny"
+RANDOM_WEIGHTS_SEED = 0
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp")
+_OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+_HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+_CONFIG_DIR = Path(__file__).parent / "model_configs"
+_registered = False
+
+
+def register_model_configs() -> None:
+    """Make the package's architectures (``vlmrm-tiny``) known to open_clip (idempotent)."""
+    global _registered
+    if not _registered:
+        open_clip.add_model_config(_CONFIG_DIR)
+        _registered = True
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` → CUDA when present, else CPU; a CUDA request without CUDA is an error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Pick the concrete precision; ``auto`` is the fastest one that keeps reward ranks.
+
+    On CUDA that is fp16 weights (11-bit mantissa: errors well below the spread of rewards
+    between frames). On CPU it is fp32: bf16 was measured to scramble reward rankings
+    (Spearman 0.82–0.88 with fp32) and fp16 matmuls are slow on CPUs.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def _cast_dtype(precision: str) -> torch.dtype:
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One short TCP connect to the hub endpoint, so offline machines fail in seconds."""
+    try:
+        from huggingface_hub import constants
+
+        endpoint = getattr(constants, "ENDPOINT", None) or "https://huggingface.co"
+    except Exception:  # pragma: no cover - very old huggingface_hub
+        endpoint = "https://huggingface.co"
+    parsed = urlparse(endpoint)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_env() -> bool:
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def _weights_help(spec: str) -> str:
+    return (
+        f"To use {spec!r}: (1) on a machine with internet, run "
+        f"`python -c \"import vlmrm; vlmrm.load_clip('{spec}')\"` once to fill the Hugging Face "
+        "cache (HF_HOME, default ~/.cache/huggingface) and copy the cache here; "
+        "(2) set HF_HUB_OFFLINE=1 to use only the cache; or (3) pass a local weights file: "
+        "load_clip('ARCH', pretrained='/path/to/weights.safetensors')."
+    )
+
+
+def _resolve_pretrained_file(arch: str, tag: str, cache_dir: str | None) -> str:
+    """Return a local path of the weights of ``arch/tag``, downloading only when the hub answers."""
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    spec = f"{arch}/{tag}"
+    hf_hub = (cfg.get("hf_hub") or "").rstrip("/")
+    if hf_hub:
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+        # "org/repo" or "org/repo/filename"
+        parts = hf_hub.split("/")
+        repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
+        candidates = (filename,) if filename else _HF_WEIGHT_FILES
+        for name in candidates:
+            hit = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return hit
+        if _offline_env():
+            raise WeightsNotFoundError(
+                f"weights for {spec!r} (hub repo {repo_id!r}) are not in the local cache and "
+                f"HF_HUB_OFFLINE is set. {_weights_help(spec)}"
+            )
+        if not _hub_reachable():
+            raise WeightsNotFoundError(
+                f"weights for {spec!r} are not in the local cache and the Hugging Face hub "
+                f"cannot be reached (offline?). {_weights_help(spec)}"
+            )
+        last: Exception | None = None
+        for name in candidates:
+            try:
+                return hf_hub_download(repo_id, name, cache_dir=cache_dir)
+            except Exception as exc:  # noqa: BLE001 - try the next file name, report the last
+                last = exc
+        raise WeightsNotFoundError(
+            f"could not download weights for {spec!r} from hub repo {repo_id!r}: {last}. "
+            f"{_weights_help(spec)}"
+        )
+    url = cfg.get("url") or ""
+    if not url:
+        raise WeightsNotFoundError(f"open_clip knows no download location for {spec!r}")
+    root = Path(cache_dir or os.path.expanduser("~/.cache/clip"))
+    local = root / os.path.basename(url)
+    if local.is_file():
+        return str(local)
+    if _offline_env() or not _hub_reachable():
+        raise WeightsNotFoundError(
+            f"weights for {spec!r} are not cached at {local} and cannot be downloaded now. "
+            f"{_weights_help(spec)}"
+        )
+    from open_clip.pretrained import download_pretrained_from_url
+
+    return download_pretrained_from_url(url, cache_dir=str(root))
+
+
+@contextlib.contextmanager
+def _quiet_open_clip():
+    """Silence open_clip's "no pretrained weights" log line: we load weights ourselves."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+def _check_arch(arch: str) -> None:
+    known = open_clip.list_models()
+    if arch not in known:
+        close = difflib.get_close_matches(arch, known, n=5, cutoff=0.5)
+        hint = f" Did you mean one of {close}?" if close else ""
+        raise ConfigError(
+            f"unknown CLIP architecture {arch!r}.{hint} See open_clip.list_models() for all "
+            f"{len(known)} architectures, or use {TINY!r} for a small test model."
+        )
+
+
+def _check_tag(arch: str, tag: str) -> None:
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    if tag not in tags:
+        hint = f"known tags: {tags}" if tags else "open_clip has no pretrained weights for it"
+        raise ConfigError(
+            f"unknown pretrained tag {tag!r} for architecture {arch!r}; {hint}. "
+            f"For a local weights file use load_clip({arch!r}, pretrained='path/to/file')."
+        )
+
+
+@dataclass
+class ClipModel:
+    """A loaded CLIP with batched, device-side image and text encoders.
+
+    ``embed_images`` and ``embed_texts`` return unit-norm float32 embeddings on
+    ``device``; text embeddings are cached per prompt, so prompts are encoded once.
+    """
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    device: torch.device
+    precision: str
+    image_size: int
+    mean: tuple[float, ...] = _OPENAI_MEAN
+    std: tuple[float, ...] = _OPENAI_STD
+    batch_size: int = 64
+    resize_mode: str = "squash"
+    _text_cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    image_calls: int = field(default=0, repr=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return _cast_dtype(self.precision)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.text_projection.shape[-1]) if hasattr(self.model, "text_projection") and self.model.text_projection is not None else int(self.embed_texts(["a"]).shape[-1])
+
+    def _autocast(self):
+        if self.precision == "amp":
+            amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+            return torch.autocast(self.device.type, dtype=amp_dtype)
+        return torch.autocast(self.device.type, enabled=False)
+
+    def preprocess(self, frames: FrameBatch) -> torch.Tensor:
+        """Validated frames → normalised ``(N, 3, S, S)`` model input on the device."""
+        x = as_frame_tensor(frames)
+        return preprocess(
+            x,
+            size=self.image_size,
+            mean=self.mean,
+            std=self.std,
+            device=self.device,
+            dtype=self.dtype,
+            resize_mode=self.resize_mode,
+        )
+
+    @torch.inference_mode()
+    def encode_preprocessed(self, x: torch.Tensor) -> torch.Tensor:
+        """Image tower on already-normalised input → unit float32 embeddings."""
+        self.image_calls += 1
+        with self._autocast():
+            emb = self.model.encode_image(x.to(self.dtype))
+        emb = emb.float()
+        return emb / emb.norm(dim=-1, keepdim=True)
+
+    @torch.inference_mode()
+    def embed_images(
+        self,
+        frames: FrameBatch,
+        batch_size: int | None = None,
+        resize_mode: str | None = None,
+    ) -> torch.Tensor:
+        """Unit image embeddings ``(N, D)`` of frames, processed in chunks of ``batch_size``.
+
+        ``frames``: ``(N, H, W, 3)``, ``(H, W, 3)`` or ``(N, 3, H, W)``; uint8 (or float in
+        [0, 1]); NumPy or torch; any size and aspect ratio (see :mod:`vlmrm.preprocess`
+        for what happens to non-square frames).
+        """
+        x = as_frame_tensor(frames)
+        bs = int(batch_size or self.batch_size)
+        if bs <= 0:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
+        mode = resize_mode or self.resize_mode
+        if mode not in RESIZE_MODES:
+            raise ConfigError(f"unknown resize_mode {mode!r}; choose one of {RESIZE_MODES}")
+        if x.shape[0] == 0:
+            return torch.empty((0, self.embed_dim), device=self.device)
+        out = []
+        for start in range(0, x.shape[0], bs):
+            chunk = preprocess(
+                x[start : start + bs],
+                size=self.image_size,
+                mean=self.mean,
+                std=self.std,
+                device=self.device,
+                dtype=self.dtype,
+                resize_mode=mode,
+            )
+            out.append(self.encode_preprocessed(chunk))
+        return torch.cat(out)
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: str | Sequence[str]) -> torch.Tensor:
+        """Unit text embeddings ``(N, D)`` of prompts; each prompt is encoded once and cached."""
+        texts = check_prompts(texts, "texts")
+        missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+        if missing:
+            tokens = self.tokenizer(missing).to(self.device)
+            with self._autocast():
+                emb = self.model.encode_text(tokens)
+            emb = emb.float()
+            emb = emb / emb.norm(dim=-1, keepdim=True)
+            for t, e in zip(missing, emb, strict=True):
+                self._text_cache[t] = e
+        return torch.stack([self._text_cache[t] for t in texts])
+
+    def clear_text_cache(self) -> None:
+        """Forget cached prompt embeddings (call after changing the model's weights)."""
+        self._text_cache.clear()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the weights as safetensors; reload with ``load_clip(name, pretrained=path)``."""
+        from safetensors.torch import save_model
+
+        save_model(self.model, str(path))
+
+
+def check_prompts(prompts: str | Sequence[str], what: str = "prompts") -> list[str]:
+    """Normalise a prompt or list of prompts, rejecting empty and non-string ones."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, Sequence) or len(prompts) == 0:
+        raise ConfigError(f"{what} must be a non-empty string or list of strings, got {prompts!r}")
+    for p in prompts:
+        if not isinstance(p, str):
+            raise ConfigError(f"{what} must be strings, got {type(p).__name__}: {p!r}")
+        if not p.strip():
+            raise ConfigError(f"{what} must not be empty or blank strings, got {p!r}")
+    return list(prompts)
+
+
+def _parse_spec(spec: str) -> tuple[str, str | None]:
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"model spec must be a string like 'ViT-B-32/openai', got {spec!r}")
+    spec = spec.strip()
+    if spec.startswith("hf-hub:"):
+        return spec, None
+    arch, _, tag = spec.partition("/")
+    return arch, (tag or None)
+
+
+def load_clip(
+    spec: str,
+    device: str | torch.device | None = None,
+    precision: str = "auto",
+    pretrained: str | os.PathLike | None = None,
+    *,
+    cache_dir: str | None = None,
+    batch_size: int | None = None,
+    resize_mode: str = "squash",
+) -> ClipModel:
+    """Load a CLIP model for rewards; see the module docstring for the forms of ``spec``.
+
+    Args:
+        spec: ``"ARCH/TAG"``, ``"ARCH"``, ``"hf-hub:org/repo"`` or ``"vlmrm-tiny"``.
+        device: ``None`` picks CUDA when available, else CPU.
+        precision: ``"fp32"`` (reproduces the reference numbers), ``"bf16"``, ``"fp16"``
+            (weights cast), ``"amp"`` (autocast) or ``"auto"`` (fp16 on CUDA, fp32 on CPU).
+        pretrained: a local weights file, used with a bare architecture name.
+        cache_dir: Hugging Face cache directory (default: the hub's own).
+        batch_size: frames per image-tower call (default 64 on CPU, 256 on CUDA).
+        resize_mode: ``"squash"`` (reference), ``"center_crop"`` or ``"pad"``.
+    """
+    register_model_configs()
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    if resize_mode not in RESIZE_MODES:
+        raise ConfigError(f"unknown resize_mode {resize_mode!r}; choose one of {RESIZE_MODES}")
+    arch, tag = _parse_spec(spec)
+    if tag is not None and pretrained is not None:
+        raise ConfigError(
+            f"give either a pretrained tag ({spec!r}) or a weights file (pretrained=...), not both"
+        )
+    # open_clip's fp16/bf16 casts matmul weights and keeps LayerNorm in fp32 (as OpenAI did);
+    # "amp" keeps fp32 weights and autocasts at call time.
+    oc_precision = prec if prec in ("fp16", "bf16") else "fp32"
+    weights_file: str | None = None
+    quick_gelu = False
+    mean, std = _OPENAI_MEAN, _OPENAI_STD
+    if arch.startswith("hf-hub:"):
+        if not _offline_env() and not _hub_reachable():
+            raise WeightsNotFoundError(
+                f"{arch!r} needs the Hugging Face hub, which cannot be reached. {_weights_help(arch)}"
+            )
+        model = open_clip.create_model(arch, precision=oc_precision, device=dev, cache_dir=cache_dir)
+    else:
+        _check_arch(arch)
+        if tag is not None:
+            _check_tag(arch, tag)
+            cfg = open_clip.get_pretrained_cfg(arch, tag)
+            quick_gelu = bool(cfg.get("quick_gelu", False))
+            mean = tuple(cfg.get("mean") or mean)
+            std = tuple(cfg.get("std") or std)
+            weights_file = _resolve_pretrained_file(arch, tag, cache_dir)
+        elif pretrained is not None:
+            weights_file = os.fspath(pretrained)
+            if not os.path.isfile(weights_file):
+                raise WeightsNotFoundError(
+                    f"weights file {weights_file!r} does not exist; pass the path of a "
+                    ".safetensors/.pt/.bin file saved from a {arch!r} model"
+                )
+        elif arch != TINY:
+            warnings.warn(
+                f"loading {arch!r} with RANDOM weights (seed {RANDOM_WEIGHTS_SEED}); rewards are "
+                f"meaningless. Use '{arch}/<tag>' (e.g. one of "
+                f"{open_clip.list_pretrained_tags_by_model(arch)[:3]}) for pretrained weights.",
+                UserWarning,
+                stacklevel=2,
+            )
+        with torch.random.fork_rng(devices=[]), _quiet_open_clip():
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            model = open_clip.create_model(
+                arch,
+                pretrained=None,
+                precision=oc_precision,
+                device="cpu",
+                force_quick_gelu=quick_gelu,
+                cache_dir=cache_dir,
+            )
+        if weights_file is not None:
+            try:
+                open_clip.load_checkpoint(model, weights_file)
+            except Exception as exc:
+                raise ConfigError(
+                    f"could not load weights file {weights_file!r} into architecture {arch!r}: "
+                    f"{str(exc).splitlines()[0][:300]}. Check that the file was saved from a "
+                    f"{arch!r} model (ClipModel.save or an open_clip checkpoint)."
+                ) from exc
+        model = model.to(dev)
+    model.eval()
+    visual = model.visual
+    size = visual.image_size
+    size = int(size if isinstance(size, int) else size[0])
+    mean = tuple(getattr(visual, "image_mean", None) or mean)
+    std = tuple(getattr(visual, "image_std", None) or std)
+    tokenizer = open_clip.get_tokenizer(arch)
+    return ClipModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=spec if pretrained is None else f"{arch}@{os.fspath(pretrained)}",
+        device=dev,
+        precision=prec,
+        image_size=size,
+        mean=mean,
+        std=std,
+        batch_size=int(batch_size or (256 if dev.type == "cuda" else 64)),
+        resize_mode=resize_mode,
+    )
