@@ -112,7 +112,7 @@ class CLIPRewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if not callable(reward_model):
             raise ConfigError(f"reward_model must be callable on frames, got {type(reward_model).__name__}")
         gym.utils.RecordConstructorArgs.__init__(
-            self, env_reward_weight=env_reward_weight, frame_in_info=frame_in_info
+            self, reward_model=reward_model, env_reward_weight=env_reward_weight, frame_in_info=frame_in_info
         )
         gym.Wrapper.__init__(self, env)
         self.reward_model = reward_model

@@ -1,0 +1,35 @@
+"""Shared fixtures. Everything runs on the CPU with the small seeded `vlmrm-tiny` CLIP."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import vlmrm  # noqa: E402  (imported before any MuJoCo context, see vlmrm/__init__.py)
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip() -> vlmrm.ClipModel:
+    return vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32")
+
+
+@pytest.fixture
+def frames() -> np.ndarray:
+    """Eight varied RGB frames (smooth gradients plus noise), 96×128."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:128]
+    out = []
+    for i in range(8):
+        base = np.stack([(xx * (i + 1)) % 256, (yy * (8 - i)) % 256, ((xx + yy) * 2 + 30 * i) % 256], -1)
+        noise = rng.integers(0, 40, size=base.shape)
+        out.append(np.clip(base + noise, 0, 255).astype(np.uint8))
+    return np.stack(out)

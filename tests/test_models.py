@@ -1,0 +1,189 @@
+"""Model loading and the image path: reference equivalence, input forms, clear errors."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize
+
+import vlmrm
+from vlmrm.errors import ConfigError, WeightsNotFoundError
+
+
+def _reference_embed(clip: vlmrm.ClipModel, frames: np.ndarray) -> np.ndarray:
+    """The reference VLM-RM image path: float frames, torchvision Resize/CenterCrop/Normalize."""
+    size = clip.image_size
+    transform = Compose(
+        [
+            lambda x: x.to(torch.float32) / 255.0,
+            Resize((size, size), interpolation=InterpolationMode.BICUBIC),
+            CenterCrop(size),
+            Normalize(mean=clip.mean, std=clip.std),
+        ]
+    )
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        return clip.model.encode_image(transform(x), normalize=True).numpy()
+
+
+def test_fp32_reproduces_reference_pipeline(tiny_clip, frames):
+    ours = tiny_clip.embed_images(frames).numpy()
+    np.testing.assert_allclose(ours, _reference_embed(tiny_clip, frames), atol=1e-5)
+
+
+def test_non_square_frames_are_squashed_by_default(tiny_clip, frames):
+    wide = frames[:, :48, :]  # 48×128: aspect ratio 8:3
+    np.testing.assert_allclose(
+        tiny_clip.embed_images(wide).numpy(), _reference_embed(tiny_clip, np.ascontiguousarray(wide)), atol=1e-5
+    )
+    crop = tiny_clip.embed_images(wide, resize_mode="center_crop")
+    pad = tiny_clip.embed_images(wide, resize_mode="pad")
+    assert not torch.allclose(crop, tiny_clip.embed_images(wide))
+    assert not torch.allclose(pad, crop)
+    # center_crop sees only the middle square: changing the sides changes nothing.
+    edited = np.ascontiguousarray(wide).copy()
+    edited[:, :, :10] = 0
+    torch.testing.assert_close(tiny_clip.embed_images(edited, resize_mode="center_crop"), crop)
+
+
+def test_input_forms_agree(tiny_clip, frames):
+    want = tiny_clip.embed_images(frames)
+    chw = np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
+    torch.testing.assert_close(tiny_clip.embed_images(torch.from_numpy(frames)), want)
+    torch.testing.assert_close(tiny_clip.embed_images(chw), want)
+    torch.testing.assert_close(tiny_clip.embed_images(torch.from_numpy(chw)), want)
+    torch.testing.assert_close(tiny_clip.embed_images(list(frames)), want)
+    torch.testing.assert_close(tiny_clip.embed_images(frames[3]), want[3:4])
+    torch.testing.assert_close(tiny_clip.embed_images(frames.astype(np.float32) / 255), want, atol=1e-5, rtol=0)
+    # chunking does not change results
+    torch.testing.assert_close(tiny_clip.embed_images(frames, batch_size=3), want, atol=1e-6, rtol=0)
+    assert tiny_clip.embed_images(frames[:0]).shape == (0, want.shape[1])
+    norms = want.norm(dim=-1)
+    torch.testing.assert_close(norms, torch.ones_like(norms))
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros((2, 32, 32, 3), np.int32), "uint8"),
+        (np.zeros((2, 32, 32), np.uint8), "3 colour channels"),
+        (np.zeros((2, 32, 32, 4), np.uint8), "RGBA"),
+        (np.zeros((32,), np.uint8), "shape"),
+        (np.full((1, 8, 8, 3), np.nan, np.float32), "NaN"),
+        (np.full((1, 8, 8, 3), 200.0, np.float32), r"\[0, 1\]"),
+        ("frame.png", "NumPy array or torch tensor"),
+        (np.zeros((1, 0, 8, 3), np.uint8), "zero height"),
+    ],
+)
+def test_bad_frames_give_clear_errors(tiny_clip, bad, match):
+    with pytest.raises(ConfigError, match=match):
+        tiny_clip.embed_images(bad)
+
+
+def test_text_embeddings_are_cached(tiny_clip):
+    tiny_clip.clear_text_cache()
+    a = tiny_clip.embed_texts(["a robot", "a cart"])
+    assert set(tiny_clip._text_cache) == {"a robot", "a cart"}
+    calls = []
+    original = tiny_clip.model.encode_text
+    tiny_clip.model.encode_text = lambda *args, **kw: calls.append(1) or original(*args, **kw)
+    try:
+        b = tiny_clip.embed_texts(["a cart", "a robot"])
+    finally:
+        del tiny_clip.model.encode_text
+    assert calls == []
+    torch.testing.assert_close(b, a.flip(0))
+
+
+def test_tiny_is_seeded_and_deterministic():
+    a = vlmrm.load_clip("vlmrm-tiny", device="cpu")
+    torch.manual_seed(123)
+    b = vlmrm.load_clip("vlmrm-tiny", device="cpu")
+    for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert a.device.type == "cpu" and a.precision == "fp32"
+
+
+def test_local_weights_file_roundtrip(tmp_path, frames):
+    clip = vlmrm.load_clip("vlmrm-tiny", device="cpu")
+    with torch.no_grad():
+        for p in clip.model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    path = tmp_path / "tuned.safetensors"
+    clip.save(path)
+    loaded = vlmrm.load_clip("vlmrm-tiny", device="cpu", pretrained=path)
+    torch.testing.assert_close(loaded.embed_images(frames), clip.embed_images(frames))
+    fresh = vlmrm.load_clip("vlmrm-tiny", device="cpu")
+    assert not torch.allclose(fresh.embed_images(frames), clip.embed_images(frames))
+
+
+def test_weights_file_for_wrong_architecture(tmp_path):
+    path = tmp_path / "tiny.safetensors"
+    vlmrm.load_clip("vlmrm-tiny", device="cpu").save(path)
+    with pytest.raises(ConfigError, match="could not load weights"):
+        vlmrm.load_clip("RN50", device="cpu", pretrained=path)
+
+
+def test_missing_weights_file():
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
+        vlmrm.load_clip("vlmrm-tiny", device="cpu", pretrained="no/such/file.safetensors")
+
+
+def test_architecture_alone_warns_random_weights():
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        clip = vlmrm.load_clip("RN50", device="cpu")
+    assert clip.image_size == 224
+
+
+def test_unknown_architecture_and_tag():
+    with pytest.raises(ConfigError, match="unknown CLIP architecture 'ViT-B-33'.*ViT-B-32"):
+        vlmrm.load_clip("ViT-B-33/openai", device="cpu")
+    with pytest.raises(ConfigError, match="unknown pretrained tag 'laion9b'.*laion2b_s34b_b79k"):
+        vlmrm.load_clip("ViT-B-32/laion9b", device="cpu")
+
+
+def test_offline_missing_weights_fail_fast(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(WeightsNotFoundError, match=r"ViT-B-32/laion2b_s34b_b79k.*HF_HUB_OFFLINE"):
+        vlmrm.load_clip("ViT-B-32/laion2b_s34b_b79k", device="cpu", cache_dir=str(tmp_path))
+    assert time.monotonic() - start < 10
+
+
+def test_unreachable_hub_fails_fast(tmp_path, monkeypatch):
+    """Without HF_HUB_OFFLINE the hub is probed once, not retried for a minute."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    # Port 9 on loopback: nothing listens there, the connection is refused at once.
+    monkeypatch.setattr(hf_constants, "ENDPOINT", "http://127.0.0.1:9")
+    start = time.monotonic()
+    with pytest.raises(WeightsNotFoundError, match="cannot be reached.*local weights file"):
+        vlmrm.load_clip("ViT-B-32/openai", device="cpu", cache_dir=str(tmp_path))
+    assert time.monotonic() - start < 10
+
+
+def test_bad_device_and_precision():
+    with pytest.raises(ConfigError, match="precision"):
+        vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp8")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            vlmrm.load_clip("vlmrm-tiny", device="cuda")
+
+
+def test_reduced_precision_runs_and_stays_close(frames):
+    fp32 = vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bf16 = vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="bf16")
+    assert bf16.precision == "bf16"
+    a, b = fp32.embed_images(frames), bf16.embed_images(frames)
+    assert b.dtype == torch.float32
+    cos = (a * b).sum(-1)
+    assert float(cos.min()) > 0.99
+    assert vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="auto").precision == "fp32"
