@@ -1,0 +1,197 @@
+"""Data-parallel reward inference with ``torch.distributed`` (launched by ``torchrun``).
+
+Two patterns, both started with the usual torchrun arguments (``--standalone`` on one
+machine, ``--nnodes/--node-rank/--rdzv-endpoint`` across machines; torchrun's rendezvous
+picks the port, nothing here is fixed):
+
+* **Sharded jobs** (video scoring, test-time adaptation): every rank takes
+  ``shard(items)`` — a strided, deterministic slice — processes it on its own device, and
+  :func:`gather_to_rank0` merges the per-rank results on rank 0 in the original order.
+  The output is identical to a one-process run because every item is processed by exactly
+  one rank with the same code.
+
+* **Reward serving for training** (:class:`DistributedReward`): RL training with SB3 is a
+  single learner, so the envs and the agent live on rank 0 and only the CLIP forward pass
+  is spread: rank 0 scatters each batch of frames across ranks, every rank encodes its
+  chunk with its own CLIP replica, and the rewards are gathered back. Ranks > 0 run
+  :meth:`DistributedReward.serve` until rank 0 closes the reward (or exits). We chose this
+  over one-agent-per-GPU because it keeps the training algorithm and its hyper-parameters
+  exactly those of the single-GPU run; only the reward is faster.
+
+Backend: NCCL when CUDA is available, gloo otherwise (so it runs and is tested on a CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from vlmrm.preprocess import as_frame_tensor
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands in the job; a single process is rank 0 of 1."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_distributed(backend: str | None = None) -> DistInfo:
+    """Join the process group torchrun set up; a no-op (rank 0 of 1) for a plain ``python`` run."""
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+        return DistInfo()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend=backend)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def device_for(info: DistInfo) -> torch.device:
+    """One GPU per local rank when there are GPUs, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", info.local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def shutdown() -> None:
+    """Leave the process group (safe to call twice or without one)."""
+    if dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def distributed_session(backend: str | None = None) -> Iterator[DistInfo]:
+    """``with distributed_session() as info:`` — init, and always leave the group, even on Ctrl-C."""
+    info = init_distributed(backend)
+    try:
+        yield info
+    finally:
+        shutdown()
+
+
+def shard(items: Sequence[T], info: DistInfo) -> list[T]:
+    """This rank's items: ``items[rank::world_size]`` (deterministic, balanced, order kept)."""
+    return list(items[info.rank :: info.world_size])
+
+
+def gather_to_rank0(local: list[Any], info: DistInfo) -> list[Any] | None:
+    """Merge per-rank result lists (from :func:`shard`) back into the original item order on rank 0.
+
+    Returns the merged list on rank 0 and ``None`` elsewhere; with one process it returns
+    ``local`` unchanged.
+    """
+    if not info.enabled:
+        return list(local)
+    parts: list[list[Any]] | None = [None] * info.world_size if info.is_main else None  # type: ignore[list-item]
+    dist.gather_object(list(local), parts, dst=0)
+    if not info.is_main:
+        return None
+    merged: list[Any] = []
+    longest = max(len(p) for p in parts)  # type: ignore[union-attr]
+    for i in range(longest):
+        for p in parts:  # type: ignore[union-attr]
+            if i < len(p):
+                merged.append(p[i])
+    return merged
+
+
+_STOP = -1
+
+
+class DistributedReward:
+    """A reward callable on rank 0 that spreads each frame batch over all ranks' CLIP replicas.
+
+    Every rank builds the same reward model (``reward_fn``, e.g. a :class:`vlmrm.CLIPReward`
+    on its own device). Rank 0 calls ``dreward(frames)`` like any reward model; ranks > 0
+    call ``dreward.serve()``, which returns when rank 0 calls :meth:`close` (also called on
+    garbage collection and at exit of a ``with`` block).
+    """
+
+    def __init__(self, reward_fn: Callable[[Any], Any], info: DistInfo | None = None) -> None:
+        self.reward_fn = reward_fn
+        self.info = info or init_distributed()
+        self._closed = False
+
+    def __enter__(self) -> DistributedReward:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _local(self, frames: torch.Tensor) -> torch.Tensor:
+        out = self.reward_fn(frames)
+        return torch.as_tensor(np.asarray(out.cpu() if hasattr(out, "cpu") else out), dtype=torch.float32)
+
+    def __call__(self, frames: Any) -> np.ndarray:
+        if not self.info.enabled:
+            return self._local(as_frame_tensor(frames).permute(0, 2, 3, 1).contiguous()).numpy()
+        if not self.info.is_main:
+            raise RuntimeError("only rank 0 computes rewards; other ranks call serve()")
+        x = as_frame_tensor(frames).permute(0, 2, 3, 1).contiguous()  # (N, H, W, 3)
+        n = x.shape[0]
+        world = self.info.world_size
+        per = -(-n // world)  # ceil
+        header = torch.tensor([n, per, *x.shape[1:], int(x.is_floating_point())], dtype=torch.int64)
+        dist.broadcast(header, src=0)
+        padded = torch.zeros((per * world, *x.shape[1:]), dtype=x.dtype)
+        padded[:n] = x
+        chunks = list(padded.chunk(world))
+        mine = torch.empty_like(chunks[0])
+        dist.scatter(mine, chunks, src=0)
+        rewards = self._local(mine)
+        gathered = [torch.empty(per, dtype=torch.float32) for _ in range(world)]
+        dist.gather(rewards, gathered, dst=0)
+        return torch.cat(gathered)[:n].numpy()
+
+    def serve(self) -> None:
+        """Ranks > 0: answer rank 0's batches until it closes the reward."""
+        if not self.info.enabled or self.info.is_main:
+            return
+        while True:
+            header = torch.empty(6, dtype=torch.int64)
+            dist.broadcast(header, src=0)
+            n, per, h, w, c, is_float = (int(v) for v in header)
+            if n == _STOP:
+                return
+            mine = torch.empty((per, h, w, c), dtype=torch.float32 if is_float else torch.uint8)
+            dist.scatter(mine, None, src=0)
+            rewards = self._local(mine)
+            dist.gather(rewards, None, dst=0)
+
+    def close(self) -> None:
+        """Rank 0: release the serving ranks."""
+        if self._closed or not self.info.enabled or not self.info.is_main:
+            self._closed = True
+            return
+        self._closed = True
+        if dist.is_initialized():
+            dist.broadcast(torch.tensor([_STOP, 0, 0, 0, 0, 0], dtype=torch.int64), src=0)
