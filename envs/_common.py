@@ -1,0 +1,91 @@
+"""Helpers shared by the CLIP-friendly environments: argument checks and pygame drawing.
+
+The classic-control environments draw their frames with pygame *directly at the size the
+caller asked for*: CLIP sees 224x224 frames, and drawing at 600x400 only to resize on
+every step would waste time and blur thin shapes (the pole, the flag). pygame draws into
+an off-screen ``Surface``; no window or display is ever opened.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pygame
+
+# pygame prints a banner on import unless told not to; the environments import it lazily.
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+#: Default frame size: CLIP's input resolution, so frames need no resize before encoding.
+DEFAULT_RENDER_SIZE: tuple[int, int] = (224, 224)
+
+Color = tuple[int, int, int]
+
+
+def check_size(width: object, height: object) -> tuple[int, int]:
+    """Return ``(width, height)`` as ints, or raise a ``ValueError`` naming the bad one.
+
+    Checked at construction so that a typo fails at once rather than deep inside pygame
+    or the OpenGL context on the first ``render()``.
+    """
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+            raise ValueError(f"{name} must be a positive int (pixels), got {value!r}")
+    return int(width), int(height)  # type: ignore[call-overload]
+
+
+def check_render_mode(render_mode: str | None, supported: Sequence[str]) -> None:
+    """Raise a ``ValueError`` if ``render_mode`` is neither ``None`` nor supported."""
+    if render_mode is not None and render_mode not in supported:
+        raise ValueError(
+            f"render_mode must be None or one of {list(supported)}, got {render_mode!r}"
+        )
+
+
+def surface_to_array(surface: pygame.Surface) -> np.ndarray:
+    """Copy a pygame surface into a C-contiguous, writeable ``uint8`` array ``(H, W, 3)``.
+
+    ``pygame.surfarray`` returns a transposed (W, H, 3) view; going through the raw RGB
+    bytes instead gives row-major memory that ``torch.from_numpy`` accepts without copy.
+    """
+    import pygame
+
+    width, height = surface.get_size()
+    raw = bytearray(pygame.image.tobytes(surface, "RGB"))
+    return np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
+
+
+def fill_polygon(
+    surface: pygame.Surface, points: Sequence[tuple[float, float]], color: Color
+) -> None:
+    """Draw a filled polygon with an anti-aliased outline (smooth edges at small sizes)."""
+    from pygame import gfxdraw
+
+    pts = [(round(x), round(y)) for x, y in points]
+    gfxdraw.filled_polygon(surface, pts, color)
+    gfxdraw.aapolygon(surface, pts, color)
+
+
+def fill_circle(
+    surface: pygame.Surface, center: tuple[float, float], radius: float, color: Color
+) -> None:
+    """Draw a filled, anti-aliased circle; radius is at least one pixel so it never vanishes."""
+    from pygame import gfxdraw
+
+    x, y, r = round(center[0]), round(center[1]), max(1, round(radius))
+    gfxdraw.filled_circle(surface, x, y, r, color)
+    gfxdraw.aacircle(surface, x, y, r, color)
+
+
+def new_surface(width: int, height: int, background: Color) -> pygame.Surface:
+    """An off-screen pygame surface filled with ``background`` (no display needed)."""
+    import pygame
+
+    surface = pygame.Surface((width, height))
+    surface.fill(background)
+    return surface

@@ -1,0 +1,175 @@
+"""Gymnasium registrations of the CLIP-friendly environments and their per-env defaults.
+
+``ENV_DEFAULTS`` is the one place that says, for each environment, which id to make,
+which prompts the VLM-RM paper used with it, what frame size to render and how long an
+episode is. The CLIs, configs and examples read it instead of repeating these values.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+from ._common import DEFAULT_RENDER_SIZE, check_size
+
+
+@dataclass(frozen=True)
+class EnvDefaults:
+    """Defaults for one environment.
+
+    Attributes:
+        name: short name (the key in ``ENV_DEFAULTS``), e.g. ``"Humanoid"``.
+        env_id: registered gymnasium id, e.g. ``"vlmrm/Humanoid-v0"``.
+        goal_template: turns a goal into the CLIP goal prompt; contains ``{goal}``.
+        baseline: the baseline prompt ``b`` of goal-baseline regularisation.
+        goal: the default goal (the one used in the VLM-RM paper).
+        render_size: ``(width, height)`` of rendered frames; CLIP's input size by default.
+        episode_length: steps before truncation (gymnasium's ``max_episode_steps``).
+        env_kwargs: extra keyword arguments of the environment's constructor.
+    """
+
+    name: str
+    env_id: str
+    goal_template: str
+    baseline: str
+    goal: str
+    render_size: tuple[int, int] = DEFAULT_RENDER_SIZE
+    episode_length: int = 1000
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def goal_prompt(self, goal: str | None = None) -> str:
+        """The goal prompt for ``goal`` (default: this env's default goal)."""
+        return self.goal_template.format(goal=self.goal if goal is None else goal)
+
+
+#: Per-environment defaults, keyed by short name.
+ENV_DEFAULTS: dict[str, EnvDefaults] = {
+    "CartPole": EnvDefaults(
+        name="CartPole",
+        env_id="vlmrm/CartPole-v0",
+        goal_template="{goal}",
+        baseline="pole and cart",
+        goal="pole vertically upright on top of the cart",
+        episode_length=500,  # gymnasium's CartPole-v1
+    ),
+    "MountainCar": EnvDefaults(
+        name="MountainCar",
+        env_id="vlmrm/MountainCarContinuous-v0",
+        goal_template="{goal}",
+        baseline="a car in the mountain",
+        goal="a car at the peak of the mountain, next to the yellow flag",
+        episode_length=999,  # gymnasium's MountainCarContinuous-v0
+    ),
+    "Humanoid": EnvDefaults(
+        name="Humanoid",
+        env_id="vlmrm/Humanoid-v0",
+        goal_template="a humanoid robot {goal}",
+        baseline="a humanoid robot",
+        goal="kneeling",
+        episode_length=100,  # the VLM-RM paper: 100-step episodes, no early termination
+        env_kwargs={"fixed_length": True},
+    ),
+}
+
+_ENTRY_POINTS = {
+    "CartPole": ("vlmrm.envs.cartpole:CartPoleEnv", 475.0),
+    "MountainCar": ("vlmrm.envs.mountain_car:MountainCarContinuousEnv", 90.0),
+    "Humanoid": ("vlmrm.envs.humanoid:TexturedHumanoidEnv", None),
+}
+
+
+def register_envs() -> None:
+    """Register every id in ``ENV_DEFAULTS`` with gymnasium; calling it again is a no-op.
+
+    Runs on ``import vlmrm.envs``. Subprocess vector envs that re-import the package
+    (spawn / forkserver) therefore see the ids too.
+    """
+    for name, defaults in ENV_DEFAULTS.items():
+        if defaults.env_id in gym.registry:
+            continue
+        entry_point, reward_threshold = _ENTRY_POINTS[name]
+        width, height = defaults.render_size
+        gym.register(
+            id=defaults.env_id,
+            entry_point=entry_point,
+            max_episode_steps=defaults.episode_length,
+            reward_threshold=reward_threshold,
+            kwargs={"width": width, "height": height, **defaults.env_kwargs},
+        )
+
+
+def _valid_names() -> str:
+    return ", ".join(f"{d.name!r} ({d.env_id})" for d in ENV_DEFAULTS.values())
+
+
+def get_env_defaults(name_or_id: str) -> EnvDefaults:
+    """Look up defaults by short name (case-insensitive) or by registered id.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    for defaults in ENV_DEFAULTS.values():
+        if name_or_id.lower() == defaults.name.lower() or name_or_id == defaults.env_id:
+            return defaults
+    raise ValueError(f"unknown environment {name_or_id!r}; valid names: {_valid_names()}")
+
+
+def make_env(
+    name_or_id: str,
+    *,
+    episode_length: int | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    render_mode: str | None = "rgb_array",
+    **kwargs: Any,
+) -> gym.Env:
+    """Make an environment by short name or gymnasium id, ready to render for CLIP.
+
+    ``make_env("Humanoid")`` is ``gym.make("vlmrm/Humanoid-v0", render_mode="rgb_array",
+    width=224, height=224, max_episode_steps=100)``. Any other gymnasium id is made too,
+    with ``width``/``height`` passed only if given (not every env accepts them).
+
+    Args:
+        name_or_id: short name (``"CartPole"``, ``"MountainCar"``, ``"Humanoid"``,
+            case-insensitive) or a registered gymnasium id.
+        episode_length: steps before truncation (``max_episode_steps``); default: the
+            env's ``ENV_DEFAULTS`` entry, or its registration for other ids.
+        width, height: frame size; default: the env's ``render_size``.
+        render_mode: ``"rgb_array"`` by default, since frames feed the reward model.
+        **kwargs: passed to the environment's constructor.
+
+    Raises:
+        ValueError: unknown name, or a non-positive ``episode_length``/``width``/``height``.
+    """
+    register_envs()
+    try:
+        defaults: EnvDefaults | None = get_env_defaults(name_or_id)
+    except ValueError:
+        if name_or_id not in gym.registry:
+            raise ValueError(
+                f"unknown environment {name_or_id!r}; valid names: {_valid_names()}, "
+                "or any id registered with gymnasium"
+            ) from None
+        defaults = None
+    if episode_length is not None and (
+        isinstance(episode_length, bool)
+        or not isinstance(episode_length, numbers.Integral)
+        or episode_length <= 0
+    ):
+        raise ValueError(f"episode_length must be a positive int, got {episode_length!r}")
+
+    if defaults is not None:
+        env_id = defaults.env_id
+        width = defaults.render_size[0] if width is None else width
+        height = defaults.render_size[1] if height is None else height
+        if episode_length is None:
+            episode_length = defaults.episode_length
+    else:
+        env_id = name_or_id
+    if width is not None or height is not None:
+        check_size(width if width is not None else 1, height if height is not None else 1)
+        kwargs.update({k: v for k, v in (("width", width), ("height", height)) if v is not None})
+    return gym.make(env_id, render_mode=render_mode, max_episode_steps=episode_length, **kwargs)
