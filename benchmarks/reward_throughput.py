@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--precision", default="auto", help="precision of the toolkit path")
     p.add_argument("--device", default=None)
+    p.add_argument(
+        "--fast-resize",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="resize uint8 frames before float conversion (auto: on unless fp32)",
+    )
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
     h, w = (int(v) for v in args.frame_size.lower().split("x"))
@@ -77,7 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref_clip = vlmrm.load_clip(args.model, device=args.device, precision="fp32")
-        clip = vlmrm.load_clip(args.model, device=args.device, precision=args.precision, batch_size=args.batch_size)
+        fast = {"auto": None, "on": True, "off": False}[args.fast_resize]
+        clip = vlmrm.load_clip(
+            args.model, device=args.device, precision=args.precision, batch_size=args.batch_size, fast_resize=fast
+        )
     goal, base = "a humanoid robot kneeling", "a humanoid robot"
     ref_reward = vlmrm.CLIPReward(ref_clip, goal=goal, baseline=base, alpha=0.5)
     reward = vlmrm.CLIPReward(clip, goal=goal, baseline=base, alpha=0.5)
@@ -106,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     rho = spearmanr(r_ours, r_fp32).statistic
     n = args.batch_size
     print(
-        f"model={args.model} device={clip.device} precision={clip.precision} "
+        f"model={args.model} device={clip.device} precision={clip.precision} fast_resize={clip.fast_resize} "
         f"frames={n}x{h}x{w} torch={torch.__version__} threads={torch.get_num_threads()}"
     )
     print(f"reference-style baseline : {n / t_ref:9.1f} frames/s")

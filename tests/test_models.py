@@ -187,3 +187,17 @@ def test_reduced_precision_runs_and_stays_close(frames):
     cos = (a * b).sum(-1)
     assert float(cos.min()) > 0.99
     assert vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="auto").precision == "fp32"
+
+
+def test_fast_resize_is_close_to_exact_path(frames):
+    exact = vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32")
+    fast = vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32", fast_resize=True)
+    assert not exact.fast_resize and fast.fast_resize
+    big = np.repeat(np.repeat(frames, 3, axis=1), 3, axis=2)  # 288×384: a real downscale
+    a, b = exact.embed_images(big), fast.embed_images(big)
+    assert not torch.equal(a, b)  # a different path...
+    assert float((a * b).sum(-1).min()) > 0.9999  # ...with the same result to 1e-4
+    from scipy.stats import spearmanr
+
+    g = exact.embed_texts(["a humanoid robot kneeling"])[0]
+    assert spearmanr((a @ g).numpy(), (b @ g).numpy()).statistic > 0.99

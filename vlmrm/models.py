@@ -218,6 +218,7 @@ class ClipModel:
     std: tuple[float, ...] = _OPENAI_STD
     batch_size: int = 64
     resize_mode: str = "squash"
+    fast_resize: bool = False
     _text_cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     image_calls: int = field(default=0, repr=False)
 
@@ -246,6 +247,7 @@ class ClipModel:
             device=self.device,
             dtype=self.dtype,
             resize_mode=self.resize_mode,
+            fast_resize=self.fast_resize,
         )
 
     @torch.inference_mode()
@@ -289,6 +291,7 @@ class ClipModel:
                 device=self.device,
                 dtype=self.dtype,
                 resize_mode=mode,
+                fast_resize=self.fast_resize,
             )
             out.append(self.encode_preprocessed(chunk))
         return torch.cat(out)
@@ -352,6 +355,7 @@ def load_clip(
     cache_dir: str | None = None,
     batch_size: int | None = None,
     resize_mode: str = "squash",
+    fast_resize: bool | None = None,
 ) -> ClipModel:
     """Load a CLIP model for rewards; see the module docstring for the forms of ``spec``.
 
@@ -364,6 +368,9 @@ def load_clip(
         cache_dir: Hugging Face cache directory (default: the hub's own).
         batch_size: frames per image-tower call (default 64 on CPU, 256 on CUDA).
         resize_mode: ``"squash"`` (reference), ``"center_crop"`` or ``"pad"``.
+        fast_resize: resize uint8 frames before converting them to float (much faster on
+            CPU, not bit-identical to the reference). Default: on for reduced precision,
+            off for fp32 so that fp32 reproduces the reference numbers.
     """
     register_model_configs()
     dev = resolve_device(device)
@@ -449,4 +456,5 @@ def load_clip(
         std=std,
         batch_size=int(batch_size or (256 if dev.type == "cuda" else 64)),
         resize_mode=resize_mode,
+        fast_resize=(prec != "fp32") if fast_resize is None else bool(fast_resize),
     )

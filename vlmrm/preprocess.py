@@ -129,21 +129,29 @@ def preprocess(
     device: torch.device,
     dtype: torch.dtype = torch.float32,
     resize_mode: str = "squash",
+    fast_resize: bool = False,
 ) -> torch.Tensor:
     """Turn a validated ``(N, 3, H, W)`` frame tensor into normalised CLIP input on ``device``.
 
-    The uint8 → float conversion (``/255``), bicubic antialiased resize and normalisation
-    reproduce the reference implementation's torchvision pipeline to float precision.
+    By default the uint8 → float conversion (``/255``), bicubic antialiased resize and
+    normalisation reproduce the reference implementation's torchvision pipeline to float
+    precision. ``fast_resize`` resizes the uint8 frames first (on CPU, in channels-last
+    layout: about 15× faster than resizing float frames; each pixel is then rounded to a
+    whole 1/255 step, far below what moves a reward) and converts only the small result.
     """
     if frames.device != device:
         if device.type == "cuda" and frames.device.type == "cpu":
             frames = frames.pin_memory().to(device, non_blocking=True)
         else:
             frames = frames.to(device)
-    x = frames.float()
-    if frames.dtype == torch.uint8:
-        x = x / 255.0
-    x = resize_frames(x, size, resize_mode)
+    if fast_resize and frames.dtype == torch.uint8 and device.type == "cpu":
+        x = resize_frames(frames.contiguous(memory_format=torch.channels_last), size, resize_mode)
+        x = x.float() / 255.0
+    else:
+        x = frames.float()
+        if frames.dtype == torch.uint8:
+            x = x / 255.0
+        x = resize_frames(x, size, resize_mode)
     m = torch.tensor(mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
     x = (x - m) / s
