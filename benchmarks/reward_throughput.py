@@ -8,6 +8,15 @@ frames, so the printed ratio is meaningful even on a noisy machine. Also printed
 fidelity of the toolkit's rewards to fp32 rewards (Spearman) and the max |Δreward|.
 
     python benchmarks/reward_throughput.py --model ViT-B-32 --frame-size 480x480 --batch-size 64
+    python benchmarks/reward_throughput.py --model ViT-B-32,ViT-L-14 --frame-size 224x224,480x480,400x600 \
+        --batch-size 1,16,256,1024 --precision fp16          # a sweep: one table row per setting
+
+Columns: frames/s of the reference-style baseline and of the toolkit, their ratio, the bare
+image tower's images/s on already-normalised input (what the rest of the path costs), the
+tower's achieved TFLOP/s (FLOPs counted with torch's FlopCounterMode) and, with
+``--peak-tflops``, the fraction of the device's peak; then the rank fidelity (Spearman) of
+the toolkit's rewards to fp32 rewards on a fixed set of 64 frames, with max |Δreward| and
+the spread (std) of the rewards across those frames.
 """
 
 from __future__ import annotations
@@ -63,11 +72,68 @@ def interleaved(fns: dict[str, object], repeats: int) -> tuple[dict[str, float],
     return best, outs
 
 
+def make_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth random scenes (not white noise), so that frames differ like rendered ones do."""
+    gen = torch.Generator().manual_seed(seed)
+    low = torch.randint(0, 256, (n, 3, 12, 12), generator=gen, dtype=torch.uint8).float()
+    x = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def image_tower_gflops(clip: vlmrm.ClipModel) -> float:
+    """GFLOPs of one image through the tower, counted by torch (a multiply-add is 2 FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros((1, 3, clip.image_size, clip.image_size), dtype=clip.dtype, device=clip.device)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        clip.model.encode_image(x)
+    return counter.get_total_flops() / 1e9
+
+
+def measure(args: argparse.Namespace, model: str, h: int, w: int, batch: int) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref_clip = vlmrm.load_clip(model, device=args.device, precision="fp32")
+        fast = {"auto": None, "on": True, "off": False}[args.fast_resize]
+        clip = vlmrm.load_clip(model, device=args.device, precision=args.precision, batch_size=batch, fast_resize=fast)
+    goal, base = "a humanoid robot kneeling", "a humanoid robot"
+    ref_reward = vlmrm.CLIPReward(ref_clip, goal=goal, baseline=base, alpha=0.5)
+    reward = vlmrm.CLIPReward(clip, goal=goal, baseline=base, alpha=0.5)
+    frames = make_frames(batch, h, w)
+    x = clip.preprocess(frames)
+    times, _ = interleaved(
+        {
+            "ref": lambda: reference_rewards(ref_clip, ref_reward, torch.from_numpy(frames)),
+            "ours": lambda: reward(frames),
+            "tower": lambda: clip.encode_preprocessed(x),
+        },
+        args.repeats,
+    )
+    probe = make_frames(64, h, w, seed=1)
+    r_fp32, r_ours = ref_reward(probe), reward(probe)
+    r_ref = reference_rewards(ref_clip, ref_reward, torch.from_numpy(probe)).cpu().numpy()
+    gflops = image_tower_gflops(clip)
+    return {
+        "ref_fps": batch / times["ref"],
+        "fps": batch / times["ours"],
+        "tower_fps": batch / times["tower"],
+        "tflops": batch / times["tower"] * gflops / 1e3,
+        "gflops": gflops,
+        "spearman": float(spearmanr(r_ours, r_fp32).statistic),
+        "max_dr": float(np.abs(r_ours - r_fp32).max()),
+        "spread": float(r_fp32.std()),
+        "ref_dr": float(np.abs(r_fp32 - r_ref).max()),
+        "precision": clip.precision,
+        "fast_resize": clip.fast_resize,
+        "device": str(clip.device),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="ViT-B-32", help="open_clip architecture (random weights) or ARCH/TAG")
-    p.add_argument("--frame-size", default="480x480", help="HxW of the uint8 frames")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--model", default="ViT-B-32", help="open_clip architecture(s), comma-separated (random weights)")
+    p.add_argument("--frame-size", default="480x480", help="HxW of the uint8 frames, comma-separated")
+    p.add_argument("--batch-size", default="64", help="batch size(s), comma-separated")
     p.add_argument("--precision", default="auto", help="precision of the toolkit path")
     p.add_argument("--device", default=None)
     p.add_argument(
@@ -77,57 +143,30 @@ def main(argv: list[str] | None = None) -> None:
         help="resize uint8 frames before float conversion (auto: on unless fp32)",
     )
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOP/s at this precision")
     args = p.parse_args(argv)
-    h, w = (int(v) for v in args.frame_size.lower().split("x"))
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ref_clip = vlmrm.load_clip(args.model, device=args.device, precision="fp32")
-        fast = {"auto": None, "on": True, "off": False}[args.fast_resize]
-        clip = vlmrm.load_clip(
-            args.model, device=args.device, precision=args.precision, batch_size=args.batch_size, fast_resize=fast
-        )
-    goal, base = "a humanoid robot kneeling", "a humanoid robot"
-    ref_reward = vlmrm.CLIPReward(ref_clip, goal=goal, baseline=base, alpha=0.5)
-    reward = vlmrm.CLIPReward(clip, goal=goal, baseline=base, alpha=0.5)
-
-    # Smooth random scenes (not white noise) so that frames differ like rendered frames do.
-    gen = torch.Generator().manual_seed(0)
-    low = torch.randint(0, 256, (args.batch_size, 12, 12, 3), generator=gen, dtype=torch.uint8)
-    frames = torch.nn.functional.interpolate(
-        low.permute(0, 3, 1, 2).float(), size=(h, w), mode="bilinear", align_corners=False
+    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.frame_size.split(",")]
+    batches = [int(b) for b in args.batch_size.split(",")]
+    print(f"torch={torch.__version__} threads={torch.get_num_threads()} cuda={torch.cuda.is_available()}")
+    header = (
+        f"{'model':<10} {'frames':>9} {'batch':>5} {'prec':>5} {'fast':>5} {'baseline/s':>10} {'vlmrm/s':>9} "
+        f"{'speedup':>7} {'tower/s':>9} {'path/tower':>10} {'TFLOP/s':>8} {'of peak':>7} {'spearman':>8} "
+        f"{'max|dR|':>8} {'spread':>8}"
     )
-    frames = frames.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-
-    x = clip.preprocess(frames)
-    times, outs = interleaved(
-        {
-            "ref": lambda: reference_rewards(ref_clip, ref_reward, torch.from_numpy(frames)),
-            "ours": lambda: reward(frames),
-            "tower": lambda: clip.encode_preprocessed(x),
-        },
-        args.repeats,
-    )
-    t_ref, t_ours, t_tower = times["ref"], times["ours"], times["tower"]
-    r_ref, r_ours = outs["ref"], outs["ours"]
-    r_ref = r_ref.cpu().numpy()
-    r_fp32 = ref_reward(frames)
-    rho = spearmanr(r_ours, r_fp32).statistic
-    n = args.batch_size
-    print(
-        f"model={args.model} device={clip.device} precision={clip.precision} fast_resize={clip.fast_resize} "
-        f"frames={n}x{h}x{w} torch={torch.__version__} threads={torch.get_num_threads()}"
-    )
-    print(f"reference-style baseline : {n / t_ref:9.1f} frames/s")
-    print(f"vlmrm reward path        : {n / t_ours:9.1f} frames/s")
-    print(f"bare image tower         : {n / t_tower:9.1f} images/s (already-normalised input)")
-    print(f"speed-up vs baseline     : {t_ref / t_ours:9.2f}x")
-    print(f"reward path / bare tower : {t_tower / t_ours:9.2f}")
-    print(f"fp32 toolkit vs reference: max |dR| = {np.abs(r_fp32 - r_ref).max():.2e}")
-    print(
-        f"rank fidelity vs fp32    : Spearman {rho:.4f}, max |dR| = {np.abs(r_ours - r_fp32).max():.2e}, "
-        f"reward spread (std) = {r_fp32.std():.2e}"
-    )
+    print(header)
+    for model in args.model.split(","):
+        for h, w in sizes:
+            for batch in batches:
+                m = measure(args, model, h, w, batch)
+                peak = f"{m['tflops'] / args.peak_tflops:7.1%}" if args.peak_tflops else f"{'-':>7}"
+                print(
+                    f"{model:<10} {f'{h}x{w}':>9} {batch:>5} {m['precision']:>5} {str(m['fast_resize']):>5} "
+                    f"{m['ref_fps']:10.1f} {m['fps']:9.1f} {m['ref_fps'] and m['fps'] / m['ref_fps']:6.2f}x "
+                    f"{m['tower_fps']:9.1f} {m['fps'] / m['tower_fps']:10.2f} {m['tflops']:8.3f} {peak} "
+                    f"{m['spearman']:8.4f} {m['max_dr']:8.1e} {m['spread']:8.1e}",
+                    flush=True,
+                )
+    print(f"(fp32 toolkit vs reference pipeline: max |dR| = {m['ref_dr']:.1e}; tower GFLOPs/image = {m['gflops']:.1f})")
 
 
 if __name__ == "__main__":
