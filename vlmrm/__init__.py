@@ -9,9 +9,11 @@ wrappers apply it to Gymnasium and Stable-Baselines3 environments.
 # EGL context is created (Mesa's LLVM), or the process crashes on the later import.
 import torchvision  # noqa: F401, I001
 
+from vlmrm.diagnostics import diagnose, epic_distance
 from vlmrm.errors import ConfigError, VLMRMError, WeightsNotFoundError
 from vlmrm.models import ClipModel, load_clip
 from vlmrm.reward import CLIPReward, RewardModel, goal_baseline_reward
+from vlmrm.scoring import VideoScores, score_video
 from vlmrm.wrappers import (
     CLIPRewardVecEnvWrapper,
     CLIPRewardVectorWrapper,
@@ -31,9 +33,13 @@ __all__ = [
     "ConfigError",
     "RenderFrameToInfo",
     "RewardModel",
+    "VideoScores",
     "VLMRMError",
     "WeightsNotFoundError",
+    "diagnose",
+    "epic_distance",
     "goal_baseline_reward",
     "load_clip",
     "make_vec_env",
+    "score_video",
 ]

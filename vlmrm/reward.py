@@ -119,7 +119,7 @@ class CLIPReward:
         self.batch_size = batch_size
         self.goal_prompts = check_prompts(goal, "goal")
         self.baseline_prompts = None if baseline is None else check_prompts(baseline, "baseline")
-        self.goal_embedding, self.direction = self._target(self.goal_prompts, self.baseline_prompts)
+        self.goal_embedding, self.direction = self.target_embeddings(self.goal_prompts, self.baseline_prompts)
         self.alpha = check_alpha(alpha)
         if self.direction is None and self.alpha > 0:
             raise ConfigError("alpha > 0 needs a baseline prompt, e.g. baseline='a humanoid robot'")
@@ -134,9 +134,10 @@ class CLIPReward:
         m = self.clip.embed_texts(prompts).mean(dim=0)
         return m / m.norm() if self.renormalize_means else m
 
-    def _target(
+    def target_embeddings(
         self, goal: list[str], baseline: list[str] | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(g, d = g - b)`` for prompt lists; checks that the direction is not zero."""
         g = self._mean_embedding(goal)
         if baseline is None:
             return g, None
@@ -194,7 +195,7 @@ class CLIPReward:
         else:
             goal_p = self.goal_prompts if goal is None else check_prompts(goal, "goal")
             base_p = self.baseline_prompts if baseline is None else check_prompts(baseline, "baseline")
-            g, d = self._target(goal_p, base_p)
+            g, d = self.target_embeddings(goal_p, base_p)
         if emb.shape[1] != g.shape[0]:
             raise ConfigError(
                 f"embeddings have dimension {emb.shape[1]} but the model's is {g.shape[0]}; "
