@@ -1,0 +1,222 @@
+"""End-to-end ``python -m vlmrm.tta`` runs on tiny synthetic datasets (vlmrm-tiny, CPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+import vlmrm
+from vlmrm.errors import ConfigError
+from vlmrm.tta.cli import main, parse_config
+
+TINY = [
+    "policy=vlmrm-tiny",
+    "reward=vlmrm-tiny",
+    "progress=false",
+    "views=8",
+    "select=0.25",
+    "steps=2",
+]
+
+
+@pytest.fixture
+def class_folders(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "cls"
+    for c in ("cat", "dog", "golden_retriever"):
+        (root / c).mkdir(parents=True)
+        for i in range(2):
+            iio.imwrite(
+                root / c / f"{i}.png",
+                rng.integers(0, 255, size=(30 + 7 * i, 40, 3), dtype=np.uint8),
+            )
+    return root
+
+
+@pytest.fixture
+def karpathy(tmp_path):
+    rng = np.random.default_rng(1)
+    imgs = tmp_path / "images"
+    imgs.mkdir()
+    entries = []
+    for i in range(4):
+        iio.imwrite(imgs / f"{i}.jpg", rng.integers(0, 255, size=(32, 48, 3), dtype=np.uint8))
+        entries.append(
+            {
+                "filename": f"{i}.jpg",
+                "split": "test",
+                "sentences": [{"raw": f"photo {i} of a dog"}, {"raw": f"thing {i}"}],
+            }
+        )
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": entries}))
+    return ann, imgs
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_classify_end_to_end_image_mode(class_folders, tmp_path, capsys):
+    mode = "image"
+    out = tmp_path / f"out-{mode}"
+    assert (
+        main(["task=classify", f"data={class_folders}", f"mode={mode}", f"out={out}", *TINY]) == 0
+    )
+    recs = _records(out)
+    assert len(recs) == 6 and {r["key"] for r in recs} == {
+        f"{c}/{i}.png" for c in ("cat", "dog", "golden_retriever") for i in range(2)
+    }
+    assert all(len(r["rewards"]) == 2 and len(r["top5"]) == 3 for r in recs)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 6 and 0 <= metrics["top1"] <= 100 and metrics["settings"]["mode"] == mode
+    text = capsys.readouterr().out
+    assert "zero-shot" in text and "RLCF" in text and "top-1" in text
+
+
+def test_classify_end_to_end_prompt_mode_batched_and_sequential(class_folders, tmp_path, capsys):
+    a, b = tmp_path / "seq", tmp_path / "bat"
+    assert (
+        main(
+            ["task=classify", f"data={class_folders}", f"out={a}", "lr=0.05", "mode=prompt", *TINY]
+        )
+        == 0
+    )
+    assert "top-1" in capsys.readouterr().out
+    assert (
+        main(["task=classify", f"data={class_folders}", f"out={b}", "lr=0.05", "batch=4", *TINY])
+        == 0
+    )
+    assert json.loads((b / "metrics.json").read_text())["n"] == 6
+    for ra, rb in zip(_records(a), _records(b), strict=True):
+        assert (ra["key"], ra["pred"], ra["zeroshot_pred"]) == (
+            rb["key"],
+            rb["pred"],
+            rb["zeroshot_pred"],
+        )
+        assert ra["rewards"] == pytest.approx(rb["rewards"], abs=1e-4)
+
+
+def test_resume_skips_finished_samples(class_folders, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["task=classify", f"data={class_folders}", f"out={out}", *TINY]
+    assert main([*args, "limit=2"]) == 0
+    first = (out / "results.jsonl").read_text().splitlines()
+    assert len(first) == 2
+    with (out / "results.jsonl").open("a") as f:
+        f.write('{"key": "dog/0.png", "pred"')  # a line cut by an interruption
+    capsys.readouterr()
+    assert main([*args, "limit=4"]) == 0
+    assert "2 done, 2 to go" in capsys.readouterr().err
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert lines[:2] == first and len(lines) == 4
+    assert [json.loads(x)["key"] for x in lines] == [
+        "cat/0.png",
+        "cat/1.png",
+        "dog/0.png",
+        "dog/1.png",
+    ]
+    # Different method settings must not be mixed into the same results file.
+    assert main([*args, "steps=5"]) == 2
+    assert "different run" in capsys.readouterr().err
+    assert main([*args, "limit=1", "resume=false"]) == 0
+    assert len(_records(out)) == 1
+
+
+def test_retrieve_end_to_end(karpathy, tmp_path, capsys):
+    ann, imgs = karpathy
+    perturbed = tmp_path / "reward.safetensors"
+    reward = vlmrm.load_clip("vlmrm-tiny", device="cpu")
+    with torch.no_grad():
+        for p in reward.model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    reward.save(perturbed)
+    common = [
+        f"data={ann}",
+        f"images={imgs}",
+        "policy=vlmrm-tiny",
+        f"reward=vlmrm-tiny@{perturbed}",
+        "progress=false",
+        "k=3",
+        "steps=2",
+    ]
+    out = tmp_path / "i2t"
+    assert main(["task=retrieve", "direction=i2t", f"out={out}", *common]) == 0
+    recs = _records(out)
+    assert len(recs) == 4 and recs[0]["targets"] == [0, 1] and len(recs[0]["top10"]) == 8
+    m = json.loads((out / "metrics.json").read_text())
+    assert {"R@1", "R@5", "R@10", "zeroshot_R@1"} <= set(m) and m["R@10"] == 100.0
+    assert "R@1" in capsys.readouterr().out
+    out2 = tmp_path / "t2i"
+    two_rewards = [f"reward=[vlmrm-tiny,vlmrm-tiny@{perturbed}]", "reward_weights=[5,3]"]
+    assert (
+        main(
+            [
+                "task=retrieve",
+                "direction=text2image",
+                f"out={out2}",
+                "limit=3",
+                *common,
+                *two_rewards,
+            ]
+        )
+        == 0
+    )
+    recs = _records(out2)
+    assert len(recs) == 3 and recs[2]["targets"] == [1] and recs[2]["query"] == "photo 1 of a dog"
+
+
+def test_cli_errors_are_one_line(class_folders, tmp_path, capsys):
+    cases = [
+        (["task=classify", "dta=x"], "did you mean data"),
+        (["task=classify"], "data=<path> is required"),
+        (["task=classify", f"data={tmp_path / 'missing'}"], "does not exist"),
+        (["task=sort", "data=x"], "unknown task"),
+        (["task=classify", "data=x", "steps=many"], "bad setting"),
+        (["task=classify", "justaword"], "key=value"),
+        (["task=classify", f"data={class_folders}", "mode=text", *TINY], "unknown mode"),
+        (["task=retrieve", f"data={class_folders}", *TINY], "caption annotation JSON"),
+        (
+            [
+                "task=classify",
+                f"data={class_folders}",
+                "policy=ViT-Nope-99",
+                "reward=vlmrm-tiny",
+                f"out={tmp_path / 'o'}",
+            ],
+            "unknown CLIP architecture",
+        ),
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        lines = capsys.readouterr().err.strip().splitlines()
+        errors = [ln for ln in lines if ln.startswith("error:")]
+        assert len(errors) == 1 and lines[-1] == errors[0] and message in errors[0], lines
+        assert "Traceback" not in "\n".join(lines)
+
+
+def test_parse_config_defaults_and_lists():
+    cfg = parse_config(["data=/x", "reward=[vlmrm-tiny,vlmrm-tiny]", "reward_weights=[5,3]"])
+    assert (
+        cfg.policy == "ViT-B-16/openai"
+        and cfg.mode == "prompt"
+        and cfg.views == 64
+        and cfg.select == 0.1
+    )
+    assert cfg.reward == ["vlmrm-tiny", "vlmrm-tiny"] and cfg.reward_weights == [5.0, 3.0]
+    with pytest.raises(ConfigError):
+        parse_config(["data=/x", "batch=0"])
+
+
+def test_module_entry_point_help():
+    res = subprocess.run(
+        [sys.executable, "-m", "vlmrm.tta", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0 and "task=classify" in res.stdout and "views=64" in res.stdout

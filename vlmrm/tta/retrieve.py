@@ -1,0 +1,310 @@
+"""RLCF test-time adaptation for image-text retrieval.
+
+Per query, ``steps`` (8) times: the policy ranks the whole gallery, its top-K candidates
+(K = 16 image→text, 12 text→image) are rewarded by the reward CLIPs with
+``2.5·max(cos(query, candidate), 0)``, and one REINFORCE step with the mean-over-K
+baseline updates the query's tower — the image tower for image→text, the text tower for
+text→image (AdamW, lr 1e-6). The query is then scored with the adapted tower and the
+weights are reset.
+
+The gallery side never changes during adaptation, so its embeddings (by the frozen
+policy and by every reward model) are computed once (:func:`build_gallery`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vlmrm.errors import ConfigError
+from vlmrm.models import ClipModel
+from vlmrm.tta.feedback import CLIPFeedback
+from vlmrm.tta.params import PARAM_GROUPS, ResetState, call_stacked, stack_params, trainable_params
+from vlmrm.tta.rlcf import ADVANTAGES, SAMPLING, reinforce_loss, sample_answers
+
+DIRECTIONS = ("i2t", "t2i")
+_DIRECTION_ALIASES = {"image2text": "i2t", "text2image": "t2i", "i2t": "i2t", "t2i": "t2i"}
+DEFAULT_K = {"i2t": 16, "t2i": 12}
+RECALL_AT = (1, 5, 10)
+
+
+def normalize_direction(direction: str) -> str:
+    """``"i2t"``/``"image2text"`` → ``"i2t"``; ``"t2i"``/``"text2image"`` → ``"t2i"``."""
+    d = _DIRECTION_ALIASES.get(str(direction).lower())
+    if d is None:
+        raise ConfigError(
+            f"unknown retrieval direction {direction!r}; choose i2t (image→text) or t2i (text→image)"
+        )
+    return d
+
+
+@dataclass
+class RetrieveSettings:
+    """RLCF retrieval settings; the defaults are the paper's (Flickr30k, ViT-B/16 policy)."""
+
+    direction: str = "i2t"
+    steps: int = 8
+    lr: float = 1e-6
+    weight_decay: float = 5e-4
+    k: int | None = None  # 16 (i2t) / 12 (t2i)
+    sampling: str = "topk"
+    advantage: str = "mean"
+    params: str = "all"
+    amp: bool = True
+    ema: bool = False
+    ema_momentum: float = 0.9998
+    ema_every: int = 64
+    ema_weight: float = 1.0
+
+    def validated(self) -> RetrieveSettings:
+        d = normalize_direction(self.direction)
+        if self.sampling not in SAMPLING:
+            raise ConfigError(f"unknown sampling {self.sampling!r}; choose one of {SAMPLING}")
+        if self.advantage not in ADVANTAGES:
+            raise ConfigError(f"unknown advantage {self.advantage!r}; choose one of {ADVANTAGES}")
+        if self.params not in PARAM_GROUPS:
+            raise ConfigError(f"unknown params {self.params!r}; choose one of {PARAM_GROUPS}")
+        if int(self.steps) < 0:
+            raise ConfigError(f"steps must be >= 0, got {self.steps}")
+        k = DEFAULT_K[d] if self.k is None else int(self.k)
+        if k < 2:
+            raise ConfigError(
+                f"k must be >= 2 (the baseline is the mean over the k samples), got {k}"
+            )
+        if not float(self.lr) > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        return replace(self, direction=d, k=k, lr=float(self.lr))
+
+
+@dataclass
+class Gallery:
+    """Frozen embeddings of every image and caption, by the policy and by each reward model."""
+
+    policy_image: torch.Tensor  # (I, D)
+    policy_text: torch.Tensor  # (T, D)
+    reward_image: list[torch.Tensor]  # per reward model (I, D_m)
+    reward_text: list[torch.Tensor]  # per reward model (T, D_m)
+
+    def to(self, device) -> Gallery:
+        return Gallery(
+            self.policy_image.to(device),
+            self.policy_text.to(device),
+            [e.to(device) for e in self.reward_image],
+            [e.to(device) for e in self.reward_text],
+        )
+
+
+def build_gallery(
+    policy: ClipModel,
+    feedback: CLIPFeedback,
+    images: Sequence,
+    captions: Sequence[str],
+    load: Callable | None = None,
+    batch_size: int = 32,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> Gallery:
+    """Embed all gallery images and captions once with the policy and the reward models.
+
+    ``images`` are arrays ``(H, W, 3)`` uint8, or paths read with ``load``. Images are
+    preprocessed one by one (sizes differ) by each model's own :meth:`ClipModel.preprocess`
+    and encoded in batches of ``batch_size``.
+    """
+    if len(images) == 0 or len(captions) == 0:
+        raise ConfigError("the retrieval gallery needs at least one image and one caption")
+    models: list[ClipModel] = []  # distinct models (the policy may double as a reward model)
+    for m in [policy, *feedback.models]:
+        if not any(m is u for u in models):
+            models.append(m)
+    img_embs: list[list[torch.Tensor]] = [[] for _ in models]
+    starts = range(0, len(images), batch_size)
+    for start in progress(starts) if progress else starts:
+        chunk = [load(x) if load is not None else x for x in images[start : start + batch_size]]
+        for j, m in enumerate(models):
+            x = torch.cat([m.preprocess(im) for im in chunk])
+            img_embs[j].append(m.encode_preprocessed(x).clone())
+    img = [torch.cat(e) for e in img_embs]
+    captions = list(captions)
+    txt = []
+    for m in models:
+        chunks = [m.embed_texts(captions[i : i + 256]) for i in range(0, len(captions), 256)]
+        txt.append(torch.cat(chunks).clone())
+        m.clear_text_cache()  # tens of thousands of captions: do not keep them cached
+
+    def of(m: ClipModel) -> int:
+        return next(j for j, u in enumerate(models) if u is m)
+
+    return Gallery(
+        img[0], txt[0], [img[of(m)] for m in feedback.models], [txt[of(m)] for m in feedback.models]
+    )
+
+
+class _TextTower(nn.Module):
+    """``model.encode_text`` as a module, so ``functional_call`` can swap its weights."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens)
+
+
+@dataclass
+class RetrieveResult:
+    """Similarities of one query to the whole gallery, before and after adaptation."""
+
+    scores: torch.Tensor
+    zeroshot_scores: torch.Tensor
+    rewards: list[float] = field(default_factory=list)
+
+
+def best_rank(scores: torch.Tensor, targets: Sequence[int]) -> int:
+    """0-based rank of the best-scored ground-truth item (a hit at k if rank < k)."""
+    s = scores.double()
+    best = s[list(targets)].max()
+    return int((s > best).sum())
+
+
+def recall_at(ranks: Sequence[int], ks: Sequence[int] = RECALL_AT) -> dict[str, float]:
+    """Recall@k in percent from 0-based best ranks."""
+    r = np.asarray(list(ranks))
+    if r.size == 0:
+        return {f"R@{k}": float("nan") for k in ks}
+    return {f"R@{k}": float((r < k).mean() * 100.0) for k in ks}
+
+
+class RetrievalTTA:
+    """Adapt the policy's query tower to each retrieval query with CLIP feedback (RLCF).
+
+    Args:
+        policy: the CLIP being adapted (fp32 weights, or ``precision="amp"`` on CUDA).
+        feedback: the reward CLIPs.
+        gallery: frozen embeddings from :func:`build_gallery`.
+        settings: :class:`RetrieveSettings`; keyword arguments override its fields.
+
+    Query and gallery images go through each model's own ``preprocess``; load the models
+    with ``resize_mode="center_crop"`` for CLIP's evaluation transform (the CLI does).
+    Text→image adapts every text-tower weight (token and positional embeddings included,
+    as the reference does) except the logit scale; ``params="norm"`` adapts only the
+    LayerNorms.
+    """
+
+    def __init__(
+        self,
+        policy: ClipModel,
+        feedback: CLIPFeedback,
+        gallery: Gallery,
+        settings: RetrieveSettings | None = None,
+        **overrides,
+    ) -> None:
+        settings = settings or RetrieveSettings()
+        known = {f.name for f in fields(RetrieveSettings)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown retrieval setting(s) {unknown}; known: {sorted(known)}")
+        self.settings = replace(settings, **overrides).validated()
+        s = self.settings
+        if policy.precision in ("fp16", "bf16"):
+            raise ConfigError(
+                f"the policy is loaded in {policy.precision}; adapt fp32 weights: "
+                "load_clip(..., precision='fp32') (or 'amp' on CUDA)"
+            )
+        self.policy, self.feedback = policy, feedback
+        self.device = policy.device
+        self.gallery = gallery.to(self.device)
+        n_candidates = (
+            gallery.policy_text if s.direction == "i2t" else gallery.policy_image
+        ).shape[0]
+        if s.k > n_candidates:
+            raise ConfigError(
+                f"k={s.k} is larger than the gallery ({n_candidates} candidates); lower k"
+            )
+        self.amp = bool(s.amp) and self.device.type == "cuda"
+        self.logit_scale = float(policy.model.logit_scale.detach().exp().float())
+        if s.direction == "i2t":
+            self.tower: nn.Module = policy.model.visual
+            start = trainable_params(self.tower, s.params)
+        else:
+            self.tower = _TextTower(policy.model)
+            start = trainable_params(
+                self.tower,
+                s.params,
+                exclude=("model.visual", "model.logit_scale", "model.logit_bias"),
+            )
+        self.state = ResetState(start, s.ema, s.ema_momentum, s.ema_every, s.ema_weight)
+        self._scaler = torch.amp.GradScaler("cuda", init_scale=1000.0) if self.amp else None
+
+    def _autocast(self):
+        if self.amp:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _scores(
+        self, params: dict[str, torch.Tensor], query: torch.Tensor, candidates: torch.Tensor
+    ) -> torch.Tensor:
+        with self._autocast():
+            emb = call_stacked(self.tower, params, query.unsqueeze(0))[0]
+        emb = F.normalize(emb.float(), dim=-1)
+        return self.logit_scale * emb @ candidates.t()
+
+    def _adapt(
+        self, query: torch.Tensor, candidates: torch.Tensor, reward_row: torch.Tensor
+    ) -> RetrieveResult:
+        s = self.settings
+        params = stack_params(self.state.start, 1)
+        optimizer = torch.optim.AdamW(
+            list(params.values()), lr=s.lr, weight_decay=s.weight_decay, eps=1e-6
+        )
+        gen = torch.Generator().manual_seed(0) if s.sampling == "sample" else None
+        zeroshot = None
+        rewards_log = []
+        for _ in range(s.steps):
+            logits = self._scores(params, query, candidates)  # (1, N)
+            if zeroshot is None:
+                zeroshot = logits.detach()[0].float()
+            actions = sample_answers(logits, s.k, s.sampling, gen)
+            rewards = reward_row.gather(-1, actions)
+            loss = reinforce_loss(logits, actions, rewards, s.advantage)
+            optimizer.zero_grad(set_to_none=True)
+            if self._scaler is not None:
+                self._scaler.scale(loss).backward()
+                self._scaler.step(optimizer)
+                self._scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            rewards_log.append(float(rewards.mean()))
+        with torch.no_grad():
+            final = self._scores(params, query, candidates)[0].float()
+        if zeroshot is None:
+            zeroshot = final
+        self.state.update({k: v[0] for k, v in params.items()})
+        return RetrieveResult(final.cpu(), zeroshot.cpu(), rewards_log)
+
+    def adapt_image(self, image, query_index: int) -> RetrieveResult:
+        """Image→text: adapt on gallery image ``query_index`` (pixels ``image``), score all captions."""
+        if self.settings.direction != "i2t":
+            raise ConfigError("adapt_image is for direction=i2t; use adapt_text for t2i")
+        x = self.policy.preprocess(image)  # (1, 3, S, S)
+        g = self.gallery
+        table = self.feedback.rewards(
+            [e[query_index : query_index + 1] for e in g.reward_image], g.reward_text
+        )
+        return self._adapt(x, g.policy_text, table)
+
+    def adapt_text(self, caption: str, query_index: int) -> RetrieveResult:
+        """Text→image: adapt on caption ``query_index`` (text ``caption``), score all images."""
+        if self.settings.direction != "t2i":
+            raise ConfigError("adapt_text is for direction=t2i; use adapt_image for i2t")
+        tokens = self.policy.tokenizer([caption]).to(self.device)
+        g = self.gallery
+        table = self.feedback.rewards(
+            [e[query_index : query_index + 1] for e in g.reward_text], g.reward_image
+        )
+        return self._adapt(tokens, g.policy_image, table)
