@@ -20,6 +20,16 @@ status: 0 all scored, 1 some videos failed, 2 bad configuration.
 Lists: ``goal=[g1,g2]`` scores two goals; ``goal=[[p1,p2]]`` one goal averaging two
 prompts (the same for ``baseline``). Every goal × baseline × α combination is scored
 from a single pass of the image tower.
+
+On several GPUs or machines, launch it with torchrun (the same arguments)::
+
+    torchrun --nproc-per-node=4 -m vlmrm.score videos=[...] goal=... out=scores/
+
+Every rank loads its own CLIP (one GPU per local rank; the CPU without GPUs) and scores
+its share of the videos (``videos[rank::world_size]``); rank 0 gathers the results and
+alone writes the files and prints the tables, exactly those of a one-process run. Rank 0
+also draws the plots and reward videos and reads ``labels``, so it must see ``out``, the
+labels and (for ``video_out=true`` or ``labels=auto``) the videos.
 """
 
 from __future__ import annotations
@@ -306,37 +316,73 @@ def _pooled_diagnostics(pairs: list[tuple[Any, dict[str, np.ndarray]]]) -> list[
     return rows
 
 
-def run(cfg: ScoreConfig, console: Any = None, err_console: Any = None) -> ScoreRun:
-    """Score every video of a checked config, write the outputs and print the tables.
+@dataclass
+class _Scored:
+    """One video's outcome on the rank that scored it (pickled to rank 0 under torchrun)."""
 
-    Configuration problems raise :class:`ConfigError` before any video is read; a video
-    that fails is recorded in ``ScoreRun.failures`` and the others go on.
-    """
-    from rich.console import Console
-    from rich.markup import escape
+    video: str
+    stem: str
+    scores: Any = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
+
+@dataclass
+class _Setup:
+    """What every rank needs to score: the checked config, the reward and the sweep."""
+
+    cfg: ScoreConfig
+    reward: Any
+    goals: list
+    baselines: list
+    alphas: list[float]
+    out: Path
+    label_table: Any = None
+
+
+def _current_info() -> Any:
+    """The job's :class:`~vlmrm.distributed.DistInfo`: rank 0 of 1 unless a process group is up."""
+    import torch.distributed as dist
+
+    from vlmrm.distributed import DistInfo, init_distributed
+
+    if dist.is_available() and dist.is_initialized():
+        return init_distributed()
+    return DistInfo()
+
+
+def _device(device: str | None, info: Any) -> str | None:
+    """Under torchrun, one GPU per local rank: no device or plain ``cuda`` → ``cuda:<local rank>``."""
+    if not info.enabled:
+        return device
+    import torch
+
+    from vlmrm.distributed import device_for
+
+    if device is None:
+        return str(device_for(info))
+    if device == "cuda" and torch.cuda.is_available():
+        return f"cuda:{info.local_rank % torch.cuda.device_count()}"
+    return device
+
+
+def _setup(cfg: ScoreConfig, info: Any) -> _Setup:
     import vlmrm
-    from vlmrm.diagnostics import diagnose_scores, labels_for_video, load_labels
-    from vlmrm.scoring import (
-        _alpha_list,
-        _prompt_list,
-        _targets,
-        plot_scores,
-        score_video,
-        write_reward_video,
-    )
+    from vlmrm.diagnostics import load_labels
+    from vlmrm.scoring import _alpha_list, _prompt_list, _targets
 
-    console = console or Console()
-    err = err_console or Console(stderr=True)
     cfg = check_config(cfg)
     label_table = None
-    if cfg.labels is not None and cfg.labels != "auto":
+    if info.is_main and cfg.labels is not None and cfg.labels != "auto":
         label_table = load_labels(cfg.labels, cfg.label_column)
     goals = _prompt_list(cfg.goal, "goal")
     baselines = [None] if cfg.baseline is None else _prompt_list(cfg.baseline, "baseline")
     alphas = _alpha_list(cfg.alpha, 0.0)
     clip = vlmrm.load_clip(
-        cfg.model, device=cfg.device, precision=cfg.precision, pretrained=cfg.pretrained
+        cfg.model,
+        device=_device(cfg.device, info),
+        precision=cfg.precision,
+        pretrained=cfg.pretrained,
     )
     first_goal = goals[0] if isinstance(goals[0], str) else list(goals[0])
     first_base = (
@@ -350,99 +396,150 @@ def run(cfg: ScoreConfig, console: Any = None, err_console: Any = None) -> Score
     _targets(reward, goals, baselines, alphas)  # fail now, not once per video
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = ScoreRun()
-    csv_path = out / "scores.csv"
-    wrote_header = False
-    json_videos: list[dict[str, Any]] = []
-    labelled: list[tuple[Any, dict[str, np.ndarray]]] = []
-    for video, stem in zip(cfg.videos, _unique_stems(cfg.videos), strict=True):
+    if info.is_main:  # only rank 0 writes
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", UserWarning)
-                scores = score_video(
-                    video,
-                    reward,
-                    goals=[g if isinstance(g, str) else list(g) for g in goals],
-                    baselines=[
-                        None if b is None else (b if isinstance(b, str) else list(b))
-                        for b in baselines
-                    ],
-                    alphas=alphas,
-                    stride=cfg.stride,
-                    start=cfg.start,
-                    end=cfg.end,
-                    fps=cfg.fps,
-                    batch_size=cfg.batch_size,
-                    progress=cfg.progress,
-                )
-        except KeyboardInterrupt:
-            raise
-        except VLMRMError as exc:
-            result.failures.append((video, str(exc)))
-            err.print(
-                f"[red]skipped[/red] {escape(video)}: {escape(str(exc))}",
-                markup=True,
-                highlight=False,
-                soft_wrap=True,
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the output folder {cfg.out!r}: {exc.strerror or exc}"
+            ) from None
+    return _Setup(
+        cfg=cfg,
+        reward=reward,
+        goals=[g if isinstance(g, str) else list(g) for g in goals],
+        baselines=[
+            None if b is None else (b if isinstance(b, str) else list(b)) for b in baselines
+        ],
+        alphas=alphas,
+        out=out,
+        label_table=label_table,
+    )
+
+
+def _agree(problem: str | None, info: Any) -> str | None:
+    """Every rank learns whether any rank failed to set up (so none waits for the others forever)."""
+    if not info.enabled:
+        return problem
+    import torch.distributed as dist
+
+    problems: list[str | None] = [None] * info.world_size
+    dist.all_gather_object(problems, problem)
+    found = [(r, p) for r, p in enumerate(problems) if p is not None]
+    if not found:
+        return None
+    if len(found) == info.world_size and len({p for _, p in found}) == 1:
+        return found[0][1]
+    return "; ".join(f"rank {r}: {p}" for r, p in found)
+
+
+def _progress_option(progress: bool, info: Any) -> Any:
+    """Under torchrun every rank shows its own bar, prefixed with its rank, on its own line."""
+    if not progress or not info.enabled:
+        return progress
+    return {"prefix": f"[rank {info.rank}/{info.world_size}] ", "position": info.local_rank}
+
+
+def _score_one(video: str, stem: str, s: _Setup, progress: Any) -> _Scored:
+    """Score one video; a failure is recorded (not raised) so the others go on."""
+    from vlmrm.scoring import score_video
+
+    cfg = s.cfg
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            scores = score_video(
+                video,
+                s.reward,
+                goals=s.goals,
+                baselines=s.baselines,
+                alphas=s.alphas,
+                stride=cfg.stride,
+                start=cfg.start,
+                end=cfg.end,
+                fps=cfg.fps,
+                batch_size=cfg.batch_size,
+                progress=progress,
             )
-            continue
-        except Exception as exc:  # noqa: BLE001 - one bad video must not stop the others
-            msg = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-            result.failures.append((video, msg))
-            err.print(
-                f"[red]skipped[/red] {escape(video)}: {escape(msg)}",
-                markup=True,
-                highlight=False,
-                soft_wrap=True,
-            )
-            continue
-        for w in caught:  # e.g. a truncated file that decoded only partly
-            err.print(
-                f"[yellow]warning[/yellow]: {escape(str(w.message))}",
-                markup=True,
-                highlight=False,
-                soft_wrap=True,
-            )
+    except KeyboardInterrupt:
+        raise
+    except VLMRMError as exc:
+        return _Scored(video, stem, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one bad video must not stop the others
+        msg = (
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        )
+        return _Scored(video, stem, error=msg)
+    return _Scored(video, stem, scores, warnings=[str(w.message) for w in caught])
+
+
+class _Outputs:
+    """Rank 0's half of a run: per-video messages, labels, diagnostics, CSV/JSON, plots, report.
+
+    Fed the videos' outcomes in the original order, as they come (one process) or after
+    the gather (torchrun), so both write exactly the same files and print the same tables.
+    """
+
+    def __init__(self, s: _Setup, result: ScoreRun, err: Any) -> None:
+        self.s = s
+        self.cfg = s.cfg
+        self.result = result
+        self.err = err
+        self.csv_path = s.out / "scores.csv"
+        self.wrote_header = False
+        self.json_videos: list[dict[str, Any]] = []
+        self.labelled: list[tuple[Any, dict[str, np.ndarray]]] = []
+
+    def _print(self, text: str) -> None:
+        self.err.print(text, markup=True, highlight=False, soft_wrap=True)
+
+    def add(self, item: _Scored) -> None:
+        from rich.markup import escape
+
+        from vlmrm.diagnostics import diagnose_scores, labels_for_video, load_labels
+        from vlmrm.scoring import plot_scores, write_reward_video
+
+        cfg, result, out, video = self.cfg, self.result, self.s.out, item.video
+        if item.error is not None:
+            result.failures.append((video, item.error))
+            self._print(f"[red]skipped[/red] {escape(video)}: {escape(item.error)}")
+            return
+        for w in item.warnings:  # e.g. a truncated file that decoded only partly
+            self._print(f"[yellow]warning[/yellow]: {escape(w)}")
+        scores = item.scores
         result.scores.append(scores)
         summary = scores.summary()
         result.summary.extend(summary)
 
         labels = None
         try:
-            table = label_table
+            table = self.s.label_table
             if cfg.labels == "auto":
                 found = _auto_labels(video)
                 table = None if found is None else load_labels(found, cfg.label_column)
             if table is not None:
                 labels = labels_for_video(table, video, scores.frames)
                 if labels is None:
-                    err.print(
-                        f"[yellow]note[/yellow]: no rows for {escape(repr(video))} in the labels file",
-                        markup=True,
-                        highlight=False,
-                        soft_wrap=True,
+                    self._print(
+                        f"[yellow]note[/yellow]: no rows for {escape(repr(video))} in the labels file"
                     )
         except ConfigError as exc:  # this video's labels are unusable; its scores are fine
             labels = None
             result.failures.append((video, f"labels: {exc}"))
-            err.print(
-                f"[yellow]labels unusable[/yellow] for {escape(video)}: {escape(str(exc))}",
-                markup=True,
-                highlight=False,
-                soft_wrap=True,
-            )
+            self._print(f"[yellow]labels unusable[/yellow] for {escape(video)}: {escape(str(exc))}")
         if labels is not None:
             result.diagnostics.extend(diagnose_scores(scores, labels))
-            labelled.append((scores, labels))
+            self.labelled.append((scores, labels))
 
         if cfg.format == "csv":
             scores.to_frame().to_csv(
-                csv_path, mode="a" if wrote_header else "w", header=not wrote_header, index=False
+                self.csv_path,
+                mode="a" if self.wrote_header else "w",
+                header=not self.wrote_header,
+                index=False,
             )
-            wrote_header = True
+            self.wrote_header = True
         else:
-            json_videos.append(
+            self.json_videos.append(
                 {
                     "video": scores.video,
                     "fps": scores.fps,
@@ -465,25 +562,80 @@ def run(cfg: ScoreConfig, console: Any = None, err_console: Any = None) -> Score
             )
         try:
             if cfg.plot:
-                result.files.append(plot_scores(scores, out / f"{stem}.png", labels))
+                result.files.append(plot_scores(scores, out / f"{item.stem}.png", labels))
             if cfg.video_out:
                 result.files.append(
-                    write_reward_video(scores, out / f"{stem}.reward.mp4", labels=labels)
+                    write_reward_video(scores, out / f"{item.stem}.reward.mp4", labels=labels)
                 )
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - the scores are written; report and go on
             result.failures.append((video, f"plot/video: {type(exc).__name__}: {exc}"))
-            err.print(
-                f"[red]could not draw[/red] {escape(video)}: {escape(str(exc))}",
-                markup=True,
-                highlight=False,
-                soft_wrap=True,
-            )
+            self._print(f"[red]could not draw[/red] {escape(video)}: {escape(str(exc))}")
 
-    result.diagnostics.extend(_pooled_diagnostics(labelled))
-    _write_tables(cfg, out, result, json_videos, csv_path if wrote_header else None)
-    print_report(result, console, err)
+    def finish(self, console: Any) -> None:
+        self.result.diagnostics.extend(_pooled_diagnostics(self.labelled))
+        _write_tables(
+            self.cfg,
+            self.s.out,
+            self.result,
+            self.json_videos,
+            self.csv_path if self.wrote_header else None,
+        )
+        print_report(self.result, console, self.err)
+
+
+def run(
+    cfg: ScoreConfig, console: Any = None, err_console: Any = None, info: Any = None
+) -> ScoreRun:
+    """Score every video of a checked config, write the outputs and print the tables.
+
+    Configuration problems raise :class:`ConfigError` before any video is read; a video
+    that fails is recorded in ``ScoreRun.failures`` and the others go on.
+
+    Under ``torchrun`` (``info``: a :class:`vlmrm.distributed.DistInfo` with several
+    ranks; default: the process group already set up, if any) every rank loads its own
+    CLIP on its own device and scores its :func:`~vlmrm.distributed.shard` of the
+    videos; rank 0 gathers the results in the original order and alone writes the files
+    and prints the tables, exactly as one process would. Ranks other than 0 return an
+    empty :class:`ScoreRun`.
+    """
+    from rich.console import Console
+
+    from vlmrm.distributed import gather_to_rank0, shard
+
+    info = _current_info() if info is None else info
+    console = console or Console()
+    err = err_console or Console(stderr=True)
+    if not info.enabled:
+        s = _setup(cfg, info)
+    else:  # a problem on any rank stops every rank, before anyone waits on the others
+        s, problem = None, None
+        try:
+            s = _setup(cfg, info)
+        except VLMRMError as exc:
+            problem = str(exc)
+        problem = _agree(problem, info)
+        if problem is not None:
+            raise ConfigError(problem)
+    assert s is not None
+    cfg = s.cfg
+    result = ScoreRun()
+    jobs = list(zip(cfg.videos, _unique_stems(cfg.videos), strict=True))
+    progress = _progress_option(cfg.progress, info)
+    if not info.enabled:  # stream: each video's rows are written as soon as it is scored
+        outputs = _Outputs(s, result, err)
+        for video, stem in jobs:
+            outputs.add(_score_one(video, stem, s, progress))
+    else:
+        mine = [_score_one(video, stem, s, progress) for video, stem in shard(jobs, info)]
+        merged = gather_to_rank0(mine, info)
+        if not info.is_main:
+            return result
+        outputs = _Outputs(s, result, err)
+        for item in merged or []:
+            outputs.add(item)
+    outputs.finish(console)
     return result
 
 
@@ -615,15 +767,27 @@ def print_report(result: ScoreRun, console: Any, err: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m vlmrm.score`` / ``vlmrm score``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks
     if any(a in ("-h", "--help", "help") for a in argv):
-        print(_help_text())
+        if main_rank:
+            print(_help_text())
         return 0
     try:
         cfg = parse_args(argv)
-        result = run(cfg)
+        from vlmrm.distributed import distributed_session
+
+        # gloo: only pickled results travel between ranks; the GPUs only run CLIP.
+        # The session always leaves the process group, also on Ctrl-C.
+        with distributed_session(backend="gloo") as info:
+            result = run(cfg, info=info)
     except VLMRMError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if main_rank:
+            print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the process group is already left; no traceback
+        if main_rank:
+            print("interrupted", file=sys.stderr)
+        return 130
     return result.exit_code
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,15 +196,23 @@ def _targets(
     return out
 
 
-def _progress_bar(progress: bool | Any, info: VideoInfo, stride: int):
+def _progress_bar(progress: bool | Mapping[str, Any], info: VideoInfo, stride: int):
+    """A tqdm bar, or ``None``; a mapping gives tqdm options, ``prefix`` goes before the description."""
     if not progress:
         return None
     from tqdm.auto import tqdm
 
+    options = dict(progress) if isinstance(progress, Mapping) else {}
+    prefix = options.pop("prefix", "")
     total = None if info.n_frames is None else math.ceil(info.n_frames / stride)
-    return tqdm(
-        total=total, desc=f"scoring {info.name}", unit="frame", leave=False, dynamic_ncols=True
-    )
+    kwargs = {
+        "total": total,
+        "desc": f"{prefix}scoring {info.name}",
+        "unit": "frame",
+        "leave": False,
+        "dynamic_ncols": True,
+    }
+    return tqdm(**{**kwargs, **options})
 
 
 def score_video(
@@ -220,7 +228,7 @@ def score_video(
     fps: float | None = None,
     batch_size: int | None = None,
     keep_embeddings: bool = False,
-    progress: bool = False,
+    progress: bool | Mapping[str, Any] = False,
     name: str | None = None,
 ) -> VideoScores:
     """Score every selected frame of a video with a reward model, streaming in batches.
@@ -242,7 +250,9 @@ def score_video(
         batch_size: frames decoded and encoded together (default: the model's batch size);
             peak memory is about one batch of frames.
         keep_embeddings: also return the ``(N, D)`` image embeddings.
-        progress: show a progress bar over frames.
+        progress: show a progress bar over frames; a mapping of tqdm options (plus
+            ``prefix``, put before the description) customises it, e.g.
+            ``{"prefix": "[rank 1/4] ", "position": 1}`` under torchrun.
         name: display name for the result (default: the path as given).
 
     Returns:
