@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 from gymnasium.utils.passive_env_checker import env_render_passive_checker
+
 from vlmrm.envs import ENV_DEFAULTS, get_env_defaults, make_env, register_envs
 from vlmrm.envs.cartpole import UPRIGHT_ANGLE, CartPoleEnv
 from vlmrm.envs.humanoid import TexturedHumanoidEnv
