@@ -85,8 +85,14 @@ def image_tower_gflops(clip: vlmrm.ClipModel) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.zeros((1, 3, clip.image_size, clip.image_size), dtype=clip.dtype, device=clip.device)
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        clip.model.encode_image(x)
+    # In eval mode nn.MultiheadAttention takes a fused fast path the counter does not see;
+    # train mode (CLIP has no dropout, so the same maths) routes through counted matmuls.
+    clip.model.train()
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            clip.model.encode_image(x)
+    finally:
+        clip.model.eval()
     return counter.get_total_flops() / 1e9
 
 
