@@ -32,6 +32,7 @@ DIRECTIONS = ("i2t", "t2i")
 _DIRECTION_ALIASES = {"image2text": "i2t", "text2image": "t2i", "i2t": "i2t", "t2i": "t2i"}
 DEFAULT_K = {"i2t": 16, "t2i": 12}
 RECALL_AT = (1, 5, 10)
+_TEXT_BATCH = 256
 
 
 def normalize_direction(direction: str) -> str:
@@ -108,33 +109,60 @@ def build_gallery(
     load: Callable | None = None,
     batch_size: int = 32,
     progress: Callable[[Iterable], Iterable] | None = None,
+    info=None,
 ) -> Gallery:
     """Embed all gallery images and captions once with the policy and the reward models.
 
     ``images`` are arrays ``(H, W, 3)`` uint8, or paths read with ``load``. Images are
     preprocessed one by one (sizes differ) by each model's own :meth:`ClipModel.preprocess`
-    and encoded in batches of ``batch_size``.
+    and encoded in batches of ``batch_size`` (captions in batches of 256).
+
+    ``info`` (a :class:`vlmrm.distributed.DistInfo` of a torchrun job; a collective call):
+    every rank embeds every N-th batch and the ranks exchange them, so each ends up with the
+    whole gallery (on the CPU) — the same numbers as one process, since the batches are the
+    same ones.
     """
     if len(images) == 0 or len(captions) == 0:
         raise ConfigError("the retrieval gallery needs at least one image and one caption")
+    world, rank = (info.world_size, info.rank) if info is not None and info.enabled else (1, 0)
     models: list[ClipModel] = []  # distinct models (the policy may double as a reward model)
     for m in [policy, *feedback.models]:
         if not any(m is u for u in models):
             models.append(m)
-    img_embs: list[list[torch.Tensor]] = [[] for _ in models]
-    starts = range(0, len(images), batch_size)
-    for start in progress(starts) if progress else starts:
-        chunk = [load(x) if load is not None else x for x in images[start : start + batch_size]]
-        for j, m in enumerate(models):
-            x = torch.cat([m.preprocess(im) for im in chunk])
-            img_embs[j].append(m.encode_preprocessed(x).clone())
-    img = [torch.cat(e) for e in img_embs]
     captions = list(captions)
-    txt = []
+    img_starts = list(range(0, len(images), batch_size))
+    txt_starts = list(range(0, len(captions), _TEXT_BATCH))
+    img_parts: dict[int, list[torch.Tensor]] = {}  # batch start -> one embedding per model
+    mine = img_starts[rank::world]
+    for start in progress(mine) if progress else mine:
+        chunk = [load(x) if load is not None else x for x in images[start : start + batch_size]]
+        img_parts[start] = [
+            m.encode_preprocessed(torch.cat([m.preprocess(im) for im in chunk])).clone()
+            for m in models
+        ]
+    txt_parts: dict[int, list[torch.Tensor]] = {}
+    for start in txt_starts[rank::world]:
+        txt_parts[start] = []
+        for m in models:
+            # An empty cache: a batch's embeddings depend on that batch only (not on which
+            # batches this process saw before), and tens of thousands of captions are not kept.
+            m.clear_text_cache()
+            txt_parts[start].append(m.embed_texts(captions[start : start + _TEXT_BATCH]).clone())
     for m in models:
-        chunks = [m.embed_texts(captions[i : i + 256]) for i in range(0, len(captions), 256)]
-        txt.append(torch.cat(chunks).clone())
-        m.clear_text_cache()  # tens of thousands of captions: do not keep them cached
+        m.clear_text_cache()
+    if world > 1:
+        import torch.distributed as dist
+
+        local = (
+            {s: [e.cpu() for e in embs] for s, embs in img_parts.items()},
+            {s: [e.cpu() for e in embs] for s, embs in txt_parts.items()},
+        )
+        parts: list = [None] * world
+        dist.all_gather_object(parts, local)
+        img_parts = {s: e for p in parts for s, e in p[0].items()}
+        txt_parts = {s: e for p in parts for s, e in p[1].items()}
+    img = [torch.cat([img_parts[s][j] for s in img_starts]) for j in range(len(models))]
+    txt = [torch.cat([txt_parts[s][j] for s in txt_starts]) for j in range(len(models))]
 
     def of(m: ClipModel) -> int:
         return next(j for j, u in enumerate(models) if u is m)

@@ -1,0 +1,220 @@
+"""``torchrun -m vlmrm.tta``: two gloo ranks give the one-process results; Ctrl-C keeps what was done."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from vlmrm.tta.cli import main
+
+TINY = [
+    "policy=vlmrm-tiny",
+    "reward=vlmrm-tiny",
+    "progress=false",
+    "views=8",
+    "select=0.25",
+    "steps=2",
+]
+
+
+def _class_folders(root: Path, per_class: int = 3) -> Path:
+    """Three classes of ``per_class`` random images (odd total: the shards differ in size)."""
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog", "golden_retriever"):
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            iio.imwrite(
+                root / c / f"{i}.png",
+                rng.integers(0, 255, size=(30 + 7 * i, 40, 3), dtype=np.uint8),
+            )
+    return root
+
+
+def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "vlmrm.tta",
+        *args,
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,  # its own process group, as in a terminal
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 120) -> str:
+    try:
+        log, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        log, _ = proc.communicate()
+        pytest.fail(f"torchrun did not finish in {timeout} s:\n{log}")
+    assert proc.returncode == 0, log
+    return log
+
+
+def _records(out: Path) -> list[dict]:
+    """results.jsonl without the timings (the only field that may differ between runs)."""
+    recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    for r in recs:
+        r.pop("seconds")
+    return recs
+
+
+def _metrics(out: Path) -> dict:
+    m = json.loads((out / "metrics.json").read_text())
+    m.pop("seconds_per_sample")
+    return m
+
+
+def _alive(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_classify_two_gloo_ranks_match_one_process(tmp_path):
+    data = _class_folders(tmp_path / "cls")
+    args = ["task=classify", f"data={data}", "mode=prompt", "lr=0.05", *TINY]
+    proc = _torchrun([*args, f"out={tmp_path / 'two'}"], tmp_path)
+    assert main([*args, f"out={tmp_path / 'one'}"]) == 0  # meanwhile, one process
+    log = _finish(proc)
+    assert "on 2 processes" in log and log.count("top-1 %") == 1  # rank 0 alone reports
+    one, two = _records(tmp_path / "one"), _records(tmp_path / "two")
+    assert len(one) == 9 and [r["index"] for r in one] == list(range(9))
+    assert two == one  # predictions, top-5, rewards, and the order
+    assert _metrics(tmp_path / "two") == _metrics(tmp_path / "one")
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        "config.json",
+        "metrics.json",
+        "results.jsonl",
+    ]  # the per-rank files were merged
+
+
+@pytest.mark.slow
+def test_retrieve_two_gloo_ranks_match_one_process(tmp_path):
+    # 40 images × 7 captions: two image batches (32 + 8) and two caption batches (256 + 24),
+    # so each rank embeds part of the gallery; 5 queries: shards of 3 and 2.
+    rng = np.random.default_rng(1)
+    imgs = tmp_path / "images"
+    imgs.mkdir()
+    entries = []
+    for i in range(40):
+        iio.imwrite(imgs / f"{i}.png", rng.integers(0, 255, size=(24, 32, 3), dtype=np.uint8))
+        sentences = [{"raw": f"picture {i} number {j}"} for j in range(7)]
+        entries.append({"filename": f"{i}.png", "split": "test", "sentences": sentences})
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": entries}))
+    args = [
+        "task=retrieve",
+        "direction=i2t",
+        f"data={ann}",
+        f"images={imgs}",
+        "policy=vlmrm-tiny",
+        "reward=vlmrm-tiny",
+        "progress=false",
+        "k=3",
+        "steps=2",
+        "lr=1e-3",
+        "limit=5",
+    ]
+    proc = _torchrun([*args, f"out={tmp_path / 'two'}"], tmp_path)
+    assert main([*args, f"out={tmp_path / 'one'}"]) == 0
+    _finish(proc)
+    one, two = _records(tmp_path / "one"), _records(tmp_path / "two")
+    assert len(one) == 5 and two == one
+    assert _metrics(tmp_path / "two") == _metrics(tmp_path / "one")
+    g1 = torch.load(tmp_path / "one" / "gallery.pt", weights_only=True)
+    g2 = torch.load(tmp_path / "two" / "gallery.pt", weights_only=True)
+    assert g2["policy_image"].shape == (40, g1["policy_image"].shape[1])
+    assert g2["policy_text"].shape[0] == 280
+    for name in ("policy_image", "policy_text"):
+        assert torch.equal(g1[name], g2[name]), name
+
+
+def test_one_process_merges_rank_files_of_an_interrupted_run(tmp_path, capsys):
+    """Resume with another number of processes: the rank files are merged, order restored."""
+    data = _class_folders(tmp_path / "cls", per_class=2)
+    args = ["task=classify", f"data={data}", *TINY, "steps=1"]
+    assert main([*args, f"out={tmp_path / 'ref'}"]) == 0
+    ref = (tmp_path / "ref" / "results.jsonl").read_text().splitlines()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text((tmp_path / "ref" / "config.json").read_text())
+    (out / "results.rank0.jsonl").write_text(f"{ref[4]}\n{ref[0]}\n")
+    (out / "results.rank1.jsonl").write_text(f'{ref[3]}\n{{"key": "dog/1.png", "pr')  # cut line
+    capsys.readouterr()
+    assert main([*args, f"out={out}"]) == 0
+    assert "3 done, 3 to go" in capsys.readouterr().err
+    assert _records(out) == _records(tmp_path / "ref")
+    assert not list(out.glob("results.rank*"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list processes")
+def test_ctrl_c_keeps_finished_samples_and_a_rerun_resumes(tmp_path):
+    data = _class_folders(tmp_path / "cls-sigint-marker")
+    marker = os.fspath(data)
+    out = tmp_path / "out"
+    common = ["task=classify", f"data={data}", *TINY, "steps=6"]
+    args = [*common, f"out={out}"]
+    proc = _torchrun(args, tmp_path)
+    deadline = time.monotonic() + 90
+    # interrupt as soon as a rank has finished its first sample
+    while not any(p.stat().st_size for p in out.glob("results.rank*.jsonl")):
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, "no sample finished in time"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    log, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    for _ in range(50):
+        if not _alive(marker):
+            break
+        time.sleep(0.2)
+    assert _alive(marker) == []
+    assert "vlmrm/tta/" not in log  # the workers stop without a traceback
+    kept = []
+    for p in out.glob("results.rank*.jsonl"):
+        for line in p.read_text().splitlines():
+            try:
+                kept.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a line cut by the interruption: that sample is redone
+    assert 1 <= len(kept) < 9  # interrupted mid-run; what was finished is on disk
+
+    proc = _torchrun(args, tmp_path)
+    assert main([*common, f"out={tmp_path / 'one'}"]) == 0  # the reference, meanwhile
+    log = _finish(proc)
+    assert f"{len(kept)} done, {9 - len(kept)} to go on 2 processes" in log
+    assert _records(out) == _records(tmp_path / "one")
+    assert _metrics(out) == _metrics(tmp_path / "one")
