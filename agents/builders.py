@@ -1,0 +1,139 @@
+"""Stable-Baselines3 agents and the CLIP reward model, built from config sections.
+
+An ``agent`` section is ``{algo, policy, **kwargs}`` where every other key is a keyword
+argument of the SB3 class; keys are checked against the class's signature up front, so a
+typo fails in a second with the list of valid names rather than after the CLIP model and
+the environments are loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import torch
+from stable_baselines3 import DQN, PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from vlmrm.errors import ConfigError
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "ppo": PPO, "dqn": DQN}
+#: Algorithms with a replay buffer, whose rewards can be relabelled after the fact.
+OFF_POLICY = frozenset({"sac", "dqn"})
+#: Constructor arguments set by the trainer, not by the agent config.
+_MANAGED = frozenset({"self", "policy", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model"})
+_ACTION_SPACES = {"sac": gym.spaces.Box, "dqn": gym.spaces.Discrete}
+
+
+def algorithm_class(algo: str) -> type[BaseAlgorithm]:
+    """The SB3 class of ``"sac"``, ``"ppo"`` or ``"dqn"``."""
+    try:
+        return ALGORITHMS[algo]
+    except KeyError:
+        raise ConfigError(f"unknown agent {algo!r}; choose one of: {', '.join(ALGORITHMS)}") from None
+
+
+def _valid_params(algo: str) -> list[str]:
+    sig = inspect.signature(algorithm_class(algo).__init__)
+    return sorted(k for k in sig.parameters if k not in _MANAGED)
+
+
+def check_agent_params(algo: str, agent: Mapping[str, Any]) -> None:
+    """Raise a :class:`ConfigError` naming the first key SB3's ``algo`` would not accept."""
+    valid = set(_valid_params(algo))
+    for key in agent:
+        if key in ("algo", "policy"):
+            continue
+        if key in _MANAGED:
+            raise ConfigError(f"agent.{key} is set by the trainer; use the top-level setting instead")
+        if key not in valid:
+            close = difflib.get_close_matches(key, sorted(valid), n=1)
+            hint = f" (did you mean agent.{close[0]}?)" if close else ""
+            raise ConfigError(
+                f"agent.{key} is not a parameter of {algorithm_class(algo).__name__}{hint}; "
+                f"valid: {', '.join(sorted(valid))}"
+            )
+    policy = agent.get("policy", "MlpPolicy")
+    if not isinstance(policy, str) or not policy:
+        raise ConfigError(f"agent.policy must be a policy name such as 'MlpPolicy', got {policy!r}")
+
+
+def _policy_kwargs(value: Any) -> dict[str, Any]:
+    kwargs = dict(value or {})
+    act = kwargs.get("activation_fn")
+    if isinstance(act, str):
+        # YAML can only name the activation; SB3 wants the class (e.g. "ReLU" -> nn.ReLU).
+        names = {n.lower(): n for n in dir(torch.nn) if isinstance(getattr(torch.nn, n), type)}
+        if act.lower() not in names:
+            raise ConfigError(f"agent.policy_kwargs.activation_fn {act!r} is not a torch.nn activation")
+        kwargs["activation_fn"] = getattr(torch.nn, names[act.lower()])
+    return kwargs
+
+
+def agent_kwargs(agent: Mapping[str, Any]) -> dict[str, Any]:
+    """SB3 keyword arguments from an agent section (plain Python values, SB3 types)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(agent, DictConfig):
+        agent = OmegaConf.to_container(agent, resolve=True)
+    algo = agent.get("algo")
+    check_agent_params(algo, agent)
+    kwargs = {k: v for k, v in agent.items() if k not in ("algo", "policy")}
+    if isinstance(kwargs.get("train_freq"), list):
+        n, unit = kwargs["train_freq"]
+        kwargs["train_freq"] = (int(n), str(unit))
+    if "policy_kwargs" in kwargs:
+        kwargs["policy_kwargs"] = _policy_kwargs(kwargs["policy_kwargs"])
+    return kwargs
+
+
+def check_action_space(algo: str, space: gym.Space, env_name: str = "the env") -> None:
+    """SAC needs continuous (Box) actions, DQN discrete ones; say so before SB3 asserts."""
+    needed = _ACTION_SPACES.get(algo)
+    if needed is not None and not isinstance(space, needed):
+        kind = "continuous (Box)" if needed is gym.spaces.Box else "discrete"
+        other = "dqn or ppo" if algo == "sac" else "sac or ppo"
+        raise ConfigError(
+            f"{algo} needs {kind} actions but {env_name} has {space}; use agent={other}"
+        )
+
+
+def build_agent(agent: Mapping[str, Any], env, *, seed: int | None = None, device: str = "auto", verbose: int = 0) -> BaseAlgorithm:
+    """A fresh SB3 agent for ``env`` (a VecEnv) from an agent config section."""
+    algo = agent["algo"]
+    cls = algorithm_class(algo)
+    check_action_space(algo, env.action_space)
+    kwargs = agent_kwargs(agent)
+    try:
+        return cls(agent.get("policy", "MlpPolicy"), env, seed=seed, device=device, verbose=verbose, **kwargs)
+    except (ValueError, TypeError, AssertionError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot build {cls.__name__} from the agent config: {msg}") from exc
+
+
+def load_agent(path: str, algo: str, env=None, device: str = "auto") -> BaseAlgorithm:
+    """Load a saved agent; with ``env`` the env is reset before the next ``learn``."""
+    return algorithm_class(algo).load(path, env=env, device=device)
+
+
+def build_reward_model(reward: Mapping[str, Any], goal: str, baseline: str | None):
+    """The CLIP reward of a reward section, or ``None`` for ``reward=ground_truth``.
+
+    ``goal`` is the full goal prompt (the env's template already applied).
+    """
+    import vlmrm
+
+    spec = reward.get("model")
+    if spec is None:
+        return None
+    alpha = float(reward.get("alpha", 0.0))
+    clip = vlmrm.load_clip(
+        spec,
+        device=reward.get("device"),
+        precision=reward.get("precision", "auto"),
+        batch_size=reward.get("batch_size"),
+    )
+    return vlmrm.CLIPReward(clip, goal=goal, baseline=baseline or None, alpha=alpha)

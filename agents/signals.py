@@ -1,0 +1,65 @@
+"""Stop training cleanly on Ctrl-C (SIGINT) or SIGTERM.
+
+A signal must not interrupt SB3 in the middle of writing a transition or a checkpoint.
+:class:`GracefulStop` only records it; :class:`vlmrm.agents.callbacks.StopOnSignal`
+returns ``False`` from the next ``on_step``, ``learn`` returns, and the trainer saves a
+checkpoint (replay buffer included) and exits. A second signal aborts at once
+(``KeyboardInterrupt``) for when saving hangs.
+
+Cluster schedulers send SIGTERM before killing a preempted job, so the same path makes
+preemption resumable with ``resume=<run dir>``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+
+class GracefulStop:
+    """Context manager: while active, SIGINT/SIGTERM set :attr:`signum` instead of killing.
+
+    Example:
+        >>> with GracefulStop() as stop:
+        ...     while not stop.requested:
+        ...         break
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    def request(self, signum: int = signal.SIGINT) -> None:
+        """Ask for a stop as if ``signum`` had arrived (tests, programmatic stops)."""
+        self.signum = signum
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            self._restore()
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: aborting without a checkpoint")
+        self.signum = signum
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handler)
+        return self
+
+    def _restore(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous.clear()
+
+    def __exit__(self, *exc) -> None:
+        self._restore()

@@ -1,0 +1,254 @@
+"""``python -m vlmrm.train`` and ``python -m vlmrm.evaluate``: configs, smoke runs, Ctrl-C
+and resume, one-line errors. Everything uses the seeded ``vlmrm-tiny`` CLIP on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from vlmrm.agents import compose_train_config, config_dir, latest_checkpoint, load_replay_buffer
+from vlmrm.envs import ENV_DEFAULTS
+from vlmrm.errors import ConfigError
+from vlmrm.evaluate import main as evaluate_main
+from vlmrm.train import main as train_main
+
+REPO = Path(__file__).resolve().parents[1]
+QUIET = ["progress_bar=false"]
+
+
+def _run_dir(out: Path) -> Path:
+    dirs = [d for d in out.iterdir() if d.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def _tb_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for f in sorted((run_dir / "tb").glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    return out
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(ENV_DEFAULTS))
+def test_env_configs_agree_with_env_defaults(name):
+    """configs/env/*.yaml and vlmrm.envs.ENV_DEFAULTS must not drift apart."""
+    d = ENV_DEFAULTS[name]
+    cfg = compose_train_config([f"env={name}", "reward=tiny"])
+    assert cfg.env.id == d.env_id
+    assert cfg.env.goal_template == d.goal_template
+    assert cfg.env.baseline == d.baseline == cfg.baseline
+    assert cfg.env.goal == d.goal == cfg.goal
+    assert cfg.env.episode_length == d.episode_length
+    assert tuple(cfg.env.render_size) == tuple(d.render_size)
+
+
+def test_humanoid_defaults_are_the_papers():
+    cfg = compose_train_config(["env=Humanoid"])
+    assert cfg.agent.algo == "sac"
+    assert (cfg.agent.gamma, cfg.agent.learning_rate, cfg.agent.tau) == (0.95, 6e-4, 0.005)
+    assert cfg.agent.learning_starts == 50_000 and cfg.agent.train_freq == 100 and cfg.agent.gradient_steps == -1
+    assert cfg.env.episode_length == 100 and cfg.total_steps == 10_000_000
+    assert cfg.reward.model == "ViT-bigG-14/laion2b_s39b_b160k" and cfg.reward.relabel == "episode"
+    assert cfg.env.goal_template.format(goal=cfg.goal) == "a humanoid robot kneeling"
+    assert cfg.baseline == "a humanoid robot"
+    assert compose_train_config(["env=CartPole"]).agent.algo == "dqn"
+    assert compose_train_config(["env=MountainCar"]).agent.algo == "sac"
+
+
+def test_overrides_groups_and_precedence():
+    cfg = compose_train_config(
+        ["env=humanoid", "goal=kneeling, arms up (really)", "reward=vit-bigg-14", "reward.alpha=0.5",
+         "seed=3", "total_steps=1e6", "agent.gamma=0.9"]
+    )
+    assert cfg.env.name == "Humanoid" and cfg.goal == "kneeling, arms up (really)"
+    assert cfg.reward.alpha == 0.5 and cfg.seed == 3 and cfg.total_steps == 1_000_000
+    assert cfg.agent.gamma == 0.9  # the user wins over the env's paper value ...
+    assert cfg.agent.tau == 0.005  # ... which wins over agent/sac.yaml
+    ppo = compose_train_config(["env=Humanoid", "agent=ppo"])
+    assert ppo.agent.algo == "ppo" and "tau" not in ppo.agent and ppo.reward.relabel == "step"
+    gt = compose_train_config(["env=CartPole", "reward=ground_truth"])
+    assert gt.reward.model is None and gt.reward.relabel == "none"
+    assert gt.agent == compose_train_config(["env=CartPole"]).agent  # same hyper-parameters
+    assert compose_train_config(["env.goal_template=a robot, {goal}!"]).env.goal_template == "a robot, {goal}!"
+
+
+def test_config_files_are_shipped():
+    root = config_dir()
+    for rel in ("train.yaml", "env/Humanoid.yaml", "agent/sac.yaml", "agent/ppo.yaml", "agent/dqn.yaml",
+                "reward/tiny.yaml", "reward/vit-bigg-14.yaml", "reward/ground_truth.yaml"):
+        assert (root / rel).is_file(), rel
+
+
+BAD = [
+    (["env=Atari"], "unknown env"),
+    (["agent=a2c"], "unknown agent"),
+    (["reward=clip-xxl"], "unknown reward"),
+    (["total_steps=-5"], "total_steps"),
+    (["reward=tiny", "reward.alpha=1.5"], "alpha"),
+    (["reward=tiny", "reward.alpha=-0.1"], "alpha"),
+    (["goal="], "goal"),
+    (["env.goal_template=a humanoid robot"], "{goal}"),
+    (["totl_steps=5"], "unknown setting"),
+    (["n_envs=0"], "n_envs"),
+    (["env=CartPole", "agent=sac", "reward=tiny"], "continuous"),
+    (["agent.lerning_rate=1"], "unknown setting"),
+    (["seed=abc"], "seed"),
+    (["oops"], "key=value"),
+    (["env=Humanoid", "agent=ppo", "reward=tiny", "reward.relabel=episode"], "off-policy"),
+    (["resume=/nonexistent/run"], "config.yaml"),
+]
+
+
+@pytest.mark.parametrize("argv, words", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_config_gives_one_clear_line(argv, words, capsys, tmp_path):
+    assert train_main(argv + [f"out_dir={tmp_path}"] + QUIET) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    assert words in err, err
+    assert not any(tmp_path.iterdir())  # no half-made run directory
+
+
+def test_compose_raises_config_error():
+    with pytest.raises(ConfigError, match="choose one of"):
+        compose_train_config(["env=Nope"])
+
+
+# -- smoke runs --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cartpole_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cartpole")
+    argv = ["env=CartPole", "goal=pole vertically upright on top of the cart", "reward=tiny", "total_steps=480",
+            "agent.learning_starts=100", "agent.train_freq=20", "agent.gradient_steps=5", "checkpoint_every=160",
+            "eval.every=240", f"out_dir={out}"] + QUIET
+    start = time.perf_counter()
+    assert train_main(argv) == 0
+    assert time.perf_counter() - start < 120
+    return _run_dir(out)
+
+
+def test_cartpole_smoke_run_leaves_everything(cartpole_run):
+    run = cartpole_run
+    assert run.name.startswith("CartPole-pole-vertically-upright")
+    cfg = OmegaConf.load(run / "config.yaml")
+    assert cfg.reward.model == "vlmrm-tiny" and cfg.total_steps == 480 and "resume" not in cfg
+    ckpt = latest_checkpoint(run)
+    assert ckpt["step"] == 480 and ckpt["reason"] == "final"  # exact, not rounded up to a rollout
+    assert (run / "checkpoints" / "step_000000320.zip").is_file()  # periodic (every 160)
+    assert load_replay_buffer(ckpt["replay_buffer_path"]).pos * 8 == 480
+    videos = sorted(p.name for p in (run / "videos").glob("*.mp4"))
+    assert videos == ["step_000000240.mp4", "step_000000480.mp4"]
+    assert (run / "videos" / videos[-1]).stat().st_size > 1000
+    scalars = _tb_scalars(run)
+    for tag in ("rollout/clip_return", "rollout/gt_return", "rollout/success_rate", "time/fps",
+                "reward/frames_per_second", "eval/gt_return", "eval/clip_return", "train/loss"):
+        assert tag in scalars, (tag, sorted(scalars))
+
+
+def test_evaluate_cli(cartpole_run, capsys):
+    assert evaluate_main([f"run={cartpole_run}", "episodes=2"]) == 0
+    out = capsys.readouterr().out
+    assert "ground-truth return" in out and "success rate" in out
+    results = json.loads((cartpole_run / "eval" / "step_000000480" / "results.json").read_text())
+    assert results["episodes"] == 2 and results["clip_return"] is not None
+    assert results["success_rate"] is not None and (cartpole_run / "eval" / "step_000000480" / "episodes.mp4").is_file()
+    assert evaluate_main([f"run={cartpole_run}", "episods=2"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_resume_refuses_changes_that_shape_the_agent(cartpole_run, capsys):
+    for bad in (["env=Humanoid"], ["n_envs=3"], ["agent.algo=sac"], ["reward.model=ViT-B-32"], ["totl_steps=9"]):
+        assert train_main([f"resume={cartpole_run}", *bad] + QUIET) == 2, bad
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err, err
+
+
+def test_humanoid_smoke_run(tmp_path):
+    argv = ["env=Humanoid", "reward=tiny", "total_steps=12", "n_envs=2", "subprocess=false",
+            "env.episode_length=5", f"out_dir={tmp_path}"] + QUIET
+    assert train_main(argv) == 0
+    run = _run_dir(tmp_path)
+    assert run.name.startswith("Humanoid-kneeling-")
+    assert latest_checkpoint(run)["step"] == 12
+    assert (run / "videos" / "step_000000012.mp4").is_file()
+    assert "rollout/clip_return" in _tb_scalars(run)
+
+
+def test_ppo_online_rewards_and_ground_truth(tmp_path):
+    ppo = ["env=CartPole", "agent=ppo", "reward=tiny", "total_steps=64", "n_envs=2", "agent.n_steps=16",
+           "agent.batch_size=16", "agent.n_epochs=1", "eval.episodes=0", f"out_dir={tmp_path / 'ppo'}"]
+    assert train_main(ppo + QUIET) == 0
+    run = _run_dir(tmp_path / "ppo")
+    assert latest_checkpoint(run)["step"] == 64
+    assert "rollout/clip_return" in _tb_scalars(run)
+    gt = ["env=CartPole", "reward=ground_truth", "total_steps=64", "n_envs=2", "eval.episodes=0",
+          f"out_dir={tmp_path / 'gt'}"]
+    assert train_main(gt + QUIET) == 0
+    run = _run_dir(tmp_path / "gt")
+    assert "ground-truth" in run.name and "rollout/clip_return" not in _tb_scalars(run)
+
+
+# -- Ctrl-C and resume ---------------------------------------------------------------------
+
+
+def _train_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vlmrm.train", *args, "progress_bar=false"]
+
+
+def test_sigint_saves_checkpoint_and_resume_continues(tmp_path):
+    """Ctrl-C in a terminal signals the whole process group (subprocess workers too)."""
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = ["env=CartPole", "reward=tiny", "n_envs=2", "subprocess=true", "total_steps=100000",
+            "env.render_size=[64,64]", "checkpoint_every=100", "agent.learning_starts=50", "agent.train_freq=10",
+            "agent.gradient_steps=2", "eval.every=0", "eval.episodes=0", f"out_dir={tmp_path}", "run_name=run"]
+    proc = subprocess.Popen(_train_cmd(*args), cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    latest = run / "checkpoints" / "latest.json"
+    deadline = time.time() + 120
+    while not latest.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert latest.exists(), proc.communicate(timeout=30)[0] if proc.poll() is not None else "no checkpoint in time"
+    periodic = json.loads(latest.read_text())["step"]
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "SIGINT: stopped at step" in out, out
+    stopped = latest_checkpoint(run)
+    assert stopped["reason"] == "interrupted (SIGINT)" and stopped["step"] >= periodic
+    buffer_then = load_replay_buffer(stopped["replay_buffer_path"])
+    assert buffer_then.pos * 2 == stopped["step"]  # every step up to the stop is in the buffer
+
+    total = stopped["step"] + 60
+    # (in-process sub-envs this time: n_envs must stay, how they are stepped may change)
+    res = subprocess.run(_train_cmd(f"resume={run}", f"total_steps={total}", "subprocess=false"), cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert f"resuming from step_{stopped['step']:09d}.zip at step {stopped['step']}" in res.stderr
+    final = latest_checkpoint(run)
+    assert final["step"] == total and final["reason"] == "final"
+    buffer_now = load_replay_buffer(final["replay_buffer_path"])
+    assert buffer_now.pos * 2 == total
+    n = buffer_then.pos
+    for key in ("observations", "actions", "rewards", "dones"):
+        assert (getattr(buffer_now, key)[:n] == getattr(buffer_then, key)[:n]).all(), key
+    assert OmegaConf.load(run / "config.yaml").total_steps == total
+    steps = [s for s, _ in _tb_scalars(run)["time/fps"]]
+    assert max(steps) > stopped["step"]
