@@ -228,7 +228,9 @@ class ClipModel:
 
     @property
     def embed_dim(self) -> int:
-        return int(self.model.text_projection.shape[-1]) if hasattr(self.model, "text_projection") and self.model.text_projection is not None else int(self.embed_texts(["a"]).shape[-1])
+        """Dimension of the joint embedding space."""
+        dim = getattr(getattr(self.model, "visual", None), "output_dim", None)
+        return int(dim) if dim else int(self.embed_texts(["a photo"]).shape[-1])
 
     def _autocast(self):
         if self.precision == "amp":
