@@ -11,9 +11,10 @@ from __future__ import annotations
 import numbers
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from gymnasium import logger
 
 if TYPE_CHECKING:
     import pygame
@@ -34,9 +35,14 @@ def check_size(width: object, height: object) -> tuple[int, int]:
     or the OpenGL context on the first ``render()``.
     """
     for name, value in (("width", width), ("height", height)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        if not is_positive_int(value):
             raise ValueError(f"{name} must be a positive int (pixels), got {value!r}")
     return int(width), int(height)  # type: ignore[call-overload]
+
+
+def is_positive_int(value: object) -> bool:
+    """Whether ``value`` is an integer (a NumPy one too, but not a ``bool``) above zero."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value > 0
 
 
 def check_render_mode(render_mode: str | None, supported: Sequence[str]) -> None:
@@ -89,3 +95,66 @@ def new_surface(width: int, height: int, background: Color) -> pygame.Surface:
     surface = pygame.Surface((width, height))
     surface.fill(background)
     return surface
+
+
+class ClassicControlMixin:
+    """What the pygame-drawn classic-control environments share; listed before gymnasium's
+    environment class in the bases (``class CartPoleEnv(ClassicControlMixin, CartPoleEnv)``).
+
+    * ``__init__(render_mode, width, height, **kwargs)`` checks the render mode and the
+      frame size before gymnasium's constructor (called with ``render_mode`` and
+      ``kwargs``) runs, and sets ``screen_width``/``screen_height``;
+    * ``reset`` and ``step`` add the subclass's ``_info()`` to gymnasium's ``info``;
+    * ``render`` returns ``None`` (with gymnasium's warning) without ``render_mode`` and
+      before the first ``reset``, else the surface of the subclass's ``_draw()``, at the
+      frame size, as an array; ``close`` has no window to shut.
+    """
+
+    metadata: dict[str, Any]
+    render_mode: str | None
+    state: Any
+    screen_width: int
+    screen_height: int
+
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        width: int = DEFAULT_RENDER_SIZE[0],
+        height: int = DEFAULT_RENDER_SIZE[1],
+        **kwargs: Any,
+    ) -> None:
+        check_render_mode(render_mode, self.metadata["render_modes"])
+        width, height = check_size(width, height)
+        super().__init__(render_mode=render_mode, **kwargs)  # type: ignore[call-arg]
+        self.screen_width, self.screen_height = width, height
+
+    def _info(self) -> dict[str, Any]:
+        """``state`` and ``success`` of the current state, added to every ``info``."""
+        raise NotImplementedError
+
+    def _draw(self) -> pygame.Surface:
+        """The current state drawn on a ``screen_width`` x ``screen_height`` surface."""
+        raise NotImplementedError
+
+    def reset(
+        self, *, seed: int | None = None, options: dict | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = super().reset(seed=seed, options=options)  # type: ignore[misc]
+        return obs, {**info, **self._info()}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = super().step(action)  # type: ignore[misc]
+        return obs, reward, terminated, truncated, {**info, **self._info()}
+
+    def render(self) -> np.ndarray | None:
+        """Draw the current state as a ``uint8`` array of shape ``(height, width, 3)``."""
+        if self.render_mode is None:
+            logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
+            return None
+        if self.state is None:
+            return None
+        return surface_to_array(self._draw())
+
+    def close(self) -> None:
+        # No window is ever opened, so there is no pygame display to shut down.
+        self.screen = None

@@ -13,21 +13,21 @@ visible track is 3.2 m wide and the cart leaves the frame near the track's ends.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from gymnasium import logger
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv as _GymCartPoleEnv
 
 from ._common import (
     DEFAULT_RENDER_SIZE,
-    check_render_mode,
-    check_size,
+    ClassicControlMixin,
     fill_circle,
     fill_polygon,
     new_surface,
-    surface_to_array,
 )
+
+if TYPE_CHECKING:
+    import pygame
 
 #: ``info["success"]`` is true while ``|theta|`` is below this (radians, about 5.7 deg).
 #: The episode itself only ends past 12 deg; "success" is the stricter "upright" notion
@@ -51,7 +51,7 @@ _POLE_WIDTH = 0.08
 _AXLE_OFFSET = _CART_HEIGHT / 4
 
 
-class CartPoleEnv(_GymCartPoleEnv):
+class CartPoleEnv(ClassicControlMixin, _GymCartPoleEnv):
     """CartPole-v1 (same dynamics, observations and +1-per-step reward) for CLIP rewards.
 
     Args:
@@ -72,32 +72,13 @@ class CartPoleEnv(_GymCartPoleEnv):
         height: int = DEFAULT_RENDER_SIZE[1],
         sutton_barto_reward: bool = False,
     ) -> None:
-        check_render_mode(render_mode, self.metadata["render_modes"])
-        width, height = check_size(width, height)
-        super().__init__(sutton_barto_reward=sutton_barto_reward, render_mode=render_mode)
-        self.screen_width, self.screen_height = width, height
+        super().__init__(render_mode, width, height, sutton_barto_reward=sutton_barto_reward)
 
     def _info(self) -> dict[str, Any]:
         state = np.array(self.state, dtype=np.float64)
         return {"state": state, "success": bool(abs(state[2]) < UPRIGHT_ANGLE)}
 
-    def reset(
-        self, *, seed: int | None = None, options: dict | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        obs, info = super().reset(seed=seed, options=options)
-        return obs, {**info, **self._info()}
-
-    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = super().step(action)
-        return obs, reward, terminated, truncated, {**info, **self._info()}
-
-    def render(self) -> np.ndarray | None:
-        """Draw the current state as a ``uint8`` array of shape ``(height, width, 3)``."""
-        if self.render_mode is None:
-            logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
-            return None
-        if self.state is None:
-            return None
+    def _draw(self) -> pygame.Surface:
         w, h = self.screen_width, self.screen_height
         # Gymnasium's 600x400 layout (125 px per metre, track 100 px above the bottom),
         # scaled to cover the requested frame and centre-cropped: a 224x224 frame shows
@@ -135,8 +116,4 @@ class CartPoleEnv(_GymCartPoleEnv):
             corners.append(px(u * cos_t + v * sin_t, _AXLE_OFFSET - u * sin_t + v * cos_t))
         fill_polygon(surf, corners, _POLE)
         fill_circle(surf, px(0.0, _AXLE_OFFSET), _POLE_WIDTH / 2 * scale, _AXLE)
-        return surface_to_array(surf)
-
-    def close(self) -> None:
-        # No window is ever opened, so there is no pygame display to shut down.
-        self.screen = None
+        return surf

@@ -15,17 +15,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from gymnasium import logger
 from gymnasium.envs.classic_control.continuous_mountain_car import Continuous_MountainCarEnv
 
 from ._common import (
     DEFAULT_RENDER_SIZE,
-    check_render_mode,
-    check_size,
+    ClassicControlMixin,
     fill_circle,
     fill_polygon,
     new_surface,
-    surface_to_array,
 )
 
 if TYPE_CHECKING:
@@ -55,7 +52,7 @@ _FLAG_POLE_HEIGHT = 0.22
 _FLAG_SIZE = (0.11, 0.07)
 
 
-class MountainCarContinuousEnv(Continuous_MountainCarEnv):
+class MountainCarContinuousEnv(ClassicControlMixin, Continuous_MountainCarEnv):
     """MountainCarContinuous-v0 (same dynamics, observations, reward) for CLIP rewards.
 
     Args:
@@ -77,33 +74,14 @@ class MountainCarContinuousEnv(Continuous_MountainCarEnv):
         height: int = DEFAULT_RENDER_SIZE[1],
         goal_velocity: float = 0,
     ) -> None:
-        check_render_mode(render_mode, self.metadata["render_modes"])
-        width, height = check_size(width, height)
-        super().__init__(render_mode=render_mode, goal_velocity=goal_velocity)
-        self.screen_width, self.screen_height = width, height
+        super().__init__(render_mode, width, height, goal_velocity=goal_velocity)
         self.state: np.ndarray | None = None
 
     def _info(self) -> dict[str, Any]:
         state = np.array(self.state, dtype=np.float64)
         return {"state": state, "success": bool(state[0] >= self.goal_position)}
 
-    def reset(
-        self, *, seed: int | None = None, options: dict | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        obs, info = super().reset(seed=seed, options=options)
-        return obs, {**info, **self._info()}
-
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = super().step(action)
-        return obs, reward, terminated, truncated, {**info, **self._info()}
-
-    def render(self) -> np.ndarray | None:
-        """Draw the current state as a ``uint8`` array of shape ``(height, width, 3)``."""
-        if self.render_mode is None:
-            logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
-            return None
-        if self.state is None:
-            return None
+    def _draw(self) -> pygame.Surface:
         w, h = self.screen_width, self.screen_height
         span = self.max_position - self.min_position
         scale = min(w / span, h / _WORLD_TOP)
@@ -126,7 +104,7 @@ class MountainCarContinuousEnv(Continuous_MountainCarEnv):
 
         self._draw_flag(surf, px)
         self._draw_car(surf, px, scale)
-        return surface_to_array(surf)
+        return surf
 
     def _draw_flag(self, surf: pygame.Surface, px: _ToPixels) -> None:
         gx, gy = self.goal_position, float(self._height(self.goal_position))
@@ -182,7 +160,3 @@ class MountainCarContinuousEnv(Continuous_MountainCarEnv):
         for u in (-0.6 * half, 0.6 * half):
             fill_circle(surf, at(u, r), r * scale, _WHEEL)
             fill_circle(surf, at(u, r), 0.45 * r * scale, _HUB)
-
-    def close(self) -> None:
-        # No window is ever opened, so there is no pygame display to shut down.
-        self.screen = None

@@ -7,13 +7,12 @@ episode is. The CLIs, configs and examples read it instead of repeating these va
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 
-from ._common import DEFAULT_RENDER_SIZE, check_size
+from ._common import DEFAULT_RENDER_SIZE, check_size, is_positive_int
 
 
 @dataclass(frozen=True)
@@ -154,11 +153,7 @@ def make_env(
                 "or any id registered with gymnasium"
             ) from None
         defaults = None
-    if episode_length is not None and (
-        isinstance(episode_length, bool)
-        or not isinstance(episode_length, numbers.Integral)
-        or episode_length <= 0
-    ):
+    if episode_length is not None and not is_positive_int(episode_length):
         raise ValueError(f"episode_length must be a positive int, got {episode_length!r}")
 
     if defaults is not None:

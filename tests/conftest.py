@@ -33,3 +33,13 @@ def frames() -> np.ndarray:
         noise = rng.integers(0, 40, size=base.shape)
         out.append(np.clip(base + noise, 0, 255).astype(np.uint8))
     return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a whole module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    tiny models run ~50× slower with 2 threads on a shared, busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

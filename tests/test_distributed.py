@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _torchrun import alive, ctrl_c, left_behind, needs_proc, torchrun
 
 import vlmrm
 from vlmrm.distributed import DistInfo, gather_to_rank0, shard
@@ -44,12 +40,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _torchrun(script: Path, *args: str, nproc: int = 2, **kw) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", str(script), *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen(cmd, env=env, start_new_session=True, **kw)
-
-
 def test_shard_and_gather_single_process():
     info = DistInfo()
     items = list(range(5))
@@ -62,7 +52,7 @@ def test_shard_and_gather_single_process():
 def test_two_gloo_processes_match_one_process(tmp_path, tiny_clip):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
-    proc = _torchrun(script, str(tmp_path / "two.npz"), "ok", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = torchrun(str(script), str(tmp_path / "two.npz"), "ok", text=True)
     log, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, log
     two = np.load(tmp_path / "two.npz")
@@ -75,35 +65,18 @@ def test_two_gloo_processes_match_one_process(tmp_path, tiny_clip):
     np.testing.assert_allclose(two["served"], one, atol=1e-6)
 
 
-def _children_alive(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if marker in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list processes")
+@needs_proc
 def test_ctrl_c_leaves_no_process_behind(tmp_path):
     script = tmp_path / "hang_job.py"
     script.write_text(SCRIPT)
     marker = str(script)
-    proc = _torchrun(script, str(tmp_path / "x.npz"), "hang", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = torchrun(str(script), str(tmp_path / "x.npz"), "hang", text=True)
     deadline = time.monotonic() + 180
     for line in proc.stdout:  # wait until rank 0 is past the first batch and rank 1 is serving
         if "READY" in line or time.monotonic() > deadline:
             break
-    assert len(_children_alive(marker)) >= 3  # torchrun + 2 workers
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    assert len(alive(marker)) >= 3  # torchrun + 2 workers
+    ctrl_c(proc)
     proc.communicate(timeout=60)
-    for _ in range(50):
-        if not _children_alive(marker):
-            break
-        time.sleep(0.2)
-    assert _children_alive(marker) == []
+    assert left_behind(marker) == []

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from _torchrun import alive, ctrl_c, left_behind, needs_proc, torchrun
 
 import vlmrm  # noqa: F401 - before any env (import order, see vlmrm.envs)
 from vlmrm import score as score_cli
@@ -33,41 +30,6 @@ def _frames(n: int, seed: int, size: int = 48) -> np.ndarray:
     )
 
 
-def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=2",
-        "-m",
-        "vlmrm.score",
-        *args,
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=env,
-        start_new_session=True,  # its own process group, as in a terminal
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _alive(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if marker in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
 @pytest.mark.slow
 def test_two_gloo_ranks_write_what_one_process_writes(tmp_path, capsys, monkeypatch):
     write_video(tmp_path / "a.mp4", _frames(10, 0), fps=5)
@@ -76,7 +38,7 @@ def test_two_gloo_ranks_write_what_one_process_writes(tmp_path, capsys, monkeypa
     # rank 0 gets a.mp4 and b_png, rank 1 the missing video and c_png
     videos = "videos=[a.mp4,missing.mp4,b_png,c_png]"
 
-    proc = _torchrun([videos, *ARGS, "out=two", "progress=false"], tmp_path)
+    proc = torchrun("-m", "vlmrm.score", videos, *ARGS, "out=two", "progress=false", cwd=tmp_path)
     monkeypatch.chdir(tmp_path)  # the same relative paths, so the same `video` column
     # the one-process run, while torchrun starts its workers
     assert score_cli.main([videos, *ARGS, "out=one", "progress=false"]) == 1
@@ -105,7 +67,7 @@ def test_two_gloo_ranks_write_what_one_process_writes(tmp_path, capsys, monkeypa
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list processes")
+@needs_proc
 def test_ctrl_c_mid_run_leaves_no_process_behind(tmp_path):
     root = tmp_path / f"vlmrm_ctrl_c_{os.getpid()}"  # in every worker's (and ffmpeg's) command line
     root.mkdir()
@@ -121,7 +83,7 @@ def test_ctrl_c_mid_run_leaves_no_process_behind(tmp_path):
     out = root / "out"
     # rank 0: long_png, b_png; rank 1: a.mp4, then it waits for rank 0 in the gather
     argv = [f"videos=[{root / 'long_png'},{root / 'a.mp4'},{root / 'b_png'}]", *ARGS, f"out={out}"]
-    proc = _torchrun(argv, tmp_path)
+    proc = torchrun("-m", "vlmrm.score", *argv, cwd=tmp_path)
 
     log = bytearray()
     reader = threading.Thread(
@@ -134,14 +96,10 @@ def test_ctrl_c_mid_run_leaves_no_process_behind(tmp_path):
         assert time.monotonic() < deadline, log.decode(errors="replace")
         time.sleep(0.1)
     time.sleep(1.5)  # rank 0 in the long video, rank 1 done and waiting for it
-    assert len(_alive(marker)) >= 3  # torchrun + 2 workers
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    assert len(alive(marker)) >= 3  # torchrun + 2 workers
+    ctrl_c(proc)
     proc.wait(timeout=60)
     reader.join(timeout=10)
-    for _ in range(100):
-        if not _alive(marker):
-            break
-        time.sleep(0.2)
-    assert _alive(marker) == [], log.decode(errors="replace")
+    assert left_behind(marker, tries=100) == [], log.decode(errors="replace")
     assert proc.returncode != 0
     assert not (out / "scores.csv").exists()  # interrupted before rank 0 wrote anything

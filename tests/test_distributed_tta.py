@@ -6,61 +6,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import imageio.v3 as iio
-import numpy as np
 import pytest
 import torch
+from _torchrun import ctrl_c, left_behind, needs_proc, torchrun
+from _tta import TINY, karpathy_split, make_class_folders
 
 from vlmrm.tta.cli import main
-
-TINY = [
-    "policy=vlmrm-tiny",
-    "reward=vlmrm-tiny",
-    "progress=false",
-    "views=8",
-    "select=0.25",
-    "steps=2",
-]
-
-
-def _class_folders(root: Path, per_class: int = 3) -> Path:
-    """Three classes of ``per_class`` random images (odd total: the shards differ in size)."""
-    rng = np.random.default_rng(0)
-    for c in ("cat", "dog", "golden_retriever"):
-        (root / c).mkdir(parents=True)
-        for i in range(per_class):
-            iio.imwrite(
-                root / c / f"{i}.png",
-                rng.integers(0, 255, size=(30 + 7 * i, 40, 3), dtype=np.uint8),
-            )
-    return root
-
-
-def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=2",
-        "-m",
-        "vlmrm.tta",
-        *args,
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=env,
-        start_new_session=True,  # its own process group, as in a terminal
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 120) -> str:
@@ -88,24 +42,11 @@ def _metrics(out: Path) -> dict:
     return m
 
 
-def _alive(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if marker in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
 @pytest.mark.slow
 def test_classify_two_gloo_ranks_match_one_process(tmp_path):
-    data = _class_folders(tmp_path / "cls")
+    data = make_class_folders(tmp_path / "cls")  # 9 images: the shards differ in size
     args = ["task=classify", f"data={data}", "mode=prompt", "lr=0.05", *TINY]
-    proc = _torchrun([*args, f"out={tmp_path / 'two'}"], tmp_path)
+    proc = torchrun("-m", "vlmrm.tta", *args, f"out={tmp_path / 'two'}", cwd=tmp_path, text=True)
     assert main([*args, f"out={tmp_path / 'one'}"]) == 0  # meanwhile, one process
     log = _finish(proc)
     assert "on 2 processes" in log and log.count("top-1 %") == 1  # rank 0 alone reports
@@ -124,16 +65,8 @@ def test_classify_two_gloo_ranks_match_one_process(tmp_path):
 def test_retrieve_two_gloo_ranks_match_one_process(tmp_path):
     # 40 images × 7 captions: two image batches (32 + 8) and two caption batches (256 + 24),
     # so each rank embeds part of the gallery; 5 queries: shards of 3 and 2.
-    rng = np.random.default_rng(1)
-    imgs = tmp_path / "images"
-    imgs.mkdir()
-    entries = []
-    for i in range(40):
-        iio.imwrite(imgs / f"{i}.png", rng.integers(0, 255, size=(24, 32, 3), dtype=np.uint8))
-        sentences = [{"raw": f"picture {i} number {j}"} for j in range(7)]
-        entries.append({"filename": f"{i}.png", "split": "test", "sentences": sentences})
-    ann = tmp_path / "ann.json"
-    ann.write_text(json.dumps({"images": entries}))
+    captions = [[f"picture {i} number {j}" for j in range(7)] for i in range(40)]
+    ann, imgs = karpathy_split(tmp_path, captions)
     args = [
         "task=retrieve",
         "direction=i2t",
@@ -147,7 +80,7 @@ def test_retrieve_two_gloo_ranks_match_one_process(tmp_path):
         "lr=1e-3",
         "limit=5",
     ]
-    proc = _torchrun([*args, f"out={tmp_path / 'two'}"], tmp_path)
+    proc = torchrun("-m", "vlmrm.tta", *args, f"out={tmp_path / 'two'}", cwd=tmp_path, text=True)
     assert main([*args, f"out={tmp_path / 'one'}"]) == 0
     _finish(proc)
     one, two = _records(tmp_path / "one"), _records(tmp_path / "two")
@@ -163,7 +96,7 @@ def test_retrieve_two_gloo_ranks_match_one_process(tmp_path):
 
 def test_one_process_merges_rank_files_of_an_interrupted_run(tmp_path, capsys):
     """Resume with another number of processes: the rank files are merged, order restored."""
-    data = _class_folders(tmp_path / "cls", per_class=2)
+    data = make_class_folders(tmp_path / "cls", per_class=2)
     args = ["task=classify", f"data={data}", *TINY, "steps=1"]
     assert main([*args, f"out={tmp_path / 'ref'}"]) == 0
     ref = (tmp_path / "ref" / "results.jsonl").read_text().splitlines()
@@ -180,28 +113,24 @@ def test_one_process_merges_rank_files_of_an_interrupted_run(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list processes")
+@needs_proc
 def test_ctrl_c_keeps_finished_samples_and_a_rerun_resumes(tmp_path):
-    data = _class_folders(tmp_path / "cls-sigint-marker")
+    data = make_class_folders(tmp_path / "cls-sigint-marker")
     marker = os.fspath(data)
     out = tmp_path / "out"
     common = ["task=classify", f"data={data}", *TINY, "steps=6"]
     args = [*common, f"out={out}"]
-    proc = _torchrun(args, tmp_path)
+    proc = torchrun("-m", "vlmrm.tta", *args, cwd=tmp_path, text=True)
     deadline = time.monotonic() + 90
     # interrupt as soon as a rank has finished its first sample
     while not any(p.stat().st_size for p in out.glob("results.rank*.jsonl")):
         assert proc.poll() is None, proc.communicate()[0]
         assert time.monotonic() < deadline, "no sample finished in time"
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    ctrl_c(proc)
     log, _ = proc.communicate(timeout=60)
     assert proc.returncode != 0
-    for _ in range(50):
-        if not _alive(marker):
-            break
-        time.sleep(0.2)
-    assert _alive(marker) == []
+    assert left_behind(marker) == []
     assert "vlmrm/tta/" not in log  # the workers stop without a traceback
     kept = []
     for p in out.glob("results.rank*.jsonl"):
@@ -212,7 +141,7 @@ def test_ctrl_c_keeps_finished_samples_and_a_rerun_resumes(tmp_path):
                 pass  # a line cut by the interruption: that sample is redone
     assert 1 <= len(kept) < 9  # interrupted mid-run; what was finished is on disk
 
-    proc = _torchrun(args, tmp_path)
+    proc = torchrun("-m", "vlmrm.tta", *args, cwd=tmp_path, text=True)
     assert main([*common, f"out={tmp_path / 'one'}"]) == 0  # the reference, meanwhile
     log = _finish(proc)
     assert f"{len(kept)} done, {9 - len(kept)} to go on 2 processes" in log

@@ -6,57 +6,24 @@ import json
 import subprocess
 import sys
 
-import imageio.v3 as iio
-import numpy as np
 import pytest
 import torch
+from _tta import CLASSES, TINY, karpathy_split, make_class_folders
 
 import vlmrm
 from vlmrm.errors import ConfigError
 from vlmrm.tta.cli import main, parse_config
 
-TINY = [
-    "policy=vlmrm-tiny",
-    "reward=vlmrm-tiny",
-    "progress=false",
-    "views=8",
-    "select=0.25",
-    "steps=2",
-]
-
 
 @pytest.fixture
 def class_folders(tmp_path):
-    rng = np.random.default_rng(0)
-    root = tmp_path / "cls"
-    for c in ("cat", "dog", "golden_retriever"):
-        (root / c).mkdir(parents=True)
-        for i in range(2):
-            iio.imwrite(
-                root / c / f"{i}.png",
-                rng.integers(0, 255, size=(30 + 7 * i, 40, 3), dtype=np.uint8),
-            )
-    return root
+    return make_class_folders(tmp_path / "cls", per_class=2)
 
 
 @pytest.fixture
 def karpathy(tmp_path):
-    rng = np.random.default_rng(1)
-    imgs = tmp_path / "images"
-    imgs.mkdir()
-    entries = []
-    for i in range(4):
-        iio.imwrite(imgs / f"{i}.jpg", rng.integers(0, 255, size=(32, 48, 3), dtype=np.uint8))
-        entries.append(
-            {
-                "filename": f"{i}.jpg",
-                "split": "test",
-                "sentences": [{"raw": f"photo {i} of a dog"}, {"raw": f"thing {i}"}],
-            }
-        )
-    ann = tmp_path / "ann.json"
-    ann.write_text(json.dumps({"images": entries}))
-    return ann, imgs
+    captions = [[f"photo {i} of a dog", f"thing {i}"] for i in range(4)]
+    return karpathy_split(tmp_path, captions, size=(32, 48), ext="jpg")
 
 
 def _records(out):
@@ -71,7 +38,7 @@ def test_classify_end_to_end_image_mode(class_folders, tmp_path, capsys):
     )
     recs = _records(out)
     assert len(recs) == 6 and {r["key"] for r in recs} == {
-        f"{c}/{i}.png" for c in ("cat", "dog", "golden_retriever") for i in range(2)
+        f"{c}/{i}.png" for c in CLASSES for i in range(2)
     }
     assert all(len(r["rewards"]) == 2 and len(r["top5"]) == 3 for r in recs)
     metrics = json.loads((out / "metrics.json").read_text())

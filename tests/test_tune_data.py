@@ -8,19 +8,12 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 
 from vlmrm.errors import ConfigError
 from vlmrm.tune import data as D
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run ~50× slower with 2 threads on a shared, busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# One torch thread for this module (see the fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def png(path: Path, color=(200, 30, 30), size=(16, 16)) -> str:

@@ -9,14 +9,8 @@ import torch
 from vlmrm.errors import ConfigError
 from vlmrm.tune import losses as L
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run ~50× slower with 2 threads on a shared, busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# One torch thread for this module (see the fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 H = np.array([-1000.0, -3.0, -0.5, 0.0, 0.25, 2.0, 40.0, 1000.0])

@@ -19,14 +19,8 @@ from vlmrm.tune import evaluate as E
 from vlmrm.tune.cli import main
 from vlmrm.tune.trainer import Trainer, TuneConfig, select_parameters, train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run ~50× slower with 2 threads on a shared, busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# One torch thread for this module (see the fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 COLORS = {

@@ -81,6 +81,18 @@ def device_for(info: DistInfo) -> torch.device:
     return torch.device("cpu")
 
 
+def rank_device(device: str | None, info: DistInfo) -> str | None:
+    """The device a rank asks for: under torchrun one GPU per local rank, so no device or a
+    plain ``cuda`` becomes ``cuda:<local rank>`` (:func:`device_for`); any other, unchanged."""
+    if not info.enabled:
+        return device
+    if device is None:
+        return str(device_for(info))
+    if device == "cuda" and torch.cuda.is_available():
+        return f"cuda:{info.local_rank % torch.cuda.device_count()}"
+    return device
+
+
 def shutdown() -> None:
     """Leave the process group (safe to call twice or without one)."""
     if dist.is_available() and dist.is_initialized():

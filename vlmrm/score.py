@@ -351,24 +351,10 @@ def _current_info() -> Any:
     return DistInfo()
 
 
-def _device(device: str | None, info: Any) -> str | None:
-    """Under torchrun, one GPU per local rank: no device or plain ``cuda`` → ``cuda:<local rank>``."""
-    if not info.enabled:
-        return device
-    import torch
-
-    from vlmrm.distributed import device_for
-
-    if device is None:
-        return str(device_for(info))
-    if device == "cuda" and torch.cuda.is_available():
-        return f"cuda:{info.local_rank % torch.cuda.device_count()}"
-    return device
-
-
 def _setup(cfg: ScoreConfig, info: Any) -> _Setup:
     import vlmrm
     from vlmrm.diagnostics import load_labels
+    from vlmrm.distributed import rank_device
     from vlmrm.scoring import _alpha_list, _prompt_list, _targets
 
     cfg = check_config(cfg)
@@ -380,7 +366,7 @@ def _setup(cfg: ScoreConfig, info: Any) -> _Setup:
     alphas = _alpha_list(cfg.alpha, 0.0)
     clip = vlmrm.load_clip(
         cfg.model,
-        device=_device(cfg.device, info),
+        device=rank_device(cfg.device, info),
         precision=cfg.precision,
         pretrained=cfg.pretrained,
     )

@@ -18,20 +18,24 @@ norm layers), the class embeddings stay frozen.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from vlmrm.errors import ConfigError
 from vlmrm.models import ClipModel, check_prompts
+from vlmrm.tta.base import (
+    RLCFAdapter,
+    check_k,
+    check_policy_precision,
+    check_rlcf_settings,
+    resolve_settings,
+)
 from vlmrm.tta.feedback import CLIPFeedback
-from vlmrm.tta.params import PARAM_GROUPS, ResetState, call_stacked, stack_params, trainable_params
+from vlmrm.tta.params import call_stacked, stack_params, trainable_params
 from vlmrm.tta.prompt import PromptLearner
 from vlmrm.tta.rlcf import (
-    ADVANTAGES,
-    SAMPLING,
     check_fraction,
     reinforce_loss,
     sample_answers,
@@ -71,20 +75,8 @@ class ClassifySettings:
         """A copy with ``lr`` filled in; raises :class:`ConfigError` on a bad value."""
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; choose one of {MODES}")
-        if self.sampling not in SAMPLING:
-            raise ConfigError(f"unknown sampling {self.sampling!r}; choose one of {SAMPLING}")
-        if self.advantage not in ADVANTAGES:
-            raise ConfigError(f"unknown advantage {self.advantage!r}; choose one of {ADVANTAGES}")
-        if self.image_params not in PARAM_GROUPS:
-            raise ConfigError(
-                f"unknown image_params {self.image_params!r}; choose one of {PARAM_GROUPS}"
-            )
-        if int(self.steps) < 0:
-            raise ConfigError(f"steps must be >= 0, got {self.steps}")
-        if int(self.k) < 2:
-            raise ConfigError(
-                f"k must be >= 2 (the baseline is the mean over the k samples), got {self.k}"
-            )
+        check_rlcf_settings(self, "image_params")
+        check_k(self.k)
         if int(self.views) < 1:
             raise ConfigError(f"views must be >= 1, got {self.views}")
         check_fraction(self.select, "select")
@@ -124,7 +116,7 @@ class ClassifyResult:
         return z.topk(min(k, z.numel())).indices.tolist()
 
 
-class ClassificationTTA:
+class ClassificationTTA(RLCFAdapter):
     """Adapt a policy CLIP to each test image with feedback from reward CLIPs (RLCF).
 
     Args:
@@ -145,14 +137,7 @@ class ClassificationTTA:
         settings: ClassifySettings | None = None,
         **overrides,
     ) -> None:
-        settings = settings or ClassifySettings()
-        known = {f.name for f in fields(ClassifySettings)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown classification setting(s) {unknown}; known: {sorted(known)}"
-            )
-        self.settings = replace(settings, **overrides).validated()
+        self.settings = resolve_settings(ClassifySettings, settings, overrides, "classification")
         s = self.settings
         self.classnames = check_prompts(list(classnames), "class names")
         if len(self.classnames) < 2:
@@ -161,16 +146,8 @@ class ClassificationTTA:
             raise ConfigError(
                 f"k={s.k} is larger than the number of classes ({len(self.classnames)})"
             )
-        if policy.precision in ("fp16", "bf16"):
-            raise ConfigError(
-                f"the policy is loaded in {policy.precision}; adapt fp32 weights: "
-                "load_clip(..., precision='fp32') (or 'amp' on CUDA)"
-            )
-        self.policy = policy
-        self.feedback = feedback
-        self.device = policy.device
-        self.amp = bool(s.amp) and self.device.type == "cuda"
-        self.logit_scale = float(policy.model.logit_scale.detach().exp().float())
+        check_policy_precision(policy)
+        self._init_models(policy, feedback)
         self.view_size = max(policy.image_size, feedback.image_size)
         prompts = [s.template.format(c.replace("_", " ")) for c in self.classnames]
         self.reward_text = feedback.embed_texts(prompts)
@@ -184,15 +161,9 @@ class ClassificationTTA:
             self.learner = None
             start = trainable_params(policy.model.visual, s.image_params)
             self.class_embeddings = policy.embed_texts(prompts).clone()
-        self.state = ResetState(start, s.ema, s.ema_momentum, s.ema_every, s.ema_weight)
-        self._scaler = torch.amp.GradScaler("cuda", init_scale=1000.0) if self.amp else None
+        self._init_state(start)
 
     # -- internals -------------------------------------------------------------------
-    def _autocast(self):
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
-
     def _image_features(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Adapted image tower on preprocessed views ``(B, N, 3, S, S)`` → unit ``(B, N, D)``."""
         emb = call_stacked(self.policy.model.visual, params, x)
@@ -208,16 +179,6 @@ class ClassificationTTA:
                 img = self._image_features(params, inputs)
                 txt = self.class_embeddings.unsqueeze(0).expand(img.shape[0], -1, -1)
             return self.logit_scale * torch.einsum("bnd,bcd->bnc", img.float(), txt.float())
-
-    def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        if self._scaler is not None:
-            self._scaler.scale(loss).backward()
-            self._scaler.step(optimizer)
-            self._scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
 
     # -- public ----------------------------------------------------------------------
     def adapt(self, image, seed: int = 0) -> ClassifyResult:

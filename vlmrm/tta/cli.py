@@ -170,25 +170,12 @@ def load_model(spec: str, device, precision: str):
     )
 
 
-def _device(device: str | None, info) -> str | None:
-    """Under torchrun, one GPU per local rank: no device or plain ``cuda`` → ``cuda:<local rank>``."""
-    if not info.enabled:
-        return device
-    from vlmrm.distributed import device_for
-
-    if device is None:
-        return str(device_for(info))
-    if device == "cuda" and torch.cuda.is_available():
-        return f"cuda:{info.local_rank % torch.cuda.device_count()}"
-    return device
-
-
 def _load_models(cfg: TTAConfig, info=None):
-    from vlmrm.distributed import DistInfo
+    from vlmrm.distributed import DistInfo, rank_device
     from vlmrm.models import resolve_device
     from vlmrm.tta.feedback import CLIPFeedback
 
-    device = resolve_device(_device(cfg.device, info or DistInfo()))
+    device = resolve_device(rank_device(cfg.device, info or DistInfo()))
     policy_precision = "amp" if (device.type == "cuda" and cfg.amp) else "fp32"
     policy = load_model(cfg.policy, device, policy_precision)
     models = []
@@ -488,6 +475,30 @@ def _append(path: Path, records: list[dict]) -> None:
         os.fsync(f.fileno())
 
 
+def _save_metrics(
+    out: Path,
+    metrics: dict[str, Any],
+    settings,
+    seconds: list[float],
+    unit: str,
+    title: str,
+    rows: list[tuple[str, float, float]],
+) -> dict[str, Any]:
+    """``metrics`` plus the time per ``unit`` (of this session) and the settings: written to
+    ``metrics.json``, printed as a table (``title``, ``rows``) and returned."""
+    metrics = {
+        **metrics,
+        "seconds_per_sample": (sum(seconds) / len(seconds)) if seconds else None,
+        "settings": asdict(settings),
+    }
+    (out / _METRICS).write_text(json.dumps(metrics, indent=2))
+    speed = (
+        f"{metrics['seconds_per_sample']:.3f} s/{unit} this session" if seconds else "all resumed"
+    )
+    _print_table(title, rows, f"{speed}; results: {os.fspath(out / _RESULTS)}")
+    return metrics
+
+
 def run_classify(cfg: TTAConfig) -> dict[str, Any]:
     """Adapt to every test image of a class-folder dataset; returns the metrics.
 
@@ -602,22 +613,13 @@ def _classify_metrics(cfg: TTAConfig, out: Path, settings, kept: list[dict], sec
         "top1": 100.0 * sum(r["correct"] for r in kept) / n,
         "zeroshot_top5": 100.0 * sum(a for a, _ in top5) / n,
         "top5": 100.0 * sum(b for _, b in top5) / n,
-        "seconds_per_sample": (sum(seconds) / len(seconds)) if seconds else None,
-        "settings": asdict(settings),
     }
-    (out / _METRICS).write_text(json.dumps(metrics, indent=2))
-    speed = (
-        f"{metrics['seconds_per_sample']:.3f} s/image this session" if seconds else "all resumed"
-    )
-    _print_table(
-        f"RLCF classification ({cfg.mode}) — {n} images",
-        [
-            ("top-1 %", metrics["zeroshot_top1"], metrics["top1"]),
-            ("top-5 %", metrics["zeroshot_top5"], metrics["top5"]),
-        ],
-        f"{speed}; results: {os.fspath(out / _RESULTS)}",
-    )
-    return metrics
+    rows = [
+        ("top-1 %", metrics["zeroshot_top1"], metrics["top1"]),
+        ("top-5 %", metrics["zeroshot_top5"], metrics["top5"]),
+    ]
+    title = f"RLCF classification ({cfg.mode}) — {n} images"
+    return _save_metrics(out, metrics, settings, seconds, "image", title, rows)
 
 
 def _gallery(cfg: TTAConfig, out: Path, policy, feedback, data, info):
@@ -804,19 +806,10 @@ def _retrieve_metrics(out: Path, direction: str, settings, kept: list[dict], sec
         "direction": direction,
         **{f"zeroshot_{k}": v for k, v in zs.items()},
         **ad,
-        "seconds_per_sample": (sum(seconds) / len(seconds)) if seconds else None,
-        "settings": asdict(settings),
     }
-    (out / _METRICS).write_text(json.dumps(metrics, indent=2))
-    speed = (
-        f"{metrics['seconds_per_sample']:.3f} s/query this session" if seconds else "all resumed"
-    )
-    _print_table(
-        f"RLCF retrieval ({'image→text' if direction == 'i2t' else 'text→image'}) — {len(kept)} queries",
-        [(f"{k} %", zs[k], ad[k]) for k in ad],
-        f"{speed}; results: {os.fspath(out / _RESULTS)}",
-    )
-    return metrics
+    title = f"RLCF retrieval ({'image→text' if direction == 'i2t' else 'text→image'}) — {len(kept)} queries"
+    rows = [(f"{k} %", zs[k], ad[k]) for k in ad]
+    return _save_metrics(out, metrics, settings, seconds, "query", title, rows)
 
 
 def run(cfg: TTAConfig) -> dict[str, Any]:

@@ -13,9 +13,8 @@ policy and by every reward model) are computed once (:func:`build_gallery`).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -24,9 +23,16 @@ import torch.nn.functional as F
 
 from vlmrm.errors import ConfigError
 from vlmrm.models import ClipModel
+from vlmrm.tta.base import (
+    RLCFAdapter,
+    check_k,
+    check_policy_precision,
+    check_rlcf_settings,
+    resolve_settings,
+)
 from vlmrm.tta.feedback import CLIPFeedback
-from vlmrm.tta.params import PARAM_GROUPS, ResetState, call_stacked, stack_params, trainable_params
-from vlmrm.tta.rlcf import ADVANTAGES, SAMPLING, reinforce_loss, sample_answers
+from vlmrm.tta.params import call_stacked, stack_params, trainable_params
+from vlmrm.tta.rlcf import reinforce_loss, sample_answers
 
 DIRECTIONS = ("i2t", "t2i")
 _DIRECTION_ALIASES = {"image2text": "i2t", "text2image": "t2i", "i2t": "i2t", "t2i": "t2i"}
@@ -65,19 +71,9 @@ class RetrieveSettings:
 
     def validated(self) -> RetrieveSettings:
         d = normalize_direction(self.direction)
-        if self.sampling not in SAMPLING:
-            raise ConfigError(f"unknown sampling {self.sampling!r}; choose one of {SAMPLING}")
-        if self.advantage not in ADVANTAGES:
-            raise ConfigError(f"unknown advantage {self.advantage!r}; choose one of {ADVANTAGES}")
-        if self.params not in PARAM_GROUPS:
-            raise ConfigError(f"unknown params {self.params!r}; choose one of {PARAM_GROUPS}")
-        if int(self.steps) < 0:
-            raise ConfigError(f"steps must be >= 0, got {self.steps}")
+        check_rlcf_settings(self, "params")
         k = DEFAULT_K[d] if self.k is None else int(self.k)
-        if k < 2:
-            raise ConfigError(
-                f"k must be >= 2 (the baseline is the mean over the k samples), got {k}"
-            )
+        check_k(k)
         if not float(self.lr) > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         return replace(self, direction=d, k=k, lr=float(self.lr))
@@ -207,7 +203,7 @@ def recall_at(ranks: Sequence[int], ks: Sequence[int] = RECALL_AT) -> dict[str, 
     return {f"R@{k}": float((r < k).mean() * 100.0) for k in ks}
 
 
-class RetrievalTTA:
+class RetrievalTTA(RLCFAdapter):
     """Adapt the policy's query tower to each retrieval query with CLIP feedback (RLCF).
 
     Args:
@@ -231,20 +227,10 @@ class RetrievalTTA:
         settings: RetrieveSettings | None = None,
         **overrides,
     ) -> None:
-        settings = settings or RetrieveSettings()
-        known = {f.name for f in fields(RetrieveSettings)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(f"unknown retrieval setting(s) {unknown}; known: {sorted(known)}")
-        self.settings = replace(settings, **overrides).validated()
+        self.settings = resolve_settings(RetrieveSettings, settings, overrides, "retrieval")
         s = self.settings
-        if policy.precision in ("fp16", "bf16"):
-            raise ConfigError(
-                f"the policy is loaded in {policy.precision}; adapt fp32 weights: "
-                "load_clip(..., precision='fp32') (or 'amp' on CUDA)"
-            )
-        self.policy, self.feedback = policy, feedback
-        self.device = policy.device
+        check_policy_precision(policy)
+        self._init_models(policy, feedback)
         self.gallery = gallery.to(self.device)
         n_candidates = (
             gallery.policy_text if s.direction == "i2t" else gallery.policy_image
@@ -253,8 +239,6 @@ class RetrievalTTA:
             raise ConfigError(
                 f"k={s.k} is larger than the gallery ({n_candidates} candidates); lower k"
             )
-        self.amp = bool(s.amp) and self.device.type == "cuda"
-        self.logit_scale = float(policy.model.logit_scale.detach().exp().float())
         if s.direction == "i2t":
             self.tower: nn.Module = policy.model.visual
             start = trainable_params(self.tower, s.params)
@@ -265,13 +249,7 @@ class RetrievalTTA:
                 s.params,
                 exclude=("model.visual", "model.logit_scale", "model.logit_bias"),
             )
-        self.state = ResetState(start, s.ema, s.ema_momentum, s.ema_every, s.ema_weight)
-        self._scaler = torch.amp.GradScaler("cuda", init_scale=1000.0) if self.amp else None
-
-    def _autocast(self):
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        self._init_state(start)
 
     def _scores(
         self, params: dict[str, torch.Tensor], query: torch.Tensor, candidates: torch.Tensor
@@ -299,14 +277,7 @@ class RetrievalTTA:
             actions = sample_answers(logits, s.k, s.sampling, gen)
             rewards = reward_row.gather(-1, actions)
             loss = reinforce_loss(logits, actions, rewards, s.advantage)
-            optimizer.zero_grad(set_to_none=True)
-            if self._scaler is not None:
-                self._scaler.scale(loss).backward()
-                self._scaler.step(optimizer)
-                self._scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            self._step(optimizer, loss)
             rewards_log.append(float(rewards.mean()))
         with torch.no_grad():
             final = self._scores(params, query, candidates)[0].float()

@@ -36,7 +36,7 @@ import math
 import os
 import random
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -759,40 +759,35 @@ def build_ranked_sets(
                     id=f"{k}/orig",
                 )
             )
-        img_arr: np.ndarray | None = None
+        # Image edits: (name, the edited image's caption, the edit). Each edit that changes
+        # the caption saves out/<stem>_<name>.png and adds the set "<k>/<name>".
+        edits: list[tuple[str, str | None, Callable[[np.ndarray], np.ndarray]]] = []
         if "flip" in augment:
-            flipped = flip_caption(cap)
-            if _norm_caption(flipped) != _norm_caption(cap):
-                img_arr = load_image(img) if img_arr is None else img_arr
-                path = out / f"{stem}_flip.png"
-                _save_png(path, flip_image(img_arr))
-                sets.append(
-                    RankedSet(
-                        anchor=os.path.abspath(path),
-                        candidates=(flipped, cap),
-                        modified=(True, False),
-                        group=group,
-                        id=f"{k}/flip",
-                    )
-                )
-                st.flip_sets += 1
+            edits.append(("flip", flip_caption(cap), flip_image))
         if "color" in augment:
-            recolored = color_caption(cap)
-            if recolored is None:
+            edits.append(("color", color_caption(cap), color_swap_image))
+        img_arr: np.ndarray | None = None
+        for name, edited, edit in edits:
+            if edited is None:  # a colour word whose image is unknown
                 st.skipped_color += 1
-            elif _norm_caption(recolored) != _norm_caption(cap):
-                img_arr = load_image(img) if img_arr is None else img_arr
-                path = out / f"{stem}_color.png"
-                _save_png(path, color_swap_image(img_arr))
-                sets.append(
-                    RankedSet(
-                        anchor=os.path.abspath(path),
-                        candidates=(recolored, cap),
-                        modified=(True, False),
-                        group=group,
-                        id=f"{k}/color",
-                    )
+                continue
+            if _norm_caption(edited) == _norm_caption(cap):  # nothing to tell apart
+                continue
+            img_arr = load_image(img) if img_arr is None else img_arr
+            path = out / f"{stem}_{name}.png"
+            _save_png(path, edit(img_arr))
+            sets.append(
+                RankedSet(
+                    anchor=os.path.abspath(path),
+                    candidates=(edited, cap),
+                    modified=(True, False),
+                    group=group,
+                    id=f"{k}/{name}",
                 )
+            )
+            if name == "flip":
+                st.flip_sets += 1
+            else:
                 st.color_sets += 1
     st.sets = len(sets)
     if not sets:
