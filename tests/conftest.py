@@ -7,6 +7,10 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+# The tests run tiny models: one thread is as fast, and immune to the OpenMP spin-wait
+# slow-down (measured 20-40x) when the cores are shared with other work. Subprocesses
+# started by the tests inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -14,7 +18,7 @@ import torch  # noqa: E402
 
 import vlmrm  # noqa: E402  (imported before any MuJoCo context, see vlmrm/__init__.py)
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -119,3 +119,27 @@ def test_any_callable_reward(tiny_clip):
     env.reset(seed=0)
     _, r, *_ = env.step(0)
     assert 0.0 < r < 1.0
+
+
+def test_vector_wrapper_same_step_autoreset_uses_final_frames(reward_model):
+    """With same-step autoreset the frames come from RenderFrameToInfo, final ones from final_info."""
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+    singles = [_single_env_trace(reward_model, seed=i) for i in range(N_ENVS)]
+    fns = [lambda: vlmrm.RenderFrameToInfo(gym.make("CartPole-v1", render_mode="rgb_array")) for _ in range(N_ENVS)]
+    venv = vlmrm.CLIPRewardVectorWrapper(SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP), reward_model)
+    venv.reset(seed=0)
+    rewards = np.array([venv.step(np.ones(N_ENVS, dtype=np.int64))[1] for _ in range(STEPS)])
+    for i, (want, dones) in enumerate(singles):
+        assert any(dones)
+        np.testing.assert_allclose(rewards[:, i], want, atol=1e-6)
+
+
+def test_vector_wrapper_same_step_without_frames_in_info(reward_model):
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+    fns = [lambda: gym.make("CartPole-v1", render_mode="rgb_array") for _ in range(2)]
+    venv = vlmrm.CLIPRewardVectorWrapper(SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP), reward_model)
+    venv.reset(seed=0)
+    with pytest.raises(ConfigError, match="RenderFrameToInfo"):
+        venv.step(np.zeros(2, dtype=np.int64))
