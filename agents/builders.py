@@ -135,5 +135,6 @@ def build_reward_model(reward: Mapping[str, Any], goal: str, baseline: str | Non
         device=reward.get("device"),
         precision=reward.get("precision", "auto"),
         batch_size=reward.get("batch_size"),
+        pretrained=reward.get("pretrained") or None,
     )
     return vlmrm.CLIPReward(clip, goal=goal, baseline=baseline or None, alpha=alpha)

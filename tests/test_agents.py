@@ -272,3 +272,24 @@ def test_agent_param_checks():
         check_action_space("sac", gym.spaces.Discrete(2), "CartPole")
     with pytest.raises(ConfigError, match="discrete"):
         check_action_space("dqn", gym.spaces.Box(-1, 1, (2,)), "Humanoid")
+
+
+def test_reward_section_loads_a_local_weights_file(tmp_path):
+    """`reward.pretrained=<file>` (e.g. a tuned checkpoint) is what the trainer's reward uses."""
+    import numpy as np
+    import torch
+
+    import vlmrm
+    from vlmrm.agents.builders import build_reward_model
+
+    tuned = vlmrm.load_clip("vlmrm-tiny", device="cpu")
+    with torch.no_grad():
+        for p in tuned.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = tmp_path / "tuned.safetensors"
+    tuned.save(path)
+    section = {"model": "vlmrm-tiny", "pretrained": str(path), "alpha": 0.5, "device": "cpu"}
+    reward = build_reward_model(section, goal="pole upright", baseline="pole")
+    frames = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    want = vlmrm.CLIPReward(tuned, goal="pole upright", baseline="pole", alpha=0.5)(frames)
+    np.testing.assert_allclose(reward(frames), want, atol=1e-6)
