@@ -32,9 +32,10 @@ canonical form: the same reward up to shaping, with no bonus for being alive), s
 reward that ranks upright frames above average can teach balancing: ``clip_centred``
 should still learn and ``untuned_centred`` should not.
 
-PPO rather than the config's DQN: the reference DQN setting starts learning after 75k
-steps, far beyond a CPU budget; PPO (rl-zoo's CartPole settings, constant schedules)
-learns CartPole in 100k steps in a few minutes.
+Agents: rl-zoo's settings (constant schedules) through ``agent.<key>=`` overrides. CartPole
+uses PPO rather than the config's DQN: the reference DQN setting starts learning after
+75k steps, far beyond a CPU budget, while PPO learns CartPole in 100k steps in a few
+minutes. MountainCar uses SAC with gSDE (50k steps), rewards relabelled per episode.
 
 Usage::
 
@@ -72,12 +73,13 @@ import torch  # noqa: E402
 
 import vlmrm  # noqa: E402  (torchvision before any GL context)
 
-#: Per env: gymnasium's own id for the ground-truth evaluation, the rollout frame size,
-#: PPO settings (rl-zoo's CartPole PPO with constant schedules) and the default budget.
+#: Per env: gymnasium's own id for the ground-truth evaluation, the agent (rl-zoo's
+#: settings for the env, constant schedules), sub-envs, the RL budget and rollout length.
 ENVS: dict[str, dict[str, Any]] = {
     "CartPole": {
         "gym_id": "CartPole-v1",
-        "ppo": {
+        "algo": "ppo",
+        "agent": {
             "n_steps": 32,
             "batch_size": 256,
             "gae_lambda": 0.8,
@@ -92,19 +94,22 @@ ENVS: dict[str, dict[str, Any]] = {
     },
     "MountainCar": {
         "gym_id": "MountainCarContinuous-v0",
-        "ppo": {
-            "n_steps": 256,
-            "batch_size": 256,
-            "gae_lambda": 0.9,
-            "gamma": 0.99,
-            "n_epochs": 10,
+        "algo": "sac",
+        "agent": {
             "learning_rate": 3.0e-4,
-            "ent_coef": 0.0,
+            "buffer_size": 50_000,
+            "batch_size": 512,
+            "ent_coef": 0.1,
+            "train_freq": 32,
+            "gradient_steps": 32,
+            "gamma": 0.9999,
+            "tau": 0.01,
+            "learning_starts": 0,
             "use_sde": True,
-            "sde_sample_freq": 4,
+            "policy_kwargs": {"log_std_init": -3.67, "net_arch": [64, 64]},
         },
-        "n_envs": 8,
-        "rl_steps": 100_000,
+        "n_envs": 1,
+        "rl_steps": 50_000,
         "rollout_steps": 400,  # the pumping controller needs ~100-300 steps to reach the flag
     },
 }
@@ -293,7 +298,7 @@ def _train_agent(
     spec = ENVS[env]
     overrides = [
         f"env={env}",
-        "agent=ppo",
+        f"agent={spec['algo']}",
         f"seed={seed}",
         f"total_steps={steps}",
         f"n_envs={spec['n_envs']}",
@@ -305,14 +310,20 @@ def _train_agent(
         "progress_bar=false",
         f"out_dir={out_dir}",
         f"run_name={arm}-seed{seed}",
-        *(f"agent.{k}={v}" for k, v in spec["ppo"].items()),
     ]
+    base = compose_train_config([f"env={env}", f"agent={spec['algo']}", "reward=tiny"])
+    # Keys that configs/agent/<algo>.yaml does not list are appended with Hydra's "+"; a
+    # mapping (policy_kwargs) is deleted and re-added, since Hydra merges it key by key.
+    for k, v in spec["agent"].items():
+        if isinstance(v, dict) and k in base.agent:
+            overrides += [f"~agent.{k}", f"+agent.{k}={_hydra_value(v)}"]
+        else:
+            overrides.append(f"{'' if k in base.agent else '+'}agent.{k}={_hydra_value(v)}")
     if arm == "gt":
         overrides.append("reward=ground_truth")
     else:
         overrides.append("reward=tiny")
         if weights is not None:
-            base = compose_train_config([f"env={env}", "reward=tiny"])
             prefix = "" if "pretrained" in base.reward else "+"
             overrides.append(f"{prefix}reward.pretrained='{weights}'")
     cfg = compose_train_config(overrides)
@@ -323,6 +334,17 @@ def _train_agent(
         shutil.rmtree(run_dir)
     result = train(cfg, overrides)
     return Path(latest_checkpoint(result.run_dir)["model_path"])
+
+
+def _hydra_value(v: Any) -> str:
+    """A Python value in Hydra's override grammar (dicts/lists without Python's quotes)."""
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_hydra_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_hydra_value(x) for x in v) + "]"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
 
 
 def evaluate_policy(model: Any, gym_id: str, episodes: int, seed: int) -> list[float]:
@@ -363,7 +385,9 @@ class SeedResult:
 
 
 def run_seed(args: argparse.Namespace, seed: int) -> SeedResult:
-    from stable_baselines3 import PPO
+    from stable_baselines3 import PPO, SAC
+
+    ALGOS = {"ppo": PPO, "sac": SAC}
 
     from vlmrm.tune import train as tune
     from vlmrm.tune.rollouts import RolloutConfig, build_rollout_dataset
@@ -501,7 +525,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> SeedResult:
                 raise RuntimeError(
                     f"the {arm} agent was not trained with {w} (reward models: {patch.loaded})"
                 )
-            model = PPO.load(ckpt, device="cpu")
+            model = ALGOS[spec["algo"]].load(ckpt, device="cpu")
             rets = evaluate_policy(model, gym_id, args.eval_episodes, eval_seed)
             res.returns[arm], res.return_std[arm] = float(np.mean(rets)), float(np.std(rets))
             res.seconds[f"rl_{arm}"] = time.perf_counter() - t

@@ -31,12 +31,12 @@ then train on the goal sentence as before. This module makes that dataset:
 Example (then tune with ``python -m vlmrm.tune``; ``benchmarks/offline_learning.py`` runs
 exactly this and trains an agent on the result)::
 
-    python -m vlmrm.tune.rollouts env=CartPole episodes=300 size=128 max_per_caption=1500 out=data/cartpole
-    python -m vlmrm.tune loss=contrastive model=vlmrm-tiny data=data/cartpole/train/captions.jsonl \
-        eval_data=data/cartpole/eval/captions.jsonl lr=1e-3 warmup_steps=50 weight_decay=0 steps=1000 \
+    python -m vlmrm.tune.rollouts env=CartPole episodes=300 size=128 max_per_caption=1500 out=runs/data/cartpole
+    python -m vlmrm.tune loss=contrastive model=vlmrm-tiny data=runs/data/cartpole/train/captions.jsonl \
+        eval_data=runs/data/cartpole/eval/captions.jsonl lr=1e-3 warmup_steps=50 weight_decay=0 steps=1000 \
         out=runs/cp-contrastive
     python -m vlmrm.tune loss=bt model=vlmrm-tiny pretrained=runs/cp-contrastive/model.safetensors \
-        data=data/cartpole/train/preferences.jsonl eval_data=data/cartpole/eval/preferences.jsonl \
+        data=runs/data/cartpole/train/preferences.jsonl eval_data=runs/data/cartpole/eval/preferences.jsonl \
         pairs=all lr=1e-3 warmup_steps=50 weight_decay=0 batch_size=64 steps=1000 out=runs/cp-bt
 
 (``loss=dpo beta=1`` works in the second stage too; on CartPole Bradley–Terry ranked the
@@ -74,7 +74,7 @@ class RolloutConfig:
 
     env: str = "CartPole"  # short name (CartPole, MountainCar) or a registered gymnasium id
     labels: str = ""  # predicate YAML, or a default's name; default: the env's shipped predicates
-    out: str = "data/rollouts"  # output folder
+    out: str = "runs/rollouts"  # output folder (runs/ is git-ignored)
     episodes: int = 200  # episodes in all (train + eval)
     policies: str = "random,scripted"  # episodes go round-robin over these
     noise: str = (
