@@ -290,7 +290,7 @@ def _train_agent(
     size: int,
     weights: Path | None,
 ) -> Path:
-    """Train PPO through ``vlmrm.train`` on the tuned/untuned CLIP reward or the ground truth."""
+    """Train the env's agent through ``vlmrm.train`` on a CLIP reward or the ground truth."""
     from vlmrm.agents.checkpoint import latest_checkpoint
     from vlmrm.agents.config import compose_train_config
     from vlmrm.train import train
