@@ -127,7 +127,6 @@ def say(msg: str) -> None:
 class RewardBuilderPatch:
     """What :func:`reward_weights_support` found and which reward models training built."""
 
-    native: bool
     loaded: list[str] = field(default_factory=list)
     offset: float | None = None  # subtracted from every reward while set (centred arms)
 
@@ -155,53 +154,21 @@ class OffsetReward:
 
 @contextlib.contextmanager
 def reward_weights_support() -> Iterator[RewardBuilderPatch]:
-    """Make ``vlmrm.train`` load ``reward.pretrained`` (a local weights file), and record it.
+    """Record which reward models ``vlmrm.train`` builds, and offset them for centred arms.
 
-    ``vlmrm.agents.builders.build_reward_model`` is asked to build a reward from a config
-    with ``pretrained`` set; if the model it returns did not load that file (its name
-    lacks the path), the builder ignores the key and, for the duration of the block, a
-    builder that passes ``pretrained=`` to :func:`vlmrm.load_clip` stands in for it.
-    Either way the builder in use records the name of every model it loads (names of
-    models loaded from a file contain the file's path), so the caller can check that
-    training really scored frames with the tuned weights. The builder is replaced both
-    in :mod:`vlmrm.agents.builders` and wherever it was imported by name
-    (:mod:`vlmrm.train`).
+    ``vlmrm.agents.builders.build_reward_model`` (which loads ``reward.pretrained``) is
+    wrapped for the duration of the block, both in :mod:`vlmrm.agents.builders` and
+    wherever it was imported by name (:mod:`vlmrm.train`). The wrapper records the name of
+    every model built (names of models loaded from a file contain the file's path), so the
+    caller can check that training really scored frames with the tuned weights.
     """
-    from omegaconf import OmegaConf
-
     from vlmrm.agents import builders
 
     original = builders.build_reward_model
-    probe_file = (
-        Path(os.environ.get("TMPDIR", "/tmp")) / f"vlmrm-offline-probe-{os.getpid()}.safetensors"
-    )
-    vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32").save(probe_file)
-    try:
-        section = OmegaConf.create(
-            {"model": "vlmrm-tiny", "alpha": 0.0, "device": "cpu", "pretrained": str(probe_file)}
-        )
-        native = os.fspath(probe_file) in original(section, "a", None).clip.name
-    finally:
-        probe_file.unlink(missing_ok=True)
-    patch = RewardBuilderPatch(native=native)
-
-    def with_pretrained(reward: Any, goal: str, baseline: str | None):
-        spec = reward.get("model")
-        if spec is None:
-            return None
-        clip = vlmrm.load_clip(
-            spec,
-            device=reward.get("device"),
-            precision=reward.get("precision", "auto"),
-            batch_size=reward.get("batch_size"),
-            pretrained=reward.get("pretrained") or None,
-        )
-        return vlmrm.CLIPReward(
-            clip, goal=goal, baseline=baseline or None, alpha=float(reward.get("alpha", 0.0))
-        )
+    patch = RewardBuilderPatch()
 
     def build_reward_model(reward: Any, goal: str, baseline: str | None):
-        model = (original if native else with_pretrained)(reward, goal, baseline)
+        model = original(reward, goal, baseline)
         if model is not None:
             patch.loaded.append(model.clip.name)
             if patch.offset is not None:
@@ -380,7 +347,6 @@ class SeedResult:
     return_std: dict[str, float] = field(default_factory=dict)
     agreement: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-    reward_builder_native: bool | None = None
     offsets: dict[str, float] = field(default_factory=dict)
 
 
@@ -508,11 +474,6 @@ def run_seed(args: argparse.Namespace, seed: int) -> SeedResult:
     res.returns["random"], res.return_std["random"] = float(np.mean(rnd)), float(np.std(rnd))
     importlib.import_module("vlmrm.train")  # so that the builder it imported by name is patched too
     with reward_weights_support() as patch:
-        res.reward_builder_native = patch.native
-        if not patch.native:
-            say(
-                "vlmrm.train ignores reward.pretrained; loading the tuned weights through a shim (see report)"
-            )
         for arm in args.arms:
             t = time.perf_counter()
             w = weights if arm.startswith("clip") else None
