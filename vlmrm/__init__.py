@@ -11,6 +11,7 @@ import torchvision  # noqa: F401, I001
 
 from vlmrm.diagnostics import diagnose, epic_distance
 from vlmrm.errors import ConfigError, VLMRMError, WeightsNotFoundError
+from vlmrm.fidelity import RankFidelity, rank_fidelity
 from vlmrm.models import ClipModel, load_clip
 from vlmrm.reward import CLIPReward, RewardModel, goal_baseline_reward
 from vlmrm.scoring import VideoScores, score_video
@@ -31,6 +32,7 @@ __all__ = [
     "CLIPRewardWrapper",
     "ClipModel",
     "ConfigError",
+    "RankFidelity",
     "RenderFrameToInfo",
     "RewardModel",
     "VideoScores",
@@ -41,5 +43,6 @@ __all__ = [
     "goal_baseline_reward",
     "load_clip",
     "make_vec_env",
+    "rank_fidelity",
     "score_video",
 ]

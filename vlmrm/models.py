@@ -31,10 +31,11 @@ import torch
 
 from vlmrm.errors import ConfigError, WeightsNotFoundError
 from vlmrm.preprocess import RESIZE_MODES, FrameBatch, as_frame_tensor, preprocess
+from vlmrm.quantize import quantize_image_tower
 
 TINY = "vlmrm-tiny"
 RANDOM_WEIGHTS_SEED = 0
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp", "int8")
 _OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 _HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -68,13 +69,44 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
     On CUDA that is fp16 weights (11-bit mantissa: errors well below the spread of rewards
     between frames). On CPU it is fp32: bf16 was measured to scramble reward rankings
-    (Spearman 0.82–0.88 with fp32) and fp16 matmuls are slow on CPUs.
+    (Spearman 0.82–0.88 with fp32) and fp16 matmuls are slow on CPUs. ``"int8"`` (the
+    fast CPU path, :mod:`vlmrm.quantize`) is opt-in: its fidelity was measured on random
+    weights, and a user should check it on their own model and frames
+    (:func:`vlmrm.rank_fidelity`) before trusting it.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
     if precision == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
+    if precision == "int8" and device.type != "cpu":
+        raise ConfigError(
+            f"precision='int8' is the CPU fast path (integer matmuls); on {device.type} use "
+            "precision='fp16' (or 'auto')"
+        )
     return precision
+
+
+_CPU_ACTIVATION_BUDGET = 20 * 2**20
+
+
+def default_cpu_batch(model: torch.nn.Module, cap: int = 64) -> int:
+    """Frames per image-tower call on CPU: the largest activation stays under ~20 MB.
+
+    Why: glibc serves allocations above 32 MB with fresh ``mmap`` pages, so every op whose
+    output is that large page-faults its whole output on every call. Keeping the MLP
+    activation (frames × tokens × width × 4 bytes) under the threshold measured 1.15×
+    (ViT-B-32, 32 vs 64 frames) and 1.1× (ViT-L-14, 4 vs 16) faster fp32 towers, 1.4×
+    for int8; GEMMs keep ≥ 200 rows, which is plenty on CPU.
+    """
+    visual = getattr(model, "visual", None)
+    try:
+        block = visual.transformer.resblocks[0]
+        width = int(block.mlp.c_fc.out_features)
+        grid = visual.grid_size if hasattr(visual, "grid_size") else None
+        tokens = int(grid[0] * grid[1] + 1)
+    except (AttributeError, IndexError, TypeError):
+        return 32
+    return max(1, min(cap, _CPU_ACTIVATION_BUDGET // (tokens * width * 4)))
 
 
 def _cast_dtype(precision: str) -> torch.dtype:
@@ -321,6 +353,11 @@ class ClipModel:
         """Save the weights as safetensors; reload with ``load_clip(name, pretrained=path)``."""
         from safetensors.torch import save_model
 
+        if self.precision == "int8":
+            raise ConfigError(
+                "an int8 model cannot be saved as CLIP weights (its image tower is quantised); "
+                "save the model loaded with precision='fp32'"
+            )
         save_model(self.model, str(path))
 
 
@@ -365,10 +402,13 @@ def load_clip(
         spec: ``"ARCH/TAG"``, ``"ARCH"``, ``"hf-hub:org/repo"`` or ``"vlmrm-tiny"``.
         device: ``None`` picks CUDA when available, else CPU.
         precision: ``"fp32"`` (reproduces the reference numbers), ``"bf16"``, ``"fp16"``
-            (weights cast), ``"amp"`` (autocast) or ``"auto"`` (fp16 on CUDA, fp32 on CPU).
+            (weights cast), ``"amp"`` (autocast), ``"int8"`` (CPU only: int8 matmuls in the
+            image tower, ~2× fp32; see :mod:`vlmrm.quantize`) or ``"auto"`` (fp16 on CUDA,
+            fp32 on CPU).
         pretrained: a local weights file, used with a bare architecture name.
         cache_dir: Hugging Face cache directory (default: the hub's own).
-        batch_size: frames per image-tower call (default 64 on CPU, 256 on CUDA).
+        batch_size: frames per image-tower call (default 256 on CUDA; on CPU as many as
+            keep the largest activation under ~20 MB: 32 for ViT-B-32, 4 for ViT-L-14).
         resize_mode: ``"squash"`` (reference), ``"center_crop"`` or ``"pad"``.
         fast_resize: resize uint8 frames before converting them to float (much faster on
             CPU, not bit-identical to the reference). Default: on for reduced precision,
@@ -441,6 +481,8 @@ def load_clip(
                 ) from exc
         model = model.to(dev)
     model.eval()
+    if prec == "int8":
+        quantize_image_tower(model)
     visual = model.visual
     size = visual.image_size
     size = int(size if isinstance(size, int) else size[0])
@@ -456,7 +498,7 @@ def load_clip(
         image_size=size,
         mean=mean,
         std=std,
-        batch_size=int(batch_size or (256 if dev.type == "cuda" else 64)),
+        batch_size=int(batch_size or (256 if dev.type == "cuda" else default_cpu_batch(model))),
         resize_mode=resize_mode,
         fast_resize=(prec != "fp32") if fast_resize is None else bool(fast_resize),
     )

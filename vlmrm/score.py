@@ -85,7 +85,7 @@ HELP = {
     "model": f"open_clip 'ARCH/TAG' (default {DEFAULT_MODEL}), 'ARCH' with pretrained=FILE, or vlmrm-tiny",
     "pretrained": "local weights file for a bare architecture name",
     "device": "cpu, cuda, cuda:N (default: cuda if available)",
-    "precision": "auto, fp32, bf16, fp16, amp",
+    "precision": "auto, fp32, bf16, fp16, amp, int8 (CPU)",
     "alpha": "goal-baseline regularisation in [0, 1]; a list [0,0.5,1] costs one encoding pass",
     "stride": "score every stride-th frame",
     "start": "first time to score, seconds",

@@ -55,8 +55,8 @@ def check_k(k: Any) -> None:
 
 
 def check_policy_precision(policy: ClipModel) -> None:
-    """Refuse a policy loaded in fp16/bf16: adaptation needs fp32 weights (or CUDA amp)."""
-    if policy.precision in ("fp16", "bf16"):
+    """Refuse a policy loaded in fp16/bf16/int8: adaptation needs fp32 weights (or CUDA amp)."""
+    if policy.precision in ("fp16", "bf16", "int8"):
         raise ConfigError(
             f"the policy is loaded in {policy.precision}; adapt fp32 weights: "
             "load_clip(..., precision='fp32') (or 'amp' on CUDA)"
