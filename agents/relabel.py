@@ -151,8 +151,12 @@ class EpisodeRelabeller(BaseCallback):
         self.resize_mode = resize_mode or mode
         self.max_pending_frames = int(max_pending_frames)
         self.on_episode = on_episode
-        self._in_flight: tuple[int, np.ndarray, np.ndarray] | None = None
-        self._pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+        # Frames wait in one preallocated uint8 array (pages are only touched as frames
+        # arrive), so scoring reads a view of it: no per-step arrays to concatenate, and
+        # peak memory stays at what is stored.
+        self._frames: np.ndarray | None = None
+        self._in_flight: tuple[int, np.ndarray] | None = None  # (buffer position, dones)
+        self._pending: list[tuple[int, np.ndarray]] = []
         self._pending_frames = 0
         self._returns: np.ndarray | None = None
         self._lengths: np.ndarray | None = None
@@ -186,10 +190,11 @@ class EpisodeRelabeller(BaseCallback):
             )
         frames = np.stack([info.pop(FRAME_KEY) for info in infos])
         stored = resize_uint8(frames, self.frame_size, self.resize_mode)
+        self._store(stored)
         rewards = self.locals["rewards"]
         rewards[...] = PLACEHOLDER_REWARD  # in place: this array is what SB3 stores next
         dones = np.asarray(self.locals["dones"], dtype=bool).copy()
-        self._in_flight = (int(self.model.replay_buffer.pos), stored, dones)
+        self._in_flight = (int(self.model.replay_buffer.pos), dones)
         return True
 
     def _on_rollout_end(self) -> None:
@@ -201,6 +206,19 @@ class EpisodeRelabeller(BaseCallback):
         self.flush()
 
     # -- bookkeeping --------------------------------------------------------------------
+    def _store(self, stored: np.ndarray) -> None:
+        """Write a step's frames after the committed ones (they count once committed)."""
+        n = stored.shape[0]
+        if self._frames is None:
+            # A flush happens once max_pending_frames are committed, so one step more fits.
+            self._frames = np.empty((self.max_pending_frames + n, *stored.shape[1:]), dtype=np.uint8)
+        if stored.shape[1:] != self._frames.shape[1:]:
+            raise ConfigError(
+                f"frames changed shape from {self._frames.shape[1:]} to {stored.shape[1:]} during "
+                "training; render every sub-env at one size (or set a storage frame_size)"
+            )
+        self._frames[self._pending_frames : self._pending_frames + n] = stored
+
     def _commit(self) -> None:
         if self._in_flight is None:
             return
@@ -228,15 +246,18 @@ class EpisodeRelabeller(BaseCallback):
         if not self._pending:
             return 0
         buffer = self.model.replay_buffer
-        positions = np.array([p for p, _, _ in self._pending])
-        frames = np.concatenate([f for _, f, _ in self._pending])
-        dones = np.stack([d for _, _, d in self._pending])
+        positions = np.array([p for p, _ in self._pending])
+        frames = self._frames[: self._pending_frames]
+        dones = np.stack([d for _, d in self._pending])
         n_steps, n_envs = dones.shape
         out = self.reward_model(frames)
         if hasattr(out, "detach"):
             out = out.detach().cpu().numpy()
         rewards = np.asarray(out, dtype=np.float32).reshape(n_steps, n_envs)
         buffer.rewards[positions] = rewards
+        if self._in_flight is not None:  # a stored step not yet committed moves to the front
+            n = self._in_flight[1].shape[0]
+            self._frames[:n] = self._frames[self._pending_frames : self._pending_frames + n].copy()
         self._pending.clear()
         self._pending_frames = 0
         self.relabelled += n_steps * n_envs

@@ -3,7 +3,8 @@
 The reference implementation appends every rendered frame (uint8, render size) to a Python
 list and, at relabelling time, stacks the list into one tensor (a second copy) before
 scoring. ``vlmrm.agents.EpisodeRelabeller`` resizes each step's frames to the CLIP input
-size as uint8 when it stores them, so an episode costs ``S·S·3`` bytes per frame.
+size as uint8 when it stores them, into one preallocated array that scoring reads as a
+view, so an episode costs ``S·S·3`` bytes per frame.
 
 Each mode runs in a fresh subprocess that stores one batch of episodes and reports its
 peak RSS increase, divided by the number of frames; one run prints both and the ratio.
@@ -39,10 +40,15 @@ def child(mode: str, h: int, w: int, size: int, n: int) -> dict:
         stored = sum(f.nbytes for f in frames)
         del stacked
     else:
-        chunks = [
-            resize_uint8(template[None].copy(), size) for _ in range(n)
-        ]  # per step, at storage
-        frames = np.concatenate(chunks)  # what scoring needs
+        # The relabeller's own storage: each step's frames resized at storage and written
+        # into its preallocated array; scoring reads a view of it.
+        from vlmrm.agents.relabel import EpisodeRelabeller
+
+        relabeller = EpisodeRelabeller(lambda f: np.zeros(len(f)), frame_size=size, max_pending_frames=n)
+        for _ in range(n):
+            relabeller._store(resize_uint8(template[None].copy(), size))
+            relabeller._pending_frames += 1  # what committing a stored step does
+        frames = relabeller._frames[: relabeller.pending_frames]  # what scoring reads
         stored = frames.nbytes
     peak = _peak_rss_bytes() - base
     return {"mode": mode, "stored_bytes_per_frame": stored / n, "peak_bytes_per_frame": peak / n}

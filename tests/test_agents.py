@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from stable_baselines3 import DQN, SAC
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 import vlmrm
 from vlmrm.agents import (
@@ -108,11 +109,29 @@ def _filled(buffer) -> int:
     return buffer.buffer_size if buffer.full else buffer.pos
 
 
+class FlushEvery(BaseCallback):
+    """Flushes the relabeller while a step is in flight (as checkpointing does)."""
+
+    def __init__(self, relabeller, every: int) -> None:
+        super().__init__()
+        self.relabeller, self.every = relabeller, every
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.every == 0:
+            self.relabeller.flush()
+        return True
+
+
 @pytest.mark.parametrize(
-    "algo, n_envs, train_freq, buffer_size",
-    [("sac", 1, 5, 1000), ("sac", 2, 30, 40), ("dqn", 3, 4, 75)],
+    "algo, n_envs, train_freq, buffer_size, max_pending, flush_every",
+    [
+        ("sac", 1, 5, 1000, 10_000, None),
+        ("sac", 2, 30, 40, 10_000, None),
+        ("dqn", 3, 4, 75, 10_000, None),
+        ("sac", 2, 30, 1000, 7, 3),  # early flushes, and flushes with a step in flight
+    ],
 )
-def test_relabelled_rewards_match_frames(algo, n_envs, train_freq, buffer_size):
+def test_relabelled_rewards_match_frames(algo, n_envs, train_freq, buffer_size, max_pending, flush_every):
     discrete = algo == "dqn"
     venv = make_training_env(_Factory(discrete), n_envs, seed=0, render_frames=True)
     cls = DQN if discrete else SAC
@@ -131,7 +150,8 @@ def test_relabelled_rewards_match_frames(algo, n_envs, train_freq, buffer_size):
         **extra,
     )
     calls = []
-    relabeller = EpisodeRelabeller(decode_frames, max_pending_frames=10_000)
+    relabeller = EpisodeRelabeller(decode_frames, max_pending_frames=max_pending)
+    callbacks = [relabeller] + ([FlushEvery(relabeller, flush_every)] if flush_every else [])
     original_train = model.train
 
     def checked_train(*args, **kwargs):
@@ -142,7 +162,7 @@ def test_relabelled_rewards_match_frames(algo, n_envs, train_freq, buffer_size):
         return original_train(*args, **kwargs)
 
     model.train = checked_train
-    model.learn(total_timesteps=100 * n_envs, callback=relabeller)
+    model.learn(total_timesteps=100 * n_envs, callback=CallbackList(callbacks))
     relabeller.flush()
     venv.close()
 

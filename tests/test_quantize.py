@@ -167,3 +167,17 @@ def test_last_block_computes_the_class_token_only_with_the_same_result() -> None
     blocks[-1] = blocks[-1].block  # the same int8 block, run on every token
     full = q.encode_preprocessed(x)
     torch.testing.assert_close(pruned, full, rtol=1e-5, atol=1e-6)
+
+
+def test_int8_reward_drives_the_env_wrapper(tiny_clip: vlmrm.ClipModel) -> None:
+    import gymnasium as gym
+
+    kw = dict(goal="pole upright", baseline="pole", alpha=0.5)
+    fast = vlmrm.CLIPReward(vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="int8"), **kw)
+    exact = vlmrm.CLIPReward(tiny_clip, **kw)
+    env = vlmrm.CLIPRewardWrapper(gym.make("CartPole-v1", render_mode="rgb_array"), fast, frame_in_info=True)
+    env.reset(seed=0)
+    for _ in range(4):
+        _, r, _, _, info = env.step(1)
+        assert r == pytest.approx(float(fast(info["frame"][None])[0]), abs=1e-6)
+        assert r == pytest.approx(float(exact(info["frame"][None])[0]), abs=2e-3)
