@@ -16,6 +16,11 @@ What is quantised, and how, is chosen for *rank fidelity* of rewards, not for si
   for a whole batch (what ``torch.ao`` dynamic quantisation does) lets one bright token
   coarsen every other token's grid; per-token scales keep each frame's own resolution, so
   the quantisation noise of a frame does not depend on the other frames in its batch;
+* outlier channels (trained ViTs carry a few activation channels far larger than the
+  rest) are smoothed into the weights first (SmoothQuant, α = 0.5, folded into the
+  LayerNorms, so free at run time), calibrated on synthetic images at load. On ViT-B-32
+  with planted outlier channels this halved the reward error (Spearman 0.994–0.996 →
+  0.998–0.999); on plain random weights it cut the RMS error from 3.4e-5 to 2.4e-5;
 * accumulation in int32 (exact), rescaled to fp32 before the bias;
 * the class token's activations get ~15 bits (int8 value plus int8 residual, 2% more
   GEMM rows). The embedding is the class token's final state: noise on it lands in the
@@ -272,12 +277,75 @@ class ClassTokenBlock(nn.Module):
         return out if self.batch_first else out.transpose(0, 1)
 
 
-def quantize_image_tower(model: nn.Module) -> int:
+SMOOTHING_ALPHA = 0.5
+
+
+def calibration_images(size: int, n: int = 8, seed: int = 0) -> torch.Tensor:
+    """Smooth random scenes (seeded), normalised roughly as CLIP inputs: ``(n, 3, S, S)``.
+
+    Used only to find which channels carry large activations. In trained ViTs those
+    "massive activation" channels are largely the same for any input, so synthetic
+    images locate them without a data set.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    low = torch.rand((n, 3, 8, 8), generator=gen)
+    x = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+    return (x - 0.45) / 0.27
+
+
+def _smooth_into_layernorm(
+    ln: nn.Module, weights: list[torch.Tensor], act_max: torch.Tensor, alpha: float
+) -> None:
+    """SmoothQuant, folded: divide channel c of a LayerNorm's output by s_c and multiply
+    column c of the Linear weights that read it by s_c. The fp32 function is unchanged;
+    an outlier channel's range moves into the weights (quantised per output channel,
+    where one column barely matters) instead of coarsening every other channel of its
+    token's int8 grid."""
+    w_max = torch.stack([w.detach().abs().amax(dim=0) for w in weights]).amax(dim=0)
+    scale = (act_max.clamp_min(1e-5) ** alpha) / (w_max.clamp_min(1e-5) ** (1 - alpha))
+    scale = scale.clamp_min(1e-5)
+    with torch.no_grad():
+        ln.weight.div_(scale)
+        if getattr(ln, "bias", None) is not None:
+            ln.bias.div_(scale)
+        for w in weights:
+            w.mul_(scale)
+
+
+def _layernorm_maxima(visual: nn.Module, blocks: nn.ModuleList, images: torch.Tensor) -> dict:
+    """Per-channel max |output| of every block's ln_1 and ln_2 on ``images`` (fp32)."""
+    maxima: dict[nn.Module, torch.Tensor] = {}
+
+    def record(module: nn.Module, _inputs: object, out: torch.Tensor) -> None:
+        m = out.detach().float().abs().reshape(-1, out.shape[-1]).amax(dim=0)
+        maxima[module] = torch.maximum(maxima[module], m) if module in maxima else m
+
+    hooks = [blk.ln_1.register_forward_hook(record) for blk in blocks]
+    hooks += [blk.ln_2.register_forward_hook(record) for blk in blocks]
+    try:
+        with torch.inference_mode():
+            visual(images.to(next(visual.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return maxima
+
+
+def quantize_image_tower(
+    model: nn.Module,
+    calibration: torch.Tensor | None = None,
+    smoothing: float | None = SMOOTHING_ALPHA,
+) -> int:
     """Replace the Linear layers of ``model.visual``'s transformer blocks by int8 ones.
 
-    Returns how many blocks were converted. Supported: open_clip ``VisionTransformer``
-    towers that pool the class token (every OpenAI and LAION CLIP ViT); anything else is
-    a clear error rather than a silently worse reward.
+    ``calibration``: normalised images ``(N, 3, S, S)`` used to find outlier activation
+    channels, which are then smoothed into the weights (:func:`_smooth_into_layernorm`);
+    default: :func:`calibration_images`. ``smoothing``: SmoothQuant's α (how much of an
+    outlier's range moves into the weights; 0.5 measured best here), ``None`` for none.
+    Returns how many blocks were converted.
+    Supported: open_clip ``VisionTransformer`` towers that pool the class token (every
+    OpenAI and LAION CLIP ViT); anything else is a clear error rather than a silently
+    worse reward.
     """
     visual = getattr(model, "visual", None)
     transformer = getattr(visual, "transformer", None)
@@ -296,14 +364,28 @@ def quantize_image_tower(model: nn.Module) -> int:
             "use precision='fp32' for this model"
         )
     token_dim = 1 if getattr(transformer, "batch_first", True) else 0
-    converted = 0
     for block in blocks:
         attn, mlp = getattr(block, "attn", None), getattr(block, "mlp", None)
-        if not isinstance(attn, nn.MultiheadAttention) or mlp is None:
+        if not isinstance(attn, nn.MultiheadAttention) or not isinstance(
+            getattr(mlp, "c_fc", None), nn.Linear
+        ):
             raise ConfigError(
                 f"precision='int8' does not know the block type {type(block).__name__}; "
                 "use precision='fp32' for this model"
             )
+    if smoothing is not None:
+        if calibration is None:
+            size = visual.image_size
+            calibration = calibration_images(int(size if isinstance(size, int) else size[0]))
+        maxima = _layernorm_maxima(visual, blocks, calibration)
+        for block in blocks:
+            if getattr(block.ln_1, "weight", None) is not None:
+                _smooth_into_layernorm(block.ln_1, [block.attn.in_proj_weight], maxima[block.ln_1], smoothing)
+            if getattr(block.ln_2, "weight", None) is not None:
+                _smooth_into_layernorm(block.ln_2, [block.mlp.c_fc.weight], maxima[block.ln_2], smoothing)
+    converted = 0
+    for block in blocks:
+        attn, mlp = block.attn, block.mlp
         block.attn = Int8SelfAttention(attn)
         for name in ("c_fc", "c_proj"):
             layer = getattr(mlp, name, None)
