@@ -87,6 +87,10 @@ class Int8Linear(nn.Module):
     quantised twice — the int8 value, then the int8 residual ``x - s·q`` — and both go
     through the same int8 GEMM as extra rows; its rows also meet the weights' int8
     rounding residual in one small GEMM (4% more work in all, no fp32 weights kept).
+
+    ``all_rows``: every row gets the second (residual) activation pass, at twice the GEMM
+    work; used for the attention values, whose noise reaches the class token directly.
+    ``centred``: rows quantised over [min, max] instead of ±max (one-sided inputs).
     """
 
     def __init__(
