@@ -186,3 +186,30 @@ def test_bad_loss_arguments() -> None:
         L.candidate_rewards(torch.zeros(1, 2), "nope")
     with pytest.raises(ConfigError, match="ref_logits"):
         L.reinforce_loss(torch.zeros(1, 2), torch.zeros(1, 2), kl_coef=1.0)
+
+
+def test_contrastive_with_shared_captions_matches_numpy() -> None:
+    """Frames 0 and 1 share caption 0, frame 2 has captions 1 and 2."""
+    rng = np.random.default_rng(1)
+    i, x = rng.normal(size=(3, 8)), rng.normal(size=(3, 8))
+    pos = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 1]], dtype=bool)
+    tau = 5.0
+    iu = i / np.linalg.norm(i, axis=1, keepdims=True)
+    xu = x / np.linalg.norm(x, axis=1, keepdims=True)
+    logits = tau * iu @ xu.T
+
+    def soft_ce(lg: np.ndarray, p: np.ndarray) -> float:
+        logp = lg - np.log(np.exp(lg).sum(1, keepdims=True))
+        target = p / p.sum(1, keepdims=True)
+        return float(-(target * logp).sum(1).mean())
+
+    expected = 0.5 * (soft_ce(logits, pos) + soft_ce(logits.T, pos.T))
+    got = L.clip_contrastive_loss(t(i), t(x), tau, torch.from_numpy(pos)).item()
+    assert got == pytest.approx(expected, rel=1e-6)
+    # The identity matrix is the plain CLIP loss.
+    eye = torch.eye(3, dtype=torch.bool)
+    assert L.clip_contrastive_loss(t(i), t(x), tau, eye).item() == pytest.approx(
+        L.clip_contrastive_loss(t(i), t(x), tau).item(), rel=1e-6
+    )
+    with pytest.raises(ConfigError, match="at least one positive"):
+        L.clip_contrastive_loss(t(i), t(x), tau, torch.zeros((3, 3), dtype=torch.bool))

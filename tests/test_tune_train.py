@@ -16,6 +16,7 @@ import vlmrm
 from vlmrm.errors import ConfigError
 from vlmrm.tune import data as D
 from vlmrm.tune import evaluate as E
+from vlmrm.tune import losses as L
 from vlmrm.tune.cli import main
 from vlmrm.tune.trainer import Trainer, TuneConfig, select_parameters, train
 
@@ -258,3 +259,26 @@ def test_cli_errors_are_one_line(toy: Path, tmp_path: Path, capsys: pytest.Captu
     assert main([f"data={bad}", "model=vlmrm-tiny", "device=cpu", f"out={tmp_path / 'o'}"]) == 2
     err = capsys.readouterr().err.strip()
     assert "bad.jsonl:2: invalid JSON" in err and "\n" not in err
+
+
+def test_contrastive_batches_keep_every_frame_of_a_shared_caption(
+    toy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trainer = Trainer(cfg(toy, tmp_path / "c", loss="contrastive", batch_size=12))
+    trainer._load_data()
+    trainer._build_model()
+    seen = {}
+    real = L.clip_contrastive_loss
+
+    def spy(img, txt, tau, positives=None):
+        seen["positives"] = positives
+        return real(img, txt, tau, positives)
+
+    monkeypatch.setattr(L, "clip_contrastive_loss", spy)
+    items = trainer.positives[:12]
+    loss, stats = trainer._contrastive_loss(items)
+    assert loss.requires_grad and "skipped" not in stats
+    pos = seen["positives"]
+    n_captions = len({t for _, t in items})
+    assert pos.shape == (12, n_captions) and n_captions < 12  # captions repeat in the toy set
+    assert pos.sum() == 12 and (pos.sum(1) == 1).all() and (pos.sum(0) >= 2).any()

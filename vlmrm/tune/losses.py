@@ -145,24 +145,43 @@ def listwise_dpo_loss(
 
 
 def clip_contrastive_loss(
-    image_emb: torch.Tensor, text_emb: torch.Tensor, tau: torch.Tensor | float
+    image_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    tau: torch.Tensor | float,
+    positives: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The symmetric CLIP loss: cross-entropy over ``τ·I·Tᵀ`` rows and columns, averaged.
 
-    Row ``i`` of ``image_emb`` matches row ``i`` of ``text_emb``; every other row in the
-    batch is a negative (so avoid duplicate captions in one batch).
+    Without ``positives``, row ``i`` of ``image_emb`` matches row ``i`` of ``text_emb`` and
+    every other row is a negative (the CLIP loss). ``positives``, a bool ``(I, T)`` matrix,
+    says which images match which captions, for batches where a caption describes many
+    frames (rollout captions do): each row and column then targets a uniform
+    distribution over its positives (soft-target cross-entropy, as in UniCL), so frames
+    sharing a caption are never pushed apart. An identity matrix gives the CLIP loss.
     """
-    if image_emb.shape[0] != text_emb.shape[0] or image_emb.shape[0] < 2:
+    if positives is None:
+        if image_emb.shape[0] != text_emb.shape[0] or image_emb.shape[0] < 2:
+            raise ConfigError(
+                "contrastive loss needs the same number (>= 2) of images and texts, got "
+                f"{image_emb.shape[0]} and {text_emb.shape[0]}"
+            )
+        positives = torch.eye(image_emb.shape[0], dtype=torch.bool, device=image_emb.device)
+    positives = positives.to(device=image_emb.device, dtype=torch.bool)
+    if positives.shape != (image_emb.shape[0], text_emb.shape[0]):
         raise ConfigError(
-            "contrastive loss needs the same number (>= 2) of images and texts, got "
-            f"{image_emb.shape[0]} and {text_emb.shape[0]}"
+            f"positives must be (images, texts) = ({image_emb.shape[0]}, {text_emb.shape[0]}), "
+            f"got {tuple(positives.shape)}"
         )
+    if not (positives.any(1).all() and positives.any(0).all()):
+        raise ConfigError("every image and every caption needs at least one positive")
     i = F.normalize(image_emb.float(), dim=-1)
     t = F.normalize(text_emb.float(), dim=-1)
     tau_t = torch.as_tensor(tau, dtype=i.dtype, device=i.device).detach()
     logits = tau_t * i @ t.T
-    target = torch.arange(i.shape[0], device=i.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    target = positives.to(logits.dtype)
+    i2t = F.cross_entropy(logits, target / target.sum(1, keepdim=True))
+    t2i = F.cross_entropy(logits.T, (target / target.sum(0, keepdim=True)).T)
+    return 0.5 * (i2t + t2i)
 
 
 def candidate_rewards(

@@ -375,12 +375,17 @@ class ItemScorer:
                     cache[k] = e.detach()
         return torch.stack([cache[k] for k in keys])
 
+    def embed_each(self, paths: Sequence[str], texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings of distinct images ``(P, D)`` and distinct captions ``(T, D)``."""
+        img = self._embed(list(paths), self._encode_images, self.lock == "image", self._img_cache)
+        txt = self._embed(list(texts), self._encode_texts, self.lock == "text", self._txt_cache)
+        return img, txt
+
     def embed(self, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor]:
         """Image and text embeddings ``(N, D)`` aligned with ``items`` (not normalised)."""
         paths = list(dict.fromkeys(p for p, _ in items))
         texts = list(dict.fromkeys(t for _, t in items))
-        img = self._embed(paths, self._encode_images, self.lock == "image", self._img_cache)
-        txt = self._embed(texts, self._encode_texts, self.lock == "text", self._txt_cache)
+        img, txt = self.embed_each(paths, texts)
         pi = {p: i for i, p in enumerate(paths)}
         ti = {t: i for i, t in enumerate(texts)}
         ii = torch.tensor([pi[p] for p, _ in items], device=img.device)
@@ -663,18 +668,19 @@ class Trainer:
         return out.loss, {"reward": float(out.mean_reward), "kl": float(out.kl)}
 
     def _contrastive_loss(self, items: list[Item]) -> tuple[torch.Tensor, dict[str, float]]:
-        # Drop repeated images/captions: a duplicate would be a false negative.
-        seen_i, seen_t, batch = set(), set(), []
-        for p, t in items:
-            if p in seen_i or t in seen_t:
-                continue
-            seen_i.add(p)
-            seen_t.add(t)
-            batch.append((p, t))
-        if len(batch) < 2:
+        # Repeated frames and captions are merged, and every frame of a caption counts as
+        # its positive: a duplicate must not become a false negative, nor be thrown away.
+        paths = list(dict.fromkeys(p for p, _ in items))
+        texts = list(dict.fromkeys(t for _, t in items))
+        if len(paths) < 2 or len(texts) < 2:
             return torch.zeros((), device=self.device, requires_grad=False), {"skipped": 1.0}
-        img, txt = self.scorer.embed(batch)
-        return L.clip_contrastive_loss(img, txt, self.tau), {}
+        pi = {p: k for k, p in enumerate(paths)}
+        ti = {t: k for k, t in enumerate(texts)}
+        positives = torch.zeros((len(paths), len(texts)), dtype=torch.bool)
+        for p, t in items:
+            positives[pi[p], ti[t]] = True
+        img, txt = self.scorer.embed_each(paths, texts)
+        return L.clip_contrastive_loss(img, txt, self.tau, positives), {}
 
     def _loss(self, idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
