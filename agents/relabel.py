@@ -56,6 +56,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from vlmrm.errors import ConfigError
 from vlmrm.preprocess import resize_frames
+from vlmrm.reward import score_frames
 from vlmrm.wrappers import FRAME_KEY
 
 PLACEHOLDER_REWARD = float("nan")
@@ -250,10 +251,7 @@ class EpisodeRelabeller(BaseCallback):
         frames = self._frames[: self._pending_frames]
         dones = np.stack([d for _, d in self._pending])
         n_steps, n_envs = dones.shape
-        out = self.reward_model(frames)
-        if hasattr(out, "detach"):
-            out = out.detach().cpu().numpy()
-        rewards = np.asarray(out, dtype=np.float32).reshape(n_steps, n_envs)
+        rewards = score_frames(self.reward_model, frames).reshape(n_steps, n_envs)
         buffer.rewards[positions] = rewards
         if self._in_flight is not None:  # a stored step not yet committed moves to the front
             n = self._in_flight[1].shape[0]

@@ -17,6 +17,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from vlmrm.reward import score_frames
+
 
 @dataclass
 class EpisodeResult:
@@ -115,10 +117,7 @@ def run_episodes(
             done = terminated or truncated or (max_steps is not None and steps >= max_steps)
         clip_return = None
         if reward_model is not None and scored:
-            out = reward_model(np.stack(scored))
-            if hasattr(out, "detach"):
-                out = out.detach().cpu().numpy()
-            clip_return = float(np.sum(np.asarray(out, dtype=np.float64)))
+            clip_return = float(np.sum(score_frames(reward_model, np.stack(scored), np.float64)))
         episodes.append(
             EpisodeResult(
                 gt_return=total,

@@ -25,7 +25,7 @@ import numpy as np
 from vlmrm.diagnostics import spearman
 from vlmrm.errors import ConfigError
 from vlmrm.preprocess import FrameBatch
-from vlmrm.reward import RewardModel
+from vlmrm.reward import RewardModel, score_frames
 
 DEFAULT_BAR = 0.999
 
@@ -53,12 +53,6 @@ class RankFidelity:
         )
 
 
-def _as_numpy(rewards: object) -> np.ndarray:
-    if hasattr(rewards, "detach"):
-        rewards = rewards.detach().cpu().numpy()  # type: ignore[union-attr]
-    return np.asarray(rewards, dtype=np.float64).reshape(-1)
-
-
 def rank_fidelity(
     candidate: RewardModel, reference: RewardModel, frames: FrameBatch
 ) -> RankFidelity:
@@ -68,12 +62,8 @@ def rank_fidelity(
     agent's frames will (a short random rollout is a good sample); fewer than 3 frames
     have no ranking to keep and are refused.
     """
-    cand, ref = _as_numpy(candidate(frames)), _as_numpy(reference(frames))
-    if ref.shape != cand.shape:
-        raise ConfigError(
-            f"the two rewards gave {cand.size} and {ref.size} values for the same frames; "
-            "compare rewards that score one value per frame"
-        )
+    cand = score_frames(candidate, frames, np.float64)
+    ref = score_frames(reference, frames, np.float64)
     if ref.size < 3:
         raise ConfigError(f"rank fidelity needs at least 3 frames to rank, got {ref.size}")
     diff = np.abs(cand - ref)

@@ -37,6 +37,25 @@ class RewardModel(Protocol):
     def __call__(self, frames: FrameBatch) -> np.ndarray | torch.Tensor: ...
 
 
+def score_frames(reward_model: RewardModel, frames: FrameBatch, dtype: type = np.float32) -> np.ndarray:
+    """Call any reward model on a batch of frames → a flat NumPy array, one value per frame.
+
+    Reward models may return NumPy arrays or tensors (on any device); callers that store
+    or compare rewards want NumPy, and a model that returns the wrong count is an error
+    here rather than a shape mismatch later.
+    """
+    out = reward_model(frames)
+    if hasattr(out, "detach"):
+        out = out.detach().cpu().numpy()
+    out = np.asarray(out, dtype=dtype).reshape(-1)
+    if out.shape[0] != len(frames):
+        raise ConfigError(
+            f"the reward model returned {out.shape[0]} rewards for {len(frames)} frames; "
+            "a reward model must score one value per frame"
+        )
+    return out
+
+
 def check_alpha(alpha: float) -> float:
     """α must be a finite number in [0, 1]."""
     try:

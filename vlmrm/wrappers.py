@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 from vlmrm.errors import ConfigError
-from vlmrm.reward import RewardModel
+from vlmrm.reward import RewardModel, score_frames
 
 FRAME_KEY = "frame"
 
@@ -48,18 +48,6 @@ def check_frame(frame: Any, where: str = "env.render()") -> np.ndarray:
     if frame.dtype != np.uint8:
         raise ConfigError(f"{where} returned dtype {frame.dtype}; expected uint8 RGB")
     return frame
-
-
-def _score(reward_model: RewardModel | Callable, frames: np.ndarray) -> np.ndarray:
-    out = reward_model(frames)
-    if hasattr(out, "detach"):
-        out = out.detach().cpu().numpy()
-    out = np.asarray(out, dtype=np.float32).reshape(-1)
-    if out.shape[0] != frames.shape[0]:
-        raise ConfigError(
-            f"the reward model returned {out.shape[0]} rewards for {frames.shape[0]} frames"
-        )
-    return out
 
 
 class RenderFrameToInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -122,7 +110,7 @@ class CLIPRewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action):
         obs, env_reward, terminated, truncated, info = self.env.step(action)
         frame = check_frame(self.env.render())
-        clip_reward = float(_score(self.reward_model, frame[None])[0])
+        clip_reward = float(score_frames(self.reward_model, frame[None])[0])
         info = dict(info)
         info["original_reward"] = env_reward
         info["clip_reward"] = clip_reward
@@ -186,7 +174,7 @@ class CLIPRewardVectorWrapper(gym.vector.VectorWrapper):
         obs, env_rewards, terminated, truncated, info = self.env.step(actions)
         done = np.logical_or(terminated, truncated)
         frames = self._frames(info, done)
-        clip = _score(self.reward_model, frames)
+        clip = score_frames(self.reward_model, frames)
         if not self._same_step:
             clip = np.where(self._autoreset, 0.0, clip).astype(np.float32)
             self._autoreset = done.copy()
@@ -245,7 +233,7 @@ class CLIPRewardVecEnvWrapper(VecEnvWrapper):
                 "VecEnv with vlmrm.make_vec_env(...) or wrap each env in vlmrm.RenderFrameToInfo"
             )
         frames = np.stack([info[FRAME_KEY] for info in infos])
-        clip = _score(self.reward_model, frames)
+        clip = score_frames(self.reward_model, frames)
         self._returns += clip
         self._lengths += 1
         for i, info in enumerate(infos):
