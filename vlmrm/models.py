@@ -102,8 +102,7 @@ def default_cpu_batch(model: torch.nn.Module, cap: int = 64) -> int:
     try:
         block = visual.transformer.resblocks[0]
         width = int(block.mlp.c_fc.out_features)
-        grid = visual.grid_size if hasattr(visual, "grid_size") else None
-        tokens = int(grid[0] * grid[1] + 1)
+        tokens = int(visual.grid_size[0] * visual.grid_size[1] + 1)
     except (AttributeError, IndexError, TypeError):
         return 32
     return max(1, min(cap, _CPU_ACTIVATION_BUDGET // (tokens * width * 4)))

@@ -45,9 +45,11 @@ from vlmrm.errors import ConfigError
 _QMAX = 127.0
 
 
-def _quantize_rows(
-    x: torch.Tensor, centred: bool = False
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+#: int8 values, per-row scales, per-row centres (None when symmetric).
+Quantized = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]
+
+
+def _quantize_rows(x: torch.Tensor, centred: bool = False) -> Quantized:
     """int8 per row of a 2-D float tensor: ``x ≈ q · scale (+ centre)``.
 
     Symmetric (``centre`` None) spends the 255 levels on ``[-max|x|, max|x|]``; centred
@@ -135,10 +137,14 @@ class Int8Linear(nn.Module):
     def from_linear(cls, linear: nn.Linear, **options: object) -> Int8Linear:
         return cls(linear.weight, linear.bias, **options)  # type: ignore[arg-type]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, quantized: Quantized | None = None) -> torch.Tensor:
+        """``quantized``: ``x`` already through :func:`_quantize_rows` (same ``centred``),
+        when several layers read the same input."""
         shape = x.shape
         x = x.float()
-        q, xs, centre = _quantize_rows(x.reshape(-1, shape[-1]), self.centred)
+        if quantized is None:
+            quantized = _quantize_rows(x.reshape(-1, shape[-1]), self.centred)
+        q, xs, centre = quantized
         rows = q.shape[0]
         tokens = shape[:-1]
 
@@ -241,8 +247,10 @@ class Int8SelfAttention(nn.Module):
         """Batch-first self-attention; with ``queries=k`` only the first ``k`` tokens' outputs."""
         b, n, d = x.shape
         h = self.num_heads
-        qk = self.qk_proj(x).reshape(b, n, 2, h, d // h).permute(2, 0, 3, 1, 4)
-        v = self.v_proj(x).reshape(b, n, h, d // h).transpose(1, 2)
+        x = x.float()
+        quantized = _quantize_rows(x.reshape(-1, d))  # one pass serves both projections
+        qk = self.qk_proj(x, quantized).reshape(b, n, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        v = self.v_proj(x, quantized).reshape(b, n, h, d // h).transpose(1, 2)
         q = qk[0] if queries is None else qk[0][:, :, :queries]
         mask = (
             attn_mask.float()
