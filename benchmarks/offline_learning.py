@@ -377,31 +377,25 @@ def run_seed(args: argparse.Namespace, seed: int) -> SeedResult:
         args.reuse and (data / "manifest.json").is_file() and (heldout / "manifest.json").is_file()
     )
     if not reuse:
+        common = dict(env=args.env, labels=args.labels, size=args.size, max_steps=args.max_steps, overwrite=True)
         ds = build_rollout_dataset(
             RolloutConfig(
-                env=args.env,
-                labels=args.labels,
                 out=str(data),
                 episodes=args.episodes,
-                size=args.size,
-                max_steps=args.max_steps,
                 max_per_caption=args.max_per_caption,
                 seed=seed,
-                overwrite=True,
+                **common,
             )
         )
         say(f"seed {seed}: {ds.summary()}")
+        # Fresh, unbalanced rollouts for the held-out check: all eval, another seed.
         build_rollout_dataset(
             RolloutConfig(
-                env=args.env,
-                labels=args.labels,
                 out=str(heldout),
                 episodes=args.heldout_episodes,
-                size=args.size,
-                max_steps=args.max_steps,
                 eval_fraction=0.0,
                 seed=10_000 + seed,
-                overwrite=True,
+                **common,
             )
         )
     res.seconds["dataset"] = time.perf_counter() - t
