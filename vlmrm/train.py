@@ -239,6 +239,7 @@ def _learn(cfg, model, venv, eval_env, run_dir: Path, reward_model, timed, stop:
             evaluator.evaluate()
         reason = f"interrupted ({stop.name})" if stopper.stopped else "final"
         info = save_checkpoint(model, run_dir, reason=reason)
+        _record_run_fps(model)
         model.logger.dump(model.num_timesteps)
         model.logger.close()
     if stopper.stopped:
@@ -249,6 +250,21 @@ def _learn(cfg, model, venv, eval_env, run_dir: Path, reward_model, timed, stop:
     else:
         _say(f"done: {info['step']} steps; checkpoint {run_dir / 'checkpoints' / info['model']}")
     return TrainResult(run_dir, info["step"], stopper.stopped, stop.name if stopper.stopped else "")
+
+
+def _record_run_fps(model) -> None:
+    """Record ``time/fps`` for this ``learn`` call at its last step.
+
+    SB3 logs throughput only every ``log_interval`` episodes (off-policy) or rollouts, so a
+    short or resumed run could end with no point after its last dump; the final dump then
+    always has one, at the step the checkpoint was taken.
+    """
+    start = getattr(model, "start_time", None)
+    done = int(model.num_timesteps) - int(getattr(model, "_num_timesteps_at_start", 0))
+    if start is None or done <= 0:
+        return
+    elapsed = max((time.time_ns() - start) / 1e9, sys.float_info.epsilon)
+    model.logger.record("time/fps", int(done / elapsed))
 
 
 def main(argv: list[str] | None = None) -> int:
