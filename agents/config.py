@@ -37,6 +37,8 @@ GROUPS = ("env", "agent", "reward")
 TEXT_KEYS = frozenset({"goal", "baseline", "goal_template", "run_name", "out_dir", "resume", "name", "id", "model", "pretrained"})
 RELABEL_MODES = ("auto", "episode", "step", "none")
 #: Settings that cannot change when a run is resumed (they shape the saved agent/buffer).
+#: Settings that are free-form keyword mappings handed to SB3: any key may be set in them.
+FREE_MAPPINGS = ("agent.policy_kwargs",)
 RESUME_FIXED = ("env", "agent.algo", "agent.policy", "agent.policy_kwargs", "agent.buffer_size", "n_envs", "reward.model", "reward.pretrained")
 
 
@@ -87,6 +89,8 @@ def normalize_overrides(overrides: Sequence[str]) -> list[str]:
             continue
         key, value = _split(arg)
         bare = key.lstrip("+")
+        if any(bare == m or bare.startswith(m + ".") for m in FREE_MAPPINGS):
+            key = "++" + bare  # add or replace: the mapping has no fixed set of keys
         if bare in GROUPS:
             options = group_options(bare)
             match = {o.lower(): o for o in options}.get(value.strip().strip("'\"").lower())
@@ -128,15 +132,29 @@ def _compose(overrides: list[str]) -> DictConfig:
 
 
 def _merge_agent_params(cfg: DictConfig, user_keys: set[str]) -> None:
-    """Apply ``env.agent_params[algo]`` to ``agent`` except where the user set the key."""
+    """Apply ``env.agent_params[algo]`` to ``agent`` except where the user set the key.
+
+    Mappings merge key by key: ``agent.policy_kwargs.activation_fn=tanh`` keeps the env's
+    ``net_arch``, while ``agent.policy_kwargs={...}`` replaces the whole mapping.
+    """
     algo = cfg.agent.get("algo") if cfg.get("agent") is not None else None
     if algo is None:
         raise ConfigError("no agent selected; add agent=sac, agent=ppo or agent=dqn")
     params = (cfg.env.get("agent_params") or {}).get(algo) or {}
     with open_dict(cfg.agent):
-        for key, value in params.items():
-            if f"agent.{key}" not in user_keys:
-                cfg.agent[key] = value
+        _apply_defaults(cfg.agent, params, "agent", user_keys)
+
+
+def _apply_defaults(target: DictConfig, params: Mapping, prefix: str, user_keys: set[str]) -> None:
+    for key, value in params.items():
+        path = f"{prefix}.{key}"
+        if path in user_keys:
+            continue
+        current = target.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping) and any(k.startswith(path + ".") for k in user_keys):
+            _apply_defaults(current, value, path, user_keys)
+        else:
+            target[key] = value
 
 
 def _to_plain(cfg: DictConfig) -> DictConfig:

@@ -88,6 +88,19 @@ def test_overrides_groups_and_precedence():
     assert compose_train_config(["env.goal_template=a robot, {goal}!"]).env.goal_template == "a robot, {goal}!"
 
 
+def test_policy_kwargs_take_any_key_and_merge_with_the_envs():
+    assert compose_train_config(["env=CartPole"]).agent.policy_kwargs == {"net_arch": [256, 256]}
+    for arg in ("agent.policy_kwargs.net_arch=[32]", "+agent.policy_kwargs.net_arch=[32]",
+                "agent.policy_kwargs={net_arch:[32]}"):
+        assert compose_train_config(["env=CartPole", arg]).agent.policy_kwargs == {"net_arch": [32]}, arg
+    # one key: the env's other keys stay; the whole mapping: it is replaced
+    one = compose_train_config(["env=CartPole", "agent.policy_kwargs.activation_fn=tanh"]).agent.policy_kwargs
+    assert one == {"net_arch": [256, 256], "activation_fn": "tanh"}
+    whole = compose_train_config(["env=CartPole", "agent.policy_kwargs={activation_fn:tanh}"]).agent.policy_kwargs
+    assert whole == {"activation_fn": "tanh"}
+    assert compose_train_config(["env=Humanoid", "agent.policy_kwargs.net_arch=[8]"]).agent.policy_kwargs == {"net_arch": [8]}
+
+
 def test_config_files_are_shipped():
     root = config_dir()
     for rel in ("train.yaml", "env/Humanoid.yaml", "agent/sac.yaml", "agent/ppo.yaml", "agent/dqn.yaml",
@@ -108,6 +121,9 @@ BAD = [
     (["n_envs=0"], "n_envs"),
     (["env=CartPole", "agent=sac", "reward=tiny"], "continuous"),
     (["agent.lerning_rate=1"], "unknown setting"),
+    (["agent.polcy_kwargs.net_arch=[8]"], "unknown setting"),
+    (["env=CartPole", "reward=tiny", "agent.policy_kwargs.nett_arch=[8]"], "nett_arch"),
+    (["env=CartPole", "reward=tiny", "agent.policy_kwargs.activation_fn=swish"], "activation_fn"),
     (["seed=abc"], "seed"),
     (["oops"], "key=value"),
     (["env=Humanoid", "agent=ppo", "reward=tiny", "reward.relabel=episode"], "off-policy"),
