@@ -154,9 +154,7 @@ def cartpole_run(tmp_path_factory) -> Path:
     argv = ["env=CartPole", "goal=pole vertically upright on top of the cart", "reward=tiny", "total_steps=480",
             "agent.learning_starts=100", "agent.train_freq=20", "agent.gradient_steps=5", "checkpoint_every=160",
             "eval.every=240", f"out_dir={out}"] + QUIET
-    start = time.perf_counter()
     assert train_main(argv) == 0
-    assert time.perf_counter() - start < 120
     return _run_dir(out)
 
 
