@@ -136,5 +136,6 @@ def build_reward_model(reward: Mapping[str, Any], goal: str, baseline: str | Non
         precision=reward.get("precision", "auto"),
         batch_size=reward.get("batch_size"),
         pretrained=reward.get("pretrained") or None,
+        compile=reward.get("compile") or False,
     )
     return vlmrm.CLIPReward(clip, goal=goal, baseline=baseline or None, alpha=alpha)

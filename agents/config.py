@@ -28,6 +28,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from vlmrm.compiling import resolve_compile
 from vlmrm.errors import ConfigError
 from vlmrm.models import PRECISIONS
 from vlmrm.reward import check_alpha
@@ -300,6 +301,8 @@ def validate_train_config(cfg: DictConfig) -> DictConfig:
                 _as_text(cfg.get("baseline"), "baseline")
             if reward.get("precision") not in PRECISIONS:
                 raise ConfigError(f"reward.precision must be one of {PRECISIONS}, got {reward.get('precision')!r}")
+            with open_dict(reward):
+                reward.compile = resolve_compile(reward.get("compile", False), "reward.compile")
             if reward.get("batch_size") is not None:
                 reward.batch_size = _as_int(reward.batch_size, "reward.batch_size", 1)
             reward.max_pending_frames = _as_int(reward.get("max_pending_frames"), "reward.max_pending_frames", 1)

@@ -10,6 +10,7 @@ fidelity of the toolkit's rewards to fp32 rewards (Spearman) and the max |Δrewa
     python benchmarks/reward_throughput.py --model ViT-B-32 --frame-size 480x480 --batch-size 64
     python benchmarks/reward_throughput.py --model ViT-B-32,ViT-L-14 --frame-size 224x224,480x480,400x600 \
         --batch-size 1,16,256,1024 --precision fp16          # a sweep: one table row per setting
+    python benchmarks/reward_throughput.py --model ViT-B-32 --batch-size 1024 --precision fp16 --compile true
 
 Columns: the frames per reward call (``batch``) and per tower call of the toolkit
 (``chunk``; the baseline, like the reference, runs the whole batch at once); frames/s of
@@ -18,7 +19,8 @@ image tower's images/s on already-normalised input (what the rest of the path co
 tower's achieved TFLOP/s (FLOPs counted with torch's FlopCounterMode) and, with
 ``--peak-tflops``, the fraction of the device's peak; then the rank fidelity (Spearman) of
 the toolkit's rewards to fp32 rewards on a fixed set of 64 frames, with max |Δreward| and
-the spread (std) of the rewards across those frames.
+the spread (std) of the rewards across those frames. ``prec`` ends in ``+c`` when the
+toolkit's tower is compiled (``--compile``; the bare-tower column is then compiled too).
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ def measure(args: argparse.Namespace, model: str, h: int, w: int, batch: int) ->
         # The toolkit splits a call into tower batches of its own choosing (``--tower-batch``
         # overrides); the baseline, like the reference, runs the whole batch at once.
         clip = vlmrm.load_clip(
-            model, device=args.device, precision=args.precision, batch_size=args.tower_batch, fast_resize=fast
+            model, device=args.device, precision=args.precision, batch_size=args.tower_batch, fast_resize=fast,
+            compile=args.compile,
         )
     goal, base = "a humanoid robot kneeling", "a humanoid robot"
     ref_reward = vlmrm.CLIPReward(ref_clip, goal=goal, baseline=base, alpha=0.5)
@@ -136,7 +139,7 @@ def measure(args: argparse.Namespace, model: str, h: int, w: int, batch: int) ->
         "max_dr": float(np.abs(r_ours - r_fp32).max()),
         "spread": float(r_fp32.std()),
         "ref_dr": float(np.abs(r_fp32 - r_ref).max()),
-        "precision": clip.precision,
+        "precision": clip.precision + ("+c" if clip.compile else ""),
         "fast_resize": clip.fast_resize,
         "tower_batch": clip.batch_size,
         "device": str(clip.device),
@@ -162,6 +165,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="frames per tower call (default: the toolkit's)",
     )
+    p.add_argument(
+        "--compile",
+        default="false",
+        help="torch.compile the toolkit's image tower: false, true or a mode (reduce-overhead, max-autotune)",
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOP/s at this precision")
     args = p.parse_args(argv)
@@ -169,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     batches = [int(b) for b in args.batch_size.split(",")]
     print(f"torch={torch.__version__} threads={torch.get_num_threads()} cuda={torch.cuda.is_available()}")
     header = (
-        f"{'model':<10} {'frames':>9} {'batch':>5} {'chunk':>5} {'prec':>5} {'fast':>5} {'baseline/s':>10} {'vlmrm/s':>9} "
+        f"{'model':<10} {'frames':>9} {'batch':>5} {'chunk':>5} {'prec':>7} {'fast':>5} {'baseline/s':>10} {'vlmrm/s':>9} "
         f"{'speedup':>7} {'tower/s':>9} {'path/tower':>10} {'TFLOP/s':>8} {'of peak':>7} {'spearman':>8} "
         f"{'max|dR|':>8} {'spread':>8}"
     )
@@ -180,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
                 m = measure(args, model, h, w, batch)
                 peak = f"{m['tflops'] / args.peak_tflops:7.1%}" if args.peak_tflops else f"{'-':>7}"
                 print(
-                    f"{model:<10} {f'{h}x{w}':>9} {batch:>5} {m['tower_batch']:>5} {m['precision']:>5} {str(m['fast_resize']):>5} "
+                    f"{model:<10} {f'{h}x{w}':>9} {batch:>5} {m['tower_batch']:>5} {m['precision']:>7} {str(m['fast_resize']):>5} "
                     f"{m['ref_fps']:10.1f} {m['fps']:9.1f} {m['ref_fps'] and m['fps'] / m['ref_fps']:6.2f}x "
                     f"{m['tower_fps']:9.1f} {m['fps'] / m['tower_fps']:10.2f} {m['tflops']:8.3f} {peak} "
                     f"{m['spearman']:8.4f} {m['max_dr']:8.1e} {m['spread']:8.1e}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 import warnings
 
@@ -12,6 +14,12 @@ from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Norma
 
 import vlmrm
 from vlmrm.errors import ConfigError, WeightsNotFoundError
+
+#: Inductor compiles CPU kernels with a C++ compiler; without one, compile=true refuses (tested).
+needs_cxx = pytest.mark.skipif(
+    not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "clang++", "c++")),
+    reason="torch.compile on CPU needs a C++ compiler",
+)
 
 
 def _reference_embed(clip: vlmrm.ClipModel, frames: np.ndarray) -> np.ndarray:
@@ -201,3 +209,49 @@ def test_fast_resize_is_close_to_exact_path(frames):
 
     g = exact.embed_texts(["a humanoid robot kneeling"])[0]
     assert spearmanr((a @ g).numpy(), (b @ g).numpy()).statistic > 0.99
+
+
+def test_compile_settings_are_checked_before_loading():
+    from vlmrm.compiling import resolve_compile
+
+    assert [resolve_compile(v) for v in (False, None, "false", "off")] == [None] * 4
+    assert [resolve_compile(v) for v in (True, "true", "default")] == ["default"] * 3
+    assert resolve_compile("Reduce-Overhead") == "reduce-overhead"
+    with pytest.raises(ConfigError, match=r"compile must be true, false or a torch.compile mode \(default, reduce-overhead"):
+        vlmrm.load_clip("vlmrm-tiny", device="cpu", compile="fast")
+
+
+@needs_cxx
+def test_compiled_tower_matches_eager_at_every_batch_size(frames):
+    from torch._dynamo.utils import counters
+
+    eager = vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32")
+    clip = vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32", compile=True, batch_size=16)
+    assert clip.compile == "default"
+    many = np.concatenate([frames] * 5)  # 40 frames: chunks of 16, 16 and 8
+    graphs = counters["stats"]["unique_graphs"]
+    for n in (40, 16, 5, 3):
+        np.testing.assert_allclose(clip.embed_images(many[:n]).numpy(), eager.embed_images(many[:n]).numpy(), atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == graphs  # the batch dimension is dynamic: no recompiles
+    reward = vlmrm.CLIPReward(clip, goal="a red square", baseline="a square", alpha=0.5)
+    ref = vlmrm.CLIPReward(eager, goal="a red square", baseline="a square", alpha=0.5)
+    np.testing.assert_allclose(np.asarray(reward(frames)), np.asarray(ref(frames)), atol=1e-6)
+    clip.enable_compile(False)
+    assert clip.compile is None and clip._compiled_encoder is None
+    np.testing.assert_allclose(clip.embed_images(frames).numpy(), eager.embed_images(frames).numpy(), atol=1e-6)
+
+
+def test_compile_failure_is_one_clear_error(monkeypatch):
+    def broken_compile(fn, mode=None, **kwargs):
+        def run(*args, **kw):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\n(long Inductor trace)")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with pytest.raises(
+        ConfigError,
+        match=r"torch.compile of vlmrm-tiny's image tower failed \(RuntimeError: InvalidCxxCompiler: No working C\+\+ compiler found\); "
+        r"compiling needs a C\+\+ compiler .*compile=false",
+    ):
+        vlmrm.load_clip("vlmrm-tiny", device="cpu", compile=True)

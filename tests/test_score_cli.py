@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import imageio.v3 as iio
 import numpy as np
@@ -17,6 +19,13 @@ from vlmrm.video import read_video, write_video
 
 TINY = ["model=vlmrm-tiny", "device=cpu", "progress=false"]
 GOAL = ["goal=a white square on the right", "baseline=a white square"]
+
+
+#: Inductor compiles CPU kernels with a C++ compiler; without one, compile=true refuses (tested).
+needs_cxx = pytest.mark.skipif(
+    not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "clang++", "c++")),
+    reason="torch.compile on CPU needs a C++ compiler",
+)
 
 
 def _frames(n: int = 12, size: int = 64) -> np.ndarray:
@@ -69,6 +78,7 @@ def test_parse_args_key_value_positional_and_errors():
         (["a.mp4", "goal=x", "labels=missing.csv"], "labels file 'missing.csv' does not exist"),
         (["a.mp4", "goal=x", "format=xml"], "format must be"),
         (["a.mp4", "goal=x", "colour=red"], "unknown key 'colour'"),
+        (["a.mp4", "goal=x", "compile=fast"], "compile must be true, false or a torch.compile mode"),
     ],
 )
 def test_bad_configuration_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, message):
@@ -148,6 +158,18 @@ def test_json_output_and_stride(videos):
     assert [c["alpha"] for c in v["curves"]] == [0.0, 1.0]
     assert len(v["curves"][0]["rewards"]) == 6 and doc["failed"] == []
     assert not list(out.glob("*.png"))
+
+
+@needs_cxx
+def test_compiled_tower_gives_the_same_scores(videos):
+    runs = {}
+    for flag in ("false", "true"):
+        out = videos / f"compile_{flag}"
+        argv = [str(videos / "move.mp4"), *GOAL, "alpha=[0,1]", f"out={out}", "plot=false", f"compile={flag}", *TINY]
+        assert score_cli.main(argv) == 0
+        runs[flag] = pd.read_csv(out / "scores.csv")
+    assert len(runs["true"]) == 2 * 12
+    np.testing.assert_allclose(runs["true"].reward, runs["false"].reward, atol=1e-6)
 
 
 def test_labels_auto_finds_the_sidecar(videos, capsys):

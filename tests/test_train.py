@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+import vlmrm
 from vlmrm.agents import compose_train_config, config_dir, latest_checkpoint, load_replay_buffer
 from vlmrm.envs import ENV_DEFAULTS
 from vlmrm.errors import ConfigError
@@ -86,6 +87,8 @@ def test_overrides_groups_and_precedence():
     assert gt.reward.model is None and gt.reward.relabel == "none"
     assert gt.agent == compose_train_config(["env=CartPole"]).agent  # same hyper-parameters
     assert compose_train_config(["env.goal_template=a robot, {goal}!"]).env.goal_template == "a robot, {goal}!"
+    assert compose_train_config(["reward=tiny"]).reward.compile is None
+    assert compose_train_config(["reward=tiny", "reward.compile=reduce-overhead"]).reward.compile == "reduce-overhead"
 
 
 def test_policy_kwargs_take_any_key_and_merge_with_the_envs():
@@ -122,6 +125,7 @@ BAD = [
     (["env=CartPole", "agent=sac", "reward=tiny"], "continuous"),
     (["agent.lerning_rate=1"], "unknown setting"),
     (["agent.polcy_kwargs.net_arch=[8]"], "unknown setting"),
+    (["reward=tiny", "reward.compile=fast"], "reward.compile must be true, false or a torch.compile mode"),
     (["env=CartPole", "reward=tiny", "agent.policy_kwargs.nett_arch=[8]"], "nett_arch"),
     (["env=CartPole", "reward=tiny", "agent.policy_kwargs.activation_fn=swish"], "activation_fn"),
     (["seed=abc"], "seed"),
@@ -205,11 +209,15 @@ def test_humanoid_smoke_run(tmp_path):
     assert "rollout/clip_return" in _tb_scalars(run)
 
 
-def test_ppo_online_rewards_and_ground_truth(tmp_path):
+def test_ppo_online_rewards_and_ground_truth(tmp_path, monkeypatch):
+    compiled = []  # reward.compile reaches load_clip (compiling itself is tested in test_models)
+    monkeypatch.setattr(vlmrm.ClipModel, "enable_compile", lambda self, mode: compiled.append(mode))
     ppo = ["env=CartPole", "agent=ppo", "reward=tiny", "total_steps=64", "n_envs=2", "agent.n_steps=16",
-           "agent.batch_size=16", "agent.n_epochs=1", "eval.episodes=0", f"out_dir={tmp_path / 'ppo'}"]
+           "agent.batch_size=16", "agent.n_epochs=1", "eval.episodes=0", "reward.compile=true",
+           f"out_dir={tmp_path / 'ppo'}"]
     assert train_main(ppo + QUIET) == 0
     run = _run_dir(tmp_path / "ppo")
+    assert compiled == ["default"] and OmegaConf.load(run / "config.yaml").reward.compile == "default"
     assert latest_checkpoint(run)["step"] == 64
     assert "rollout/clip_return" in _tb_scalars(run)
     gt = ["env=CartPole", "reward=ground_truth", "total_steps=64", "n_envs=2", "eval.episodes=0",

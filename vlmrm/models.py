@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 import open_clip
 import torch
 
+from vlmrm.compiling import compile_image_encoder, encode_compiled, resolve_compile
 from vlmrm.errors import ConfigError, WeightsNotFoundError
 from vlmrm.preprocess import RESIZE_MODES, FrameBatch, as_frame_tensor, preprocess
 from vlmrm.quantize import quantize_image_tower
@@ -250,7 +251,9 @@ class ClipModel:
     batch_size: int = 64
     resize_mode: str = "squash"
     fast_resize: bool = False
+    compile: str | None = None
     _text_cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _compiled_encoder: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
     image_calls: int = field(default=0, repr=False)
 
     @property
@@ -287,8 +290,12 @@ class ClipModel:
     def encode_preprocessed(self, x: torch.Tensor) -> torch.Tensor:
         """Image tower on already-normalised input → unit float32 embeddings."""
         self.image_calls += 1
+        x = x.to(self.dtype)
         with self._autocast():
-            emb = self.model.encode_image(x.to(self.dtype))
+            if self._compiled_encoder is not None:
+                emb = encode_compiled(self._compiled_encoder, x)
+            else:
+                emb = self.model.encode_image(x)
         emb = emb.float()
         return emb / emb.norm(dim=-1, keepdim=True)
 
@@ -344,6 +351,23 @@ class ClipModel:
                 self._text_cache[t] = e
         return torch.stack([self._text_cache[t] for t in texts])
 
+    def enable_compile(self, mode: str | bool = True) -> None:
+        """``torch.compile`` the image tower now (a warm-up batch compiles it), or undo it.
+
+        ``mode``: ``True``/``"default"``, ``"reduce-overhead"`` (CUDA graphs),
+        ``"max-autotune"``..., or ``False`` to go back to eager. Weights may still change
+        afterwards (parameters are graph inputs, not constants).
+        """
+        resolved = resolve_compile(mode)
+        if resolved is None:
+            self._compiled_encoder = self.compile = None
+            return
+        example = torch.zeros(
+            (self.batch_size, 3, self.image_size, self.image_size), device=self.device, dtype=self.dtype
+        ).contiguous(memory_format=torch.channels_last)
+        self._compiled_encoder = compile_image_encoder(self.model, resolved, example, self._autocast, self.name)
+        self.compile = resolved
+
     def clear_text_cache(self) -> None:
         """Forget cached prompt embeddings (call after changing the model's weights)."""
         self._text_cache.clear()
@@ -394,6 +418,7 @@ def load_clip(
     batch_size: int | None = None,
     resize_mode: str = "squash",
     fast_resize: bool | None = None,
+    compile: bool | str = False,
 ) -> ClipModel:
     """Load a CLIP model for rewards; see the module docstring for the forms of ``spec``.
 
@@ -412,10 +437,14 @@ def load_clip(
         fast_resize: resize uint8 frames before converting them to float (much faster on
             CPU, not bit-identical to the reference). Default: on for reduced precision,
             off for fp32 so that fp32 reproduces the reference numbers.
+        compile: ``torch.compile`` the image tower at load (``True`` or a mode such as
+            ``"reduce-overhead"``; see :mod:`vlmrm.compiling`). Worth it on GPUs; costs tens
+            of seconds at load and needs Triton (CUDA) or a C++ compiler (CPU).
     """
     register_model_configs()
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
+    compile_mode = resolve_compile(compile)
     if resize_mode not in RESIZE_MODES:
         raise ConfigError(f"unknown resize_mode {resize_mode!r}; choose one of {RESIZE_MODES}")
     arch, tag = _parse_spec(spec)
@@ -488,7 +517,7 @@ def load_clip(
     mean = tuple(getattr(visual, "image_mean", None) or mean)
     std = tuple(getattr(visual, "image_std", None) or std)
     tokenizer = open_clip.get_tokenizer(arch)
-    return ClipModel(
+    clip = ClipModel(
         model=model,
         tokenizer=tokenizer,
         name=spec if pretrained is None else f"{arch}@{os.fspath(pretrained)}",
@@ -501,3 +530,6 @@ def load_clip(
         resize_mode=resize_mode,
         fast_resize=(prec != "fp32") if fast_resize is None else bool(fast_resize),
     )
+    if compile_mode is not None:
+        clip.enable_compile(compile_mode)
+    return clip

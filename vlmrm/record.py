@@ -71,6 +71,7 @@ class RecordConfig:
     video_out: bool = False
     label_column: Any = None
     progress: bool = True
+    compile: Any = False
 
 
 HELP = {
@@ -89,6 +90,7 @@ HELP = {
     "baseline": "baseline prompt(s)",
     "model": "CLIP model (see python -m vlmrm.score --help)",
     "alpha": "alpha or list of alphas",
+    "compile": "torch.compile the image tower (see python -m vlmrm.score --help)",
     "label_column": "ground-truth columns to compare with (default: env_reward and all numeric info entries)",
 }
 
@@ -312,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             labels=str(labels),
             label_column=cfg.label_column,
             progress=cfg.progress,
+            compile=cfg.compile,
         )
         result = run_scoring(score_cfg, console=console)
     except VLMRMError as exc:

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from vlmrm.compiling import resolve_compile
 from vlmrm.errors import ConfigError, VLMRMError
 
 DEFAULT_MODEL = "ViT-B-32/openai"
@@ -76,6 +77,7 @@ class ScoreConfig:
     labels: str | None = None
     label_column: Any = None
     progress: bool = True
+    compile: Any = False
 
 
 HELP = {
@@ -99,6 +101,7 @@ HELP = {
     "labels": "CSV of per-frame ground truth (columns: [video,] [frame,] values...); 'auto' looks for <video>.labels.csv or labels.csv beside each video",
     "label_column": "ground-truth column(s) to compare with (default: all numeric columns)",
     "progress": "show a progress bar over frames",
+    "compile": "torch.compile the image tower: false, true, or a mode (reduce-overhead, max-autotune); pays on GPUs",
 }
 
 USAGE = (
@@ -228,6 +231,7 @@ def check_config(cfg: ScoreConfig) -> ScoreConfig:
         cfg.label_column = [str(c) for c in cols]
     if not cfg.out:
         raise ConfigError("out must be a folder path")
+    cfg.compile = resolve_compile(cfg.compile)
     return cfg
 
 
@@ -369,6 +373,7 @@ def _setup(cfg: ScoreConfig, info: Any) -> _Setup:
         device=rank_device(cfg.device, info),
         precision=cfg.precision,
         pretrained=cfg.pretrained,
+        compile=cfg.compile or False,
     )
     first_goal = goals[0] if isinstance(goals[0], str) else list(goals[0])
     first_base = (
