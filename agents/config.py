@@ -37,9 +37,9 @@ GROUPS = ("env", "agent", "reward")
 #: Keys whose values are free text: quoted for Hydra, so ",", "{", "(" etc. are literal.
 TEXT_KEYS = frozenset({"goal", "baseline", "goal_template", "run_name", "out_dir", "resume", "name", "id", "model", "pretrained"})
 RELABEL_MODES = ("auto", "episode", "step", "none")
-#: Settings that cannot change when a run is resumed (they shape the saved agent/buffer).
 #: Settings that are free-form keyword mappings handed to SB3: any key may be set in them.
 FREE_MAPPINGS = ("agent.policy_kwargs",)
+#: Settings that cannot change when a run is resumed (they shape the saved agent/buffer).
 RESUME_FIXED = ("env", "agent.algo", "agent.policy", "agent.policy_kwargs", "agent.buffer_size", "n_envs", "reward.model", "reward.pretrained")
 
 
