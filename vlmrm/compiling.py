@@ -53,6 +53,9 @@ def compile_image_encoder(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A compiled ``model.encode_image``, already compiled for ``example``'s shape.
 
+    The warm-up marks the batch dimension dynamic, so the graph it compiles serves every
+    later batch size of two or more (batch 1 gets a graph of its own).
+
     ``example`` is a batch of model input (dtype and device of real calls); ``autocast``
     returns the autocast context real calls run under, so the warm-up traces the same graph.
     """
@@ -74,8 +77,3 @@ def compile_image_encoder(
         ) from exc
     return compiled
 
-
-def encode_compiled(compiled: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Call a compiled encoder with the batch dimension marked dynamic (no recompiles per size)."""
-    torch._dynamo.maybe_mark_dynamic(x, 0)
-    return compiled(x)

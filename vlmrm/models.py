@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 import open_clip
 import torch
 
-from vlmrm.compiling import compile_image_encoder, encode_compiled, resolve_compile
+from vlmrm.compiling import compile_image_encoder, resolve_compile
 from vlmrm.errors import ConfigError, WeightsNotFoundError
 from vlmrm.preprocess import RESIZE_MODES, FrameBatch, as_frame_tensor, preprocess
 from vlmrm.quantize import quantize_image_tower
@@ -292,10 +292,8 @@ class ClipModel:
         self.image_calls += 1
         x = x.to(self.dtype)
         with self._autocast():
-            if self._compiled_encoder is not None:
-                emb = encode_compiled(self._compiled_encoder, x)
-            else:
-                emb = self.model.encode_image(x)
+            encode = self._compiled_encoder or self.model.encode_image
+            emb = encode(x)
         emb = emb.float()
         return emb / emb.norm(dim=-1, keepdim=True)
 
@@ -432,7 +430,7 @@ def load_clip(
         pretrained: a local weights file, used with a bare architecture name.
         cache_dir: Hugging Face cache directory (default: the hub's own).
         batch_size: frames per image-tower call (default 256 on CUDA; on CPU as many as
-            keep the largest activation under ~20 MB: 32 for ViT-B-32, 4 for ViT-L-14).
+            keep the largest activation under ~20 MB: 34 for ViT-B-32, 4 for ViT-L-14).
         resize_mode: ``"squash"`` (reference), ``"center_crop"`` or ``"pad"``.
         fast_resize: resize uint8 frames before converting them to float (much faster on
             CPU, not bit-identical to the reference). Default: on for reduced precision,
