@@ -27,6 +27,25 @@ def tiny_clip() -> vlmrm.ClipModel:
 
 
 @pytest.fixture
+def saved_tuned_tiny(tmp_path):
+    """``make(scale)`` → a ``vlmrm-tiny`` moved off its seeded weights, and its safetensors file.
+
+    Stands in for a tuned checkpoint: loading the file must give this model, not the seeded one.
+    """
+
+    def make(scale: float = 0.01, name: str = "tuned.safetensors"):
+        clip = vlmrm.load_clip("vlmrm-tiny", device="cpu")
+        with torch.no_grad():
+            for p in clip.model.parameters():
+                p.add_(scale * torch.randn_like(p))
+        path = tmp_path / name
+        clip.save(path)
+        return clip, path
+
+    return make
+
+
+@pytest.fixture
 def frames() -> np.ndarray:
     """Eight varied RGB frames (smooth gradients plus noise), 96×128."""
     rng = np.random.default_rng(0)

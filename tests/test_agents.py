@@ -294,20 +294,14 @@ def test_agent_param_checks():
         check_action_space("dqn", gym.spaces.Box(-1, 1, (2,)), "Humanoid")
 
 
-def test_reward_section_loads_a_local_weights_file(tmp_path):
+def test_reward_section_loads_a_local_weights_file(saved_tuned_tiny):
     """`reward.pretrained=<file>` (e.g. a tuned checkpoint) is what the trainer's reward uses."""
     import numpy as np
-    import torch
 
     import vlmrm
     from vlmrm.agents.builders import build_reward_model
 
-    tuned = vlmrm.load_clip("vlmrm-tiny", device="cpu")
-    with torch.no_grad():
-        for p in tuned.model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    path = tmp_path / "tuned.safetensors"
-    tuned.save(path)
+    tuned, path = saved_tuned_tiny(0.05)
     section = {"model": "vlmrm-tiny", "pretrained": str(path), "alpha": 0.5, "device": "cpu"}
     reward = build_reward_model(section, goal="pole upright", baseline="pole")
     frames = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)

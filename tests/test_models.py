@@ -116,13 +116,8 @@ def test_tiny_is_seeded_and_deterministic():
     assert a.device.type == "cpu" and a.precision == "fp32"
 
 
-def test_local_weights_file_roundtrip(tmp_path, frames):
-    clip = vlmrm.load_clip("vlmrm-tiny", device="cpu")
-    with torch.no_grad():
-        for p in clip.model.parameters():
-            p.add_(0.01 * torch.randn_like(p))
-    path = tmp_path / "tuned.safetensors"
-    clip.save(path)
+def test_local_weights_file_roundtrip(saved_tuned_tiny, frames):
+    clip, path = saved_tuned_tiny(0.01)
     loaded = vlmrm.load_clip("vlmrm-tiny", device="cpu", pretrained=path)
     torch.testing.assert_close(loaded.embed_images(frames), clip.embed_images(frames))
     fresh = vlmrm.load_clip("vlmrm-tiny", device="cpu")

@@ -7,10 +7,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from _tta import CLASSES, TINY, karpathy_split, make_class_folders
 
-import vlmrm
 from vlmrm.errors import ConfigError
 from vlmrm.tta.cli import main, parse_config
 
@@ -96,14 +94,9 @@ def test_resume_skips_finished_samples(class_folders, tmp_path, capsys):
     assert len(_records(out)) == 1
 
 
-def test_retrieve_end_to_end(karpathy, tmp_path, capsys):
+def test_retrieve_end_to_end(karpathy, tmp_path, capsys, saved_tuned_tiny):
     ann, imgs = karpathy
-    perturbed = tmp_path / "reward.safetensors"
-    reward = vlmrm.load_clip("vlmrm-tiny", device="cpu")
-    with torch.no_grad():
-        for p in reward.model.parameters():
-            p.add_(0.01 * torch.randn_like(p))
-    reward.save(perturbed)
+    _, perturbed = saved_tuned_tiny(0.01, "reward.safetensors")
     common = [
         f"data={ann}",
         f"images={imgs}",
