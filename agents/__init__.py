@@ -5,11 +5,11 @@
 - :mod:`~vlmrm.agents.vec_env`: vectorised (optionally subprocess) training envs;
 - :mod:`~vlmrm.agents.relabel`: episode-batched relabelling of replay-buffer rewards;
 - :mod:`~vlmrm.agents.callbacks`: stop-on-signal, episode stats, eval videos, checkpoints;
-- :mod:`~vlmrm.agents.checkpoint`, :mod:`~vlmrm.agents.rollout`, :mod:`~vlmrm.agents.signals`.
+- :mod:`~vlmrm.agents.checkpoint`, :mod:`~vlmrm.agents.rollout` (graceful stop: :mod:`vlmrm.runtime.stop`).
 """
 
 # torchvision before anything that may create a MuJoCo/EGL context (see vlmrm/__init__.py).
-import vlmrm  # noqa: F401, I001
+import torchvision  # noqa: F401, I001
 
 from vlmrm.agents.builders import (
     ALGORITHMS,
@@ -38,7 +38,7 @@ from vlmrm.agents.config import (
 )
 from vlmrm.agents.relabel import EpisodeRelabeller, TimedReward, resize_uint8
 from vlmrm.agents.rollout import EvalSummary, run_episodes, write_video
-from vlmrm.agents.signals import GracefulStop
+from vlmrm.runtime.stop import GracefulStop
 from vlmrm.agents.vec_env import EnvFactory, env_factory, make_training_env
 
 __all__ = [

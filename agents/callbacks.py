@@ -21,7 +21,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from vlmrm.agents.checkpoint import save_checkpoint
 from vlmrm.agents.relabel import EpisodeRelabeller, RewardStats
 from vlmrm.agents.rollout import run_episodes, write_video
-from vlmrm.agents.signals import GracefulStop
+from vlmrm.runtime.stop import GracefulStop
 
 
 def _crossed(previous: int, now: int, every: int) -> bool:

@@ -28,10 +28,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from vlmrm.checks import PRECISIONS, check_alpha
 from vlmrm.compiling import resolve_compile
 from vlmrm.errors import ConfigError
-from vlmrm.models import PRECISIONS
-from vlmrm.reward import check_alpha
 
 GROUPS = ("env", "agent", "reward")
 #: Keys whose values are free text: quoted for Hydra, so ",", "{", "(" etc. are literal.

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from vlmrm.errors import ConfigError, VLMRMError
 from vlmrm.preprocess import as_frame_tensor
 
 T = TypeVar("T")
@@ -134,6 +135,72 @@ def gather_to_rank0(local: list[Any], info: DistInfo) -> list[Any] | None:
             if i < len(p):
                 merged.append(p[i])
     return merged
+
+
+# --------------------------------------------------------------------------- agreeing on errors
+
+
+class AgreedError(ConfigError):
+    """A problem every rank knows about; the argument layer prints it on rank 0 alone."""
+
+    shared = True
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def agree(problem: str | None, info: DistInfo, group: Any = None) -> str | None:
+    """Every rank learns whether any rank met a problem, so none waits forever for the others.
+
+    Returns ``None`` when no rank had one; the shared message when all ranks had the same;
+    otherwise ``"rank r: ...; rank s: ..."``. With one process it returns ``problem``.
+    """
+    if not info.enabled:
+        return problem
+    problems: list[str | None] = [None] * info.world_size
+    dist.all_gather_object(problems, problem, group=group)
+    found = [(r, p) for r, p in enumerate(problems) if p is not None]
+    if not found:
+        return None
+    if len({p for _, p in found}) == 1:
+        return found[0][1]
+    return "; ".join(f"rank {r}: {p}" for r, p in found)
+
+
+def run_together(fn: Callable[[], T], info: DistInfo, group: Any = None) -> T:
+    """Run ``fn`` on every rank; a user-facing error on any rank is raised on all of them.
+
+    (So no rank waits forever in a later collective for one that gave up.)
+    """
+    if not info.enabled:
+        return fn()
+    result, problem = None, None
+    try:
+        result = fn()
+    except VLMRMError as exc:
+        problem = _one_line(exc)
+    agreed = agree(problem, info, group)
+    if agreed is not None:
+        raise AgreedError(agreed)
+    return result  # type: ignore[return-value]
+
+
+def run_on_main(fn: Callable[[], T], info: DistInfo, group: Any = None) -> T:
+    """Run ``fn`` on rank 0 alone and hand its result (or its user-facing error) to every rank."""
+    if not info.enabled:
+        return fn()
+    payload: list[Any] = [None, None]
+    if info.is_main:
+        try:
+            payload = [None, fn()]
+        except VLMRMError as exc:
+            payload = [_one_line(exc), None]
+    dist.broadcast_object_list(payload, src=0, group=group)
+    if payload[0] is not None:
+        raise AgreedError(payload[0])
+    return payload[1]
 
 
 _STOP = -1

@@ -24,10 +24,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+# torchvision (via vlmrm) must be imported before any MuJoCo EGL context exists.
+import torchvision  # noqa: F401, I001
 from omegaconf import OmegaConf
 
-# torchvision (via vlmrm) must be imported before any MuJoCo EGL context exists.
-import vlmrm  # noqa: F401, I001
 from vlmrm.errors import ConfigError, WeightsNotFoundError
 
 

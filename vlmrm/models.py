@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 import open_clip
 import torch
 
+from vlmrm.checks import PRECISIONS, check_device, check_precision
 from vlmrm.compiling import compile_image_encoder, resolve_compile
 from vlmrm.errors import ConfigError, WeightsNotFoundError
 from vlmrm.preprocess import RESIZE_MODES, FrameBatch, as_frame_tensor, preprocess
@@ -36,7 +37,6 @@ from vlmrm.quantize import quantize_image_tower
 
 TINY = "vlmrm-tiny"
 RANDOM_WEIGHTS_SEED = 0
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp", "int8")
 _OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 _HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -53,9 +53,11 @@ def register_model_configs() -> None:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` → CUDA when present, else CPU; a CUDA request without CUDA is an error."""
-    if device is None:
+    """``None`` or ``"auto"`` → CUDA when present, else CPU; a CUDA request without CUDA is an error."""
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, str):
+        device = check_device(device)
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
@@ -75,8 +77,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     weights, and a user should check it on their own model and frames
     (:func:`vlmrm.rank_fidelity`) before trusting it.
     """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    precision = check_precision(precision, PRECISIONS)
     if precision == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
     if precision == "int8" and device.type != "cpu":
@@ -286,16 +287,57 @@ class ClipModel:
             fast_resize=self.fast_resize,
         )
 
-    @torch.inference_mode()
-    def encode_preprocessed(self, x: torch.Tensor) -> torch.Tensor:
-        """Image tower on already-normalised input → unit float32 embeddings."""
-        self.image_calls += 1
+    # -- the encoders, with gradients: TTA, tuning and captioning train through these --
+
+    def tokenize(self, texts: str | Sequence[str]) -> torch.Tensor:
+        """Token ids ``(N, L)`` of prompts on the model's device."""
+        return self.tokenizer(check_prompts(texts, "texts")).to(self.device)
+
+    def image_features(
+        self,
+        x: torch.Tensor,
+        *,
+        params: dict[str, torch.Tensor] | None = None,
+        normalize: bool = True,
+    ) -> torch.Tensor:
+        """Image tower on preprocessed input ``(N, 3, S, S)`` (:meth:`preprocess`), with gradients.
+
+        Returns float32 embeddings (unit length when ``normalize``). ``params`` replaces
+        weights by name (``model.named_parameters()`` names, e.g. ``"visual.proj"``)
+        without touching the module: adapted copies in TTA, ``torch.func`` transforms.
+        """
         x = x.to(self.dtype)
         with self._autocast():
-            encode = self._compiled_encoder or self.model.encode_image
-            emb = encode(x)
+            if params:
+                emb = _call_with(self.model, "encode_image", params, x)
+            else:
+                emb = (self._compiled_encoder or self.model.encode_image)(x)
         emb = emb.float()
-        return emb / emb.norm(dim=-1, keepdim=True)
+        return emb / emb.norm(dim=-1, keepdim=True) if normalize else emb
+
+    def text_features(
+        self,
+        tokens: torch.Tensor,
+        *,
+        params: dict[str, torch.Tensor] | None = None,
+        normalize: bool = True,
+    ) -> torch.Tensor:
+        """Text tower on token ids ``(N, L)`` (:meth:`tokenize`), with gradients; see :meth:`image_features`."""
+        with self._autocast():
+            if params:
+                emb = _call_with(self.model, "encode_text", params, tokens)
+            else:
+                emb = self.model.encode_text(tokens)
+        emb = emb.float()
+        return emb / emb.norm(dim=-1, keepdim=True) if normalize else emb
+
+    # -- the inference encoders: the same towers, without autograd, for rewards --
+
+    @torch.inference_mode()
+    def encode_preprocessed(self, x: torch.Tensor) -> torch.Tensor:
+        """Image tower on already-normalised input → unit float32 embeddings (no autograd)."""
+        self.image_calls += 1
+        return self.image_features(x)
 
     @torch.inference_mode()
     def embed_images(
@@ -340,11 +382,7 @@ class ClipModel:
         texts = check_prompts(texts, "texts")
         missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
         if missing:
-            tokens = self.tokenizer(missing).to(self.device)
-            with self._autocast():
-                emb = self.model.encode_text(tokens)
-            emb = emb.float()
-            emb = emb / emb.norm(dim=-1, keepdim=True)
+            emb = self.text_features(self.tokenize(missing))
             for t, e in zip(missing, emb, strict=True):
                 self._text_cache[t] = e
         return torch.stack([self._text_cache[t] for t in texts])
@@ -382,6 +420,25 @@ class ClipModel:
         save_model(self.model, str(path))
 
 
+class _BoundMethod(torch.nn.Module):
+    """A module whose forward is one method of another (``encode_image``), for ``functional_call``."""
+
+    def __init__(self, model: torch.nn.Module, method: str) -> None:
+        super().__init__()
+        self.model = model
+        self.method = method
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model, self.method)(*args)
+
+
+def _call_with(model: torch.nn.Module, method: str, params: dict[str, torch.Tensor], *args: torch.Tensor) -> torch.Tensor:
+    """``model.<method>(*args)`` with some weights replaced by ``params`` (by parameter name)."""
+    wrapper = _BoundMethod(model, method)
+    named = {f"model.{k}": v for k, v in params.items()}
+    return torch.func.functional_call(wrapper, named, args, strict=False)
+
+
 def check_prompts(prompts: str | Sequence[str], what: str = "prompts") -> list[str]:
     """Normalise a prompt or list of prompts, rejecting empty and non-string ones."""
     if isinstance(prompts, str):
@@ -394,6 +451,15 @@ def check_prompts(prompts: str | Sequence[str], what: str = "prompts") -> list[s
         if not p.strip():
             raise ConfigError(f"{what} must not be empty or blank strings, got {p!r}")
     return list(prompts)
+
+
+def _is_tag(arch: str, pretrained: str | os.PathLike) -> bool:
+    """Whether ``pretrained`` is an open_clip tag of ``arch`` rather than a weights file."""
+    value = os.fspath(pretrained)
+    if os.path.exists(value) or arch.startswith("hf-hub:"):
+        return False
+    register_model_configs()
+    return arch in open_clip.list_models() and value in open_clip.list_pretrained_tags_by_model(arch)
 
 
 def _parse_spec(spec: str) -> tuple[str, str | None]:
@@ -446,6 +512,9 @@ def load_clip(
     if resize_mode not in RESIZE_MODES:
         raise ConfigError(f"unknown resize_mode {resize_mode!r}; choose one of {RESIZE_MODES}")
     arch, tag = _parse_spec(spec)
+    if tag is None and pretrained is not None and _is_tag(arch, pretrained):
+        # open_clip's own call pattern: load_clip("ViT-B-32", pretrained="laion2b_s34b_b79k")
+        spec, tag, pretrained = f"{arch}/{pretrained}", os.fspath(pretrained), None
     if tag is not None and pretrained is not None:
         raise ConfigError(
             f"give either a pretrained tag ({spec!r}) or a weights file (pretrained=...), not both"

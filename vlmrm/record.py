@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torchvision  # noqa: F401, I001 - before any MuJoCo GL context (see vlmrm.envs)
 
-import vlmrm  # noqa: F401 - imports torchvision before any MuJoCo GL context (see vlmrm.envs)
 from vlmrm.errors import ConfigError, VLMRMError
 from vlmrm.score import DEFAULT_MODEL, ScoreConfig, _help_text, parse_args
 from vlmrm.score import run as run_scoring

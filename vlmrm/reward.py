@@ -23,6 +23,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from vlmrm.checks import check_alpha, check_alphas
 from vlmrm.errors import ConfigError
 from vlmrm.models import ClipModel, check_prompts
 from vlmrm.preprocess import FrameBatch
@@ -56,17 +57,6 @@ def score_frames(reward_model: RewardModel, frames: FrameBatch, dtype: type = np
     return out
 
 
-def check_alpha(alpha: float) -> float:
-    """α must be a finite number in [0, 1]."""
-    try:
-        a = float(alpha)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"alpha must be a number in [0, 1], got {alpha!r}") from exc
-    if not (0.0 <= a <= 1.0):
-        raise ConfigError(f"alpha must lie in [0, 1] (0: plain CLIP similarity, 1: full projection), got {a}")
-    return a
-
-
 def goal_baseline_reward(
     embeddings: torch.Tensor,
     goal: torch.Tensor,
@@ -85,8 +75,7 @@ def goal_baseline_reward(
     v = s - goal.to(device=s.device, dtype=torch.float64)
     vv = (v * v).sum(-1)  # (N,)
     if direction is None:
-        if bool((alphas != 0).any()):
-            raise ConfigError("alpha > 0 needs a baseline prompt (the projection direction is goal - baseline)")
+        check_alphas(alphas.tolist(), has_baseline=False)
         along2 = torch.zeros_like(vv)
     else:
         d = direction.to(device=s.device, dtype=torch.float64)
@@ -139,9 +128,7 @@ class CLIPReward:
         self.goal_prompts = check_prompts(goal, "goal")
         self.baseline_prompts = None if baseline is None else check_prompts(baseline, "baseline")
         self.goal_embedding, self.direction = self.target_embeddings(self.goal_prompts, self.baseline_prompts)
-        self.alpha = check_alpha(alpha)
-        if self.direction is None and self.alpha > 0:
-            raise ConfigError("alpha > 0 needs a baseline prompt, e.g. baseline='a humanoid robot'")
+        self.alpha = check_alpha(alpha, has_baseline=self.direction is not None)
 
     def __repr__(self) -> str:
         return (
@@ -176,10 +163,7 @@ class CLIPReward:
 
     def set_alpha(self, alpha: float) -> None:
         """Change α; nothing is re-encoded."""
-        a = check_alpha(alpha)
-        if self.direction is None and a > 0:
-            raise ConfigError("alpha > 0 needs a baseline prompt")
-        self.alpha = a
+        self.alpha = check_alpha(alpha, has_baseline=self.direction is not None)
 
     def projection_matrix(self, alpha: float | None = None) -> torch.Tensor:
         """``M = αP + (1-α)I`` as a ``(D, D)`` matrix — for inspection; rewards never build it."""
@@ -223,9 +207,9 @@ class CLIPReward:
         if alpha is None:
             a: float | list[float] = self.alpha
         elif isinstance(alpha, (int, float)):
-            a = check_alpha(alpha)
+            a = check_alpha(alpha, has_baseline=d is not None)
         else:
-            a = [check_alpha(x) for x in alpha]
+            a = check_alphas(alpha, has_baseline=d is not None)
         return goal_baseline_reward(emb.to(g.device), g, d, a).float()
 
     def reward_grid(
@@ -257,3 +241,43 @@ class CLIPReward:
         if isinstance(frames, torch.Tensor):
             return rewards.to(frames.device)
         return rewards.cpu().numpy()
+
+
+#: The CLIPScore scale RLCF uses: a pair's reward is ``2.5 · max(cos, 0)``.
+CLIPSCORE_SCALE = 2.5
+
+
+def clip_score(similarity: torch.Tensor, scale: float = CLIPSCORE_SCALE) -> torch.Tensor:
+    """CLIPScore-style reward ``scale · max(cos, 0)`` of cosine similarities (RLCF's feedback)."""
+    return scale * similarity.clamp_min(0.0)
+
+
+class CLIPScoreReward:
+    """The RLCF reward of (image, text) pairs, ``scale · max(cos, 0)``, on the reward core.
+
+    Images go through :meth:`ClipModel.embed_images` and prompts through the cached
+    :meth:`ClipModel.embed_texts`: the same inference encoders as :class:`CLIPReward`.
+    RLCF only ever needs a handful of images × all candidate answers, so callers embed
+    once and look rewards up in the ``(N, T)`` table (:meth:`table`).
+
+    Example:
+        >>> import vlmrm, numpy as np
+        >>> r = vlmrm.CLIPScoreReward(vlmrm.load_clip("vlmrm-tiny", device="cpu"))
+        >>> r(np.zeros((2, 64, 64, 3), np.uint8), ["a cat", "a dog", "a car"]).shape
+        (2, 3)
+    """
+
+    def __init__(self, clip: ClipModel, scale: float = CLIPSCORE_SCALE) -> None:
+        if not isinstance(clip, ClipModel):
+            raise ConfigError(f"clip must be a model from vlmrm.load_clip(...), got {type(clip).__name__}")
+        self.clip = clip
+        self.scale = float(scale)
+
+    def table(self, image_embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
+        """Rewards of every pair of unit embeddings ``(..., N, D)`` × ``(..., T, D)`` → ``(..., N, T)``."""
+        text = text_embeddings.to(image_embeddings.device).float()
+        return clip_score(image_embeddings.float() @ text.transpose(-1, -2), self.scale)
+
+    def __call__(self, frames: FrameBatch, texts: str | Sequence[str]) -> torch.Tensor:
+        """Rewards ``(N, T)`` of N frames against T texts."""
+        return self.table(self.clip.embed_images(frames), self.clip.embed_texts(texts))

@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from vlmrm.checks import check_alpha
 from vlmrm.errors import ConfigError
 from vlmrm.models import check_prompts
-from vlmrm.reward import CLIPReward, check_alpha, goal_baseline_reward
+from vlmrm.reward import CLIPReward, goal_baseline_reward
 from vlmrm.video import FrameSource, VideoInfo, iter_batches, probe
 
 Prompt = str | tuple[str, ...]

@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+# torchvision (via vlmrm) must be imported before any MuJoCo EGL context exists.
+import torchvision  # noqa: F401, I001
 from omegaconf import DictConfig, OmegaConf
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 
-# torchvision (via vlmrm) must be imported before any MuJoCo EGL context exists.
-import vlmrm  # noqa: F401, I001
 from vlmrm.agents.builders import (
     OFF_POLICY,
     build_agent,
@@ -45,7 +46,6 @@ from vlmrm.agents.callbacks import EpisodeStats, EvalVideo, PeriodicCheckpoint, 
 from vlmrm.agents.checkpoint import latest_checkpoint, load_replay_buffer, save_checkpoint
 from vlmrm.agents.config import compose_train_config, goal_prompt, load_resume_config, torch_threads
 from vlmrm.agents.relabel import EpisodeRelabeller, TimedReward
-from vlmrm.agents.signals import GracefulStop
 from vlmrm.agents.vec_env import (
     check_env_factory,
     close_quietly,
@@ -54,6 +54,7 @@ from vlmrm.agents.vec_env import (
     render_fps,
 )
 from vlmrm.errors import ConfigError, WeightsNotFoundError
+from vlmrm.runtime.stop import GracefulStop
 from vlmrm.wrappers import CLIPRewardVecEnvWrapper
 
 USAGE = __doc__.split("Settings are")[0].strip() + """

@@ -1,10 +1,10 @@
-"""Stop training cleanly on Ctrl-C (SIGINT) or SIGTERM.
+"""Stop a long job cleanly on Ctrl-C (SIGINT) or SIGTERM: the one graceful-stop handler.
 
-A signal must not interrupt SB3 in the middle of writing a transition or a checkpoint.
-:class:`GracefulStop` only records it; :class:`vlmrm.agents.callbacks.StopOnSignal`
-returns ``False`` from the next ``on_step``, ``learn`` returns, and the trainer saves a
-checkpoint (replay buffer included) and exits. A second signal aborts at once
-(``KeyboardInterrupt``) for when saving hangs.
+A signal must not interrupt a job in the middle of writing a transition or a checkpoint.
+:class:`GracefulStop` only records it; the job polls :attr:`GracefulStop.requested` at a
+safe point (SB3 training through :class:`vlmrm.agents.callbacks.StopOnSignal`, tuning
+after each optimiser step), saves a checkpoint and returns. A second signal aborts at
+once (``KeyboardInterrupt``) for when saving hangs.
 
 Cluster schedulers send SIGTERM before killing a preempted job, so the same path makes
 preemption resumable with ``resume=<run dir>``.
@@ -35,6 +35,9 @@ class GracefulStop:
     @property
     def requested(self) -> bool:
         return self.signum is not None
+
+    def __bool__(self) -> bool:
+        return self.requested
 
     @property
     def name(self) -> str:

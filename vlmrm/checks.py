@@ -1,0 +1,123 @@
+"""Checks of setting values that every layer shares, one copy each, free of torch.
+
+The argument layer calls them while parsing (so a bad setting is refused before torch is
+imported) and the library calls the same functions on its own arguments, so a value means
+the same thing, and fails with the same message, from the command line and from Python.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from vlmrm.errors import ConfigError
+
+#: Every command's ``precision=`` and ``load_clip(precision=...)``. For reward inference the
+#: reduced ones cast the weights (``int8``: the CPU fast path); for commands that train
+#: weights (tuning, TTA) ``fp16``/``bf16``/``amp`` are mixed precision (fp32 weights,
+#: autocast) and ``int8`` is refused. ``auto`` is the fastest faithful one for the device.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp", "int8")
+#: Precisions a training command accepts.
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp")
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_alpha(alpha: Any, *, has_baseline: bool = True) -> float:
+    """α of the goal-baseline reward: a finite number in [0, 1]; α > 0 needs a baseline.
+
+    The one place α is checked: settings, :class:`vlmrm.CLIPReward` and its
+    ``set_alpha``/``reward_from_embeddings`` all call it.
+    """
+    if isinstance(alpha, bool):
+        raise ConfigError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise ConfigError(f"alpha must be a number in [0, 1], got {alpha!r}") from None
+    if not (0.0 <= a <= 1.0):
+        raise ConfigError(f"alpha must lie in [0, 1] (0: plain CLIP similarity, 1: full projection), got {alpha!r}")
+    if a > 0 and not has_baseline:
+        raise ConfigError(
+            f"alpha={a:g} needs a baseline prompt (the projection direction is goal - baseline), "
+            "e.g. baseline='a humanoid robot'; or use alpha=0"
+        )
+    return a
+
+
+def check_alphas(value: Any, *, has_baseline: bool = True) -> list[float]:
+    """One α or a non-empty list of them → a list of checked floats."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise ConfigError("alpha must not be an empty list")
+    return [check_alpha(a, has_baseline=has_baseline) for a in items]
+
+
+def check_choice(name: str, value: Any, options: Sequence[str]) -> str:
+    """``value`` must be one of ``options``."""
+    if value not in options:
+        raise ConfigError(f"{name}={value!r} is not one of: {', '.join(map(str, options))}")
+    return value
+
+
+def check_precision(value: Any, options: Sequence[str] = PRECISIONS, name: str = "precision") -> str:
+    """A precision name (see :data:`PRECISIONS`), lower-cased."""
+    v = str(value).strip().lower() if value is not None else "auto"
+    return check_choice(name, v, options)
+
+
+def check_device(value: Any, name: str = "device") -> str:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    Only the spelling is checked here; whether CUDA exists is checked when the device is
+    used (:func:`vlmrm.models.resolve_device`).
+    """
+    v = "auto" if value is None else str(value).strip().lower()
+    if not _DEVICE.match(v):
+        raise ConfigError(f"{name}={value!r} is not a device; use auto, cpu, cuda or cuda:N")
+    return v
+
+
+def check_int(name: str, value: Any, minimum: int = 0) -> int:
+    """An integer ≥ ``minimum``; floats with an integral value (``1e6``) are accepted."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_optional_int(name: str, value: Any, minimum: int = 1) -> int | None:
+    """``None`` (the default) or an integer ≥ ``minimum``."""
+    return None if value is None else check_int(name, value, minimum)
+
+
+def check_text(name: str, value: Any) -> str:
+    """A non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def check_model_spec(value: Any, pretrained: Any = None, name: str = "model") -> str:
+    """A CLIP model spec (``ARCH/TAG``, ``ARCH``, ``hf-hub:org/repo`` or ``vlmrm-tiny``).
+
+    Refuses the retired ``ARCH@FILE`` form and a tag given twice, with the fix.
+    """
+    spec = check_text(name, value).strip()
+    if "@" in spec and not spec.startswith("hf-hub:"):
+        arch, _, path = spec.partition("@")
+        raise ConfigError(
+            f"{name}={spec!r}: local weights are given with pretrained=, e.g. "
+            f"{name}={arch} pretrained={path}"
+        )
+    if pretrained not in (None, "") and "/" in spec and not spec.startswith("hf-hub:"):
+        raise ConfigError(
+            f"{name}={spec!r} already names pretrained weights (the tag after '/'); give either "
+            f"{name}=ARCH/TAG or {name}=ARCH pretrained=FILE_OR_TAG, not both"
+        )
+    return spec

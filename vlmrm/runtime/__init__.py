@@ -1,0 +1,9 @@
+"""Infrastructure every long job shares, one copy each.
+
+- :mod:`~vlmrm.runtime.stop`: graceful stop on Ctrl-C / SIGTERM (:class:`GracefulStop`);
+- :mod:`~vlmrm.runtime.atomic`: write a file completely, then publish it by one rename;
+- :mod:`~vlmrm.runtime.images`: read any image file as RGB ``uint8``, write PNGs.
+
+Video reading and writing live in :mod:`vlmrm.video`; distributed agree/gather in
+:mod:`vlmrm.distributed`. Nothing here imports torch.
+"""

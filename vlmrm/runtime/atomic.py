@@ -1,0 +1,76 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+Every file a job may be killed while writing (checkpoints, results, caches, videos) is
+written to a temporary name in the same folder, flushed to disk, then published with one
+``os.replace`` — atomic on POSIX and Windows within one filesystem. A ``kill -9`` in the
+middle leaves at most a stray ``*.tmp`` file beside an intact old version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """The scratch name a write of ``path`` goes to first (same folder, same suffix).
+
+    The suffix is kept (``model.tmp.safetensors``) because some writers (imageio, SB3's
+    ``save``) pick the format, or append an extension, from it.
+    """
+    p = Path(path)
+    return p.with_name(f"{p.stem}.tmp{p.suffix}")
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. a writer that removed its own output
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` to produce the file, then publish it as ``path`` in one rename.
+
+    ``write`` receives the temporary path and must create that file. On any exception
+    (Ctrl-C included) the temporary file is removed and ``path`` is left as it was.
+    Returns ``path``.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(target)
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def atomic_write_lines(path: str | os.PathLike, lines: Iterable[str]) -> Path:
+    """Write one line per item (a JSONL file, a CSV) to ``path`` atomically."""
+    return atomic_write_text(path, "".join(f"{ln}\n" for ln in lines))
