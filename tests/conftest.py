@@ -16,7 +16,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-import vlmrm  # noqa: E402  (imported before any MuJoCo context, see vlmrm/__init__.py)
+import torchvision  # noqa: E402, F401  (before any MuJoCo EGL context, see vlmrm/envs)
+
+import vlmrm  # noqa: E402
 
 torch.set_num_threads(1)
 

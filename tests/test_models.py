@@ -250,3 +250,57 @@ def test_compile_failure_is_one_clear_error(monkeypatch):
         r"compiling needs a C\+\+ compiler .*compile=false",
     ):
         vlmrm.load_clip("vlmrm-tiny", device="cpu", compile=True)
+
+
+def test_open_clip_call_pattern_with_a_tag_is_the_same_as_arch_slash_tag(tmp_path, monkeypatch):
+    """load_clip("ViT-B-32", pretrained="laion2b_s34b_b79k") is open_clip's form: a tag, not a file."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError, match=r"'ViT-B-32/laion2b_s34b_b79k'.*HF_HUB_OFFLINE"):
+        vlmrm.load_clip("ViT-B-32", pretrained="laion2b_s34b_b79k", device="cpu", cache_dir=str(tmp_path))
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
+        vlmrm.load_clip("ViT-B-32", pretrained="laion2b_s34b_b79k.safetensors", device="cpu")
+
+
+def test_device_auto_is_cuda_when_present_else_cpu():
+    from vlmrm.models import resolve_device
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected == resolve_device(None).type
+    with pytest.raises(ConfigError, match="not a device"):
+        resolve_device("gpu0")
+
+
+def test_gradient_encoders_are_the_inference_encoders_with_autograd(tiny_clip, frames):
+    """One encode path: the reward embeddings equal the trainable encoders' output."""
+    x = tiny_clip.preprocess(frames)
+    img = tiny_clip.image_features(x)
+    assert img.requires_grad
+    np.testing.assert_allclose(img.detach().numpy(), tiny_clip.embed_images(frames).numpy(), atol=1e-6)
+    txt = tiny_clip.text_features(tiny_clip.tokenize(["a pole", "a cart"]))
+    assert txt.requires_grad
+    np.testing.assert_allclose(txt.detach().numpy(), tiny_clip.embed_texts(["a pole", "a cart"]).numpy(), atol=1e-6)
+    np.testing.assert_allclose(torch.linalg.norm(img, dim=-1).detach().numpy(), 1.0, atol=1e-5)
+    raw = tiny_clip.image_features(x, normalize=False)
+    assert not torch.allclose(torch.linalg.norm(raw, dim=-1), torch.ones(len(frames)))
+    # gradients reach the tower's weights
+    img.sum().backward()
+    assert tiny_clip.model.visual.proj.grad is not None
+    tiny_clip.model.zero_grad(set_to_none=True)
+
+
+def test_gradient_encoders_take_replacement_weights_without_touching_the_model(tiny_clip, frames):
+    x = tiny_clip.preprocess(frames[:2])
+    before = tiny_clip.model.visual.proj.detach().clone()
+    proj = (before * 2.0).requires_grad_(True)
+    out = tiny_clip.image_features(x, params={"visual.proj": proj}, normalize=False)
+    ref = tiny_clip.image_features(x, normalize=False).detach()
+    np.testing.assert_allclose(out.detach().numpy(), 2.0 * ref.numpy(), rtol=1e-5, atol=1e-6)
+    out.sum().backward()
+    assert proj.grad is not None and torch.equal(tiny_clip.model.visual.proj, before)
+    params = {k: v.detach() + 0.0 for k, v in tiny_clip.model.named_parameters() if k.startswith("transformer.")}
+    tokens = tiny_clip.tokenize(["a pole"])
+    np.testing.assert_allclose(
+        tiny_clip.text_features(tokens, params=params).detach().numpy(),
+        tiny_clip.embed_texts(["a pole"]).numpy(),
+        atol=1e-6,
+    )

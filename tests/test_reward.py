@@ -147,3 +147,27 @@ def test_alpha_needs_baseline(tiny_clip):
 def test_not_a_clip_model():
     with pytest.raises(ConfigError, match="load_clip"):
         vlmrm.CLIPReward("ViT-B-32", goal="kneeling")
+
+
+def test_clipscore_reward_matches_numpy_reference(tiny_clip, frames):
+    """RLCF's reward 2.5·max(cos, 0) against cosines computed in NumPy from open_clip directly."""
+    texts = ["a photo of a cat", "a red square", "pole and cart"]
+    reward = vlmrm.CLIPScoreReward(tiny_clip)
+    got = reward(frames, texts).numpy()
+    img = tiny_clip.embed_images(frames).double().numpy()
+    img = img / np.linalg.norm(img, axis=-1, keepdims=True)
+    cos = img @ _np_text_embeddings(tiny_clip, texts).T
+    np.testing.assert_allclose(got, 2.5 * np.maximum(cos, 0.0), atol=1e-5)
+    assert got.shape == (len(frames), 3)
+    assert (got == 0).any() or (cos > 0).all()
+    half = vlmrm.CLIPScoreReward(tiny_clip, scale=1.0)
+    np.testing.assert_allclose(half(frames, texts).numpy(), got / 2.5, atol=1e-6)
+    table = reward.table(tiny_clip.embed_images(frames[:2]), tiny_clip.embed_texts(texts))
+    np.testing.assert_allclose(table.numpy(), got[:2], atol=1e-6)
+
+
+def test_clip_score_clamps_negative_cosines():
+    cos = torch.tensor([-0.5, 0.0, 0.2, 1.0])
+    np.testing.assert_allclose(vlmrm.clip_score(cos).numpy(), [0.0, 0.0, 0.5, 2.5], atol=1e-7)
+    with pytest.raises(ConfigError, match="load_clip"):
+        vlmrm.CLIPScoreReward("ViT-B-32")

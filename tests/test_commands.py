@@ -1,0 +1,95 @@
+"""Every command answers --help and refuses a bad setting before torch is imported.
+
+Each case runs in a fresh interpreter (this test process has torch loaded already) and
+checks ``sys.modules`` afterwards: a command that imports torch, gymnasium or SB3 at
+module level spends seconds before it can say "unknown setting".
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from vlmrm.cli import COMMANDS
+
+HEAVY = ("torch", "stable_baselines3", "gymnasium", "scipy", "open_clip")
+
+#: module of each ``python -m`` command, and one bad setting for it
+ENTRY_POINTS = {
+    "vlmrm.train": "reward.alpha=2",
+    "vlmrm.evaluate": "episodes=0",
+    "vlmrm.score": "alpha=[0,2]",
+    "vlmrm.record": "episodes=zero",
+    "vlmrm.tta": "task=draw",
+    "vlmrm.tune": "loss=magic",
+    "vlmrm.tune.build": "threshold=high",
+    "vlmrm.tune.rollouts": "episodes=-1",
+}
+
+
+def _run(module: str, argvs: list[list[str]]) -> list[dict]:
+    """Run ``python -m module`` once per argv, all in one fresh interpreter; what each did."""
+    code = textwrap.dedent(
+        f"""
+        import contextlib, io, json, runpy, sys
+        results = []
+        for argv in {argvs!r}:
+            out, err = io.StringIO(), io.StringIO()
+            sys.argv = [{module!r}] + argv
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
+                    code = 0
+                except SystemExit as exc:
+                    code = exc.code
+            heavy = [m for m in {HEAVY!r} if m in sys.modules]
+            results.append({{"code": code, "out": out.getvalue(), "err": err.getvalue(), "heavy": heavy}})
+        print(json.dumps(results))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_every_console_command_has_a_light_entry_point():
+    modules = {m for spec in COMMANDS.values() for m in spec[0]}
+    assert modules <= set(ENTRY_POINTS) | {f"{m}.__main__" for m in ENTRY_POINTS}, modules
+
+
+@pytest.mark.parametrize("module", sorted(ENTRY_POINTS))
+def test_help_and_bad_setting_answer_before_torch_is_imported(module):
+    shown, bad, unknown = _run(module, [["--help"], [ENTRY_POINTS[module]], ["nonsense_key=1"]])
+    assert shown["code"] in (0, None), shown
+    assert shown["out"].startswith("usage:") and "key=value" in shown["out"], shown["out"][:300]
+    assert shown["heavy"] == [], f"--help imported {shown['heavy']}"
+
+    assert bad["code"] == 2, bad
+    lines = bad["err"].strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), bad["err"]
+    assert bad["heavy"] == [], f"a bad setting imported {bad['heavy']}"
+
+    assert unknown["code"] == 2 and "nonsense_key" in unknown["err"], unknown
+    assert unknown["heavy"] == []
+
+
+def test_package_face_is_light():
+    code = (
+        "import vlmrm, vlmrm.models, sys; "
+        "print([m for m in ('stable_baselines3', 'gymnasium', 'scipy') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+def test_every_public_name_resolves():
+    import vlmrm
+
+    for name in vlmrm.__all__:
+        assert getattr(vlmrm, name) is not None, name
+    with pytest.raises(AttributeError):
+        vlmrm.no_such_name  # noqa: B018
