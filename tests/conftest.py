@@ -15,7 +15,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
 import torchvision  # noqa: E402, F401  (before any MuJoCo EGL context, see vlmrm/envs)
 
 import vlmrm  # noqa: E402
