@@ -132,8 +132,9 @@ def test_weights_file_for_wrong_architecture(tmp_path):
 
 
 def test_missing_weights_file():
-    with pytest.raises(WeightsNotFoundError, match="does not exist"):
+    with pytest.raises(WeightsNotFoundError, match="does not exist") as info:
         vlmrm.load_clip("vlmrm-tiny", device="cpu", pretrained="no/such/file.safetensors")
+    assert "saved from a 'vlmrm-tiny' model" in str(info.value) and "{" not in str(info.value)
 
 
 def test_architecture_alone_warns_random_weights():

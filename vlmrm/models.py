@@ -472,6 +472,84 @@ def _parse_spec(spec: str) -> tuple[str, str | None]:
     return arch, (tag or None)
 
 
+def _weights_file(arch: str, pretrained: str | os.PathLike) -> str:
+    path = os.fspath(pretrained)
+    if not os.path.isfile(path):
+        raise WeightsNotFoundError(
+            f"weights file {path!r} does not exist; pass the path of a "
+            f".safetensors/.pt/.bin file saved from a {arch!r} model, or an open_clip tag of "
+            f"{arch!r} (open_clip.list_pretrained_tags_by_model({arch!r}))"
+        )
+    return path
+
+
+def _warn_random(arch: str) -> None:
+    warnings.warn(
+        f"loading {arch!r} with RANDOM weights (seed {RANDOM_WEIGHTS_SEED}); rewards are "
+        f"meaningless. Use '{arch}/<tag>' (e.g. one of "
+        f"{open_clip.list_pretrained_tags_by_model(arch)[:3]}) for pretrained weights.",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _load_weights(model: torch.nn.Module, arch: str, weights_file: str) -> None:
+    try:
+        open_clip.load_checkpoint(model, weights_file)
+    except Exception as exc:
+        raise ConfigError(
+            f"could not load weights file {weights_file!r} into architecture {arch!r}: "
+            f"{str(exc).splitlines()[0][:300]}. Check that the file was saved from a "
+            f"{arch!r} model (ClipModel.save or an open_clip checkpoint)."
+        ) from exc
+
+
+def _create_model(
+    arch: str,
+    tag: str | None,
+    pretrained: str | os.PathLike | None,
+    oc_precision: str,
+    dev: torch.device,
+    cache_dir: str | None,
+) -> tuple[torch.nn.Module, tuple[float, ...], tuple[float, ...]]:
+    """The open_clip module with its weights (tag, file, hub or seeded random) and its image mean/std."""
+    mean, std = _OPENAI_MEAN, _OPENAI_STD
+    if arch.startswith("hf-hub:"):
+        if not _offline_env() and not _hub_reachable():
+            raise WeightsNotFoundError(
+                f"{arch!r} needs the Hugging Face hub, which cannot be reached. {_weights_help(arch)}"
+            )
+        model = open_clip.create_model(arch, precision=oc_precision, device=dev, cache_dir=cache_dir)
+        return model, mean, std
+    _check_arch(arch)
+    weights_file: str | None = None
+    quick_gelu = False
+    if tag is not None:
+        _check_tag(arch, tag)
+        cfg = open_clip.get_pretrained_cfg(arch, tag)
+        quick_gelu = bool(cfg.get("quick_gelu", False))
+        mean = tuple(cfg.get("mean") or mean)
+        std = tuple(cfg.get("std") or std)
+        weights_file = _resolve_pretrained_file(arch, tag, cache_dir)
+    elif pretrained is not None:
+        weights_file = _weights_file(arch, pretrained)
+    elif arch != TINY:
+        _warn_random(arch)
+    with torch.random.fork_rng(devices=[]), _quiet_open_clip():
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        model = open_clip.create_model(
+            arch,
+            pretrained=None,
+            precision=oc_precision,
+            device="cpu",
+            force_quick_gelu=quick_gelu,
+            cache_dir=cache_dir,
+        )
+    if weights_file is not None:
+        _load_weights(model, arch, weights_file)
+    return model.to(dev), mean, std
+
+
 def load_clip(
     spec: str,
     device: str | torch.device | None = None,
@@ -522,59 +600,7 @@ def load_clip(
     # open_clip's fp16/bf16 casts matmul weights and keeps LayerNorm in fp32 (as OpenAI did);
     # "amp" keeps fp32 weights and autocasts at call time.
     oc_precision = prec if prec in ("fp16", "bf16") else "fp32"
-    weights_file: str | None = None
-    quick_gelu = False
-    mean, std = _OPENAI_MEAN, _OPENAI_STD
-    if arch.startswith("hf-hub:"):
-        if not _offline_env() and not _hub_reachable():
-            raise WeightsNotFoundError(
-                f"{arch!r} needs the Hugging Face hub, which cannot be reached. {_weights_help(arch)}"
-            )
-        model = open_clip.create_model(arch, precision=oc_precision, device=dev, cache_dir=cache_dir)
-    else:
-        _check_arch(arch)
-        if tag is not None:
-            _check_tag(arch, tag)
-            cfg = open_clip.get_pretrained_cfg(arch, tag)
-            quick_gelu = bool(cfg.get("quick_gelu", False))
-            mean = tuple(cfg.get("mean") or mean)
-            std = tuple(cfg.get("std") or std)
-            weights_file = _resolve_pretrained_file(arch, tag, cache_dir)
-        elif pretrained is not None:
-            weights_file = os.fspath(pretrained)
-            if not os.path.isfile(weights_file):
-                raise WeightsNotFoundError(
-                    f"weights file {weights_file!r} does not exist; pass the path of a "
-                    ".safetensors/.pt/.bin file saved from a {arch!r} model"
-                )
-        elif arch != TINY:
-            warnings.warn(
-                f"loading {arch!r} with RANDOM weights (seed {RANDOM_WEIGHTS_SEED}); rewards are "
-                f"meaningless. Use '{arch}/<tag>' (e.g. one of "
-                f"{open_clip.list_pretrained_tags_by_model(arch)[:3]}) for pretrained weights.",
-                UserWarning,
-                stacklevel=2,
-            )
-        with torch.random.fork_rng(devices=[]), _quiet_open_clip():
-            torch.manual_seed(RANDOM_WEIGHTS_SEED)
-            model = open_clip.create_model(
-                arch,
-                pretrained=None,
-                precision=oc_precision,
-                device="cpu",
-                force_quick_gelu=quick_gelu,
-                cache_dir=cache_dir,
-            )
-        if weights_file is not None:
-            try:
-                open_clip.load_checkpoint(model, weights_file)
-            except Exception as exc:
-                raise ConfigError(
-                    f"could not load weights file {weights_file!r} into architecture {arch!r}: "
-                    f"{str(exc).splitlines()[0][:300]}. Check that the file was saved from a "
-                    f"{arch!r} model (ClipModel.save or an open_clip checkpoint)."
-                ) from exc
-        model = model.to(dev)
+    model, mean, std = _create_model(arch, tag, pretrained, oc_precision, dev, cache_dir)
     model.eval()
     if prec == "int8":
         quantize_image_tower(model)
