@@ -28,8 +28,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from vlmrm.checks import PRECISIONS, check_alpha
-from vlmrm.compiling import resolve_compile
+from vlmrm.checks import PRECISIONS, check_alpha, resolve_compile
 from vlmrm.errors import ConfigError
 
 GROUPS = ("env", "agent", "reward")

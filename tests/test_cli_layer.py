@@ -154,3 +154,14 @@ def test_vocabulary_checks():
     assert check_model_spec("hf-hub:org/repo@main") == "hf-hub:org/repo@main"
     with pytest.raises(ConfigError, match="give either"):
         check_model_spec("ViT-B-32/openai", "w.safetensors")
+
+
+def test_a_prompt_read_as_a_mapping_says_to_quote_it():
+    with pytest.raises(ConfigError, match=r"alpha was read as a mapping .*quote values that contain ': '"):
+        parse_settings(Demo, ["alpha.x=1"], "videos")
+
+
+def test_help_is_printed_once_under_torchrun(capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "2")
+    assert run(DEMO, ["--help"], lambda s: 0) == 0
+    assert capsys.readouterr().out == ""

@@ -208,7 +208,7 @@ def test_fast_resize_is_close_to_exact_path(frames):
 
 
 def test_compile_settings_are_checked_before_loading():
-    from vlmrm.compiling import resolve_compile
+    from vlmrm.checks import resolve_compile
 
     assert [resolve_compile(v) for v in (False, None, "false", "off")] == [None] * 4
     assert [resolve_compile(v) for v in (True, "true", "default")] == ["default"] * 3

@@ -109,3 +109,9 @@ def test_rollout_loop_yields_resets_and_steps_with_their_frames():
     np.testing.assert_array_equal(np.stack([s.obs for s in steps]), np.stack([s.obs for s in again]))
     assert sum(s.reward for s in steps if s.episode == 0) == len([s for s in steps if s.episode == 0]) - 1
     assert [s.frame is not None for s in picked] == [s.done for s in picked]
+
+
+def test_signed_integer_pixels_are_8_bit_values():
+    np.testing.assert_array_equal(to_rgb_uint8(np.full((1, 1, 3), 200, np.int64))[0, 0], [200, 200, 200])
+    with pytest.raises(ConfigError, match="signed integer pixels must lie in"):
+        to_rgb_uint8(np.full((1, 1, 3), 300, np.int32))

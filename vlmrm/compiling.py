@@ -17,31 +17,8 @@ from typing import Any
 
 import torch
 
+from vlmrm.checks import COMPILE_MODES, resolve_compile  # noqa: F401 - re-exported
 from vlmrm.errors import ConfigError
-
-#: ``torch.compile`` modes; ``True`` means ``"default"``.
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-_OFF = ("false", "off", "no", "none", "0", "")
-_ON = ("true", "on", "yes", "1")
-
-
-def resolve_compile(value: Any, key: str = "compile") -> str | None:
-    """``False``/``None``/"false" → ``None``; ``True``/"true" → ``"default"``; a mode → itself."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        return "default"
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _OFF:
-            return None
-        if text in _ON:
-            return "default"
-        if text in COMPILE_MODES:
-            return text
-    raise ConfigError(
-        f"{key} must be true, false or a torch.compile mode ({', '.join(COMPILE_MODES)}), got {value!r}"
-    )
 
 
 def compile_image_encoder(

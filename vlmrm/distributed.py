@@ -83,8 +83,10 @@ def device_for(info: DistInfo) -> torch.device:
 
 
 def rank_device(device: str | None, info: DistInfo) -> str | None:
-    """The device a rank asks for: under torchrun one GPU per local rank, so no device or a
-    plain ``cuda`` becomes ``cuda:<local rank>`` (:func:`device_for`); any other, unchanged."""
+    """The device a rank asks for: under torchrun one GPU per local rank, so no device (or
+    ``auto``) or a plain ``cuda`` becomes ``cuda:<local rank>`` (:func:`device_for`); any other, unchanged."""
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        device = None
     if not info.enabled:
         return device
     if device is None:

@@ -29,8 +29,8 @@ from urllib.parse import urlparse
 import open_clip
 import torch
 
-from vlmrm.checks import PRECISIONS, check_device, check_precision
-from vlmrm.compiling import compile_image_encoder, resolve_compile
+from vlmrm.checks import PRECISIONS, check_device, check_precision, resolve_compile
+from vlmrm.compiling import compile_image_encoder
 from vlmrm.errors import ConfigError, WeightsNotFoundError
 from vlmrm.preprocess import RESIZE_MODES, FrameBatch, as_frame_tensor, preprocess
 from vlmrm.quantize import quantize_image_tower

@@ -179,21 +179,34 @@ def check_keys(cls: type, keys: Sequence[str], where: str = "") -> None:
     for key in keys:
         if key in known or any(key.startswith(k + ".") and _free_mapping(cls, k) for k in known):
             continue
+        parent = next((k for k in known if key.startswith(k + ".") and _owner(cls, k + ".x") is None), None)
+        if parent is not None:
+            raise ConfigError(
+                f"{parent} was read as a mapping ({key!r}); quote values that contain ': ', "
+                f"e.g. {parent}='...'"
+            )
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown setting {key!r}{where}{hint}; see --help for every setting")
 
 
-def _free_mapping(cls: type, dotted: str) -> bool:
-    """Whether ``dotted`` names a ``dict`` setting (any key may be set inside it)."""
+def _owner(cls: type, dotted: str) -> type | None:
+    """The settings class that holds the last part of ``dotted`` (``None``: not inside groups)."""
     owner: type = cls
-    *parents, last = dotted.split(".")
-    for part in parents:
+    for part in dotted.split(".")[:-1]:
         nested = _nested_type(owner, part)
         if nested is None:
-            return False
+            return None
         owner = nested
-    hint = typing.get_type_hints(owner).get(last)
+    return owner
+
+
+def _free_mapping(cls: type, dotted: str) -> bool:
+    """Whether ``dotted`` names a ``dict`` setting (any key may be set inside it)."""
+    owner = _owner(cls, dotted)
+    if owner is None:
+        return False
+    hint = typing.get_type_hints(owner).get(dotted.split(".")[-1])
     origin = typing.get_origin(hint) or hint
     return origin in (dict, Mapping)
 
@@ -338,7 +351,8 @@ def run(command: Command, argv: Sequence[str] | None, body: Callable[[Any], int 
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if wants_help(args):
-        print(help_text(command))
+        if _rank() == 0:  # under torchrun, once for the job
+            print(help_text(command))
         return 0
     try:
         settings = parse_settings(command.settings, args, command.positional)

@@ -2,8 +2,9 @@
 
 Video frames, dataset images (tuning, TTA) and PNG frame folders all go through
 :func:`to_rgb_uint8`, so a 16-bit PNG gives the same pixels whichever command reads it:
-grey is repeated to three channels, alpha is dropped, integers of any depth are scaled by
-``round(x · 255 / max)`` and floats in [0, 1] by ``round(x · 255)``.
+grey is repeated to three channels, alpha is dropped, unsigned integers deeper than 8 bits
+are scaled by ``round(x · 255 / max)``, signed integers must hold 8-bit values, and floats
+in [0, 1] become ``round(x · 255)``.
 """
 
 from __future__ import annotations
@@ -35,11 +36,15 @@ def to_rgb_uint8(image: Any, where: str = "image") -> np.ndarray:
         return np.ascontiguousarray(a)
     if a.dtype == np.bool_:
         return np.ascontiguousarray(a.astype(np.uint8) * 255)
-    if np.issubdtype(a.dtype, np.integer):
-        if a.size and a.min() < 0:
-            raise ConfigError(f"{where}: integer pixels must not be negative (dtype {a.dtype})")
+    if np.issubdtype(a.dtype, np.unsignedinteger):  # 16-bit PNGs and deeper: scale by the depth
         scaled = np.rint(a.astype(np.float64) * (255.0 / np.iinfo(a.dtype).max))
         return np.ascontiguousarray(scaled.astype(np.uint8))
+    if np.issubdtype(a.dtype, np.integer):  # e.g. int64 tensors of 8-bit pixel values
+        if a.size and (a.min() < 0 or a.max() > 255):
+            raise ConfigError(
+                f"{where}: signed integer pixels must lie in [0, 255] (dtype {a.dtype}); pass uint8"
+            )
+        return np.ascontiguousarray(a.astype(np.uint8))
     if np.issubdtype(a.dtype, np.floating):
         return np.ascontiguousarray(np.rint(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8))
     raise ConfigError(f"{where}: pixels must be uint8 (or float in [0, 1]), got dtype {a.dtype}")
