@@ -58,7 +58,7 @@ def _parse(argv):
     return parse_settings(score_cli.COMMAND.settings, argv, score_cli.COMMAND.positional)
 
 
-def test_parse_args_key_value_positional_and_errors():
+def test_settings_key_value_positional_and_errors():
     cfg = _parse(
         [
             "a.mp4",
