@@ -22,6 +22,7 @@ import numpy as np
 
 import vlmrm  # import before creating any MuJoCo env (see vlmrm.envs)
 from vlmrm.diagnostics import diagnose
+from vlmrm.rollout import iter_steps
 from vlmrm.scoring import plot_scores, score_video
 from vlmrm.video import VideoWriter
 
@@ -29,16 +30,23 @@ from vlmrm.video import VideoWriter
 def record_cartpole(path: Path, steps: int = 60, seed: int = 0) -> np.ndarray:
     """Write a random rollout to ``path`` (streaming) and return the per-frame 'upright' label."""
     env = gym.make("CartPole-v1", render_mode="rgb_array")
-    env.reset(seed=seed)
     env.action_space.seed(seed)
     upright = []
+    rollout = iter_steps(
+        env,
+        lambda obs, info: env.action_space.sample(),
+        episodes=steps,  # enough: every episode has at least one step
+        seed=lambda episode: seed if episode == 0 else None,
+        render=lambda episode, t, done: t > 0,  # the frame of the state each step reached
+    )
     with VideoWriter(path, fps=env.metadata["render_fps"]) as video:
-        for _ in range(steps):
-            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
-            video.write(env.render())  # the frame of the state the step reached
-            upright.append(abs(obs[2]) < 0.1)
-            if terminated or truncated:
-                env.reset()
+        for step in rollout:
+            if step.is_reset:
+                continue
+            video.write(step.frame)
+            upright.append(abs(step.obs[2]) < 0.1)
+            if len(upright) == steps:
+                break
     env.close()
     return np.asarray(upright, dtype=float)
 

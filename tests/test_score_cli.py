@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import imageio.v3 as iio
 import numpy as np
@@ -14,7 +16,9 @@ import pytest
 import vlmrm  # noqa: F401 - before any env (import order, see vlmrm.envs)
 from vlmrm import record as record_cli
 from vlmrm import score as score_cli
+from vlmrm.cli.args import parse_settings
 from vlmrm.errors import ConfigError
+from vlmrm.scoring.recorder import detect_algo
 from vlmrm.video import read_video, write_video
 
 TINY = ["model=vlmrm-tiny", "device=cpu", "progress=false"]
@@ -50,22 +54,59 @@ def videos(tmp_path):
     return tmp_path
 
 
-def test_parse_args_key_value_positional_and_errors():
-    cfg = score_cli.parse_args(
-        ["a.mp4", "videos=[b.mp4,c d.webm]", "alpha=[0,0.5,1]", "goal=a robot, kneeling"]
+def _parse(argv):
+    return parse_settings(score_cli.COMMAND.settings, argv, score_cli.COMMAND.positional)
+
+
+def test_settings_key_value_positional_and_errors():
+    cfg = _parse(
+        [
+            "a.mp4",
+            "videos=[b.mp4,c d.webm]",
+            "alpha=[0,0.5,1]",
+            "goal=a robot, kneeling",
+            "baseline=a robot",
+        ]
     )
     assert cfg.videos == ["b.mp4", "c d.webm", "a.mp4"]
     assert cfg.alpha == [0, 0.5, 1] and cfg.goal == "a robot, kneeling"
-    with pytest.raises(
-        ConfigError, match=r"unknown key 'gaol' \(did you mean 'goal'\?\); valid keys: videos, goal"
-    ):
-        score_cli.parse_args(["gaol=x"])
+    with pytest.raises(ConfigError, match=r"unknown setting 'gaol' \(did you mean 'goal'\?\)"):
+        _parse(["gaol=x"])
     with pytest.raises(ConfigError, match="bad value for 'stride'"):
-        score_cli.parse_args(["stride=abc"])
+        _parse(["stride=abc"])
     with pytest.raises(ConfigError, match="key=value"):
-        score_cli.parse_args(["--goal", "x"])
+        _parse(["--goal", "x"])
+    # an unquoted ': ' makes YAML read a mapping: refused on the command line...
+    with pytest.raises(ConfigError, match=r"unknown setting 'goal.x' \(did you mean 'goal'\?\)"):
+        _parse(["a.mp4", "goal=x: y"])
+    # ...and, when a mapping reaches the settings another way (config file, Python), with the fix
     with pytest.raises(ConfigError, match="quote"):
-        score_cli.check_config(score_cli.parse_args(["a.mp4", "goal=x: y"]))
+        score_cli.COMMAND.settings(videos=["a.mp4"], goal={"x": "y"}).validate()
+
+
+@pytest.mark.parametrize(
+    ("module", "bad"),
+    [
+        ("vlmrm.score", ["a.mp4", "goal=x", "alpha=2"]),
+        ("vlmrm.record", ["env=CartPole-v1", "alpha=2"]),
+    ],
+)
+def test_help_and_bad_settings_answer_before_torch(module, bad):
+    """--help and a refused setting never import torch (they answer in well under a second)."""
+    code = (
+        "import sys, importlib\n"
+        f"main = importlib.import_module({module!r}).main\n"
+        "assert main(['--help']) == 0\n"
+        "assert main(['nonsense=1']) == 2\n"
+        f"assert main({bad!r}) == 2\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "settings (key=value" in res.stdout
+    errors = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 2 and all(ln.startswith("error: ") for ln in errors)
+    assert "unknown setting 'nonsense'" in errors[0] and "alpha must lie in" in errors[1]
 
 
 @pytest.mark.parametrize(
@@ -76,9 +117,12 @@ def test_parse_args_key_value_positional_and_errors():
         (["a.mp4", "goal=x", "alpha=[0,2]"], "alpha must lie in"),
         (["a.mp4", "goal=x", "alpha=0.5"], "needs a baseline"),
         (["a.mp4", "goal=x", "labels=missing.csv"], "labels file 'missing.csv' does not exist"),
-        (["a.mp4", "goal=x", "format=xml"], "format must be"),
-        (["a.mp4", "goal=x", "colour=red"], "unknown key 'colour'"),
-        (["a.mp4", "goal=x", "compile=fast"], "compile must be true, false or a torch.compile mode"),
+        (["a.mp4", "goal=x", "format=xml"], "format='xml' is not one of: csv, json"),
+        (["a.mp4", "goal=x", "colour=red"], "unknown setting 'colour'"),
+        (
+            ["a.mp4", "goal=x", "compile=fast"],
+            "compile must be true, false or a torch.compile mode",
+        ),
     ],
 )
 def test_bad_configuration_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, message):
@@ -165,7 +209,15 @@ def test_compiled_tower_gives_the_same_scores(videos):
     runs = {}
     for flag in ("false", "true"):
         out = videos / f"compile_{flag}"
-        argv = [str(videos / "move.mp4"), *GOAL, "alpha=[0,1]", f"out={out}", "plot=false", f"compile={flag}", *TINY]
+        argv = [
+            str(videos / "move.mp4"),
+            *GOAL,
+            "alpha=[0,1]",
+            f"out={out}",
+            "plot=false",
+            f"compile={flag}",
+            *TINY,
+        ]
         assert score_cli.main(argv) == 0
         runs[flag] = pd.read_csv(out / "scores.csv")
     assert len(runs["true"]) == 2 * 12
@@ -236,7 +288,7 @@ def test_record_with_sb3_checkpoint_and_bad_policy(tmp_path, capsys):
     PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=32, batch_size=16, device="cpu").save(
         tmp_path / "ppo.zip"
     )
-    assert record_cli._detect_algo(tmp_path / "ppo.zip") == "PPO"
+    assert detect_algo(tmp_path / "ppo.zip") == "PPO"
     out = tmp_path / "rec"
     argv = [
         "env=CartPole-v1",

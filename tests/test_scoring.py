@@ -147,6 +147,16 @@ def test_many_alphas_goals_baselines_cost_one_encoding_pass(clip, reward, cartpo
         grid.curve()
 
 
+def test_no_baseline_entry_in_a_sweep_is_the_plain_similarity(clip, reward, cartpole_frames):
+    """A ``None`` baseline beside real ones scores like a reward without a baseline (α = 0)."""
+    grid = score_video(cartpole_frames, reward, baselines=[None, BASELINE], alphas=[0.0])
+    plain = vlmrm.CLIPReward(clip, goal=GOAL)
+    assert grid.rewards.shape == (1, 2, 1, len(cartpole_frames))
+    assert np.array_equal(grid.rewards[0, 0, 0], plain(cartpole_frames))
+    with pytest.raises(ConfigError, match="needs a baseline"):
+        score_video(cartpole_frames, reward, baselines=[None, BASELINE], alphas=[0.0, 0.5])
+
+
 def test_generic_callable_reward_and_summary(cartpole_frames):
     s = score_video(cartpole_frames, lambda f: f.reshape(len(f), -1).mean(1), batch_size=7)
     assert np.allclose(s.curve(), cartpole_frames.reshape(len(cartpole_frames), -1).mean(1))

@@ -317,7 +317,7 @@ def labels_for_video(table, video: str, frames: np.ndarray) -> dict[str, np.ndar
 def diagnose_scores(scores, labels: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Diagnostics of every (goal, baseline, α) curve of a :class:`~vlmrm.scoring.VideoScores`
     against every ground-truth column: one dict per (combination, column)."""
-    from vlmrm.scoring import prompt_label
+    from vlmrm.scoring.scores import prompt_label
 
     rows = []
     for g, b, a, r in scores.variants():

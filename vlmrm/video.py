@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from vlmrm.errors import ConfigError
+from vlmrm.runtime.images import load_image, to_rgb_uint8
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 #: Extensions read through Pillow (frame by frame); everything else goes to ffmpeg.
@@ -138,27 +139,14 @@ def _check_path(path: str | os.PathLike) -> Path:
 
 
 def _to_rgb_uint8(frame: Any, where: str) -> np.ndarray:
-    """One decoded frame → ``(H, W, 3)`` uint8 (gray is repeated, alpha dropped, 16-bit scaled)."""
-    if hasattr(frame, "detach"):
-        frame = frame.detach().cpu().numpy()
-    a = np.asarray(frame)
-    if a.ndim == 2:
-        a = np.repeat(a[:, :, None], 3, axis=2)
-    elif a.ndim == 3 and a.shape[-1] in (1, 2):  # gray, gray+alpha
-        a = np.repeat(a[:, :, :1], 3, axis=2)
-    elif a.ndim == 3 and a.shape[-1] == 4:
-        a = a[:, :, :3]
-    if a.ndim != 3 or a.shape[-1] != 3:
-        raise VideoError(f"{where}: expected an (H, W, 3) RGB frame, got shape {a.shape}")
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype == np.uint16:
-        return (a >> 8).astype(np.uint8)
-    if np.issubdtype(a.dtype, np.floating):
-        return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
-    if np.issubdtype(a.dtype, np.integer) and a.size and a.min() >= 0 and a.max() <= 255:
-        return a.astype(np.uint8)
-    raise VideoError(f"{where}: frames must be uint8 RGB (or float in [0, 1]), got dtype {a.dtype}")
+    """One decoded frame → ``(H, W, 3)`` uint8 by :func:`vlmrm.runtime.images.to_rgb_uint8`
+    (the one conversion), its refusals raised as :class:`VideoError`."""
+    try:
+        return to_rgb_uint8(frame, where)
+    except VideoError:
+        raise
+    except ConfigError as exc:
+        raise VideoError(str(exc)) from None
 
 
 def _check_source_params(
@@ -243,13 +231,11 @@ def probe(source: FrameSource, fps: float | None = None) -> VideoInfo:
 def _raw_frames(source: FrameSource, info: VideoInfo) -> Iterator[Any]:
     """All frames of the source in order, undecoded-format (converted later), lazily."""
     if info.kind == "images":
-        import imageio.v3 as iio
-
         for f in list_image_files(source):
             try:
-                yield iio.imread(f)
-            except Exception as exc:  # noqa: BLE001
-                raise VideoError(f"cannot read image {str(f)!r}: {_first_line(exc)}") from None
+                yield load_image(f)
+            except ConfigError as exc:
+                raise VideoError(str(exc)) from None
     elif info.kind == "video":
         import imageio.v3 as iio
 
