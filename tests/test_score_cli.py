@@ -76,8 +76,8 @@ def test_settings_key_value_positional_and_errors():
         _parse(["stride=abc"])
     with pytest.raises(ConfigError, match="key=value"):
         _parse(["--goal", "x"])
-    # an unquoted ': ' makes YAML read a mapping: refused on the command line...
-    with pytest.raises(ConfigError, match=r"unknown setting 'goal.x' \(did you mean 'goal'\?\)"):
+    # an unquoted ': ' makes YAML read a mapping: refused on the command line with the fix...
+    with pytest.raises(ConfigError, match=r"goal was read as a mapping \('goal.x'\); quote values"):
         _parse(["a.mp4", "goal=x: y"])
     # ...and, when a mapping reaches the settings another way (config file, Python), with the fix
     with pytest.raises(ConfigError, match="quote"):
