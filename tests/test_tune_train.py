@@ -19,6 +19,7 @@ from vlmrm.tune import evaluate as E
 from vlmrm.tune import losses as L
 from vlmrm.tune.cli import main
 from vlmrm.tune.trainer import Trainer, TuneConfig, select_parameters, train
+from vlmrm.tune.units import load_run_data
 
 # One torch thread for this module (see the fixture in conftest.py).
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,7 +61,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cfg(toy: Path, out: Path, **kw) -> TuneConfig:
     base = dict(
         data=str(toy), model="vlmrm-tiny", device="cpu", out=str(out), steps=3, batch_size=6,
-        lr=1e-3, log_every=0, tensorboard=False, quiet=True, probe_size=8,
+        lr=1e-3, log_every=0, tensorboard=False, progress=False, probe_size=8,
     )
     base.update(kw)
     return TuneConfig(**base)
@@ -241,11 +242,13 @@ def test_evaluate_only_run_with_vsr(toy: Path, tmp_path: Path) -> None:
 
 def test_cli_errors_are_one_line(toy: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["--help"]) == 0
-    assert "loss='dpo'" in capsys.readouterr().out
+    assert "loss=dpo" in capsys.readouterr().out
     cases = [
-        (["data=x.jsonl", "betta=0.2"], "unknown setting 'betta'; did you mean beta"),
+        (["data=x.jsonl", "betta=0.2"], "unknown setting 'betta' (did you mean 'beta'?)"),
         (["data=x.jsonl", "beta=abc"], "bad value for 'beta'"),
         (["loss=ppo", f"data={toy}"], "loss='ppo' is not one of"),
+        (["amp=off", f"data={toy}"], "unknown setting 'amp'"),
+        (["precision=int8", f"data={toy}"], "precision='int8' is not one of"),
         (["model=vlmrm-tiny"], "data=... is required"),
         (["justaword"], "key=value"),
         ([f"data={tmp_path / 'missing.jsonl'}", "model=vlmrm-tiny"], "does not exist"),
@@ -265,7 +268,7 @@ def test_contrastive_batches_keep_every_frame_of_a_shared_caption(
     toy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trainer = Trainer(cfg(toy, tmp_path / "c", loss="contrastive", batch_size=12))
-    trainer._load_data()
+    trainer.data = load_run_data(trainer.cfg)
     trainer._build_model()
     seen = {}
     real = L.clip_contrastive_loss
@@ -275,8 +278,8 @@ def test_contrastive_batches_keep_every_frame_of_a_shared_caption(
         return real(img, txt, tau, positives)
 
     monkeypatch.setattr(L, "clip_contrastive_loss", spy)
-    items = trainer.positives[:12]
-    loss, stats = trainer._contrastive_loss(items)
+    items = trainer.data.units[:12]  # the distinct image–caption positives
+    loss, stats = trainer.objective.loss(items, step=0)
     assert loss.requires_grad and "skipped" not in stats
     pos = seen["positives"]
     n_captions = len({t for _, t in items})
