@@ -285,3 +285,15 @@ def test_contrastive_batches_keep_every_frame_of_a_shared_caption(
     n_captions = len({t for _, t in items})
     assert pos.shape == (12, n_captions) and n_captions < 12  # captions repeat in the toy set
     assert pos.sum() == 12 and (pos.sum(1) == 1).all() and (pos.sum(0) >= 2).any()
+
+
+def test_mixed_precision_trains_through_the_models_autocast(toy: Path, tmp_path: Path) -> None:
+    """precision=amp on CPU: fp32 weights, the ClipModel's bf16 autocast, h = 0 at step 0."""
+    trainer = Trainer(cfg(toy, tmp_path / "amp", precision="amp", steps=2))
+    res = trainer.run()
+    assert trainer.clip.precision == "amp" and trainer.clip.model.visual.conv1.weight.dtype == torch.float32
+    assert not trainer.scaler.is_enabled()  # bf16 needs no loss scaling
+    assert res.losses[0][1] == pytest.approx(np.log(2), rel=1e-4)
+    assert all(np.isfinite(v) for _, v in res.losses)
+    with pytest.raises(ConfigError, match="precision=fp16 is not available"):
+        train(cfg(toy, tmp_path / "fp16", precision="fp16"))
