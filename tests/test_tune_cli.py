@@ -94,7 +94,7 @@ def test_training_precision_maps_to_the_models_mixed_precision() -> None:
 
 def test_rollout_policies_match_the_env_controllers() -> None:
     from vlmrm.envs import controllers
-    from vlmrm.tune import rollouts
+    from vlmrm.tune import rollout_settings as rollouts
 
     assert rollouts.POLICIES == controllers.POLICIES
     import ast

@@ -10,12 +10,12 @@ so a save cut off between the files is detected instead of silently mixed.
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from vlmrm.cli.args import settings_dict
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write
 from vlmrm.tune.settings import RESUMABLE_CHANGES, TuneConfig, model_arch, upgrade_saved_settings
@@ -30,14 +30,14 @@ def save_checkpoint(out: Path, model: torch.nn.Module, cfg: TuneConfig, step: in
 
     meta = {"step": str(step), "arch": model_arch(cfg.model), "loss": cfg.loss}
     model_path = atomic_write(out / MODEL_FILE, lambda tmp: save_model(model, os.fspath(tmp), metadata=meta))
-    full = {"step": step, "config": settings_dict(cfg), **state}
+    full = {"step": step, "config": asdict(cfg), **state}
     atomic_write(out / STATE_FILE, lambda tmp: torch.save(full, tmp))
     return model_path
 
 
 def _check_same_settings(cfg: TuneConfig, saved: dict[str, Any], out: Path) -> None:
     old = upgrade_saved_settings(saved)
-    new = settings_dict(cfg)
+    new = asdict(cfg)
     changed = sorted(k for k, v in new.items() if k not in RESUMABLE_CHANGES and k in old and old[k] != v)
     if changed:
         diffs = ", ".join(f"{k}: {old[k]!r} → {new[k]!r}" for k in changed)

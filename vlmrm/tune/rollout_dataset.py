@@ -30,7 +30,7 @@ from vlmrm.tune.rollout_data import (
     rollout_frames,
     split_episodes,
 )
-from vlmrm.tune.rollouts import SPLITS, RolloutConfig
+from vlmrm.tune.rollout_settings import SPLITS, RolloutConfig
 
 
 @dataclass
