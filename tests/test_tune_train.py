@@ -297,3 +297,22 @@ def test_mixed_precision_trains_through_the_models_autocast(toy: Path, tmp_path:
     assert all(np.isfinite(v) for _, v in res.losses)
     with pytest.raises(ConfigError, match="precision=fp16 is not available"):
         train(cfg(toy, tmp_path / "fp16", precision="fp16"))
+
+
+def test_a_run_saved_with_the_old_keys_resumes(toy: Path, tmp_path: Path) -> None:
+    """Checkpoints written before amp/reward/quiet were renamed compare equal in today's keys."""
+    c = cfg(toy, tmp_path / "old", steps=2, loss="reinforce")
+    train(c)
+    state_path = tmp_path / "old" / "trainer_state.pt"
+    state = torch.load(state_path, weights_only=False)
+    saved = dict(state["config"])
+    for new, old, value in (("precision", "amp", "off"), ("reinforce_reward", "reward", "correct"), ("progress", "quiet", True)):
+        saved.pop(new)
+        saved[old] = value
+    saved["pretrained"] = ""
+    state["config"] = saved
+    torch.save(state, state_path)
+    longer = train(cfg(toy, tmp_path / "old", steps=3, loss="reinforce", precision="fp32"))
+    assert longer.step == 3 and [s for s, _ in longer.losses] == [1, 2, 3]
+    with pytest.raises(ConfigError, match="other settings.*reinforce_reward"):
+        train(cfg(toy, tmp_path / "old", steps=4, loss="reinforce", reinforce_reward="rank"))
