@@ -350,58 +350,38 @@ class SeedResult:
     offsets: dict[str, float] = field(default_factory=dict)
 
 
-def run_seed(args: argparse.Namespace, seed: int) -> SeedResult:
-    from stable_baselines3 import PPO, SAC
-
-    ALGOS = {"ppo": PPO, "sac": SAC}
-
-    from vlmrm.tune import train as tune
+def _build_datasets(args: argparse.Namespace, seed: int, data: Path, heldout: Path) -> None:
+    """Stage 1: the tuning dataset, and fresh unbalanced rollouts (all eval, another seed)."""
     from vlmrm.tune.rollouts import RolloutConfig, build_rollout_dataset
 
-    res = SeedResult(seed)
-    root = Path(args.out) / args.env / f"seed{seed}"
-    spec = ENVS[args.env]
-    goal, baseline, alpha = env_reward_settings(args.env)
-    t_all = time.perf_counter()
-
-    # 1. dataset (with --reuse, the dataset and weights of an earlier run with the same --out)
-    t = time.perf_counter()
-    data, heldout = root / "data", root / "heldout"
-    contrastive_ckpt = root / "tune-contrastive" / "model.safetensors"
-    tuned_ckpt = (
-        root / f"tune-{args.stage2}" / "model.safetensors"
-        if args.stage2 != "none"
-        else contrastive_ckpt
-    )
-    reuse = (
-        args.reuse and (data / "manifest.json").is_file() and (heldout / "manifest.json").is_file()
-    )
-    if not reuse:
-        common = dict(env=args.env, labels=args.labels, size=args.size, max_steps=args.max_steps, overwrite=True)
-        ds = build_rollout_dataset(
-            RolloutConfig(
-                out=str(data),
-                episodes=args.episodes,
-                max_per_caption=args.max_per_caption,
-                seed=seed,
-                **common,
-            )
+    common = dict(env=args.env, labels=args.labels, size=args.size, max_steps=args.max_steps, overwrite=True)
+    ds = build_rollout_dataset(
+        RolloutConfig(
+            out=str(data),
+            episodes=args.episodes,
+            max_per_caption=args.max_per_caption,
+            seed=seed,
+            **common,
         )
-        say(f"seed {seed}: {ds.summary()}")
-        # Fresh, unbalanced rollouts for the held-out check: all eval, another seed.
-        build_rollout_dataset(
-            RolloutConfig(
-                out=str(heldout),
-                episodes=args.heldout_episodes,
-                eval_fraction=0.0,
-                seed=10_000 + seed,
-                **common,
-            )
+    )
+    say(f"seed {seed}: {ds.summary()}")
+    build_rollout_dataset(
+        RolloutConfig(
+            out=str(heldout),
+            episodes=args.heldout_episodes,
+            eval_fraction=0.0,
+            seed=10_000 + seed,
+            **common,
         )
-    res.seconds["dataset"] = time.perf_counter() - t
+    )
 
-    # 2. tuning: contrastive, then a preference stage
-    t = time.perf_counter()
+
+def _tune_stages(
+    args: argparse.Namespace, seed: int, data: Path, contrastive_ckpt: Path, tuned_ckpt: Path, reuse: bool
+) -> None:
+    """Stage 2: contrastive tuning, then the preference stage (``--stage2``)."""
+    from vlmrm.tune import train as tune
+
     common = {
         "model": "vlmrm-tiny",
         "device": "cpu",
@@ -410,7 +390,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> SeedResult:
         "tensorboard": False,
         "weight_decay": 0.0,
         "log_every": 0,
-        "quiet": not args.verbose,
+        "progress": bool(args.verbose),
     }
     if not (reuse and contrastive_ckpt.is_file()):
         tune(
@@ -439,31 +419,41 @@ def run_seed(args: argparse.Namespace, seed: int) -> SeedResult:
             out=str(tuned_ckpt.parent),
             **common,
         )
-    weights = tuned_ckpt
-    res.seconds["tune"] = time.perf_counter() - t
 
-    # 3. rank agreement of the training reward on held-out frames; mean reward (centring)
+
+def _agreement(
+    res: SeedResult, args: argparse.Namespace, data: Path, heldout: Path, weights: dict[str, Path | None]
+) -> dict[str, float]:
+    """Stage 3: rank agreement of the training reward on held-out frames; mean rewards (centring)."""
+    goal, baseline, alpha = env_reward_settings(args.env)
     offsets: dict[str, float] = {}
-    for name, path in (("untuned", None), ("contrastive", contrastive_ckpt), ("tuned", weights)):
+    for name, path in weights.items():
         clip = vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32", pretrained=path)
         reward = vlmrm.CLIPReward(clip, goal=goal, baseline=baseline, alpha=alpha)
-        res.agreement[name] = reward_agreement(reward, data, "eval", balance=True, seed=seed)
+        res.agreement[name] = reward_agreement(reward, data, "eval", balance=True, seed=res.seed)
         res.agreement[f"{name}_all"] = reward_agreement(reward, data, "eval")
         res.agreement[f"{name}_natural"] = reward_agreement(reward, heldout, None)
         offsets[name] = mean_reward(reward, data, "train")
     a = res.agreement
     say(
-        f"seed {seed}: Spearman(reward, -goal distance) on held-out episodes: tuned "
+        f"seed {res.seed}: Spearman(reward, -goal distance) on held-out episodes: tuned "
         f"{a['tuned']['spearman']:.3f} caption-balanced (n={a['tuned']['n']}), "
         f"{a['tuned_all']['spearman']:.3f} all frames, {a['tuned_natural']['spearman']:.3f} fresh "
         f"unbalanced rollouts; contrastive only {a['contrastive']['spearman']:.3f}; untuned "
         f"{a['untuned']['spearman']:.3f}"
     )
+    return offsets
 
-    # 4-5. agents and ground-truth returns
+
+def _agents(res: SeedResult, args: argparse.Namespace, root: Path, weights: Path, offsets: dict[str, float]) -> None:
+    """Stages 4-5: train each arm's agent and measure its ground-truth return."""
+    from stable_baselines3 import PPO, SAC
+
+    algos = {"ppo": PPO, "sac": SAC}
+    spec = ENVS[args.env]
     runs = root / "runs"
     gym_id = spec["gym_id"]
-    eval_seed = 1_000_000 + 1000 * seed
+    eval_seed = 1_000_000 + 1000 * res.seed
     rnd = evaluate_policy(None, gym_id, args.eval_episodes, eval_seed)
     res.returns["random"], res.return_std["random"] = float(np.mean(rnd)), float(np.std(rnd))
     importlib.import_module("vlmrm.train")  # so that the builder it imported by name is patched too
@@ -475,20 +465,46 @@ def run_seed(args: argparse.Namespace, seed: int) -> SeedResult:
             patch.offset = (
                 offsets["tuned" if w else "untuned"] if arm.endswith("_centred") else None
             )
-            ckpt = _train_agent(args.env, arm, seed, args.rl_steps, runs, args.size, w)
+            ckpt = _train_agent(args.env, arm, res.seed, args.rl_steps, runs, args.size, w)
             if w is not None and not any(os.fspath(w) in name for name in patch.loaded):
                 raise RuntimeError(
                     f"the {arm} agent was not trained with {w} (reward models: {patch.loaded})"
                 )
-            model = ALGOS[spec["algo"]].load(ckpt, device="cpu")
+            model = algos[spec["algo"]].load(ckpt, device="cpu")
             rets = evaluate_policy(model, gym_id, args.eval_episodes, eval_seed)
             res.returns[arm], res.return_std[arm] = float(np.mean(rets)), float(np.std(rets))
             res.seconds[f"rl_{arm}"] = time.perf_counter() - t
             say(
-                f"seed {seed}: {arm} agent ground-truth return {res.returns[arm]:.1f} ± {res.return_std[arm]:.1f}"
+                f"seed {res.seed}: {arm} agent ground-truth return {res.returns[arm]:.1f} ± {res.return_std[arm]:.1f}"
             )
         patch.offset = None
-    res.offsets = offsets
+
+
+def run_seed(args: argparse.Namespace, seed: int) -> SeedResult:
+    """Every stage for one seed (with ``--reuse``, the data and weights of an earlier run)."""
+    res = SeedResult(seed)
+    root = Path(args.out) / args.env / f"seed{seed}"
+    t_all = time.perf_counter()
+    data, heldout = root / "data", root / "heldout"
+    contrastive_ckpt = root / "tune-contrastive" / "model.safetensors"
+    tuned_ckpt = (
+        root / f"tune-{args.stage2}" / "model.safetensors"
+        if args.stage2 != "none"
+        else contrastive_ckpt
+    )
+    reuse = (
+        args.reuse and (data / "manifest.json").is_file() and (heldout / "manifest.json").is_file()
+    )
+    t = time.perf_counter()
+    if not reuse:
+        _build_datasets(args, seed, data, heldout)
+    res.seconds["dataset"] = time.perf_counter() - t
+    t = time.perf_counter()
+    _tune_stages(args, seed, data, contrastive_ckpt, tuned_ckpt, reuse)
+    res.seconds["tune"] = time.perf_counter() - t
+    weights = {"untuned": None, "contrastive": contrastive_ckpt, "tuned": tuned_ckpt}
+    res.offsets = _agreement(res, args, data, heldout, weights)
+    _agents(res, args, root, tuned_ckpt, res.offsets)
     res.seconds["total"] = time.perf_counter() - t_all
     return res
 
@@ -497,7 +513,7 @@ def _fmt(x: float) -> str:
     return "nan" if x is None or not math.isfinite(x) else f"{x:.1f}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -545,6 +561,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--reuse", action="store_true", help="reuse the dataset and tuned weights already in --out"
     )
     p.add_argument("--verbose", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     bad = [a for a in args.arms if a not in ARMS]

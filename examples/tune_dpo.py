@@ -55,13 +55,12 @@ def main() -> None:
     ap.add_argument("--model", default="vlmrm-tiny", help="ARCH/TAG, e.g. ViT-B-32/openai (default: vlmrm-tiny)")
     ap.add_argument("--out", default="runs/tune_dpo")
     ap.add_argument("--steps", type=int, default=80)
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     args = ap.parse_args()
 
     out = Path(args.out)
     captions = make_scenes(out / "data")
-    device = None if args.device == "auto" else args.device
-    reward_clip = vlmrm.load_clip(args.model, device=device)
+    reward_clip = vlmrm.load_clip(args.model, device=args.device)
     sets = build_ranked_sets(load_image_captions(captions), out / "data" / "augmented", reward_clip, threshold=0.2)
     ranked = write_ranked_sets(out / "data" / "ranked.jsonl", sets)
     print(f"{len(sets)} ranked sets in {ranked}")
@@ -75,7 +74,7 @@ def main() -> None:
         print(f"{key:34s} before {result.before[key]:.3f}  after {result.after[key]:.3f}")
 
     # The checkpoint is a plain open_clip state dict: it drops into the reward core.
-    tuned = vlmrm.load_clip(result.arch, device=device, pretrained=result.checkpoint)
+    tuned = vlmrm.load_clip(result.arch, device=args.device, pretrained=result.checkpoint)
     reward = vlmrm.CLIPReward(tuned, goal="a red block left of a blue block")
     frames = np.stack([iio.imread(out / "data" / "scenes" / f"{n}_0.png") for n in ("red_blue", "blue_red")])
     print("reward for red|blue and blue|red scenes:", np.round(reward(frames), 4))

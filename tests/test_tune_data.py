@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from vlmrm.errors import ConfigError
+from vlmrm.runtime.images import load_image
 from vlmrm.tune import data as D
 
 # One torch thread for this module (see the fixture in conftest.py).
@@ -239,15 +240,15 @@ def test_split_keeps_groups_together() -> None:
 def test_load_image_modes(tmp_path: Path) -> None:
     iio.imwrite(tmp_path / "g.png", np.full((5, 6), 7, np.uint8))
     iio.imwrite(tmp_path / "a.png", np.full((5, 6, 4), 9, np.uint8))
-    assert D.load_image(tmp_path / "g.png").shape == (5, 6, 3)
-    assert D.load_image(tmp_path / "a.png").shape == (5, 6, 3)
+    assert load_image(tmp_path / "g.png").shape == (5, 6, 3)
+    assert load_image(tmp_path / "a.png").shape == (5, 6, 3)
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(ConfigError, match="cannot read image"):
-        D.load_image(tmp_path / "bad.png")
+        load_image(tmp_path / "bad.png")
 
 
 def test_build_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from vlmrm.tune.build import build_main
+    from vlmrm.tune.build import main as build_main
 
     spatial_scene(tmp_path / "s.png")
     (tmp_path / "pairs.jsonl").write_text(json.dumps({"image": "s.png", "caption": "a red block left of a blue block"}) + "\n")

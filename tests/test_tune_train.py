@@ -19,6 +19,7 @@ from vlmrm.tune import evaluate as E
 from vlmrm.tune import losses as L
 from vlmrm.tune.cli import main
 from vlmrm.tune.trainer import Trainer, TuneConfig, select_parameters, train
+from vlmrm.tune.units import load_run_data
 
 # One torch thread for this module (see the fixture in conftest.py).
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,7 +61,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cfg(toy: Path, out: Path, **kw) -> TuneConfig:
     base = dict(
         data=str(toy), model="vlmrm-tiny", device="cpu", out=str(out), steps=3, batch_size=6,
-        lr=1e-3, log_every=0, tensorboard=False, quiet=True, probe_size=8,
+        lr=1e-3, log_every=0, tensorboard=False, progress=False, probe_size=8,
     )
     base.update(kw)
     return TuneConfig(**base)
@@ -241,11 +242,13 @@ def test_evaluate_only_run_with_vsr(toy: Path, tmp_path: Path) -> None:
 
 def test_cli_errors_are_one_line(toy: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["--help"]) == 0
-    assert "loss='dpo'" in capsys.readouterr().out
+    assert "loss=dpo" in capsys.readouterr().out
     cases = [
-        (["data=x.jsonl", "betta=0.2"], "unknown setting 'betta'; did you mean beta"),
+        (["data=x.jsonl", "betta=0.2"], "unknown setting 'betta' (did you mean 'beta'?)"),
         (["data=x.jsonl", "beta=abc"], "bad value for 'beta'"),
         (["loss=ppo", f"data={toy}"], "loss='ppo' is not one of"),
+        (["amp=off", f"data={toy}"], "unknown setting 'amp'"),
+        (["precision=int8", f"data={toy}"], "precision='int8' is not one of"),
         (["model=vlmrm-tiny"], "data=... is required"),
         (["justaword"], "key=value"),
         ([f"data={tmp_path / 'missing.jsonl'}", "model=vlmrm-tiny"], "does not exist"),
@@ -265,7 +268,7 @@ def test_contrastive_batches_keep_every_frame_of_a_shared_caption(
     toy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trainer = Trainer(cfg(toy, tmp_path / "c", loss="contrastive", batch_size=12))
-    trainer._load_data()
+    trainer.data = load_run_data(trainer.cfg)
     trainer._build_model()
     seen = {}
     real = L.clip_contrastive_loss
@@ -275,10 +278,41 @@ def test_contrastive_batches_keep_every_frame_of_a_shared_caption(
         return real(img, txt, tau, positives)
 
     monkeypatch.setattr(L, "clip_contrastive_loss", spy)
-    items = trainer.positives[:12]
-    loss, stats = trainer._contrastive_loss(items)
+    items = trainer.data.units[:12]  # the distinct image–caption positives
+    loss, stats = trainer.objective.loss(items, step=0)
     assert loss.requires_grad and "skipped" not in stats
     pos = seen["positives"]
     n_captions = len({t for _, t in items})
     assert pos.shape == (12, n_captions) and n_captions < 12  # captions repeat in the toy set
     assert pos.sum() == 12 and (pos.sum(1) == 1).all() and (pos.sum(0) >= 2).any()
+
+
+def test_mixed_precision_trains_through_the_models_autocast(toy: Path, tmp_path: Path) -> None:
+    """precision=amp on CPU: fp32 weights, the ClipModel's bf16 autocast, h = 0 at step 0."""
+    trainer = Trainer(cfg(toy, tmp_path / "amp", precision="amp", steps=2))
+    res = trainer.run()
+    assert trainer.clip.precision == "amp" and trainer.clip.model.visual.conv1.weight.dtype == torch.float32
+    assert not trainer.scaler.is_enabled()  # bf16 needs no loss scaling
+    assert res.losses[0][1] == pytest.approx(np.log(2), rel=1e-4)
+    assert all(np.isfinite(v) for _, v in res.losses)
+    with pytest.raises(ConfigError, match="precision=fp16 is not available"):
+        train(cfg(toy, tmp_path / "fp16", precision="fp16"))
+
+
+def test_a_run_saved_with_the_old_keys_resumes(toy: Path, tmp_path: Path) -> None:
+    """Checkpoints written before amp/reward/quiet were renamed compare equal in today's keys."""
+    c = cfg(toy, tmp_path / "old", steps=2, loss="reinforce")
+    train(c)
+    state_path = tmp_path / "old" / "trainer_state.pt"
+    state = torch.load(state_path, weights_only=False)
+    saved = dict(state["config"])
+    for new, old, value in (("precision", "amp", "off"), ("reinforce_reward", "reward", "correct"), ("progress", "quiet", True)):
+        saved.pop(new)
+        saved[old] = value
+    saved["pretrained"] = ""
+    state["config"] = saved
+    torch.save(state, state_path)
+    longer = train(cfg(toy, tmp_path / "old", steps=3, loss="reinforce", precision="fp32"))
+    assert longer.step == 3 and [s for s, _ in longer.losses] == [1, 2, 3]
+    with pytest.raises(ConfigError, match="other settings.*reinforce_reward"):
+        train(cfg(toy, tmp_path / "old", steps=4, loss="reinforce", reinforce_reward="rank"))

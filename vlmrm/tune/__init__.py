@@ -9,55 +9,54 @@
 
 A tuned checkpoint is a plain open_clip state dict:
 ``vlmrm.load_clip("ARCH", pretrained="runs/tune/model.safetensors")``.
+
+The names below are imported on first use (module ``__getattr__``), so the command
+modules of this package answer ``--help`` without importing torch.
 """
 
-from vlmrm.tune.data import (
-    PreferencePair,
-    RankedSet,
-    VSRExample,
-    build_ranked_sets,
-    load_pairs,
-    load_ranked_sets,
-    load_vsr,
-    ranking_to_pairs,
-    swap_relations,
-    write_ranked_sets,
-)
-from vlmrm.tune.evaluate import evaluate_model, pairwise_accuracy, probe_rewards, vsr_accuracy
-from vlmrm.tune.losses import (
-    bradley_terry_loss,
-    clip_contrastive_loss,
-    dpo_loss,
-    hinge_loss,
-    ipo_loss,
-    plackett_luce_loss,
-    reinforce_loss,
-)
-from vlmrm.tune.trainer import TuneConfig, TuneResult, train
+from __future__ import annotations
 
-__all__ = [
-    "PreferencePair",
-    "RankedSet",
-    "TuneConfig",
-    "TuneResult",
-    "VSRExample",
-    "bradley_terry_loss",
-    "build_ranked_sets",
-    "clip_contrastive_loss",
-    "dpo_loss",
-    "evaluate_model",
-    "hinge_loss",
-    "ipo_loss",
-    "load_pairs",
-    "load_ranked_sets",
-    "load_vsr",
-    "pairwise_accuracy",
-    "plackett_luce_loss",
-    "probe_rewards",
-    "ranking_to_pairs",
-    "reinforce_loss",
-    "swap_relations",
-    "train",
-    "vsr_accuracy",
-    "write_ranked_sets",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "PreferencePair": "records",
+    "RankedSet": "records",
+    "VSRExample": "records",
+    "load_pairs": "records",
+    "load_ranked_sets": "records",
+    "ranking_to_pairs": "records",
+    "write_ranked_sets": "records",
+    "build_ranked_sets": "build_sets",
+    "swap_relations": "augment",
+    "load_vsr": "vsr",
+    "evaluate_model": "evaluate",
+    "pairwise_accuracy": "evaluate",
+    "probe_rewards": "evaluate",
+    "vsr_accuracy": "evaluate",
+    "bradley_terry_loss": "losses",
+    "clip_contrastive_loss": "losses",
+    "dpo_loss": "losses",
+    "hinge_loss": "losses",
+    "ipo_loss": "losses",
+    "plackett_luce_loss": "losses",
+    "reinforce_loss": "losses",
+    "TuneConfig": "settings",
+    "TuneResult": "report",
+    "train": "trainer",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'vlmrm.tune' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"vlmrm.tune.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

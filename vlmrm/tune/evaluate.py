@@ -38,9 +38,9 @@ import torch
 
 from vlmrm.errors import ConfigError
 from vlmrm.reward import goal_baseline_reward
-from vlmrm.tune.data import ImageCache, RankedSet, VSRExample, ranking_to_pairs, relation_of
-
-Item = tuple[str, str]  # (image path, caption)
+from vlmrm.tune.augment import relation_of
+from vlmrm.tune.records import Item, RankedSet, VSRExample, ranking_to_pairs
+from vlmrm.tune.vsr import ImageCache
 
 
 @torch.inference_mode()

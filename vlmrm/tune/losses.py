@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from vlmrm.errors import ConfigError
+from vlmrm.tune.settings import REINFORCE_REWARDS
 
 MAX_TEMPERATURE = 100.0  # CLIP clamps exp(logit_scale) at 100 during training.
-REINFORCE_REWARDS = ("correct", "rank", "confidence")
 
 
 def _reduce(loss: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:

@@ -289,16 +289,7 @@ def _text(value: Any, where: str) -> str:
     return value.strip()
 
 
-def parse_predicates(doc: Mapping[str, Any], source: str = "<dict>") -> PredicateSet:
-    """A predicate document (the YAML's mapping) → :class:`PredicateSet`; errors name the place."""
-    if not isinstance(doc, Mapping):
-        raise ConfigError(f"{source}: a predicate file is a mapping with 'state' and 'captions'")
-    known = {"env", "state", "captions", "goal"}
-    unknown = sorted(set(map(str, doc)) - known)
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {unknown}; a predicate file has {sorted(known)}"
-        )
+def _parse_variables(doc: Mapping[str, Any], source: str) -> list[str]:
     variables = doc.get("state")
     if (
         not isinstance(variables, (list, tuple))
@@ -310,81 +301,111 @@ def parse_predicates(doc: Mapping[str, Any], source: str = "<dict>") -> Predicat
         )
     if len(set(variables)) != len(variables):
         raise ConfigError(f"{source}: 'state' names a variable twice: {variables!r}")
+    return list(variables)
+
+
+def _parse_rule(r: Any, variables: Sequence[str], where: str) -> CaptionRule:
+    """One ``{caption, when}`` rule of ``captions``."""
+    if not isinstance(r, Mapping) or "caption" not in r:
+        raise ConfigError(
+            f"{where}: a rule is {{caption: ..., when: {{variable: [low, high]}}}}, got {r!r}"
+        )
+    bad = sorted(set(map(str, r)) - {"caption", "when"})
+    if bad:
+        raise ConfigError(f"{where}: unknown key(s) {bad}; a rule has 'caption' and 'when'")
+    when = r.get("when") or {}
+    if not isinstance(when, Mapping):
+        raise ConfigError(f"{where}: 'when' must map variables to intervals, got {when!r}")
+    conds = []
+    for key, value in when.items():
+        name, absolute = _variable(key, variables, f"{where}.when")
+        lo, hi = _interval(value, f"{where}.when.{key}")
+        conds.append(Condition(name, lo, hi, absolute))
+    return CaptionRule(_text(r["caption"], f"{where}.caption"), tuple(conds))
+
+
+def _parse_target(
+    target_raw: Any, variables: Sequence[str], where: str
+) -> dict[str, tuple[float | None, float | None]]:
+    if not isinstance(target_raw, Mapping) or not target_raw:
+        raise ConfigError(
+            f"{where}.target: map variables to a value or [low, high], got {target_raw!r}"
+        )
+    target: dict[str, tuple[float | None, float | None]] = {}
+    for key, value in target_raw.items():
+        name, absolute = _variable(key, variables, f"{where}.target")
+        if absolute:
+            raise ConfigError(
+                f"{where}.target: use a plain variable (with a symmetric interval) not {key!r}"
+            )
+        target[name] = _interval(value, f"{where}.target.{key}")
+    return target
+
+
+def _parse_scale(scale_raw: Any, variables: Sequence[str], where: str) -> dict[str, float]:
+    scale: dict[str, float] = {}
+    for key, value in (scale_raw or {}).items():
+        name, _ = _variable(key, variables, f"{where}.scale")
+        s = _number(value, f"{where}.scale.{key}")
+        if s is None or s <= 0:
+            raise ConfigError(f"{where}.scale.{key}: must be a positive number, got {value!r}")
+        scale[name] = s
+    return scale
+
+
+def _parse_goal(g: Any, variables: Sequence[str], source: str) -> GoalSpec:
+    """The ``goal`` mapping: captions, target state, distance scale and near/far bands."""
+    where = f"{source}: goal"
+    if not isinstance(g, Mapping):
+        raise ConfigError(f"{where}: must be a mapping with caption, baseline, target")
+    gknown = {"caption", "baseline", "target", "scale", "near", "far", "resolution"}
+    bad = sorted(set(map(str, g)) - gknown)
+    if bad:
+        raise ConfigError(f"{where}: unknown key(s) {bad}; known: {sorted(gknown)}")
+    for k in ("caption", "baseline", "target"):
+        if k not in g:
+            raise ConfigError(f"{where}: missing {k!r}")
+    target = _parse_target(g["target"], variables, where)
+    scale = _parse_scale(g.get("scale"), variables, where)
+    resolution = _number(g.get("resolution", 0.05), f"{where}.resolution") or 0.0
+    near = _number(g.get("near", resolution), f"{where}.near")
+    far = _number(g.get("far", 4 * (near or resolution)), f"{where}.far")
+    if near is None or far is None or near < 0 or far < near or resolution < 0:
+        raise ConfigError(
+            f"{where}: need 0 <= near <= far and resolution >= 0, got near={near} far={far}"
+        )
+    goal = GoalSpec(
+        caption=_text(g["caption"], f"{where}.caption"),
+        baseline=_text(g["baseline"], f"{where}.baseline"),
+        target=target,
+        scale=scale,
+        near=near,
+        far=far,
+        resolution=resolution,
+    )
+    if goal.caption == goal.baseline:
+        raise ConfigError(f"{where}: caption and baseline must differ")
+    return goal
+
+
+def parse_predicates(doc: Mapping[str, Any], source: str = "<dict>") -> PredicateSet:
+    """A predicate document (the YAML's mapping) → :class:`PredicateSet`; errors name the place."""
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{source}: a predicate file is a mapping with 'state' and 'captions'")
+    known = {"env", "state", "captions", "goal"}
+    unknown = sorted(set(map(str, doc)) - known)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {unknown}; a predicate file has {sorted(known)}"
+        )
+    variables = _parse_variables(doc, source)
     raw_rules = doc.get("captions")
     if not isinstance(raw_rules, (list, tuple)) or not raw_rules:
         raise ConfigError(
             f"{source}: 'captions' must be a non-empty list of {{caption, when}} rules"
         )
-    rules = []
-    for i, r in enumerate(raw_rules):
-        where = f"{source}: captions[{i}]"
-        if not isinstance(r, Mapping) or "caption" not in r:
-            raise ConfigError(
-                f"{where}: a rule is {{caption: ..., when: {{variable: [low, high]}}}}, got {r!r}"
-            )
-        bad = sorted(set(map(str, r)) - {"caption", "when"})
-        if bad:
-            raise ConfigError(f"{where}: unknown key(s) {bad}; a rule has 'caption' and 'when'")
-        when = r.get("when") or {}
-        if not isinstance(when, Mapping):
-            raise ConfigError(f"{where}: 'when' must map variables to intervals, got {when!r}")
-        conds = []
-        for key, value in when.items():
-            name, absolute = _variable(key, variables, f"{where}.when")
-            lo, hi = _interval(value, f"{where}.when.{key}")
-            conds.append(Condition(name, lo, hi, absolute))
-        rules.append(CaptionRule(_text(r["caption"], f"{where}.caption"), tuple(conds)))
-    goal = None
-    g = doc.get("goal")
-    if g is not None:
-        where = f"{source}: goal"
-        if not isinstance(g, Mapping):
-            raise ConfigError(f"{where}: must be a mapping with caption, baseline, target")
-        gknown = {"caption", "baseline", "target", "scale", "near", "far", "resolution"}
-        bad = sorted(set(map(str, g)) - gknown)
-        if bad:
-            raise ConfigError(f"{where}: unknown key(s) {bad}; known: {sorted(gknown)}")
-        for k in ("caption", "baseline", "target"):
-            if k not in g:
-                raise ConfigError(f"{where}: missing {k!r}")
-        target_raw = g["target"]
-        if not isinstance(target_raw, Mapping) or not target_raw:
-            raise ConfigError(
-                f"{where}.target: map variables to a value or [low, high], got {target_raw!r}"
-            )
-        target: dict[str, tuple[float | None, float | None]] = {}
-        for key, value in target_raw.items():
-            name, absolute = _variable(key, variables, f"{where}.target")
-            if absolute:
-                raise ConfigError(
-                    f"{where}.target: use a plain variable (with a symmetric interval) not {key!r}"
-                )
-            target[name] = _interval(value, f"{where}.target.{key}")
-        scale: dict[str, float] = {}
-        for key, value in (g.get("scale") or {}).items():
-            name, _ = _variable(key, variables, f"{where}.scale")
-            s = _number(value, f"{where}.scale.{key}")
-            if s is None or s <= 0:
-                raise ConfigError(f"{where}.scale.{key}: must be a positive number, got {value!r}")
-            scale[name] = s
-        resolution = _number(g.get("resolution", 0.05), f"{where}.resolution") or 0.0
-        near = _number(g.get("near", resolution), f"{where}.near")
-        far = _number(g.get("far", 4 * (near or resolution)), f"{where}.far")
-        if near is None or far is None or near < 0 or far < near or resolution < 0:
-            raise ConfigError(
-                f"{where}: need 0 <= near <= far and resolution >= 0, got near={near} far={far}"
-            )
-        goal = GoalSpec(
-            caption=_text(g["caption"], f"{where}.caption"),
-            baseline=_text(g["baseline"], f"{where}.baseline"),
-            target=target,
-            scale=scale,
-            near=near,
-            far=far,
-            resolution=resolution,
-        )
-        if goal.caption == goal.baseline:
-            raise ConfigError(f"{where}: caption and baseline must differ")
+    rules = [_parse_rule(r, variables, f"{source}: captions[{i}]") for i, r in enumerate(raw_rules)]
+    goal = _parse_goal(doc["goal"], variables, source) if doc.get("goal") is not None else None
     env = doc.get("env")
     return PredicateSet(
         variables=tuple(variables),

@@ -1,0 +1,173 @@
+"""Settings of ``python -m vlmrm.tune`` (torch-free, so ``--help`` and bad settings answer at once).
+
+The field docstrings are the ``--help`` text. The CLIP keys (``model``, ``pretrained``,
+``device``, ``precision``, ``batch_size``) and the run keys (``out``, ``seed``,
+``progress``) mean what they mean in every command (:mod:`vlmrm.cli.vocabulary`);
+``precision`` takes :data:`vlmrm.checks.TRAIN_PRECISIONS` and always means mixed
+precision here: the weights stay fp32, the forward pass autocasts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from vlmrm.checks import TRAIN_PRECISIONS, check_choice, check_int
+from vlmrm.cli.vocabulary import ClipSettings, RunSettings
+from vlmrm.errors import ConfigError
+
+LOSSES = ("dpo", "ipo", "hinge", "bt", "listwise", "contrastive", "reinforce")
+PAIRWISE = ("dpo", "ipo", "hinge", "bt")
+LOCKS = ("none", "image", "text")
+TRAIN_PARAMS = ("all", "attn_in_proj")
+RESUME_MODES = ("auto", "true", "false")
+PAIR_MODES = ("top", "all", "adjacent")
+PAIR_WEIGHTINGS = ("none", "gap")
+REINFORCE_REWARDS = ("correct", "rank", "confidence")
+#: Settings that may change between a run and its resumption.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "steps", "log_every", "eval_every", "checkpoint_every", "tensorboard", "device", "resume",
+        "progress", "out", "vsr", "vsr_image_root", "probe", "probe_size",
+    }
+)
+
+
+@dataclass
+class TuneConfig(ClipSettings, RunSettings):
+    """Every setting of ``python -m vlmrm.tune`` (``key=value`` on the command line)."""
+
+    loss: str = "dpo"
+    """dpo | ipo | hinge | bt | listwise | contrastive | reinforce."""
+    data: str = ""
+    """JSONL of ranked sets and/or pairs (required)."""
+    eval_data: str = ""
+    """Held-out JSONL; default: eval_fraction of data (by group)."""
+    eval_fraction: float = 0.2
+    """Fraction of the groups of data held out for evaluation when eval_data is not given."""
+    image_root: str = ""
+    """Folder image paths are relative to (default: each file's folder)."""
+    vsr: str = ""
+    """Optional VSR jsonl evaluated before/after."""
+    vsr_image_root: str = ""
+    """Folder of the VSR images (default: the VSR file's folder)."""
+    probe: str = ""
+    """Optional {"image","caption"} jsonl; default: eval sets' best pairs."""
+    probe_size: int = 64
+    """Image–caption pairs in the probe."""
+    model: str = "ViT-B-32/openai"
+    """The CLIP to tune: ARCH/TAG, ARCH (random weights, or with pretrained=), or vlmrm-tiny."""
+    precision: str = "auto"
+    """Mixed precision (fp32 weights, autocast): auto (amp on CUDA, fp32 on CPU), fp32 (off),
+    bf16, fp16, amp (fp16 on CUDA, bf16 on CPU)."""
+    batch_size: int = 32
+    """Training units (pairs, sets or image–caption positives) per optimisation step."""
+    out: str = "runs/tune"
+    """Output folder: model.safetensors, trainer_state.pt, config.yaml, metrics.json, tb/."""
+    # objective
+    beta: float = 0.1
+    """β of DPO/IPO/hinge/listwise (the preference margin's scale)."""
+    label_smoothing: float = 0.0
+    """DPO label smoothing ε in [0, 0.5]."""
+    pairs: str = "top"
+    """How rankings become pairs: top | all | adjacent."""
+    pair_weighting: str = "none"
+    """none | gap (weight a pair by its rank gap)."""
+    num_samples: int = 4
+    """REINFORCE samples per anchor."""
+    reinforce_reward: str = "correct"
+    """REINFORCE reward: correct | rank | confidence."""
+    kl_coef: float = 0.0
+    """REINFORCE KL(π_θ ‖ π_ref) weight."""
+    # what trains
+    lock: str = "none"
+    """Freeze a tower: none | image | text."""
+    train_params: str = "all"
+    """all | attn_in_proj (only the attention q/k/v in-projections)."""
+    precompute_ref: bool = True
+    """Compute the reference scores once before training instead of keeping a frozen copy."""
+    # optimisation
+    steps: int = 1000
+    """Optimisation steps (0: evaluate only)."""
+    lr: float = 1e-5
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 0.1
+    """AdamW weight decay (not on gains, biases and norms)."""
+    warmup_steps: int = 0
+    """Linear warm-up steps before the cosine decay."""
+    min_lr_ratio: float = 0.0
+    """Learning rate at the end of the cosine decay, as a fraction of lr."""
+    grad_clip: float = 1.0
+    """Gradient norm clip (0: off)."""
+    # bookkeeping
+    log_every: int = 10
+    """Print a training line every this many steps (0: never)."""
+    eval_every: int = 0
+    """Evaluate every this many steps (0: only before and after)."""
+    checkpoint_every: int = 200
+    """Save a checkpoint every this many steps (0: only at the end)."""
+    resume: str = "auto"
+    """auto (resume when out holds a checkpoint) | true | false."""
+    tensorboard: bool = True
+    """Write TensorBoard logs to out/tb."""
+
+    def validate(self) -> TuneConfig:
+        """Check every setting (no torch imported); each problem is one :class:`ConfigError` line."""
+        self.check_clip(TRAIN_PRECISIONS)
+        for name, options in (
+            ("loss", LOSSES), ("pairs", PAIR_MODES), ("pair_weighting", PAIR_WEIGHTINGS),
+            ("reinforce_reward", REINFORCE_REWARDS), ("lock", LOCKS), ("train_params", TRAIN_PARAMS),
+        ):
+            check_choice(name, getattr(self, name), options)
+        self.resume = check_choice("resume", str(self.resume).lower(), RESUME_MODES)
+        if not self.data:
+            raise ConfigError("data=... is required: a JSONL of ranked sets or preference pairs")
+        if not self.beta > 0 or not math.isfinite(self.beta):
+            raise ConfigError(f"beta must be a positive number, got {self.beta}")
+        if not 0.0 <= self.label_smoothing <= 0.5:
+            raise ConfigError(f"label_smoothing must lie in [0, 0.5], got {self.label_smoothing}")
+        for name in ("steps", "warmup_steps", "log_every", "eval_every", "checkpoint_every"):
+            setattr(self, name, check_int(name, getattr(self, name), 0))
+        self.batch_size = check_int("batch_size", self.batch_size, 2 if self.loss == "contrastive" else 1)
+        self.num_samples = check_int("num_samples", self.num_samples, 1)
+        self.probe_size = check_int("probe_size", self.probe_size, 2)
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.kl_coef < 0:
+            raise ConfigError("weight_decay, grad_clip and kl_coef must be >= 0")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise ConfigError(f"eval_fraction must lie in [0, 1), got {self.eval_fraction}")
+        if self.model.startswith("hf-hub:"):
+            raise ConfigError(
+                "tuning an hf-hub: model is not supported (its checkpoint could not be reloaded by "
+                "architecture name); use model=ARCH/TAG or model=ARCH pretrained=weights.safetensors"
+            )
+        return self
+
+
+def model_arch(spec: str) -> str:
+    """The architecture name a checkpoint of ``spec`` reloads with."""
+    return spec.strip().partition("/")[0]
+
+
+def upgrade_saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
+    """Settings saved by a run from before the shared vocabulary, in today's keys.
+
+    ``amp`` became ``precision`` (``off`` → ``fp32``), the REINFORCE ``reward`` became
+    ``reinforce_reward``, ``quiet`` became ``progress`` (inverted) and an empty
+    ``pretrained`` became ``None``; so resuming such a run compares like with like.
+    """
+    new = dict(saved)
+    if "amp" in new:
+        amp = new.pop("amp")
+        new.setdefault("precision", "fp32" if amp == "off" else amp)
+    if "reward" in new:
+        new.setdefault("reinforce_reward", new.pop("reward"))
+    if "quiet" in new:
+        new.setdefault("progress", not new.pop("quiet"))
+    if new.get("pretrained") == "":
+        new["pretrained"] = None
+    return new
