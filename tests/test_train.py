@@ -22,7 +22,7 @@ from vlmrm.evaluate import main as evaluate_main
 from vlmrm.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
-QUIET = ["progress_bar=false"]
+QUIET = ["progress=false"]
 
 
 def _run_dir(out: Path) -> Path:
@@ -137,7 +137,7 @@ BAD = [
 
 @pytest.mark.parametrize("argv, words", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_config_gives_one_clear_line(argv, words, capsys, tmp_path):
-    assert train_main(argv + [f"out_dir={tmp_path}"] + QUIET) == 2
+    assert train_main(argv + [f"out={tmp_path}"] + QUIET) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
     assert words in err, err
@@ -157,7 +157,7 @@ def cartpole_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cartpole")
     argv = ["env=CartPole", "goal=pole vertically upright on top of the cart", "reward=tiny", "total_steps=480",
             "agent.learning_starts=100", "agent.train_freq=20", "agent.gradient_steps=5", "checkpoint_every=160",
-            "eval.every=240", f"out_dir={out}"] + QUIET
+            "eval.every=240", f"out={out}"] + QUIET
     assert train_main(argv) == 0
     return _run_dir(out)
 
@@ -200,7 +200,7 @@ def test_resume_refuses_changes_that_shape_the_agent(cartpole_run, capsys):
 
 def test_humanoid_smoke_run(tmp_path):
     argv = ["env=Humanoid", "reward=tiny", "total_steps=12", "n_envs=2", "subprocess=false",
-            "env.episode_length=5", f"out_dir={tmp_path}"] + QUIET
+            "env.episode_length=5", f"out={tmp_path}"] + QUIET
     assert train_main(argv) == 0
     run = _run_dir(tmp_path)
     assert run.name.startswith("Humanoid-kneeling-")
@@ -214,14 +214,14 @@ def test_ppo_online_rewards_and_ground_truth(tmp_path, monkeypatch):
     monkeypatch.setattr(vlmrm.ClipModel, "enable_compile", lambda self, mode: compiled.append(mode))
     ppo = ["env=CartPole", "agent=ppo", "reward=tiny", "total_steps=64", "n_envs=2", "agent.n_steps=16",
            "agent.batch_size=16", "agent.n_epochs=1", "eval.episodes=0", "reward.compile=true",
-           f"out_dir={tmp_path / 'ppo'}"]
+           f"out={tmp_path / 'ppo'}"]
     assert train_main(ppo + QUIET) == 0
     run = _run_dir(tmp_path / "ppo")
     assert compiled == ["default"] and OmegaConf.load(run / "config.yaml").reward.compile == "default"
     assert latest_checkpoint(run)["step"] == 64
     assert "rollout/clip_return" in _tb_scalars(run)
     gt = ["env=CartPole", "reward=ground_truth", "total_steps=64", "n_envs=2", "eval.episodes=0",
-          f"out_dir={tmp_path / 'gt'}"]
+          f"out={tmp_path / 'gt'}"]
     assert train_main(gt + QUIET) == 0
     run = _run_dir(tmp_path / "gt")
     assert "ground-truth" in run.name and "rollout/clip_return" not in _tb_scalars(run)
@@ -231,7 +231,7 @@ def test_ppo_online_rewards_and_ground_truth(tmp_path, monkeypatch):
 
 
 def _train_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "vlmrm.train", *args, "progress_bar=false"]
+    return [sys.executable, "-m", "vlmrm.train", *args, "progress=false"]
 
 
 def test_sigint_saves_checkpoint_and_resume_continues(tmp_path):
@@ -240,7 +240,7 @@ def test_sigint_saves_checkpoint_and_resume_continues(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     args = ["env=CartPole", "reward=tiny", "n_envs=2", "subprocess=true", "total_steps=100000",
             "env.render_size=[64,64]", "checkpoint_every=100", "agent.learning_starts=50", "agent.train_freq=10",
-            "agent.gradient_steps=2", "eval.every=0", "eval.episodes=0", f"out_dir={tmp_path}", "run_name=run"]
+            "agent.gradient_steps=2", "eval.every=0", "eval.episodes=0", f"out={tmp_path}", "run_name=run"]
     proc = subprocess.Popen(_train_cmd(*args), cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     latest = run / "checkpoints" / "latest.json"
