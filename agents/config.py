@@ -245,9 +245,61 @@ def _fixed_changed(key: str) -> bool:
     return any(key == f or key.startswith(f + ".") for f in RESUME_FIXED)
 
 
+def file_overrides(path: str) -> list[str]:
+    """``config=FILE.yaml``: the file's settings as ``key=value`` overrides, in file order.
+
+    Mappings become dotted keys (``reward: {alpha: 0.5}`` → ``reward.alpha=0.5``), group
+    names select group files (``env: CartPole``); the command line comes after, and wins.
+    """
+    import yaml
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path))
+    except (OSError, yaml.YAMLError, OmegaConfBaseException) as exc:
+        raise ConfigError(f"cannot read config={path!r}: {_one_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config={path!r} must hold a mapping of settings")
+    return [f"{key}={_override_value(value)}" for key, value in _flat_items(data)]
+
+
+def _flat_items(data: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
+    items = []
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            items.extend(_flat_items(value, f"{prefix}{key}."))
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+def _override_value(value: Any) -> str:
+    """A YAML value in Hydra's override grammar (free text is quoted by normalize_overrides)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_override_value(v) if not isinstance(v, str) else _quote(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{}"
+    return str(value)
+
+
 def resolve_config(argv: Sequence[str]) -> DictConfig:
-    """The run config for command-line ``key=value`` arguments (a new run, or ``resume=``)."""
+    """The run config for command-line ``key=value`` arguments (a new run, or ``resume=``).
+
+    ``config=FILE.yaml`` arguments are replaced by the file's settings first.
+    """
     argv = list(argv)
+    expanded: list[str] = []
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.strip() == "config" and value:
+            expanded.extend(file_overrides(value.strip().strip("'\"")))
+        else:
+            expanded.append(arg)
+    argv = expanded
     resume = [a.split("=", 1)[1] for a in argv if a.startswith("resume=")]
     rest = [a for a in argv if not a.startswith("resume=")]
     if resume and resume[-1].strip() not in ("", "null", "None"):

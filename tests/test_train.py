@@ -144,6 +144,88 @@ def test_bad_config_gives_one_clear_line(argv, words, capsys, tmp_path):
     assert not any(tmp_path.iterdir())  # no half-made run directory
 
 
+_TORCH_FREE = """
+import sys
+from vlmrm.{module} import main
+assert main(["--help"]) == 0
+for bad in {bad!r}:
+    assert main(bad) == 2, bad
+assert "torch" not in sys.modules, "torch was imported"
+"""
+
+
+@pytest.mark.parametrize(
+    "module, bad",
+    [
+        ("train", [["nonsense=1"], ["reward.alpha=2"], ["total_steps=-1"], ["out_dir=runs"], ["env=Atari"],
+                   ["reward=tiny", "reward.model=ViT-B-32@w.pt"], ["reward.device=gpu"], ["env.goal_template=x"]]),
+        ("evaluate", [["nonsense=1"], [], ["run=r", "episodes=0"], ["run=r", "reward_model=ViT-B-32@w.pt"],
+                      ["run=r", "reward_pretrained=w.pt"], ["run=r", "device=gpu"]]),
+    ],
+)
+def test_help_and_bad_settings_answer_before_torch(module, bad):
+    """--help and every settings error answer in a fresh interpreter without importing torch."""
+    res = subprocess.run([sys.executable, "-c", _TORCH_FREE.format(module=module, bad=bad)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "settings (key=value" in res.stdout
+    errors = res.stderr.strip().splitlines()
+    assert len(errors) == len(bad) and all(e.startswith("error: ") for e in errors), res.stderr
+
+
+def test_help_lists_every_key_and_the_groups(capsys):
+    assert train_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for key in ("reward.alpha=", "reward.model=", "reward.pretrained=", "reward.device=auto", "reward.compile=",
+                "reward.relabel=", "eval.every=", "out=runs", "progress=true", "resume=", "total_steps="):
+        assert key in out, key
+    assert "env=CartPole|Humanoid|MountainCar" in out and "agent=dqn|ppo|sac" in out
+
+
+def test_renamed_keys_name_their_new_name(capsys):
+    for old, new in (("out_dir", "out"), ("progress_bar", "progress")):
+        assert train_main([f"{old}=x"]) == 2
+        err = capsys.readouterr().err
+        assert f"'{old}' is now '{new}'" in err, err
+    assert train_main(["totl_steps=5"]) == 2
+    assert "did you mean 'total_steps'" in capsys.readouterr().err
+
+
+def test_settings_defaults_agree_with_train_yaml():
+    """The settings dataclasses document the defaults that the config files give."""
+    import dataclasses
+
+    from vlmrm.agents.settings import TrainSettings
+
+    train = OmegaConf.load(config_dir() / "train.yaml")
+    preset = OmegaConf.load(config_dir() / "reward" / "vit-bigg-14.yaml")  # train.yaml's default
+    d = TrainSettings()
+    for owner, raw, prefix in ((d, train, ""), (d.eval, train.eval, "eval."), (d.reward, preset, "reward.")):
+        for f in dataclasses.fields(owner):
+            value = getattr(owner, f.name)
+            if f.name in ("env", "agent", "reward", "eval"):
+                continue
+            written = OmegaConf.to_container(raw)[f.name]
+            if isinstance(written, str) and written.startswith("${"):
+                assert value is None, f"{prefix}{f.name}"  # the env's default
+            else:
+                assert written == value, f"{prefix}{f.name}"
+
+
+def test_config_file_then_command_line(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("env: CartPole\nreward: tiny\ngoal: pole upright, please\nreward.alpha: 0.25\n"
+                    "agent:\n  policy_kwargs:\n    net_arch: [8, 8]\nseed: 2\n")
+    from vlmrm.agents.config import resolve_config
+
+    cfg = resolve_config([f"config={path}", "seed=4"])
+    assert (cfg.env.name, cfg.reward.name, cfg.reward.alpha, cfg.goal) == ("CartPole", "tiny", 0.25, "pole upright, please")
+    assert cfg.agent.policy_kwargs == {"net_arch": [8, 8]} and cfg.seed == 4
+    (tmp_path / "bad.yaml").write_text("[1, 2]\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        resolve_config([f"config={tmp_path / 'bad.yaml'}"])
+
+
 def test_compose_raises_config_error():
     with pytest.raises(ConfigError, match="choose one of"):
         compose_train_config(["env=Nope"])
@@ -189,6 +271,39 @@ def test_evaluate_cli(cartpole_run, capsys):
     assert results["success_rate"] is not None and (cartpole_run / "eval" / "step_000000480" / "episodes.mp4").is_file()
     assert evaluate_main([f"run={cartpole_run}", "episods=2"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_evaluate_with_another_clip_and_local_weights(cartpole_run, saved_tuned_tiny, tmp_path):
+    _, weights = saved_tuned_tiny(0.05)
+    out = tmp_path / "eval"
+    argv = [f"run={cartpole_run}", "episodes=1", "video=false", "reward_model=vlmrm-tiny",
+            f"reward_pretrained={weights}", f"out={out}"]
+    assert evaluate_main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["reward_model"] == "vlmrm-tiny" and results["clip_return"] is not None
+    assert not (out / "episodes.mp4").exists()
+    assert evaluate_main(argv[:3] + [f"out={tmp_path / 'own'}"]) == 0  # the run's own (seeded) CLIP
+    own = json.loads((tmp_path / "own" / "results.json").read_text())
+    assert own["per_episode"][0]["length"] == results["per_episode"][0]["length"]  # same episode ...
+    assert own["clip_return"] != results["clip_return"]  # ... scored by other weights
+
+
+def test_resume_reads_runs_saved_with_the_earlier_keys(cartpole_run, tmp_path):
+    """Runs saved before out_dir/progress_bar were renamed (and reward.device was null) resume."""
+    import shutil
+
+    from vlmrm.agents.config import load_resume_config
+
+    old = tmp_path / "old"
+    shutil.copytree(cartpole_run, old)
+    cfg = OmegaConf.load(old / "config.yaml")
+    cfg.out_dir = cfg.pop("out")
+    cfg.progress_bar = cfg.pop("progress")
+    cfg.reward.device = None
+    OmegaConf.save(cfg, old / "config.yaml")
+    resumed = load_resume_config(old, ["total_steps=960"])
+    assert resumed.out == cartpole_run.parent.as_posix() and resumed.progress is False
+    assert resumed.reward.device == "auto" and resumed.total_steps == 960 and "out_dir" not in resumed
 
 
 def test_resume_refuses_changes_that_shape_the_agent(cartpole_run, capsys):

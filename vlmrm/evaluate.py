@@ -74,8 +74,6 @@ class EvaluateSettings:
             )
 
 
-#: Kept for code written against the earlier name.
-EvalArgs = EvaluateSettings
 
 
 def evaluate(settings: EvaluateSettings) -> dict:
