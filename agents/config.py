@@ -10,8 +10,14 @@ Hydra does not know:
   into ``agent`` unless the user set that ``agent.<key>`` on the command line;
 * free-text values (``goal=pole upright, please``, ``env.goal_template=a {goal}``) are
   quoted before Hydra parses them, since commas, braces and parentheses are grammar;
-* every value is checked, and every failure is a :class:`~vlmrm.errors.ConfigError`
-  whose message is one line (Hydra's own errors are shortened to one line too).
+* ``config=FILE.yaml`` puts a file's settings before the command line's;
+* every key and value is checked, first by the torch-free
+  :class:`~vlmrm.agents.settings.TrainSettings` (unknown keys with the closest one, types,
+  ranges, α through :func:`vlmrm.checks.check_alpha`), then ``agent.*`` against SB3; every
+  failure is a :class:`~vlmrm.errors.ConfigError` whose message is one line (Hydra's own
+  errors are shortened to one line too).
+
+Nothing here imports torch or SB3 before the torch-free checks have passed.
 """
 
 from __future__ import annotations
