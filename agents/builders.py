@@ -18,11 +18,11 @@ import torch
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from vlmrm.agents.settings import ALGORITHM_NAMES, OFF_POLICY  # noqa: F401 (OFF_POLICY: re-exported)
 from vlmrm.errors import ConfigError
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "ppo": PPO, "dqn": DQN}
-#: Algorithms with a replay buffer, whose rewards can be relabelled after the fact.
-OFF_POLICY = frozenset({"sac", "dqn"})
+assert tuple(ALGORITHMS) == ALGORITHM_NAMES  # the torch-free settings name the same ones
 #: Constructor arguments set by the trainer, not by the agent config.
 _MANAGED = frozenset({"self", "policy", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model"})
 _ACTION_SPACES = {"sac": gym.spaces.Box, "dqn": gym.spaces.Discrete}

@@ -20,8 +20,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from vlmrm.agents.checkpoint import save_checkpoint
 from vlmrm.agents.relabel import EpisodeRelabeller, RewardStats
-from vlmrm.agents.rollout import run_episodes, write_video
+from vlmrm.agents.rollout import run_episodes
+from vlmrm.runtime.atomic import atomic_write
 from vlmrm.runtime.stop import GracefulStop
+from vlmrm.video import write_video
 
 
 def _crossed(previous: int, now: int, every: int) -> bool:
@@ -197,7 +199,8 @@ class EvalVideo(BaseCallback):
         if self.video_dir is not None:
             frames = [f for ep in summary.episodes for f in ep.frames]
             if frames:
-                self.videos.append(write_video(self.video_dir / f"step_{step:09d}.mp4", frames, self.fps))
+                path = self.video_dir / f"step_{step:09d}.mp4"
+                self.videos.append(atomic_write(path, lambda tmp: write_video(tmp, frames, fps=self.fps)))
         for key, value in (
             ("eval/gt_return", summary.gt_return),
             ("eval/clip_return", summary.clip_return),

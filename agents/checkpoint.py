@@ -6,8 +6,8 @@ Layout under ``<run>/checkpoints/``::
     replay_buffer.pkl      the replay buffer of the latest checkpoint (off-policy only)
     latest.json            {"step", "model", "replay_buffer", "reason", "time"}
 
-Every file is written to a temporary name and renamed, and ``latest.json`` is written
-last, so a run killed while saving still resumes from the previous complete checkpoint.
+Every file is written to a temporary name and renamed (:mod:`vlmrm.runtime.atomic`),
+and ``latest.json`` is written last, so a run killed while saving still resumes from the previous complete checkpoint.
 
 The replay buffer is saved compactly: SB3 pickles the whole preallocated arrays (a 1M
 transition Humanoid buffer is ~2.8 GB of mostly zeros early on); here only the filled
@@ -26,13 +26,10 @@ from typing import Any
 import numpy as np
 
 from vlmrm.errors import ConfigError
+from vlmrm.runtime.atomic import atomic_write, atomic_write_json
 
 LATEST = "latest.json"
 REPLAY_FILE = "replay_buffer.pkl"
-
-
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(path.name + ".tmp")
 
 
 def save_replay_buffer(buffer: Any, path: str | os.PathLike) -> None:
@@ -46,10 +43,13 @@ def save_replay_buffer(buffer: Any, path: str | os.PathLike) -> None:
             state[key] = ("rows", value.shape, value.dtype, np.ascontiguousarray(value[:filled]))
         else:
             state[key] = ("value", value)
-    tmp = _atomic_path(path)
-    with open(tmp, "wb") as fh:
-        pickle.dump({"class": type(buffer), "state": state, "filled": filled}, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    data = {"class": type(buffer), "state": state, "filled": filled}
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    atomic_write(path, write)
 
 
 def load_replay_buffer(path: str | os.PathLike, device: Any = None) -> Any:
@@ -80,18 +80,13 @@ def save_checkpoint(model: Any, run_dir: str | os.PathLike, *, reason: str = "pe
     ckpt.mkdir(parents=True, exist_ok=True)
     step = int(model.num_timesteps)
     name = f"step_{step:09d}.zip"
-    tmp = ckpt / (name + ".tmp")
-    model.save(tmp)
-    os.replace(tmp, ckpt / name)
+    atomic_write(ckpt / name, model.save)
     replay = None
     if replay_buffer and getattr(model, "replay_buffer", None) is not None:
         save_replay_buffer(model.replay_buffer, ckpt / REPLAY_FILE)
         replay = REPLAY_FILE
     info = {"step": step, "model": name, "replay_buffer": replay, "reason": reason, "time": time.time()}
-    latest = ckpt / LATEST
-    tmp = _atomic_path(latest)
-    tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, latest)
+    atomic_write_json(ckpt / LATEST, info)
     return info
 
 

@@ -10,15 +10,19 @@ Hydra does not know:
   into ``agent`` unless the user set that ``agent.<key>`` on the command line;
 * free-text values (``goal=pole upright, please``, ``env.goal_template=a {goal}``) are
   quoted before Hydra parses them, since commas, braces and parentheses are grammar;
-* every value is checked, and every failure is a :class:`~vlmrm.errors.ConfigError`
-  whose message is one line (Hydra's own errors are shortened to one line too).
+* ``config=FILE.yaml`` puts a file's settings before the command line's;
+* every key and value is checked, first by the torch-free
+  :class:`~vlmrm.agents.settings.TrainSettings` (unknown keys with the closest one, types,
+  ranges, α through :func:`vlmrm.checks.check_alpha`), then ``agent.*`` against SB3; every
+  failure is a :class:`~vlmrm.errors.ConfigError` whose message is one line (Hydra's own
+  errors are shortened to one line too).
+
+Nothing here imports torch or SB3 before the torch-free checks have passed.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
-import numbers
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -26,15 +30,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vlmrm.checks import PRECISIONS, check_alpha, resolve_compile
+from vlmrm.agents.settings import RENAMED, TrainSettings, goal_prompt, renamed_hint  # noqa: F401 (goal_prompt: re-exported)
+from vlmrm.checks import check_int
+from vlmrm.cli.args import check_keys, settings_dict
 from vlmrm.errors import ConfigError
 
 GROUPS = ("env", "agent", "reward")
 #: Keys whose values are free text: quoted for Hydra, so ",", "{", "(" etc. are literal.
-TEXT_KEYS = frozenset({"goal", "baseline", "goal_template", "run_name", "out_dir", "resume", "name", "id", "model", "pretrained"})
-RELABEL_MODES = ("auto", "episode", "step", "none")
+TEXT_KEYS = frozenset({"goal", "baseline", "goal_template", "run_name", "out", "resume", "name", "id", "model", "pretrained"})
 #: Settings that are free-form keyword mappings handed to SB3: any key may be set in them.
 FREE_MAPPINGS = ("agent.policy_kwargs",)
 #: Settings that cannot change when a run is resumed (they shape the saved agent/buffer).
@@ -102,6 +107,24 @@ def normalize_overrides(overrides: Sequence[str]) -> list[str]:
     return out
 
 
+def check_override_keys(overrides: Sequence[str]) -> None:
+    """Refuse keys that are no setting (with the closest one) before Hydra composes.
+
+    ``env.*`` and ``agent.*`` are free here; Hydra refuses a key their files do not
+    define (unless added with ``+``), and SB3's signature checks ``agent.*`` later.
+    """
+    for arg in overrides:
+        if arg.startswith("~"):
+            continue
+        key = _split(arg)[0].lstrip("+")
+        hint = renamed_hint(key)
+        if hint:
+            raise ConfigError(f"unknown setting {key!r}: {hint}")
+        if key.split(".", 1)[0] in ("env", "agent"):
+            continue
+        check_keys(TrainSettings, [key])
+
+
 def _user_keys(overrides: Sequence[str]) -> set[str]:
     return {_split(a)[0].lstrip("+") for a in overrides if not a.startswith("~")}
 
@@ -111,10 +134,10 @@ def _hydra_error(exc: Exception) -> ConfigError:
     m = re.search(r"Could not override '([^']+)'", msg)
     if m:
         key = m.group(1)
-        return ConfigError(f"unknown setting {key!r} (check the spelling; see configs/train.yaml)")
+        return ConfigError(f"unknown setting {key!r} (check the spelling; see --help and configs/)")
     m = re.search(r"Key '([^']+)' is not in struct", msg)
     if m:
-        return ConfigError(f"unknown setting {m.group(1)!r} (check the spelling; see configs/train.yaml)")
+        return ConfigError(f"unknown setting {m.group(1)!r} (check the spelling; see --help and configs/)")
     return ConfigError(f"bad override: {msg}")
 
 
@@ -156,6 +179,17 @@ def _apply_defaults(target: DictConfig, params: Mapping, prefix: str, user_keys:
             target[key] = value
 
 
+def _to_container(cfg: Any) -> dict:
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not isinstance(cfg, DictConfig):
+        return dict(cfg)
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot resolve the config: {_one_line(exc)}") from None
+
+
 def _to_plain(cfg: DictConfig) -> DictConfig:
     from omegaconf.errors import OmegaConfBaseException
 
@@ -174,28 +208,12 @@ def compose_train_config(overrides: Sequence[str] = ()) -> DictConfig:
     overrides = list(overrides)
     if any(_split(a)[0] == "resume" for a in overrides if not a.startswith("~")):
         raise ConfigError("resume=<run dir> is handled by load_resume_config, not compose_train_config")
+    check_override_keys(overrides)
     normalized = normalize_overrides(overrides)
     cfg = _compose(normalized)
     _merge_agent_params(cfg, _user_keys(normalized))
     cfg = _to_plain(cfg)
     return validate_train_config(cfg)
-
-
-def _as_int(value: Any, name: str, minimum: int) -> int:
-    """Integers, also written as floats (``1e6``); bools and fractions are rejected."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if int(value) < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _as_text(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
-    return value
 
 
 def torch_threads(value: Any) -> int:
@@ -207,117 +225,89 @@ def torch_threads(value: Any) -> int:
     """
     if value in (None, "auto"):
         return max(1, min(4, (os.cpu_count() or 2) // 2))
-    return _as_int(value, "threads", 1)
-
-
-def goal_prompt(template: str, goal: str) -> str:
-    """``template.format(goal=goal)``, with a clear error for templates that do not fit."""
-    _as_text(template, "env.goal_template")
-    _as_text(goal, "goal")
-    if "{goal}" not in template:
-        raise ConfigError(
-            f"env.goal_template must contain '{{goal}}' where the goal goes, got {template!r} "
-            "(e.g. 'a humanoid robot {goal}')"
-        )
-    try:
-        return template.format(goal=goal)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError(
-            f"env.goal_template {template!r} may contain only the field {{goal}} "
-            f"(write literal braces as '{{{{' and '}}}}'): {exc!r}"
-        ) from None
-
-
-def _check_agent(agent: DictConfig) -> None:
-    from vlmrm.agents.builders import ALGORITHMS, check_agent_params
-
-    algo = agent.get("algo")
-    if algo not in ALGORITHMS:
-        raise ConfigError(f"unknown agent.algo {algo!r}; choose one of: {', '.join(ALGORITHMS)}")
-    check_agent_params(algo, OmegaConf.to_container(agent))
+    return check_int("threads", value, 1)
 
 
 def validate_train_config(cfg: DictConfig) -> DictConfig:
-    """Check every value of a resolved training config; normalise numbers and modes.
+    """Check every value of a composed training config; normalise numbers and modes.
 
-    Returns the same config with ``total_steps`` etc. as ints and ``reward.relabel``
-    resolved from ``auto`` to ``episode``/``step``/``none``.
+    First the torch-free checks of :class:`~vlmrm.agents.settings.TrainSettings` (keys,
+    types, ranges, α, ``reward.compile``, the relabel mode, resolved from ``auto`` to
+    ``episode``/``step``/``none``), then what needs SB3: the ``agent.*`` keys against the
+    SB3 class's signature. Returns a plain config with the normalised values.
     """
-    from vlmrm.agents.builders import OFF_POLICY
+    settings = TrainSettings.from_config(_to_container(cfg)).validate()
+    data = settings_dict(settings)
+    from vlmrm.agents.builders import check_agent_params
 
-    env = cfg.env
-    _as_text(env.get("name"), "env.name")
-    _as_text(env.get("id"), "env.id")
-    with open_dict(cfg):
-        env.episode_length = _as_int(env.get("episode_length"), "env.episode_length", 1)
-        size = env.get("render_size")
-        if not isinstance(size, (list, tuple, ListConfig)) or len(size) != 2:
-            raise ConfigError(f"env.render_size must be [width, height], got {size!r}")
-        env.render_size = [_as_int(s, "env.render_size", 1) for s in size]
-        if env.get("kwargs") is not None and not isinstance(env.kwargs, (dict, DictConfig)):
-            raise ConfigError(f"env.kwargs must be a mapping, got {env.kwargs!r}")
-        goal_prompt(env.get("goal_template"), cfg.get("goal"))
-        cfg.seed = _as_int(cfg.get("seed"), "seed", 0)
-        cfg.total_steps = _as_int(cfg.get("total_steps"), "total_steps", 1)
-        cfg.n_envs = _as_int(cfg.get("n_envs"), "n_envs", 1)
-        cfg.checkpoint_every = _as_int(cfg.get("checkpoint_every"), "checkpoint_every", 0)
-        cfg.eval.every = _as_int(cfg.eval.get("every"), "eval.every", 0)
-        cfg.eval.episodes = _as_int(cfg.eval.get("episodes"), "eval.episodes", 0)
-        if not isinstance(cfg.get("subprocess"), bool):
-            raise ConfigError(f"subprocess must be true or false, got {cfg.get('subprocess')!r}")
-        for key in ("progress_bar",):
-            if not isinstance(cfg.get(key), bool):
-                raise ConfigError(f"{key} must be true or false, got {cfg.get(key)!r}")
-        cfg.verbose = _as_int(cfg.get("verbose"), "verbose", 0)
-        if cfg.get("threads", "auto") != "auto":
-            cfg.threads = torch_threads(cfg.threads)
-        _as_text(cfg.get("out_dir"), "out_dir")
-        if cfg.get("run_name") is not None:
-            name = _as_text(cfg.run_name, "run_name")
-            if "/" in name or name in (".", ".."):
-                raise ConfigError(f"run_name must be a plain directory name, got {name!r}")
-
-        _check_agent(cfg.agent)
-        algo = cfg.agent.algo
-        freq = cfg.agent.get("train_freq")
-        if isinstance(freq, (list, ListConfig)) and len(freq) == 2 and str(freq[1]) == "episode" and cfg.n_envs > 1:
-            raise ConfigError(
-                "agent.train_freq=[n, episode] works with n_envs=1 only (an SB3 rule); with several "
-                "envs use steps, e.g. agent.train_freq=<episode length>"
-            )
-
-        reward = cfg.reward
-        relabel = reward.get("relabel", "auto")
-        if relabel not in RELABEL_MODES:
-            raise ConfigError(f"reward.relabel must be one of {RELABEL_MODES}, got {relabel!r}")
-        if reward.get("model") is None:
-            reward.relabel = "none"
-        else:
-            _as_text(reward.model, "reward.model")
-            reward.alpha = check_alpha(reward.get("alpha"))
-            if reward.alpha > 0:
-                _as_text(cfg.get("baseline"), "baseline")
-            if reward.get("precision") not in PRECISIONS:
-                raise ConfigError(f"reward.precision must be one of {PRECISIONS}, got {reward.get('precision')!r}")
-            with open_dict(reward):
-                reward.compile = resolve_compile(reward.get("compile", False), "reward.compile")
-            if reward.get("batch_size") is not None:
-                reward.batch_size = _as_int(reward.batch_size, "reward.batch_size", 1)
-            reward.max_pending_frames = _as_int(reward.get("max_pending_frames"), "reward.max_pending_frames", 1)
-            if relabel in ("auto", "none"):
-                if relabel == "none":
-                    raise ConfigError("reward.relabel=none needs reward=ground_truth; use episode or step")
-                reward.relabel = "episode" if algo in OFF_POLICY else "step"
-            elif relabel == "episode" and algo not in OFF_POLICY:
-                raise ConfigError(
-                    f"reward.relabel=episode relabels a replay buffer, which {algo} has not; "
-                    "use an off-policy agent (sac, dqn) or reward.relabel=step"
-                )
-    return cfg
+    check_agent_params(settings.agent["algo"], settings.agent)
+    return OmegaConf.create(data)
 
 
 def _fixed_changed(key: str) -> bool:
     return any(key == f or key.startswith(f + ".") for f in RESUME_FIXED)
+
+
+def file_overrides(path: str) -> list[str]:
+    """``config=FILE.yaml``: the file's settings as ``key=value`` overrides, in file order.
+
+    Mappings become dotted keys (``reward: {alpha: 0.5}`` → ``reward.alpha=0.5``), group
+    names select group files (``env: CartPole``); the command line comes after, and wins.
+    """
+    import yaml
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path))
+    except (OSError, yaml.YAMLError, OmegaConfBaseException) as exc:
+        raise ConfigError(f"cannot read config={path!r}: {_one_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config={path!r} must hold a mapping of settings")
+    return [f"{key}={_override_value(value)}" for key, value in _flat_items(data)]
+
+
+def _flat_items(data: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
+    items = []
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            items.extend(_flat_items(value, f"{prefix}{key}."))
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+def _override_value(value: Any) -> str:
+    """A YAML value in Hydra's override grammar (free text is quoted by normalize_overrides)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_override_value(v) if not isinstance(v, str) else _quote(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{}"
+    return str(value)
+
+
+def resolve_config(argv: Sequence[str]) -> DictConfig:
+    """The run config for command-line ``key=value`` arguments (a new run, or ``resume=``).
+
+    ``config=FILE.yaml`` arguments are replaced by the file's settings first.
+    """
+    argv = list(argv)
+    expanded: list[str] = []
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.strip() == "config" and value:
+            expanded.extend(file_overrides(value.strip().strip("'\"")))
+        else:
+            expanded.append(arg)
+    argv = expanded
+    resume = [a.split("=", 1)[1] for a in argv if a.startswith("resume=")]
+    rest = [a for a in argv if not a.startswith("resume=")]
+    if resume and resume[-1].strip() not in ("", "null", "None"):
+        return load_resume_config(resume[-1].strip().strip("'\""), rest)
+    return compose_train_config(rest)
 
 
 def load_resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
@@ -329,13 +319,16 @@ def load_resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Di
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"resume={run_dir}: no config.yaml there; pass a run directory made by vlmrm.train")
-    cfg = OmegaConf.load(path)
+    cfg = _migrate(OmegaConf.load(path))
     dotlist = []
     for arg in overrides:
         key, value = _split(arg)
         key = key.lstrip("+")
         if key == "resume":
             continue
+        hint = renamed_hint(key)
+        if hint:
+            raise ConfigError(f"unknown setting {key!r}: {hint}")
         if key in GROUPS or _fixed_changed(key):
             raise ConfigError(f"{key} cannot change when resuming a run (it shapes the saved agent)")
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
@@ -347,6 +340,17 @@ def load_resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Di
     with open_dict(cfg):
         cfg.resume = str(run_dir)
     return validate_train_config(cfg)
+
+
+def _migrate(cfg: DictConfig) -> DictConfig:
+    """A run's saved config in today's keys (runs saved before keys were renamed resume too)."""
+    with open_dict(cfg):
+        for old, new in RENAMED.items():
+            if old in cfg:
+                cfg[new] = cfg.pop(old)
+        if cfg.get("reward") is not None and cfg.reward.get("device", "auto") is None:
+            cfg.reward.device = "auto"
+    return cfg
 
 
 def _all_keys(cfg: Any, prefix: str = "") -> list[str]:

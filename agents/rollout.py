@@ -1,7 +1,7 @@
 """Deterministic evaluation episodes and their videos.
 
-Used during training (periodic evaluation videos) and by ``python -m vlmrm.evaluate``.
-The ground-truth return is the env's own reward; the CLIP return is the reward model
+Used during training (periodic evaluation videos) and by ``python -m vlmrm.evaluate``
+(:mod:`vlmrm.agents.evaluation`). The ground-truth return is the env's own reward; the CLIP return is the reward model
 applied to the same frames after each step (what training optimises). "Success" is the
 env's ``info["success"]`` at the last step of an episode, where the env defines it
 (CartPole: pole upright, MountainCar: car at the flag; Humanoid has none).
@@ -9,15 +9,14 @@ env's ``info["success"]`` at the last step of an episode, where the env defines 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 from vlmrm.reward import score_frames
+from vlmrm.rollout import iter_steps
 
 
 @dataclass
@@ -91,60 +90,50 @@ def run_episodes(
 ) -> EvalSummary:
     """Run ``n_episodes`` episodes of ``model``'s policy on a single (non-vector) env.
 
+    The episodes step through :func:`vlmrm.rollout.iter_steps`, the one rollout loop.
     Frames are rendered after every step (and after reset, for the video only); the CLIP
     return scores the post-step frames of each episode in one batch.
     """
-    episodes = []
-    for ep in range(n_episodes):
-        obs, info = env.reset(seed=None if seed is None else seed + ep)
-        frames = [env.render()] if keep_frames else []
-        scored: list[np.ndarray] = []
-        total, steps, successes = 0.0, 0, []
-        done = False
-        while not done:
-            action, _ = model.predict(obs, deterministic=deterministic)
-            obs, reward, terminated, truncated, info = env.step(action)
-            total += float(reward)
-            steps += 1
-            if "success" in info:
-                successes.append(bool(info["success"]))
-            if keep_frames or reward_model is not None:
-                frame = env.render()
-                if keep_frames:
-                    frames.append(frame)
-                if reward_model is not None:
-                    scored.append(frame)
-            done = terminated or truncated or (max_steps is not None and steps >= max_steps)
-        clip_return = None
-        if reward_model is not None and scored:
-            clip_return = float(np.sum(score_frames(reward_model, np.stack(scored), np.float64)))
-        episodes.append(
-            EpisodeResult(
-                gt_return=total,
-                length=steps,
-                clip_return=clip_return,
-                success=successes[-1] if successes else None,
-                success_fraction=float(np.mean(successes)) if successes else None,
-                frames=frames,
-            )
-        )
+    want_frames = keep_frames or reward_model is not None
+
+    def policy(obs, info):
+        return model.predict(obs, deterministic=deterministic)[0]
+
+    def render(episode: int, t: int, done: bool) -> bool:
+        return keep_frames if t == 0 else want_frames
+
+    episodes: list[EpisodeResult] = []
+    frames: list[np.ndarray] = []
+    scored: list[np.ndarray] = []
+    successes: list[bool] = []
+    total = 0.0
+    for step in iter_steps(env, policy, n_episodes, seed=seed, max_steps=max_steps, render=render):
+        if step.is_reset:
+            frames, scored, successes, total = [], [], [], 0.0
+            if keep_frames:
+                frames.append(step.frame)
+            continue
+        total += step.reward
+        if "success" in step.info:
+            successes.append(bool(step.info["success"]))
+        if keep_frames:
+            frames.append(step.frame)
+        if reward_model is not None:
+            scored.append(step.frame)
+        if step.done:
+            episodes.append(_episode_result(total, step.t, successes, frames, scored, reward_model))
     return EvalSummary(episodes)
 
 
-def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float = 30.0) -> Path:
-    """Write ``(H, W, 3)`` uint8 frames as an H.264 mp4 through imageio/ffmpeg."""
-    import imageio.v2 as imageio
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    # H.264 in yuv420p needs even sides: pad odd frames by one edge row/column instead of
-    # letting imageio rescale them (macro_block_size=1 turns its rescaling off).
-    with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=7, macro_block_size=1) as writer:
-        for frame in frames:
-            h, w = frame.shape[:2]
-            if h % 2 or w % 2:
-                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-            writer.append_data(np.ascontiguousarray(frame))
-    os.replace(tmp, path)
-    return path
+def _episode_result(total, length, successes, frames, scored, reward_model) -> EpisodeResult:
+    clip_return = None
+    if reward_model is not None and scored:
+        clip_return = float(np.sum(score_frames(reward_model, np.stack(scored), np.float64)))
+    return EpisodeResult(
+        gt_return=total,
+        length=length,
+        clip_return=clip_return,
+        success=successes[-1] if successes else None,
+        success_fraction=float(np.mean(successes)) if successes else None,
+        frames=frames,
+    )

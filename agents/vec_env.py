@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,38 +101,16 @@ def make_training_env(
     subprocess: bool = False,
     render_frames: bool = True,
 ):
-    """An SB3 VecEnv of ``n_envs`` monitored sub-envs.
+    """An SB3 VecEnv of ``n_envs`` monitored sub-envs: :func:`vlmrm.make_vec_env` of ``factory``.
 
     ``render_frames=True`` puts each step's frame in ``info["frame"]`` (CLIP rewards);
-    ground-truth training passes ``False`` and never renders.
+    ground-truth training passes ``False`` and never renders. With ``subprocess=True`` the
+    workers are forked from a server that has imported this module and ``vlmrm.envs``.
     """
-    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+    from vlmrm.wrappers import make_vec_env
 
-    from vlmrm.wrappers import RenderFrameToInfo
-
-    if n_envs < 1:
-        raise ConfigError(f"n_envs must be >= 1, got {n_envs}")
-    vec_cls = DummyVecEnv
-    vec_kwargs: dict[str, Any] = {}
-    if subprocess and n_envs > 1:
-        vec_cls = SubprocVecEnv
-        if sys.platform.startswith("linux"):
-            # The fork server imports torch & co. once and forks every worker from that
-            # clean state (no threads, no GL context): ~1 s per worker instead of ~8 s.
-            # No effect if the fork server is already running.
-            multiprocessing.set_forkserver_preload(["vlmrm.agents.vec_env", "vlmrm.envs"])
-            vec_kwargs["start_method"] = "forkserver"
-        else:
-            vec_kwargs["start_method"] = "spawn"
-    return sb3_make_vec_env(
-        factory,
-        n_envs=n_envs,
-        seed=seed,
-        wrapper_class=RenderFrameToInfo if render_frames else None,
-        vec_env_cls=vec_cls,
-        vec_env_kwargs=vec_kwargs,
-    )
+    in_workers = subprocess and n_envs > 1  # one env: stepping it in-process is faster
+    return make_vec_env(factory, n_envs, seed=seed, subprocess=in_workers, render_frames=render_frames)
 
 
 def close_quietly(venv) -> None:

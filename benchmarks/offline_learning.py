@@ -274,8 +274,8 @@ def _train_agent(
         "eval.video=false",
         "eval.every=0",
         "checkpoint_every=0",
-        "progress_bar=false",
-        f"out_dir={out_dir}",
+        "progress=false",
+        f"out={out_dir}",
         f"run_name={arm}-seed{seed}",
     ]
     base = compose_train_config([f"env={env}", f"agent={spec['algo']}", "reward=tiny"])

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-import vlmrm  # noqa: F401  (torchvision before MuJoCo)
+import vlmrm.envs  # noqa: F401  (torchvision before MuJoCo; the package face itself is lazy)
 from vlmrm.agents import (
     EpisodeRelabeller,
     TimedReward,

@@ -1,13 +1,17 @@
 """Gymnasium registrations of the CLIP-friendly environments and their per-env defaults.
 
-``ENV_DEFAULTS`` is the one place that says, for each environment, which id to make,
-which prompts the VLM-RM paper used with it, what frame size to render and how long an
-episode is. The CLIs, configs and examples read it instead of repeating these values.
+The env files of the training config tree, ``configs/env/<name>.yaml`` (shipped as
+``vlmrm.configs``), are the one source of each environment's defaults: which id to make,
+which prompts the VLM-RM paper used with it, what frame size to render, how long an
+episode is and which constructor arguments it takes. ``ENV_DEFAULTS`` is read from their
+``env`` sections, so the registrations, ``make_env``, the CLIs and ``python -m
+vlmrm.train env=<name>`` cannot drift apart; the Python side only adds the entry points.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 import gymnasium as gym
@@ -44,40 +48,42 @@ class EnvDefaults:
         return self.goal_template.format(goal=self.goal if goal is None else goal)
 
 
-#: Per-environment defaults, keyed by short name.
-ENV_DEFAULTS: dict[str, EnvDefaults] = {
-    "CartPole": EnvDefaults(
-        name="CartPole",
-        env_id="vlmrm/CartPole-v0",
-        goal_template="{goal}",
-        baseline="pole and cart",
-        goal="pole vertically upright on top of the cart",
-        episode_length=500,  # gymnasium's CartPole-v1
-    ),
-    "MountainCar": EnvDefaults(
-        name="MountainCar",
-        env_id="vlmrm/MountainCarContinuous-v0",
-        goal_template="{goal}",
-        baseline="a car in the mountain",
-        goal="a car at the peak of the mountain, next to the yellow flag",
-        episode_length=999,  # gymnasium's MountainCarContinuous-v0
-    ),
-    "Humanoid": EnvDefaults(
-        name="Humanoid",
-        env_id="vlmrm/Humanoid-v0",
-        goal_template="a humanoid robot {goal}",
-        baseline="a humanoid robot",
-        goal="kneeling",
-        episode_length=100,  # the VLM-RM paper: 100-step episodes, no early termination
-        env_kwargs={"fixed_length": True},
-    ),
-}
+def env_defaults_from_config(section: Any) -> EnvDefaults:
+    """:class:`EnvDefaults` from the ``env`` section of a ``configs/env/<name>.yaml`` file."""
+    width, height = (int(v) for v in section["render_size"])
+    return EnvDefaults(
+        name=str(section["name"]),
+        env_id=str(section["id"]),
+        goal_template=str(section["goal_template"]),
+        baseline=str(section["baseline"]),
+        goal=str(section["goal"]),
+        render_size=(width, height),
+        episode_length=int(section["episode_length"]),
+        env_kwargs=dict(section.get("kwargs") or {}),
+    )
+
+
+def _load_env_defaults() -> dict[str, EnvDefaults]:
+    """Every environment's defaults, from the shipped ``configs/env/*.yaml`` files."""
+    from omegaconf import OmegaConf
+
+    folder = resources.files("vlmrm.configs") / "env"
+    loaded = {}
+    for name in sorted(_ENTRY_POINTS):
+        section = OmegaConf.to_container(OmegaConf.load(str(folder / f"{name}.yaml")).env)
+        loaded[name] = env_defaults_from_config(section)
+    return loaded
+
 
 _ENTRY_POINTS = {
     "CartPole": ("vlmrm.envs.cartpole:CartPoleEnv", 475.0),
     "MountainCar": ("vlmrm.envs.mountain_car:MountainCarContinuousEnv", 90.0),
     "Humanoid": ("vlmrm.envs.humanoid:TexturedHumanoidEnv", None),
 }
+
+
+#: Per-environment defaults, keyed by short name (read from ``configs/env/<name>.yaml``).
+ENV_DEFAULTS: dict[str, EnvDefaults] = _load_env_defaults()
 
 
 def register_envs() -> None:

@@ -11,7 +11,7 @@
 import sys
 
 from vlmrm.agents import compose_train_config
-from vlmrm.evaluate import EvalArgs, evaluate
+from vlmrm.evaluate import EvaluateSettings, evaluate
 from vlmrm.train import train
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     result = train(cfg)  # runs/CartPole-<goal>-<time>/: config, tb/, videos/, checkpoints/
     print(f"trained {result.steps} steps in {result.run_dir}")
 
-    report = evaluate(EvalArgs(run=str(result.run_dir), episodes=3))
+    report = evaluate(EvaluateSettings(run=str(result.run_dir), episodes=3))
     print(
         f"ground-truth return {report['gt_return']:.1f}, CLIP return {report['clip_return']:.3f}, "
         f"success rate {report['success_rate']:.2f}; video {report['video']}"

@@ -265,6 +265,39 @@ def test_replay_buffer_roundtrip_saves_only_filled_rows(tmp_path):
     )
 
 
+def test_checkpoint_files_are_published_whole(tmp_path):
+    """Agent, buffer and latest.json are written under temporary names and renamed."""
+    from vlmrm.agents import latest_checkpoint, save_checkpoint
+
+    venv = make_training_env(_Factory(False), 1, seed=0, render_frames=False)
+    model = SAC("MlpPolicy", venv, buffer_size=1000, learning_starts=1000, policy_kwargs={"net_arch": [8]}, device="cpu")
+    model.learn(10)
+    venv.close()
+    info = save_checkpoint(model, tmp_path, reason="final")
+    files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert files == ["latest.json", "replay_buffer.pkl", f"step_{info['step']:09d}.zip"]  # no *.tmp* left
+    assert latest_checkpoint(tmp_path)["step"] == 10 and SAC.load(latest_checkpoint(tmp_path)["model_path"])
+
+
+def test_run_episodes_frames_returns_and_cut(tiny_clip):
+    """Evaluation episodes (through the one rollout loop): reset frame + one per step, CLIP return."""
+    from vlmrm.agents import run_episodes
+
+    class Push:
+        def predict(self, obs, deterministic=True):
+            return 1, None
+
+    env = gym.make("vlmrm/CartPole-v0", render_mode="rgb_array", width=32, height=32)
+    reward = vlmrm.CLIPReward(tiny_clip, goal="pole upright")
+    summary = run_episodes(Push(), env, 2, reward_model=reward, seed=0)
+    for ep in summary.episodes:
+        assert len(ep.frames) == ep.length + 1 and ep.clip_return is not None and ep.success is not None
+        np.testing.assert_allclose(ep.clip_return, float(np.sum(reward(np.stack(ep.frames[1:])))), rtol=1e-5)
+    cut = run_episodes(Push(), env, 1, keep_frames=False, seed=0, max_steps=3)
+    assert cut.episodes[0].length == 3 and cut.episodes[0].frames == [] and cut.clip_return is None
+    env.close()
+
+
 @pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM])
 def test_graceful_stop_records_first_signal_and_aborts_on_second(first):
     term_before = signal.getsignal(signal.SIGTERM)

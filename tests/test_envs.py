@@ -63,6 +63,23 @@ def test_env_defaults():
     assert get_env_defaults("vlmrm/Humanoid-v0") is humanoid
 
 
+def test_env_defaults_are_read_from_the_env_config_files():
+    """configs/env/<name>.yaml is the one source of an env's defaults (ids, prompts, sizes)."""
+    from importlib import resources
+
+    from omegaconf import OmegaConf
+
+    from vlmrm.envs.registry import env_defaults_from_config
+
+    folder = resources.files("vlmrm.configs") / "env"
+    for name, defaults in ENV_DEFAULTS.items():
+        section = OmegaConf.to_container(OmegaConf.load(str(folder / f"{name}.yaml")).env)
+        assert env_defaults_from_config(section) == defaults, name
+        assert gym.spec(defaults.env_id).kwargs["width"] == section["render_size"][0]
+    assert ENV_DEFAULTS["Humanoid"].env_kwargs == {"fixed_length": True}
+    assert gym.spec("vlmrm/Humanoid-v0").kwargs["fixed_length"] is True
+
+
 def test_make_env_names_and_errors():
     env = make_env("cartpole", episode_length=7)
     assert env.spec.id == IDS["CartPole"] and env.spec.max_episode_steps == 7

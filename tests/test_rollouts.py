@@ -258,7 +258,7 @@ def test_generated_data_trains_with_the_tuner(cartpole_dataset, tmp_path):
         "model": "vlmrm-tiny",
         "device": "cpu",
         "tensorboard": False,
-        "quiet": True,
+        "progress": False,
         "lr": 1e-4,
     }
     r1 = train(

@@ -22,7 +22,7 @@ from vlmrm.evaluate import main as evaluate_main
 from vlmrm.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
-QUIET = ["progress_bar=false"]
+QUIET = ["progress=false"]
 
 
 def _run_dir(out: Path) -> Path:
@@ -137,11 +137,93 @@ BAD = [
 
 @pytest.mark.parametrize("argv, words", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_config_gives_one_clear_line(argv, words, capsys, tmp_path):
-    assert train_main(argv + [f"out_dir={tmp_path}"] + QUIET) == 2
+    assert train_main(argv + [f"out={tmp_path}"] + QUIET) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
     assert words in err, err
     assert not any(tmp_path.iterdir())  # no half-made run directory
+
+
+_TORCH_FREE = """
+import sys
+from vlmrm.{module} import main
+assert main(["--help"]) == 0
+for bad in {bad!r}:
+    assert main(bad) == 2, bad
+assert "torch" not in sys.modules, "torch was imported"
+"""
+
+
+@pytest.mark.parametrize(
+    "module, bad",
+    [
+        ("train", [["nonsense=1"], ["reward.alpha=2"], ["total_steps=-1"], ["out_dir=runs"], ["env=Atari"],
+                   ["reward=tiny", "reward.model=ViT-B-32@w.pt"], ["reward.device=gpu"], ["env.goal_template=x"]]),
+        ("evaluate", [["nonsense=1"], [], ["run=r", "episodes=0"], ["run=r", "reward_model=ViT-B-32@w.pt"],
+                      ["run=r", "reward_pretrained=w.pt"], ["run=r", "device=gpu"]]),
+    ],
+)
+def test_help_and_bad_settings_answer_before_torch(module, bad):
+    """--help and every settings error answer in a fresh interpreter without importing torch."""
+    res = subprocess.run([sys.executable, "-c", _TORCH_FREE.format(module=module, bad=bad)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "settings (key=value" in res.stdout
+    errors = res.stderr.strip().splitlines()
+    assert len(errors) == len(bad) and all(e.startswith("error: ") for e in errors), res.stderr
+
+
+def test_help_lists_every_key_and_the_groups(capsys):
+    assert train_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for key in ("reward.alpha=", "reward.model=", "reward.pretrained=", "reward.device=auto", "reward.compile=",
+                "reward.relabel=", "eval.every=", "out=runs", "progress=true", "resume=", "total_steps="):
+        assert key in out, key
+    assert "env=CartPole|Humanoid|MountainCar" in out and "agent=dqn|ppo|sac" in out
+
+
+def test_renamed_keys_name_their_new_name(capsys):
+    for old, new in (("out_dir", "out"), ("progress_bar", "progress")):
+        assert train_main([f"{old}=x"]) == 2
+        err = capsys.readouterr().err
+        assert f"'{old}' is now '{new}'" in err, err
+    assert train_main(["totl_steps=5"]) == 2
+    assert "did you mean 'total_steps'" in capsys.readouterr().err
+
+
+def test_settings_defaults_agree_with_train_yaml():
+    """The settings dataclasses document the defaults that the config files give."""
+    import dataclasses
+
+    from vlmrm.agents.settings import TrainSettings
+
+    train = OmegaConf.load(config_dir() / "train.yaml")
+    preset = OmegaConf.load(config_dir() / "reward" / "vit-bigg-14.yaml")  # train.yaml's default
+    d = TrainSettings()
+    for owner, raw, prefix in ((d, train, ""), (d.eval, train.eval, "eval."), (d.reward, preset, "reward.")):
+        for f in dataclasses.fields(owner):
+            value = getattr(owner, f.name)
+            if f.name in ("env", "agent", "reward", "eval"):
+                continue
+            written = OmegaConf.to_container(raw)[f.name]
+            if isinstance(written, str) and written.startswith("${"):
+                assert value is None, f"{prefix}{f.name}"  # the env's default
+            else:
+                assert written == value, f"{prefix}{f.name}"
+
+
+def test_config_file_then_command_line(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("env: CartPole\nreward: tiny\ngoal: pole upright, please\nreward.alpha: 0.25\n"
+                    "agent:\n  policy_kwargs:\n    net_arch: [8, 8]\nseed: 2\n")
+    from vlmrm.agents.config import resolve_config
+
+    cfg = resolve_config([f"config={path}", "seed=4"])
+    assert (cfg.env.name, cfg.reward.name, cfg.reward.alpha, cfg.goal) == ("CartPole", "tiny", 0.25, "pole upright, please")
+    assert cfg.agent.policy_kwargs == {"net_arch": [8, 8]} and cfg.seed == 4
+    (tmp_path / "bad.yaml").write_text("[1, 2]\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        resolve_config([f"config={tmp_path / 'bad.yaml'}"])
 
 
 def test_compose_raises_config_error():
@@ -157,7 +239,7 @@ def cartpole_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cartpole")
     argv = ["env=CartPole", "goal=pole vertically upright on top of the cart", "reward=tiny", "total_steps=480",
             "agent.learning_starts=100", "agent.train_freq=20", "agent.gradient_steps=5", "checkpoint_every=160",
-            "eval.every=240", f"out_dir={out}"] + QUIET
+            "eval.every=240", f"out={out}"] + QUIET
     assert train_main(argv) == 0
     return _run_dir(out)
 
@@ -191,6 +273,39 @@ def test_evaluate_cli(cartpole_run, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_evaluate_with_another_clip_and_local_weights(cartpole_run, saved_tuned_tiny, tmp_path):
+    _, weights = saved_tuned_tiny(0.05)
+    out = tmp_path / "eval"
+    argv = [f"run={cartpole_run}", "episodes=1", "video=false", "reward_model=vlmrm-tiny",
+            f"reward_pretrained={weights}", f"out={out}"]
+    assert evaluate_main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["reward_model"] == "vlmrm-tiny" and results["clip_return"] is not None
+    assert not (out / "episodes.mp4").exists()
+    assert evaluate_main(argv[:3] + [f"out={tmp_path / 'own'}"]) == 0  # the run's own (seeded) CLIP
+    own = json.loads((tmp_path / "own" / "results.json").read_text())
+    assert own["per_episode"][0]["length"] == results["per_episode"][0]["length"]  # same episode ...
+    assert own["clip_return"] != results["clip_return"]  # ... scored by other weights
+
+
+def test_resume_reads_runs_saved_with_the_earlier_keys(cartpole_run, tmp_path):
+    """Runs saved before out_dir/progress_bar were renamed (and reward.device was null) resume."""
+    import shutil
+
+    from vlmrm.agents.config import load_resume_config
+
+    old = tmp_path / "old"
+    shutil.copytree(cartpole_run, old)
+    cfg = OmegaConf.load(old / "config.yaml")
+    cfg.out_dir = cfg.pop("out")
+    cfg.progress_bar = cfg.pop("progress")
+    cfg.reward.device = None
+    OmegaConf.save(cfg, old / "config.yaml")
+    resumed = load_resume_config(old, ["total_steps=960"])
+    assert resumed.out == cartpole_run.parent.as_posix() and resumed.progress is False
+    assert resumed.reward.device == "auto" and resumed.total_steps == 960 and "out_dir" not in resumed
+
+
 def test_resume_refuses_changes_that_shape_the_agent(cartpole_run, capsys):
     for bad in (["env=Humanoid"], ["n_envs=3"], ["agent.algo=sac"], ["reward.model=ViT-B-32"], ["totl_steps=9"]):
         assert train_main([f"resume={cartpole_run}", *bad] + QUIET) == 2, bad
@@ -200,7 +315,7 @@ def test_resume_refuses_changes_that_shape_the_agent(cartpole_run, capsys):
 
 def test_humanoid_smoke_run(tmp_path):
     argv = ["env=Humanoid", "reward=tiny", "total_steps=12", "n_envs=2", "subprocess=false",
-            "env.episode_length=5", f"out_dir={tmp_path}"] + QUIET
+            "env.episode_length=5", f"out={tmp_path}"] + QUIET
     assert train_main(argv) == 0
     run = _run_dir(tmp_path)
     assert run.name.startswith("Humanoid-kneeling-")
@@ -214,14 +329,14 @@ def test_ppo_online_rewards_and_ground_truth(tmp_path, monkeypatch):
     monkeypatch.setattr(vlmrm.ClipModel, "enable_compile", lambda self, mode: compiled.append(mode))
     ppo = ["env=CartPole", "agent=ppo", "reward=tiny", "total_steps=64", "n_envs=2", "agent.n_steps=16",
            "agent.batch_size=16", "agent.n_epochs=1", "eval.episodes=0", "reward.compile=true",
-           f"out_dir={tmp_path / 'ppo'}"]
+           f"out={tmp_path / 'ppo'}"]
     assert train_main(ppo + QUIET) == 0
     run = _run_dir(tmp_path / "ppo")
     assert compiled == ["default"] and OmegaConf.load(run / "config.yaml").reward.compile == "default"
     assert latest_checkpoint(run)["step"] == 64
     assert "rollout/clip_return" in _tb_scalars(run)
     gt = ["env=CartPole", "reward=ground_truth", "total_steps=64", "n_envs=2", "eval.episodes=0",
-          f"out_dir={tmp_path / 'gt'}"]
+          f"out={tmp_path / 'gt'}"]
     assert train_main(gt + QUIET) == 0
     run = _run_dir(tmp_path / "gt")
     assert "ground-truth" in run.name and "rollout/clip_return" not in _tb_scalars(run)
@@ -231,7 +346,7 @@ def test_ppo_online_rewards_and_ground_truth(tmp_path, monkeypatch):
 
 
 def _train_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "vlmrm.train", *args, "progress_bar=false"]
+    return [sys.executable, "-m", "vlmrm.train", *args, "progress=false"]
 
 
 def test_sigint_saves_checkpoint_and_resume_continues(tmp_path):
@@ -240,7 +355,7 @@ def test_sigint_saves_checkpoint_and_resume_continues(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     args = ["env=CartPole", "reward=tiny", "n_envs=2", "subprocess=true", "total_steps=100000",
             "env.render_size=[64,64]", "checkpoint_every=100", "agent.learning_starts=50", "agent.train_freq=10",
-            "agent.gradient_steps=2", "eval.every=0", "eval.episodes=0", f"out_dir={tmp_path}", "run_name=run"]
+            "agent.gradient_steps=2", "eval.every=0", "eval.episodes=0", f"out={tmp_path}", "run_name=run"]
     proc = subprocess.Popen(_train_cmd(*args), cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     latest = run / "checkpoints" / "latest.json"

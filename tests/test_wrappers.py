@@ -143,3 +143,25 @@ def test_vector_wrapper_same_step_without_frames_in_info(reward_model):
     venv.reset(seed=0)
     with pytest.raises(ConfigError, match="RenderFrameToInfo"):
         venv.step(np.zeros(2, dtype=np.int64))
+
+
+def test_training_envs_are_built_by_make_vec_env(monkeypatch):
+    """One construction path: the trainer's make_training_env is vlmrm.make_vec_env."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    import vlmrm.wrappers
+    from vlmrm.agents.vec_env import EnvFactory, make_training_env
+
+    calls = []
+    real = vlmrm.wrappers.make_vec_env
+    monkeypatch.setattr(vlmrm.wrappers, "make_vec_env", lambda *a, **k: calls.append((a, k)) or real(*a, **k))
+    factory = EnvFactory("vlmrm/CartPole-v0", episode_length=5, width=32, height=32)
+    venv = make_training_env(factory, 2, seed=0, subprocess=False, render_frames=False)
+    try:
+        assert len(calls) == 1 and calls[0][1]["render_frames"] is False
+        assert isinstance(venv, DummyVecEnv)
+        venv.reset()
+        _, _, _, infos = venv.step(np.zeros(2, dtype=np.int64))
+        assert all("frame" not in info for info in infos)  # ground truth never renders
+    finally:
+        venv.close()

@@ -10,131 +10,85 @@ Runs ``episodes`` episodes (deterministic actions by default) of the checkpoint'
 in the run's environment and reports the ground-truth return, the CLIP return (the run's
 reward model, or ``reward_model=<spec>``; ``reward_model=none`` skips it) and the success
 rate where the env defines success. Writes ``<run>/eval/<checkpoint>/episodes.mp4`` and
-``results.json`` (or under ``out=<dir>``).
-
-Settings (``key=value``): run (required), checkpoint (last | step | file), episodes (5),
-deterministic (true), video (true), seed (0), reward_model (run's | spec | none),
-device (auto), out (null).
+``results.json`` (or under ``out=<dir>``). The work is done by
+:func:`vlmrm.agents.evaluation.evaluate`; this module parses and prints.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-# torchvision (via vlmrm) must be imported before any MuJoCo EGL context exists.
-import torchvision  # noqa: F401, I001
-from omegaconf import OmegaConf
+from vlmrm.checks import check_device, check_int, check_model_spec, check_text
+from vlmrm.cli.args import Command, entry_point
+from vlmrm.errors import ConfigError
 
-from vlmrm.errors import ConfigError, WeightsNotFoundError
+#: ``reward_model=`` values that are no CLIP spec.
+RUN_REWARD = "run"
+NO_REWARD = ("none", "null")
 
 
 @dataclass
-class EvalArgs:
-    """Settings of ``python -m vlmrm.evaluate`` (see the module docstring)."""
+class EvaluateSettings:
+    """Settings of ``python -m vlmrm.evaluate``."""
 
     run: str | None = None
+    """A run folder made by python -m vlmrm.train (required)."""
     checkpoint: str = "last"
+    """Which checkpoint: last, a step number (128000), or a checkpoint file."""
     episodes: int = 5
+    """How many episodes."""
     deterministic: bool = True
+    """Deterministic actions (false: sample from the policy)."""
     video: bool = True
+    """Write episodes.mp4 (all episodes, one after the other)."""
     seed: int = 0
-    reward_model: str | None = "run"
+    """Random seed: episode k is reset with seed + k."""
+    reward_model: str | None = RUN_REWARD
+    """The CLIP that scores the frames: run (the run's reward model), a CLIP spec (ARCH/TAG,
+    ARCH with reward_pretrained=, hf-hub:org/repo, vlmrm-tiny), or none."""
+    reward_pretrained: str | None = None
+    """Weights for a bare ARCH reward_model: an open_clip tag or a local weights file."""
     device: str = "auto"
+    """Torch device of the agent: auto (cuda when present, else cpu), cpu, cuda, cuda:N."""
     out: str | None = None
+    """Output folder (default: <run>/eval/<checkpoint>/)."""
+
+    def validate(self) -> None:
+        """Torch-free checks (the run folder itself is read by the evaluation)."""
+        if not self.run:
+            raise ConfigError("run=<run directory> is required (a directory made by python -m vlmrm.train)")
+        check_text("checkpoint", str(self.checkpoint))
+        self.episodes = check_int("episodes", self.episodes, 1)
+        self.seed = check_int("seed", self.seed, 0)
+        self.device = check_device(self.device)
+        spec = self.reward_model
+        if spec is None or str(spec).lower() in NO_REWARD:
+            self.reward_model = None
+        elif spec != RUN_REWARD:
+            self.reward_model = check_model_spec(spec, self.reward_pretrained, "reward_model")
+        if self.reward_pretrained is not None and self.reward_model in (None, RUN_REWARD):
+            raise ConfigError(
+                "reward_pretrained= gives the weights of a reward_model=ARCH; the run's own reward "
+                "model keeps its weights (use reward_model=ARCH reward_pretrained=FILE)"
+            )
 
 
-def parse_args(argv: list[str]) -> EvalArgs:
-    """``key=value`` arguments → :class:`EvalArgs`, with one-line errors."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    for arg in argv:
-        if "=" not in arg:
-            raise ConfigError(f"expected key=value, got {arg!r} (e.g. run=runs/<name> episodes=5)")
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(EvalArgs), OmegaConf.from_dotlist(argv))
-    except OmegaConfBaseException as exc:
-        msg = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"bad setting: {msg} (valid: {', '.join(EvalArgs.__dataclass_fields__)})") from None
-    args = EvalArgs(**OmegaConf.to_container(merged))
-    if not args.run:
-        raise ConfigError("run=<run directory> is required (a directory made by python -m vlmrm.train)")
-    if args.episodes < 1:
-        raise ConfigError(f"episodes must be >= 1, got {args.episodes}")
-    return args
 
 
-def evaluate(args: EvalArgs) -> dict:
+def evaluate(settings: EvaluateSettings) -> dict:
     """Run the evaluation; returns the results written to ``results.json``."""
-    from vlmrm.agents.builders import build_reward_model, load_agent
-    from vlmrm.agents.checkpoint import find_checkpoint
-    from vlmrm.agents.config import goal_prompt
-    from vlmrm.agents.rollout import run_episodes, write_video
-    from vlmrm.agents.vec_env import check_env_factory, env_factory, render_fps
+    from vlmrm.agents.evaluation import evaluate as run_evaluation
 
-    run_dir = Path(args.run)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise ConfigError(f"run={run_dir}: no config.yaml there; pass a directory made by python -m vlmrm.train")
-    cfg = OmegaConf.load(cfg_path)
-    ckpt = find_checkpoint(run_dir, args.checkpoint)
-    env = check_env_factory(env_factory(cfg.env))
-    try:
-        model = load_agent(str(ckpt), cfg.agent.algo, device=args.device)
-        spec = args.reward_model
-        reward_cfg = OmegaConf.to_container(cfg.reward)
-        if spec in (None, "none", "null"):
-            reward_cfg["model"] = None
-        elif spec != "run":
-            reward_cfg["model"] = spec
-        goal = goal_prompt(cfg.env.goal_template, cfg.goal)
-        reward_model = build_reward_model(reward_cfg, goal, cfg.get("baseline"))
-        summary = run_episodes(
-            model,
-            env,
-            args.episodes,
-            deterministic=args.deterministic,
-            reward_model=reward_model,
-            keep_frames=args.video,
-            seed=args.seed,
-        )
-        out = Path(args.out) if args.out else run_dir / "eval" / ckpt.stem
-        out.mkdir(parents=True, exist_ok=True)
-        results = {
-            "run": str(run_dir),
-            "checkpoint": str(ckpt),
-            "deterministic": args.deterministic,
-            "reward_model": reward_cfg.get("model"),
-            "goal": goal,
-            **summary.as_dict(),
-        }
-        if args.video:
-            frames = [f for ep in summary.episodes for f in ep.frames]
-            results["video"] = str(write_video(out / "episodes.mp4", frames, render_fps(env)))
-        (out / "results.json").write_text(json.dumps(results, indent=2))
-        results["results_file"] = str(out / "results.json")
-        return results
-    finally:
-        env.close()
+    return run_evaluation(settings)
 
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m vlmrm.evaluate``; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or any(a in ("-h", "--help", "help") for a in argv):
-        print(__doc__.strip())
-        return 0 if argv else 2
-    try:
-        results = evaluate(parse_args(argv))
-    except (ConfigError, WeightsNotFoundError) as exc:
-        print(f"error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
+def _evaluate_and_print(settings: EvaluateSettings) -> int:
+    results = evaluate(settings)
     print(
         f"{results['episodes']} episodes of {Path(results['checkpoint']).name}: "
         f"ground-truth return {_fmt(results['gt_return'])}, CLIP return {_fmt(results['clip_return'])}, "
@@ -146,5 +100,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+COMMAND = Command(
+    prog="python -m vlmrm.evaluate",
+    settings=EvaluateSettings,
+    summary=(
+        "Roll out a trained agent from a checkpoint of a run: deterministic episodes in the\n"
+        "run's environment, their video, the ground-truth and CLIP returns and the success rate."
+    ),
+    examples=(
+        "python -m vlmrm.evaluate run=runs/<run> episodes=5",
+        "python -m vlmrm.evaluate run=runs/<run> checkpoint=128000 deterministic=false",
+        "python -m vlmrm.evaluate run=runs/<run> reward_model=ViT-L-14/laion2b_s32b_b82k",
+        "python -m vlmrm.evaluate run=runs/<run> reward_model=ViT-B-32 reward_pretrained=tuned.safetensors",
+    ),
+)
+
+main = entry_point(COMMAND, _evaluate_and_print)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

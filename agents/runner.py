@@ -1,0 +1,248 @@
+"""One training job of ``python -m vlmrm.train``: envs, agent, CLIP reward, callbacks, ``learn``.
+
+:func:`train` takes a composed, validated config (:mod:`vlmrm.agents.config`) and runs or
+resumes it. Whatever can fail on a bad setting or missing weights runs before the run
+folder exists; then ``learn`` runs under :class:`~vlmrm.runtime.stop.GracefulStop`, so
+Ctrl-C or SIGTERM ends it with a checkpoint (a second signal aborts).
+
+A run writes ``<out>/<env>-<goal>-<time>/``: ``config.yaml`` (resolved), ``command.txt``,
+``tb/`` (TensorBoard), ``videos/step_<N>.mp4``, ``checkpoints/`` (agent, replay buffer,
+``latest.json``).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# torchvision must be imported before any MuJoCo EGL context exists (see vlmrm.envs).
+import torchvision  # noqa: F401, I001
+from omegaconf import DictConfig, OmegaConf
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import VecEnv
+
+from vlmrm.agents import builders
+from vlmrm.agents.builders import OFF_POLICY, build_agent, check_action_space, load_agent
+from vlmrm.agents.callbacks import EpisodeStats, EvalVideo, PeriodicCheckpoint, StopOnSignal
+from vlmrm.agents.checkpoint import latest_checkpoint, load_replay_buffer, save_checkpoint
+from vlmrm.agents.config import torch_threads
+from vlmrm.agents.relabel import EpisodeRelabeller, TimedReward
+from vlmrm.agents.settings import goal_prompt
+from vlmrm.agents.vec_env import (
+    check_env_factory,
+    close_quietly,
+    env_factory,
+    make_training_env,
+    render_fps,
+)
+from vlmrm.errors import ConfigError
+from vlmrm.runtime.atomic import atomic_write_text
+from vlmrm.runtime.stop import GracefulStop
+from vlmrm.wrappers import CLIPRewardVecEnvWrapper
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train` did."""
+
+    run_dir: Path
+    steps: int
+    interrupted: bool
+    signal: str = ""
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:limit].rstrip("-") or "goal"
+
+
+def _new_run_dir(cfg: DictConfig) -> Path:
+    root = Path(cfg.out)
+    if cfg.get("run_name"):
+        run_dir = root / cfg.run_name
+        if (run_dir / "checkpoints").exists():
+            raise ConfigError(f"{run_dir} already holds a run; use resume={run_dir} or another run_name")
+    else:
+        goal = "ground-truth" if cfg.reward.get("model") is None else _slug(cfg.goal)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = root / f"{cfg.env.name}-{goal}-{stamp}"
+        n = 1
+        while run_dir.exists():
+            n += 1
+            run_dir = root / f"{cfg.env.name}-{goal}-{stamp}-{n}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _say(msg: str) -> None:
+    print(f"[vlmrm.train] {msg}", file=sys.stderr, flush=True)
+
+
+def _open_run(cfg: DictConfig, argv: list[str] | None) -> Path:
+    run_dir = Path(cfg.resume) if cfg.get("resume") is not None else _new_run_dir(cfg)
+    saved = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "resume"])
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(saved))
+    with open(run_dir / "command.txt", "a") as fh:
+        fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  python -m vlmrm.train {shlex.join(argv or [])}\n")
+    return run_dir
+
+
+def train(cfg: DictConfig, argv: list[str] | None = None, stop: GracefulStop | None = None) -> TrainResult:
+    """Run (or resume) one training job described by a resolved, validated config.
+
+    ``stop`` (default: a fresh :class:`GracefulStop`) is what SIGINT/SIGTERM trigger
+    while ``learn`` runs; call ``stop.request()`` from a callback to stop programmatically.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(torch_threads(cfg.get("threads", "auto")))
+    try:
+        return _train(cfg, argv, stop)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _describe_reward(cfg: DictConfig, goal: str, reward_model) -> str:
+    if reward_model is None:
+        return "reward: the environment's ground truth"
+    return (
+        f"reward: {cfg.reward.model} goal={goal!r} baseline={cfg.get('baseline')!r} alpha={cfg.reward.alpha} "
+        f"({cfg.reward.relabel} rewards, CLIP on {reward_model.clip.device})"
+    )
+
+
+def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None) -> TrainResult:
+    resuming = cfg.get("resume") is not None
+    ckpt = latest_checkpoint(cfg.resume) if resuming else None
+    algo = cfg.agent.algo
+    set_random_seed(cfg.seed)
+
+    # Whatever can fail on a bad setting or missing weights runs before the run directory
+    # exists: the env (made here, in-process, so that its errors are readable), the
+    # algorithm's action-space requirement, the CLIP model, the vector env, the agent.
+    factory = env_factory(cfg.env)
+    eval_env = check_env_factory(factory)
+    venv: VecEnv | None = None
+    try:
+        check_action_space(algo, eval_env.action_space, cfg.env.id)
+        goal = goal_prompt(cfg.env.goal_template, cfg.goal)
+        reward_model = builders.build_reward_model(cfg.reward, goal, cfg.get("baseline"))
+        timed = TimedReward(reward_model) if reward_model is not None else None
+        venv = make_training_env(
+            factory, cfg.n_envs, seed=cfg.seed, subprocess=cfg.subprocess, render_frames=timed is not None
+        )
+        if cfg.reward.relabel == "step":
+            venv = CLIPRewardVecEnvWrapper(venv, timed)
+        device = "auto" if cfg.device in (None, "auto") else cfg.device
+        if resuming:
+            model = load_agent(ckpt["model_path"], algo, env=venv, device=device)
+            if ckpt.get("replay_buffer_path") and hasattr(model, "replay_buffer"):
+                model.replay_buffer = load_replay_buffer(ckpt["replay_buffer_path"], device=model.device)
+        else:
+            model = build_agent(cfg.agent, venv, seed=cfg.seed, device=device, verbose=cfg.verbose)
+
+        run_dir = _open_run(cfg, argv)
+        _say(f"run directory: {run_dir}")
+        _say(_describe_reward(cfg, goal, reward_model))
+        if resuming:
+            _say(f"resuming from {ckpt['model']} at step {model.num_timesteps}")
+        outputs = ["tensorboard"] + (["stdout"] if cfg.verbose else [])
+        model.set_logger(configure(str(run_dir / "tb"), outputs))
+        return _learn(cfg, model, venv, eval_env, run_dir, reward_model, timed, stop or GracefulStop())
+    finally:
+        if venv is not None:
+            close_quietly(venv)
+        eval_env.close()
+
+
+def _learn(cfg, model, venv, eval_env, run_dir: Path, reward_model, timed, stop: GracefulStop) -> TrainResult:
+    """The training loop proper: callbacks, ``learn``, and the final evaluation and save."""
+    algo = cfg.agent.algo
+    stopper = StopOnSignal(stop, total_steps=int(cfg.total_steps) if algo in OFF_POLICY else None)
+    stats = EpisodeStats(reward_stats=timed.stats if timed is not None else None)
+    relabeller = None
+    if cfg.reward.relabel == "episode":
+        relabeller = EpisodeRelabeller(
+            timed, max_pending_frames=cfg.reward.max_pending_frames, on_episode=stats.add_clip_episode
+        )
+    evaluator = EvalVideo(
+        eval_env,
+        every=cfg.eval.every,
+        episodes=cfg.eval.episodes,
+        video_dir=run_dir / "videos" if cfg.eval.video else None,
+        reward_model=reward_model,
+        fps=render_fps(eval_env),
+        seed=cfg.seed + 10_000,
+    )
+    checkpointer = PeriodicCheckpoint(run_dir, cfg.checkpoint_every, relabeller)
+    callbacks = [c for c in (stopper, relabeller, stats, evaluator, checkpointer) if c is not None]
+
+    remaining = int(cfg.total_steps) - int(model.num_timesteps)
+    where = " in subprocesses" if cfg.subprocess and cfg.n_envs > 1 else ""
+    _say(
+        f"{algo} on {cfg.env.id}, {cfg.n_envs} env{'s' if cfg.n_envs > 1 else ''}{where}: "
+        f"{max(remaining, 0)} of {cfg.total_steps} steps to go"
+    )
+    # Signals stay graceful until the final checkpoint is written: a Ctrl-C during the
+    # final evaluation or save is recorded and the save completes; a second one aborts.
+    with stop:
+        if remaining > 0:
+            model.learn(
+                total_timesteps=remaining,
+                callback=callbacks,
+                progress_bar=cfg.progress,
+                reset_num_timesteps=cfg.get("resume") is None,
+            )
+        info = _finish(cfg, model, venv, stopper, relabeller, evaluator, run_dir, stop)
+    if stopper.stopped:
+        _say(
+            f"{stop.name}: stopped at step {info['step']}, checkpoint saved; "
+            f"continue with: python -m vlmrm.train resume={run_dir}"
+        )
+    else:
+        _say(f"done: {info['step']} steps; checkpoint {run_dir / 'checkpoints' / info['model']}")
+    return TrainResult(run_dir, info["step"], stopper.stopped, stop.name if stopper.stopped else "")
+
+
+def _finish(cfg, model, venv, stopper, relabeller, evaluator, run_dir: Path, stop: GracefulStop) -> dict:
+    """After ``learn``: settle a cut-short step, flush rewards, evaluate, save the checkpoint."""
+    if stopper.cut_short:
+        # learn ended inside on_step: SB3 never stored that step's transition.
+        if relabeller is not None:
+            relabeller.discard_in_flight()
+        if cfg.agent.algo in OFF_POLICY:
+            model.num_timesteps = max(model.num_timesteps - venv.num_envs, 0)
+        else:
+            # The unfinished rollout is thrown away; the weights are those of its start.
+            model.num_timesteps = stopper.rollout_start_steps
+    if relabeller is not None:
+        relabeller.flush()
+    if not stopper.stopped and cfg.eval.episodes > 0:
+        evaluator.evaluate()
+    reason = f"interrupted ({stop.name})" if stopper.stopped else "final"
+    info = save_checkpoint(model, run_dir, reason=reason)
+    _record_run_fps(model)
+    model.logger.dump(model.num_timesteps)
+    model.logger.close()
+    return info
+
+
+def _record_run_fps(model) -> None:
+    """Record ``time/fps`` for this ``learn`` call at its last step.
+
+    SB3 logs throughput only every ``log_interval`` episodes (off-policy) or rollouts, so a
+    short or resumed run could end with no point after its last dump; the final dump then
+    always has one, at the step the checkpoint was taken.
+    """
+    start = getattr(model, "start_time", None)
+    done = int(model.num_timesteps) - int(getattr(model, "_num_timesteps_at_start", 0))
+    if start is None or done <= 0:
+        return
+    elapsed = max((time.time_ns() - start) / 1e9, sys.float_info.epsilon)
+    model.logger.record("time/fps", int(done / elapsed))

@@ -1,0 +1,253 @@
+"""The settings of ``python -m vlmrm.train``: dataclasses whose field docstrings are --help.
+
+The values come from the Hydra composition of ``configs/`` (:mod:`vlmrm.agents.config`);
+these classes say which keys exist, what they mean and which values they take, and check
+a composed config before anything imports torch or Stable-Baselines3:
+
+* top-level keys (:class:`TrainSettings`), ``reward.*`` (:class:`RewardSettings`, the CLIP
+  vocabulary of every command plus the reward's own keys) and ``eval.*``
+  (:class:`PeriodicEvalSettings`) are fixed sets: an unknown key is refused with the
+  closest known one;
+* ``env.*`` and ``agent.*`` are free mappings documented by their group files
+  (``configs/env/<name>.yaml``, ``configs/agent/<algo>.yaml``); ``agent.*`` is checked
+  against the SB3 class's signature afterwards (:mod:`vlmrm.agents.builders`).
+
+A default of ``null`` on a key marked "(default: the env's)" means the env file decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlmrm.checks import (
+    check_alpha,
+    check_choice,
+    check_device,
+    check_int,
+    check_model_spec,
+    check_optional_int,
+    check_precision,
+    check_text,
+    resolve_compile,
+)
+from vlmrm.cli.args import check_keys
+from vlmrm.cli.vocabulary import ClipSettings, RunSettings
+from vlmrm.errors import ConfigError
+
+#: How CLIP rewards reach the agent (``auto`` is resolved per algorithm by :meth:`TrainSettings.validate`).
+RELABEL_MODES = ("auto", "episode", "step", "none")
+#: The SB3 algorithms ``agent.algo`` may name (classes in :mod:`vlmrm.agents.builders`).
+ALGORITHM_NAMES = ("sac", "ppo", "dqn")
+#: Algorithms with a replay buffer, whose rewards can be relabelled after the fact.
+OFF_POLICY = frozenset({"sac", "dqn"})
+#: Keys of earlier versions → their names now (a clear hint instead of "unknown setting").
+RENAMED = {"out_dir": "out", "progress_bar": "progress"}
+
+
+@dataclass
+class RewardSettings(ClipSettings):
+    """``reward.*``: the CLIP reward model, as loaded by :func:`vlmrm.load_clip`."""
+
+    name: str = "vit-bigg-14"
+    """The preset this section came from (reward=<name> picks configs/reward/<name>.yaml)."""
+    model: str | None = "ViT-bigG-14/laion2b_s39b_b160k"
+    """The CLIP: ARCH/TAG, ARCH with reward.pretrained=, hf-hub:org/repo, vlmrm-tiny (small
+    random model for smoke runs), or null to train on the env's own reward
+    (reward=ground_truth)."""
+    alpha: float | None = None
+    """Goal-baseline regularisation in [0, 1] (0: cosine with the goal; > 0 needs a
+    baseline) (default: the env's)."""
+    compile: Any = False
+    """torch.compile the image tower: false, true, or a mode (reduce-overhead, max-autotune)."""
+    relabel: str = "auto"
+    """How rewards reach the agent: episode (relabel the replay buffer at episode ends,
+    sac/dqn), step (score every step in the vector env), none (ground truth), auto (episode
+    for sac/dqn, step for ppo)."""
+    max_pending_frames: int = 4096
+    """Episode relabelling scores its stored frames at least this often."""
+
+    def check(self) -> None:
+        """Torch-free checks of a CLIP reward section (ground truth: nothing to check)."""
+        self.relabel = check_choice("reward.relabel", self.relabel, RELABEL_MODES)
+        if self.model is None:
+            return
+        self.model = check_model_spec(self.model, self.pretrained, "reward.model")
+        self.device = check_device(self.device, "reward.device")
+        self.precision = check_precision(self.precision, name="reward.precision")
+        self.batch_size = check_optional_int("reward.batch_size", self.batch_size, 1)
+        self.max_pending_frames = check_int("reward.max_pending_frames", self.max_pending_frames, 1)
+        if self.relabel == "none":
+            raise ConfigError("reward.relabel=none needs reward=ground_truth; use episode or step")
+
+
+@dataclass
+class PeriodicEvalSettings:
+    """``eval.*``: deterministic evaluation episodes (and their videos) during training."""
+
+    every: int | None = None
+    """Env steps between evaluations (0: only at the end) (default: the env's)."""
+    episodes: int = 1
+    """Deterministic episodes per evaluation (0: none)."""
+    video: bool = True
+    """Write videos/step_<N>.mp4 of the evaluation episodes."""
+
+
+@dataclass
+class TrainSettings(RunSettings):
+    """Every key of ``python -m vlmrm.train`` (groups: ``env=``, ``agent=``, ``reward=``)."""
+
+    env: dict = field(default_factory=dict)
+    """The environment section (env=<name> picks configs/env/<name>.yaml): env.id,
+    env.episode_length, env.render_size=[w,h], env.goal_template, env.camera, env.kwargs,
+    env.agent_params.<algo>; see the group files."""
+    agent: dict = field(default_factory=dict)
+    """The SB3 agent (agent=sac|ppo|dqn, default: the env's): agent.<SB3 argument>=value,
+    e.g. agent.learning_rate=3e-4, agent.policy_kwargs.net_arch=[64,64]."""
+    reward: RewardSettings = field(default_factory=RewardSettings)
+    goal: str | None = None
+    """The task in words; the CLIP goal prompt is env.goal_template with {goal} replaced
+    (default: the env's)."""
+    baseline: str | None = None
+    """The baseline prompt of goal-baseline regularisation, used when reward.alpha > 0
+    (default: the env's)."""
+    total_steps: int | None = None
+    """Environment steps, all sub-envs together; 1e6 is accepted (default: the env's)."""
+    n_envs: int | None = None
+    """Parallel sub-envs; one CLIP model in the main process (default: the env's)."""
+    subprocess: bool | None = None
+    """Step and render the sub-envs in worker processes (default: the env's)."""
+    device: str = "auto"
+    """Torch device of the agent: auto (cuda when present, else cpu), cpu, cuda, cuda:N."""
+    threads: Any = "auto"
+    """Torch CPU threads of the main process (auto: min(4, cores/2)); small MLP updates
+    slow down badly on oversubscribed cores."""
+    eval: PeriodicEvalSettings = field(default_factory=PeriodicEvalSettings)
+    checkpoint_every: int | None = None
+    """Env steps between checkpoints (0: only at the end) (default: the env's)."""
+    out: str = "runs"
+    """Output folder: a run writes <out>/<env>-<goal>-<time>/ (or <out>/<run_name>/)."""
+    run_name: str | None = None
+    """A fixed run folder name instead of <env>-<goal>-<time>."""
+    resume: str | None = None
+    """A run folder: continue from its latest checkpoint (other keys may then change
+    total_steps, eval.*, reward.alpha... but not what shapes the saved agent)."""
+    verbose: int = 0
+    """SB3 verbosity (1 prints its tables)."""
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> TrainSettings:
+        """A settings instance from a composed config (a plain mapping), keys checked."""
+        check_keys(cls, sorted(_flat_keys(cfg)))
+        data = dict(cfg)
+        data["reward"] = RewardSettings(**(cfg.get("reward") or {}))
+        data["eval"] = PeriodicEvalSettings(**(cfg.get("eval") or {}))
+        return cls(**data)
+
+    def validate(self) -> TrainSettings:
+        """Torch-free checks of every value; returns the settings with numbers normalised."""
+        self.seed = check_int("seed", self.seed, 0)
+        for name, minimum in (("total_steps", 1), ("n_envs", 1), ("checkpoint_every", 0), ("verbose", 0)):
+            setattr(self, name, check_int(name, getattr(self, name), minimum))
+        self.eval.every = check_int("eval.every", self.eval.every, 0)
+        self.eval.episodes = check_int("eval.episodes", self.eval.episodes, 0)
+        for name, value in (("subprocess", self.subprocess), ("progress", self.progress),
+                            ("eval.video", self.eval.video)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be true or false, got {value!r}")
+        self.device = check_device(self.device)
+        if self.threads != "auto":
+            self.threads = check_int("threads", self.threads, 1)
+        check_text("out", self.out)
+        if self.run_name is not None:
+            name = check_text("run_name", self.run_name)
+            if "/" in name or name in (".", ".."):
+                raise ConfigError(f"run_name must be a plain folder name, got {name!r}")
+        check_env_section(self.env)
+        goal_prompt(self.env.get("goal_template"), self.goal)
+        self._check_agent()
+        self._check_reward()
+        return self
+
+    def _check_agent(self) -> None:
+        """What can be said of ``agent.*`` without SB3: the algorithm, and one SB3 rule."""
+        algo = self.agent.get("algo")
+        if algo is None:
+            raise ConfigError("no agent selected; add agent=sac, agent=ppo or agent=dqn")
+        if algo not in ALGORITHM_NAMES:
+            raise ConfigError(f"unknown agent.algo {algo!r}; choose one of: {', '.join(ALGORITHM_NAMES)}")
+        freq = self.agent.get("train_freq")
+        if isinstance(freq, (list, tuple)) and len(freq) == 2 and str(freq[1]) == "episode" and self.n_envs > 1:
+            raise ConfigError(
+                "agent.train_freq=[n, episode] works with n_envs=1 only (an SB3 rule); with several "
+                "envs use steps, e.g. agent.train_freq=<episode length>"
+            )
+
+    def _check_reward(self) -> None:
+        """The reward section, α through :func:`~vlmrm.checks.check_alpha`, ``relabel`` resolved."""
+        reward = self.reward
+        reward.check()
+        if reward.model is None:
+            reward.relabel = "none"
+            return
+        reward.alpha = check_alpha(reward.alpha, has_baseline=bool(self.baseline))
+        reward.compile = resolve_compile(reward.compile, "reward.compile")
+        algo = self.agent["algo"]
+        if reward.relabel == "auto":
+            reward.relabel = "episode" if algo in OFF_POLICY else "step"
+        elif reward.relabel == "episode" and algo not in OFF_POLICY:
+            raise ConfigError(
+                f"reward.relabel=episode relabels a replay buffer, which {algo} has not; "
+                "use an off-policy agent (sac, dqn) or reward.relabel=step"
+            )
+
+
+def _flat_keys(mapping: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of a nested mapping, stopping at the free ``env``/``agent`` sections."""
+    keys = []
+    for k, v in mapping.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v and key not in ("env", "agent"):
+            keys.extend(_flat_keys(v, key + "."))
+        else:
+            keys.append(key)
+    return keys
+
+
+def check_env_section(env: Mapping[str, Any]) -> None:
+    """The keys of ``env.*`` the trainer reads: present, and of the right kind."""
+    check_text("env.name", env.get("name"))
+    check_text("env.id", env.get("id"))
+    check_int("env.episode_length", env.get("episode_length"), 1)
+    size = env.get("render_size")
+    if not isinstance(size, (list, tuple)) or len(size) != 2:
+        raise ConfigError(f"env.render_size must be [width, height], got {size!r}")
+    for s in size:
+        check_int("env.render_size", s, 1)
+    if env.get("kwargs") is not None and not isinstance(env["kwargs"], Mapping):
+        raise ConfigError(f"env.kwargs must be a mapping, got {env['kwargs']!r}")
+
+
+def goal_prompt(template: str, goal: str) -> str:
+    """``template.format(goal=goal)``, with a clear error for templates that do not fit."""
+    check_text("env.goal_template", template)
+    check_text("goal", goal)
+    if "{goal}" not in template:
+        raise ConfigError(
+            f"env.goal_template must contain '{{goal}}' where the goal goes, got {template!r} "
+            "(e.g. 'a humanoid robot {goal}')"
+        )
+    try:
+        return template.format(goal=goal)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            f"env.goal_template {template!r} may contain only the field {{goal}} "
+            f"(write literal braces as '{{{{' and '}}}}'): {exc!r}"
+        ) from None
+
+
+def renamed_hint(key: str) -> str | None:
+    """``"out_dir is now out"`` for a key of an earlier version, else ``None``."""
+    new = RENAMED.get(key)
+    return f"{key!r} is now {new!r} (e.g. {new}=...)" if new else None
