@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from vlmrm.errors import ConfigError
 from vlmrm.tta.imagenet import WNID, imagenet_classnames, imagenet_wnid_to_name
@@ -44,36 +41,6 @@ IMAGE_EXTENSIONS = (
     ".pgm",
 )
 CLASSNAMES_FILE = "classnames.txt"
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB (grey is repeated, alpha dropped)."""
-    import imageio.v3 as iio
-
-    try:
-        with warnings.catch_warnings():  # a failed decode tries every plugin; some warn on import
-            warnings.simplefilter("ignore", DeprecationWarning)
-            img = np.asarray(iio.imread(path))
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user problem
-        raise ConfigError(
-            f"cannot read image {os.fspath(path)!r}: {str(exc).splitlines()[0][:200]}"
-        ) from exc
-    if img.ndim == 4:  # animated: first frame
-        img = img[0]
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4) or 0 in img.shape[:2]:
-        raise ConfigError(f"image {os.fspath(path)!r} has unsupported shape {img.shape}")
-    if img.shape[2] in (1, 2):  # grey (+ alpha)
-        img = np.repeat(img[:, :, :1], 3, axis=2)
-    img = img[:, :, :3]
-    if img.dtype != np.uint8:
-        if np.issubdtype(img.dtype, np.integer):
-            img = (img.astype(np.float64) / np.iinfo(img.dtype).max * 255.0).round()
-        else:
-            img = np.clip(img.astype(np.float64), 0.0, 1.0) * 255.0
-        img = img.astype(np.uint8)
-    return np.ascontiguousarray(img)
 
 
 def _is_image(p: Path) -> bool:
