@@ -43,6 +43,11 @@ IMAGE_EXTENSIONS = (
 CLASSNAMES_FILE = "classnames.txt"
 
 
+def abspath(path: str | os.PathLike | None) -> str | None:
+    """An absolute, user-expanded path (``None`` stays ``None``): how a run records its data."""
+    return os.path.abspath(os.path.expanduser(path)) if path else None
+
+
 def _is_image(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
 

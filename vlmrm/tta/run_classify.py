@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlmrm.tta.coord import coord_group, dist_info
 from vlmrm.tta.report import classify_metrics
 from vlmrm.tta.results import append, finish
 from vlmrm.tta.runner import Job, load_models, note, order_of, prefetch, start_job
-from vlmrm.tta.settings import TTASettings
+
+if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
+    from vlmrm.tta.settings import TTASettings
 
 
 def run_classify(cfg: TTASettings) -> dict[str, Any]:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlmrm.tta.coord import coord_group, dist_info
+from vlmrm.tta.data import abspath
 from vlmrm.tta.report import retrieve_metrics
 from vlmrm.tta.results import append, finish
 from vlmrm.tta.runner import Job, bar_desc, load_models, note, order_of, prefetch, start_job
-from vlmrm.tta.settings import TTASettings, abspath
+
+if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
+    from vlmrm.tta.settings import TTASettings
 
 GALLERY = "gallery.pt"
 
@@ -32,7 +35,6 @@ def run_retrieve(cfg: TTASettings) -> dict[str, Any]:
         lambda: (cfg.method_settings(), load_retrieval(cfg.data, cfg.images, cfg.split)), info, group
     )
     direction = settings.direction
-    cfg.direction = direction
     n_queries = len(data.image_paths) if direction == "i2t" else len(data.captions)
     order = order_of(n_queries, cfg)
     job = start_job(cfg, info, cfg.method(settings), order, [str(q) for q in order])

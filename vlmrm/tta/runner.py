@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlmrm.errors import ConfigError
 from vlmrm.tta.results import RESULTS, live_path, start
-from vlmrm.tta.settings import TTASettings
+
+if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
+    from vlmrm.tta.settings import TTASettings
 
 
 def run(cfg: TTASettings) -> dict[str, Any]:

@@ -6,7 +6,6 @@ hyper-parameters, :mod:`vlmrm.tta.hparams`) before anything heavy is imported.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from vlmrm.checks import TRAIN_PRECISIONS, check_choice, check_model_spec, check_optional_int
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
+from vlmrm.tta.data import abspath
 from vlmrm.tta.hparams import ClassifySettings, RetrieveSettings
 
 TASKS = ("classify", "retrieve")
@@ -117,7 +117,9 @@ class TTASettings(ClipSettings, RunSettings):
             raise ConfigError("batch_size must be an integer >= 1, got None")
         self.limit = check_optional_int("limit", self.limit, 1)
         self.reward_models()
-        self.method_settings()
+        method = self.method_settings()
+        if isinstance(method, RetrieveSettings):
+            self.direction = method.direction  # image2text → i2t (it names the output folder)
         return self
 
     def reward_models(self) -> list[tuple[str, str | None]]:
@@ -188,11 +190,6 @@ class TTASettings(ClipSettings, RunSettings):
         }
         method.update(vars(settings))
         return method
-
-
-def abspath(path: str | None) -> str | None:
-    """An absolute, user-expanded path (``None`` stays ``None``)."""
-    return os.path.abspath(os.path.expanduser(path)) if path else None
 
 
 def _as_list(value: Any, name: str) -> list:
