@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 import vlmrm
-from vlmrm.tta import ClassificationTTA, CLIPFeedback, load_class_folders, load_image
+from vlmrm.runtime.images import load_image
+from vlmrm.tta import ClassificationTTA, CLIPFeedback, load_class_folders
 
 
 def synthetic_folders(root: Path) -> Path:
@@ -43,8 +44,8 @@ def synthetic_folders(root: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", nargs="?", help="folder with one sub-folder of images per class")
-    ap.add_argument("--policy", default="ViT-B-16/openai")
-    ap.add_argument("--reward", default="ViT-L-14/openai")
+    ap.add_argument("--model", default="ViT-B-16/openai", help="the CLIP that adapts (policy)")
+    ap.add_argument("--reward-model", default="ViT-L-14/openai", help="the CLIP giving feedback")
     ap.add_argument("--mode", choices=["prompt", "image"], default="prompt")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--smoke", action="store_true", help="synthetic data and vlmrm-tiny models")
@@ -52,17 +53,18 @@ def main() -> None:
 
     if args.smoke:
         args.data = str(synthetic_folders(Path(tempfile.mkdtemp()) / "colours"))
-        args.policy = args.reward = "vlmrm-tiny"
+        args.model = args.reward_model = "vlmrm-tiny"
     if not args.data:
         ap.error("give a data folder, or --smoke")
 
     data = load_class_folders(args.data)
-    # The policy is adapted, so it keeps fp32 weights; the frozen reward model may use fp16 on a GPU.
-    policy = vlmrm.load_clip(args.policy, precision="fp32", resize_mode="center_crop")
+    # The policy is adapted, so it keeps fp32 weights ("amp": fp32 weights under autocast);
+    # the frozen reward model may use fp16 on a GPU.
+    policy = vlmrm.load_clip(args.model, precision="fp32", resize_mode="center_crop")
     reward = (
         policy
-        if args.reward == args.policy
-        else vlmrm.load_clip(args.reward, resize_mode="center_crop")
+        if args.reward_model == args.model
+        else vlmrm.load_clip(args.reward_model, resize_mode="center_crop")
     )
     tta = ClassificationTTA(policy, CLIPFeedback(reward), data.classnames, mode=args.mode)
 

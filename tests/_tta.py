@@ -15,8 +15,8 @@ import numpy as np
 
 #: Fast classification settings: tiny models, 8 views, 2 steps, no progress bar.
 TINY = [
-    "policy=vlmrm-tiny",
-    "reward=vlmrm-tiny",
+    "model=vlmrm-tiny",
+    "reward_model=vlmrm-tiny",
     "progress=false",
     "views=8",
     "select=0.25",

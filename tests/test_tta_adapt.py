@@ -176,3 +176,32 @@ def test_rank_and_recall():
     assert best_rank(scores, [2]) == 2
     assert best_rank(scores, [0, 3]) == 1  # a hit if any ground truth ranks
     assert recall_at([0, 4, 9, 12]) == {"R@1": 25.0, "R@5": 50.0, "R@10": 75.0}
+
+
+@pytest.mark.parametrize("mode, lr", [("prompt", 0.05), ("image", 1e-3)])
+def test_mixed_precision_follows_the_policy(tiny_clip, images, mode, lr):
+    """A policy loaded with precision="amp" adapts under autocast (bf16 on the CPU), fp32 weights."""
+    import vlmrm
+
+    amp = vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="amp")
+    tta = ClassificationTTA(amp, CLIPFeedback(tiny_clip), CLASSES, mode=mode, lr=lr, **FAST)
+    assert tta.amp_dtype == torch.bfloat16 and tta._scaler is None
+    assert all(v.dtype == torch.float32 for v in tta.state.start.values())
+    res = tta.adapt(images[0], seed=0)
+    assert torch.isfinite(res.logits).all() and res.logits.dtype == torch.float32
+    ref = ClassificationTTA(tiny_clip, CLIPFeedback(tiny_clip), CLASSES, mode=mode, lr=lr, **FAST)
+    assert ref.amp_dtype is None
+    # bf16 rounds, but the zero-shot answer on the centre crop is the fp32 one's
+    fp32 = ref.adapt(images[0], seed=0).zeroshot_logits
+    torch.testing.assert_close(res.zeroshot_logits, fp32, atol=0.5, rtol=0.05)
+
+
+def test_text_to_image_adapts_only_text_weights(tiny_clip, images):
+    fb = CLIPFeedback(tiny_clip)
+    gallery = build_gallery(tiny_clip, fb, images, ["a cat", "a dog", "a car"])
+    tta = RetrievalTTA(tiny_clip, fb, gallery, direction="t2i", k=2, steps=1, lr=1e-2)
+    names = set(tta.state.start)
+    assert "token_embedding.weight" in names and "positional_embedding" in names
+    assert not any(n.startswith(("visual", "logit_scale", "logit_bias")) for n in names)
+    norm = RetrievalTTA(tiny_clip, fb, gallery, direction="i2t", k=2, steps=1, params="norm")
+    assert norm.state.start and all(n.startswith("visual.") for n in norm.state.start)

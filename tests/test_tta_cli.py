@@ -9,8 +9,14 @@ import sys
 import pytest
 from _tta import CLASSES, TINY, karpathy_split, make_class_folders
 
+from vlmrm.cli.args import parse_settings
 from vlmrm.errors import ConfigError
-from vlmrm.tta.cli import main, parse_config
+from vlmrm.tta.cli import main
+from vlmrm.tta.settings import TTASettings
+
+
+def parse_config(argv):
+    return parse_settings(TTASettings, argv)
 
 
 @pytest.fixture
@@ -55,7 +61,7 @@ def test_classify_end_to_end_prompt_mode_batched_and_sequential(class_folders, t
     )
     assert "top-1" in capsys.readouterr().out
     assert (
-        main(["task=classify", f"data={class_folders}", f"out={b}", "lr=0.05", "batch=4", *TINY])
+        main(["task=classify", f"data={class_folders}", f"out={b}", "lr=0.05", "batch_size=4", *TINY])
         == 0
     )
     assert json.loads((b / "metrics.json").read_text())["n"] == 6
@@ -100,8 +106,9 @@ def test_retrieve_end_to_end(karpathy, tmp_path, capsys, saved_tuned_tiny):
     common = [
         f"data={ann}",
         f"images={imgs}",
-        "policy=vlmrm-tiny",
-        f"reward=vlmrm-tiny@{perturbed}",
+        "model=vlmrm-tiny",
+        "reward_model=vlmrm-tiny",
+        f"reward_pretrained={perturbed}",
         "progress=false",
         "k=3",
         "steps=2",
@@ -114,7 +121,11 @@ def test_retrieve_end_to_end(karpathy, tmp_path, capsys, saved_tuned_tiny):
     assert {"R@1", "R@5", "R@10", "zeroshot_R@1"} <= set(m) and m["R@10"] == 100.0
     assert "R@1" in capsys.readouterr().out
     out2 = tmp_path / "t2i"
-    two_rewards = [f"reward=[vlmrm-tiny,vlmrm-tiny@{perturbed}]", "reward_weights=[5,3]"]
+    two_rewards = [
+        "reward_model=[vlmrm-tiny,vlmrm-tiny]",
+        f"reward_pretrained=[null,{perturbed}]",
+        "reward_weights=[5,3]",
+    ]
     assert (
         main(
             [
@@ -134,11 +145,11 @@ def test_retrieve_end_to_end(karpathy, tmp_path, capsys, saved_tuned_tiny):
 
 def test_cli_errors_are_one_line(class_folders, tmp_path, capsys):
     cases = [
-        (["task=classify", "dta=x"], "did you mean data"),
+        (["task=classify", "dta=x"], "did you mean 'data'"),
         (["task=classify"], "data=<path> is required"),
         (["task=classify", f"data={tmp_path / 'missing'}"], "does not exist"),
-        (["task=sort", "data=x"], "unknown task"),
-        (["task=classify", "data=x", "steps=many"], "bad setting"),
+        (["task=sort", "data=x"], "task='sort' is not one of"),
+        (["task=classify", "data=x", "steps=many"], "bad value for 'steps'"),
         (["task=classify", "justaword"], "key=value"),
         (["task=classify", f"data={class_folders}", "mode=text", *TINY], "unknown mode"),
         (["task=retrieve", f"data={class_folders}", *TINY], "caption annotation JSON"),
@@ -146,12 +157,23 @@ def test_cli_errors_are_one_line(class_folders, tmp_path, capsys):
             [
                 "task=classify",
                 f"data={class_folders}",
-                "policy=ViT-Nope-99",
-                "reward=vlmrm-tiny",
+                "model=ViT-Nope-99",
+                "reward_model=vlmrm-tiny",
                 f"out={tmp_path / 'o'}",
             ],
             "unknown CLIP architecture",
         ),
+        (["task=classify", "data=x", "model=vlmrm-tiny@w.pt"], "model=vlmrm-tiny pretrained=w.pt"),
+        (
+            ["task=classify", "data=x", "reward_model=vlmrm-tiny@w.pt"],
+            "reward_model=vlmrm-tiny reward_pretrained=w.pt",
+        ),
+        (
+            ["task=classify", "data=x", "reward_model=[a,b]", "reward_pretrained=[w.pt]"],
+            "one per reward model",
+        ),
+        (["task=classify", "data=x", "precision=int8"], "precision='int8' is not one of"),
+        (["task=classify", "data=x", "batch_size=0"], "batch_size must be an integer >= 1"),
     ]
     for argv, message in cases:
         capsys.readouterr()
@@ -163,16 +185,47 @@ def test_cli_errors_are_one_line(class_folders, tmp_path, capsys):
 
 
 def test_parse_config_defaults_and_lists():
-    cfg = parse_config(["data=/x", "reward=[vlmrm-tiny,vlmrm-tiny]", "reward_weights=[5,3]"])
+    cfg = parse_config(["data=/x", "reward_model=[vlmrm-tiny,vlmrm-tiny]", "reward_weights=[5,3]"])
     assert (
-        cfg.policy == "ViT-B-16/openai"
+        cfg.model == "ViT-B-16/openai"
         and cfg.mode == "prompt"
         and cfg.views == 64
         and cfg.select == 0.1
     )
-    assert cfg.reward == ["vlmrm-tiny", "vlmrm-tiny"] and cfg.reward_weights == [5.0, 3.0]
+    assert cfg.reward_model == ["vlmrm-tiny", "vlmrm-tiny"] and cfg.reward_weights == [5.0, 3.0]
+    assert cfg.reward_models() == [("vlmrm-tiny", None), ("vlmrm-tiny", None)]
+    assert (cfg.device, cfg.precision, cfg.batch_size) == ("auto", "auto", 1)
+    cfg = parse_config(["data=/x", "reward_model=[A,ViT-L-14]", "reward_pretrained=[null,w.pt]"])
+    assert cfg.reward_models() == [("A", None), ("ViT-L-14", "w.pt")]
     with pytest.raises(ConfigError):
-        parse_config(["data=/x", "batch=0"])
+        parse_config(["data=/x", "batch_size=0"])
+    with pytest.raises(ConfigError, match="unknown setting 'batch'"):
+        parse_config(["data=/x", "batch=2"])
+
+
+def test_training_precision_maps_to_the_policy_load():
+    from vlmrm.tta.runner import policy_precision
+
+    assert policy_precision("auto", "cuda") == "amp" and policy_precision("auto", "cpu") == "fp32"
+    assert policy_precision("amp", "cpu") == "amp" and policy_precision("fp16", "cuda") == "amp"
+    assert policy_precision("bf16", "cpu") == "amp" and policy_precision("fp32", "cuda") == "fp32"
+    with pytest.raises(ConfigError, match="precision=bf16"):
+        policy_precision("fp16", "cpu")
+
+
+def test_help_and_bad_settings_do_not_import_torch():
+    code = (
+        "import sys\n"
+        "from vlmrm.tta.cli import main\n"
+        "assert main(['--help']) == 0\n"
+        "assert main(['task=classify', 'nonsense=1']) == 2\n"
+        "assert main(['task=classify', 'data=x', 'mode=text']) == 2\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 2 and "unknown setting 'nonsense'" in errors[0]
 
 
 def test_module_entry_point_help():
@@ -180,3 +233,6 @@ def test_module_entry_point_help():
         [sys.executable, "-m", "vlmrm.tta", "--help"], capture_output=True, text=True, timeout=120
     )
     assert res.returncode == 0 and "task=classify" in res.stdout and "views=64" in res.stdout
+    for key in ("model=ViT-B-16/openai", "reward_model=ViT-L-14/openai", "reward_pretrained=null",
+                "precision=auto", "batch_size=1", "device=auto"):  # fmt: skip
+        assert key in res.stdout, key

@@ -10,11 +10,11 @@ import torch
 
 import vlmrm
 from vlmrm.errors import ConfigError
+from vlmrm.reward import clip_score
 from vlmrm.tta import CLIPFeedback, PromptLearner, make_views
 from vlmrm.tta.params import ResetState, call_stacked, stack_params, trainable_params
 from vlmrm.tta.rlcf import (
     advantages,
-    clip_reward,
     reinforce_loss,
     sample_answers,
     select_confident,
@@ -75,7 +75,7 @@ def test_sampling_and_selection():
 
 
 def test_clip_reward_and_weighted_feedback(tiny_clip):
-    assert clip_reward(torch.tensor([0.4, -0.2])).tolist() == pytest.approx([1.0, 0.0])
+    assert clip_score(torch.tensor([0.4, -0.2])).tolist() == pytest.approx([1.0, 0.0])
     fb = CLIPFeedback([tiny_clip, tiny_clip], weights=[3, 1])
     assert fb.weights == [0.75, 0.25]
     a = [torch.nn.functional.normalize(torch.randn(2, 64), dim=-1)] * 2
@@ -124,14 +124,23 @@ def test_prompt_learner_reproduces_the_text_tower(tiny_clip):
 
 def test_stacked_params_match_the_module(tiny_clip):
     visual = tiny_clip.model.visual
-    start = trainable_params(visual, "all")
-    norms = trainable_params(visual, "norm")
+    start = trainable_params(tiny_clip.model, "all", within="visual")
+    norms = trainable_params(tiny_clip.model, "norm", within="visual")
+    assert set(start) == {f"visual.{k}" for k, _ in visual.named_parameters()}
     assert set(norms) < set(start) and all("ln" in k or "norm" in k for k in norms)
     x = torch.randn(2, 3, 3, 64, 64)
-    out = call_stacked(visual, stack_params(start, 2), x)
+
+    def encode(p, v):
+        return tiny_clip.image_features(v, params=p, normalize=False)
+
+    out = call_stacked(encode, stack_params(start, 2), x, module=tiny_clip.model)
     with torch.no_grad():
         ref = torch.stack([visual(x[0]), visual(x[1])])
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    one = call_stacked(encode, stack_params(start, 1), x[:1], module=tiny_clip.model)
+    torch.testing.assert_close(one, ref[:1], atol=1e-5, rtol=0)
+    text = trainable_params(tiny_clip.model, "all", exclude=("visual", "logit_scale", "logit_bias"))
+    assert "token_embedding.weight" in text and not any(k.startswith("visual") for k in text)
 
 
 def test_reset_state_ema():

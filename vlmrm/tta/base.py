@@ -1,7 +1,8 @@
-"""What classification and retrieval TTA share: settings checks, the policy, the optimiser step.
+"""What classification and retrieval TTA share: settings, the policy, mixed precision, the step.
 
 :class:`~vlmrm.tta.classify.ClassificationTTA` and :class:`~vlmrm.tta.retrieve.RetrievalTTA`
-both derive from :class:`RLCFAdapter`; the maths of the objective is in :mod:`vlmrm.tta.rlcf`.
+both derive from :class:`RLCFAdapter`; the maths of the objective is in :mod:`vlmrm.tta.rlcf`
+and the settings' checks in :mod:`vlmrm.tta.hparams`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import torch
 
 from vlmrm.errors import ConfigError
 from vlmrm.models import ClipModel
-from vlmrm.tta.params import PARAM_GROUPS, ResetState
-from vlmrm.tta.rlcf import ADVANTAGES, SAMPLING
+from vlmrm.tta.params import ResetState
 
 S = TypeVar("S")
 
@@ -34,59 +34,52 @@ def resolve_settings(cls: type[S], settings: S | None, overrides: dict[str, Any]
     return replace(settings, **overrides).validated()  # type: ignore[type-var]
 
 
-def check_rlcf_settings(s: Any, group_key: str) -> None:
-    """The checks both settings make, in this order: ``sampling``, ``advantage``, the group of
-    adapted weights (the field ``group_key``) and ``steps``."""
-    if s.sampling not in SAMPLING:
-        raise ConfigError(f"unknown sampling {s.sampling!r}; choose one of {SAMPLING}")
-    if s.advantage not in ADVANTAGES:
-        raise ConfigError(f"unknown advantage {s.advantage!r}; choose one of {ADVANTAGES}")
-    group = getattr(s, group_key)
-    if group not in PARAM_GROUPS:
-        raise ConfigError(f"unknown {group_key} {group!r}; choose one of {PARAM_GROUPS}")
-    if int(s.steps) < 0:
-        raise ConfigError(f"steps must be >= 0, got {s.steps}")
-
-
-def check_k(k: Any) -> None:
-    """At least 2 samples per input: the REINFORCE baseline is their mean."""
-    if int(k) < 2:
-        raise ConfigError(f"k must be >= 2 (the baseline is the mean over the k samples), got {k}")
-
-
 def check_policy_precision(policy: ClipModel) -> None:
-    """Refuse a policy loaded in fp16/bf16/int8: adaptation needs fp32 weights (or CUDA amp)."""
+    """Refuse a policy loaded in fp16/bf16/int8: adaptation needs fp32 weights (or ``amp``)."""
     if policy.precision in ("fp16", "bf16", "int8"):
         raise ConfigError(
             f"the policy is loaded in {policy.precision}; adapt fp32 weights: "
-            "load_clip(..., precision='fp32') (or 'amp' on CUDA)"
+            "load_clip(..., precision='fp32') (or 'amp' for mixed precision)"
         )
 
 
-class RLCFAdapter:
-    """Base of the TTA classes: the policy and reward models, the start weights, amp, the step.
+def autocast_dtype(policy: ClipModel) -> torch.dtype | None:
+    """The autocast dtype adaptation runs under: the policy's own (``amp``: fp16 on CUDA, bf16
+    on CPU, as :meth:`ClipModel.image_features` does), ``None`` for fp32."""
+    if policy.precision != "amp":
+        return None
+    return torch.float16 if policy.device.type == "cuda" else torch.bfloat16
 
-    A subclass sets ``self.settings`` (with ``amp`` and the ``ema*`` fields), then calls
-    :meth:`_init_models` and, with the weights it adapts, :meth:`_init_state`.
+
+class RLCFAdapter:
+    """Base of the TTA classes: the policy and reward models, the start weights, the step.
+
+    A subclass sets ``self.settings`` (with the ``ema*`` fields), then calls
+    :meth:`_init_models` and, with the weights it adapts, :meth:`_init_state`. Mixed
+    precision follows the policy: loaded with ``precision="amp"`` it adapts under
+    autocast (with gradient scaling for fp16), loaded in fp32 it adapts in fp32.
     """
 
     settings: Any
 
     def _init_models(self, policy: ClipModel, feedback: Any) -> None:
+        check_policy_precision(policy)
         self.policy = policy
         self.feedback = feedback
         self.device = policy.device
-        self.amp = bool(self.settings.amp) and self.device.type == "cuda"
+        self.amp_dtype = autocast_dtype(policy)
         self.logit_scale = float(policy.model.logit_scale.detach().exp().float())
 
     def _init_state(self, start: dict[str, torch.Tensor]) -> None:
         s = self.settings
         self.state = ResetState(start, s.ema, s.ema_momentum, s.ema_every, s.ema_weight)
-        self._scaler = torch.amp.GradScaler("cuda", init_scale=1000.0) if self.amp else None
+        fp16_cuda = self.amp_dtype == torch.float16 and self.device.type == "cuda"
+        self._scaler = torch.amp.GradScaler("cuda", init_scale=1000.0) if fp16_cuda else None
 
     def _autocast(self):
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.float16)
+        """Autocast for the forward passes that do not go through the policy's encoders."""
+        if self.amp_dtype is not None:
+            return torch.autocast(self.device.type, dtype=self.amp_dtype)
         return contextlib.nullcontext()
 
     def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:

@@ -19,77 +19,21 @@ norm layers), the class embeddings stay frozen.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 
 from vlmrm.errors import ConfigError
 from vlmrm.models import ClipModel, check_prompts
-from vlmrm.tta.base import (
-    RLCFAdapter,
-    check_k,
-    check_policy_precision,
-    check_rlcf_settings,
-    resolve_settings,
-)
+from vlmrm.tta.base import RLCFAdapter, resolve_settings
 from vlmrm.tta.feedback import CLIPFeedback
+from vlmrm.tta.hparams import DEFAULT_LR, MODES, ClassifySettings
 from vlmrm.tta.params import call_stacked, stack_params, trainable_params
 from vlmrm.tta.prompt import PromptLearner
-from vlmrm.tta.rlcf import (
-    check_fraction,
-    reinforce_loss,
-    sample_answers,
-    select_confident,
-)
+from vlmrm.tta.rlcf import reinforce_loss, sample_answers, select_confident
 from vlmrm.tta.views import make_views
 
-MODES = ("prompt", "image")
-DEFAULT_LR = {"prompt": 7e-3, "image": 1e-5}
-
-
-@dataclass
-class ClassifySettings:
-    """RLCF classification settings; the defaults are the paper's (ViT-B/16 policy)."""
-
-    mode: str = "prompt"
-    steps: int = 3
-    lr: float | None = None  # 7e-3 (prompt) / 1e-5 (image)
-    weight_decay: float = 5e-4
-    k: int = 3
-    views: int = 64
-    select: float = 0.1
-    augmix: bool = False
-    sampling: str = "topk"
-    advantage: str = "mean"
-    n_ctx: int = 4
-    ctx_init: str = "a photo of a"
-    template: str = "a photo of a {}."
-    image_params: str = "all"
-    amp: bool = True
-    ema: bool = False
-    ema_momentum: float = 0.9998
-    ema_every: int = 64
-    ema_weight: float = 1.0
-
-    def validated(self) -> ClassifySettings:
-        """A copy with ``lr`` filled in; raises :class:`ConfigError` on a bad value."""
-        if self.mode not in MODES:
-            raise ConfigError(f"unknown mode {self.mode!r}; choose one of {MODES}")
-        check_rlcf_settings(self, "image_params")
-        check_k(self.k)
-        if int(self.views) < 1:
-            raise ConfigError(f"views must be >= 1, got {self.views}")
-        check_fraction(self.select, "select")
-        if "{}" not in self.template:
-            raise ConfigError(
-                f"template must contain '{{}}' for the class name, got {self.template!r}"
-            )
-        lr = DEFAULT_LR[self.mode] if self.lr is None else float(self.lr)
-        if not lr > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
-        if float(self.weight_decay) < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        return replace(self, lr=lr)
+__all__ = ["DEFAULT_LR", "MODES", "ClassificationTTA", "ClassifyResult", "ClassifySettings"]
 
 
 @dataclass
@@ -116,11 +60,25 @@ class ClassifyResult:
         return z.topk(min(k, z.numel())).indices.tolist()
 
 
+@dataclass
+class _Selection:
+    """The confident views of a batch: their indices ``(B, n)``, the policy's inputs for them
+    and for the centre crop, the logits of the selection pass (prompt mode reuses them for
+    step 0) and the zero-shot logits on the centre crop."""
+
+    indices: torch.Tensor
+    logits: torch.Tensor | None
+    inputs: torch.Tensor
+    centre: torch.Tensor
+    zeroshot: torch.Tensor
+
+
 class ClassificationTTA(RLCFAdapter):
     """Adapt a policy CLIP to each test image with feedback from reward CLIPs (RLCF).
 
     Args:
-        policy: the CLIP being adapted (loaded in fp32, or ``precision="amp"`` on CUDA).
+        policy: the CLIP being adapted (loaded in fp32, or ``precision="amp"`` for mixed
+            precision).
         feedback: the reward CLIPs (:class:`CLIPFeedback`).
         classnames: candidate class names.
         settings: :class:`ClassifySettings`; keyword arguments override its fields.
@@ -146,7 +104,6 @@ class ClassificationTTA(RLCFAdapter):
             raise ConfigError(
                 f"k={s.k} is larger than the number of classes ({len(self.classnames)})"
             )
-        check_policy_precision(policy)
         self._init_models(policy, feedback)
         self.view_size = max(policy.image_size, feedback.image_size)
         prompts = [s.template.format(c.replace("_", " ")) for c in self.classnames]
@@ -159,15 +116,17 @@ class ClassificationTTA(RLCFAdapter):
             self.class_embeddings = None
         else:
             self.learner = None
-            start = trainable_params(policy.model.visual, s.image_params)
+            start = trainable_params(policy.model, s.image_params, within="visual")
             self.class_embeddings = policy.embed_texts(prompts).clone()
         self._init_state(start)
 
     # -- internals -------------------------------------------------------------------
     def _image_features(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Adapted image tower on preprocessed views ``(B, N, 3, S, S)`` → unit ``(B, N, D)``."""
-        emb = call_stacked(self.policy.model.visual, params, x)
-        return torch.nn.functional.normalize(emb.float(), dim=-1)
+        policy = self.policy
+        return call_stacked(
+            lambda p, v: policy.image_features(v, params=p), params, x, module=policy.model
+        )
 
     def _logits(self, params: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
         """Policy logits ``(B, N, C)``; ``inputs`` are frozen image features (prompt mode) or pixels."""
@@ -208,74 +167,82 @@ class ClassificationTTA(RLCFAdapter):
                 for img, g in zip(images, gens, strict=True)
             ]
         )  # (B, V, 3, S, S) float in [0, 1]
-        n_views = views.shape[1]
-        x = self.policy.preprocess(views.reshape(b * n_views, *views.shape[2:]))
-        x = x.reshape(b, n_views, *x.shape[1:])
         params = stack_params(self.state.start, b)
-        optimizer = torch.optim.AdamW(list(params.values()), lr=s.lr, weight_decay=s.weight_decay)
-
-        rows = torch.arange(b, device=self.device).unsqueeze(1)
-        if self.learner is not None:
-            flat = x.reshape(b * n_views, *x.shape[2:])
-            chunk = self.policy.batch_size
-            feats = torch.cat(
-                [
-                    self.policy.encode_preprocessed(flat[i : i + chunk])
-                    for i in range(0, flat.shape[0], chunk)
-                ]
-            ).reshape(b, n_views, -1)
-            feats = feats.clone()  # frozen image features (out of inference mode)
-            logits_all = self._logits(params, feats)
-            sel = select_confident(logits_all, s.select)  # (B, n)
-            logits = logits_all[rows, sel]
-            inputs_sel, inputs_centre = feats[rows, sel], feats[:, :1]
-        else:
-            with torch.no_grad():
-                logits_all = self._logits(params, x)
-            sel = select_confident(logits_all, s.select)
-            inputs_sel, inputs_centre = x[rows, sel], x[:, :1]
-            logits = None
-        zeroshot = logits_all[:, 0].detach().float()
-
-        chosen = views[rows, sel]  # (B, n, 3, S, S)
-        n_sel = chosen.shape[1]
-        rimg = self.feedback.embed_images(chosen.reshape(b * n_sel, *chosen.shape[2:]))
-        table = self.feedback.rewards(
-            [e.reshape(b, n_sel, -1) for e in rimg], self.reward_text
-        )  # (B, n, C)
-
-        mean_rewards: list[list[float]] = [[] for _ in range(b)]
-        for _ in range(s.steps):
-            if logits is None:  # step 0 of prompt mode reuses the selection pass
-                logits = self._logits(params, inputs_sel)
-            if s.sampling == "sample":
-                actions = torch.stack(
-                    [sample_answers(logits[i], s.k, "sample", gens[i]) for i in range(b)]
-                )
-            else:
-                actions = sample_answers(logits, s.k, "topk")
-            rewards = table.gather(-1, actions)  # (B, n, K)
-            loss = sum(
-                reinforce_loss(logits[i], actions[i], rewards[i], s.advantage) for i in range(b)
-            )
-            self._step(optimizer, loss)
-            for i in range(b):
-                mean_rewards[i].append(float(rewards[i].mean()))
-            logits = None
-
+        sel = self._select(params, views)
+        table = self._reward_table(views, sel.indices)  # (B, n, C)
+        mean_rewards = self._reinforce(params, sel, table, gens)
         with torch.no_grad():
-            final = self._logits(params, inputs_centre)[:, 0].float()
+            final = self._logits(params, sel.centre)[:, 0].float()
         for i in range(b):
             self.state.update({k: v[i] for k, v in params.items()})
         return [
             ClassifyResult(
                 logits=final[i].cpu(),
-                zeroshot_logits=zeroshot[i].cpu(),
+                zeroshot_logits=sel.zeroshot[i].cpu(),
                 rewards=mean_rewards[i],
-                selected=sel[i].tolist(),
+                selected=sel.indices[i].tolist(),
             )
             for i in range(b)
         ]
+
+    def _select(self, params: dict[str, torch.Tensor], views: torch.Tensor) -> _Selection:
+        """Policy logits on every view; keep the most confident ones (chosen once)."""
+        b, n_views = views.shape[:2]
+        x = self.policy.preprocess(views.reshape(b * n_views, *views.shape[2:]))
+        x = x.reshape(b, n_views, *x.shape[1:])
+        rows = torch.arange(b, device=self.device).unsqueeze(1)
+        if self.learner is None:
+            with torch.no_grad():
+                logits_all = self._logits(params, x)
+            idx = select_confident(logits_all, self.settings.select)
+            return _Selection(idx, None, x[rows, idx], x[:, :1], logits_all[:, 0].detach().float())
+        flat = x.reshape(b * n_views, *x.shape[2:])
+        chunk = self.policy.batch_size
+        feats = torch.cat(
+            [self.policy.encode_preprocessed(flat[i : i + chunk]) for i in range(0, flat.shape[0], chunk)]
+        ).reshape(b, n_views, -1)
+        feats = feats.clone()  # frozen image features (out of inference mode)
+        logits_all = self._logits(params, feats)
+        idx = select_confident(logits_all, self.settings.select)  # (B, n)
+        zeroshot = logits_all[:, 0].detach().float()
+        return _Selection(idx, logits_all[rows, idx], feats[rows, idx], feats[:, :1], zeroshot)
+
+    def _reward_table(self, views: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Rewards ``(B, n, C)`` of every class for every kept view (the reward CLIPs embed them once)."""
+        b = views.shape[0]
+        rows = torch.arange(b, device=self.device).unsqueeze(1)
+        chosen = views[rows, idx]  # (B, n, 3, S, S)
+        n_sel = chosen.shape[1]
+        rimg = self.feedback.embed_images(chosen.reshape(b * n_sel, *chosen.shape[2:]))
+        return self.feedback.rewards([e.reshape(b, n_sel, -1) for e in rimg], self.reward_text)
+
+    def _reinforce(
+        self,
+        params: dict[str, torch.Tensor],
+        sel: _Selection,
+        table: torch.Tensor,
+        gens: list[torch.Generator],
+    ) -> list[list[float]]:
+        """``steps`` REINFORCE steps on the kept views; returns each image's mean reward per step."""
+        s = self.settings
+        b = table.shape[0]
+        optimizer = torch.optim.AdamW(list(params.values()), lr=s.lr, weight_decay=s.weight_decay)
+        mean_rewards: list[list[float]] = [[] for _ in range(b)]
+        logits = sel.logits
+        for _ in range(s.steps):
+            if logits is None:  # step 0 of prompt mode reuses the selection pass
+                logits = self._logits(params, sel.inputs)
+            if s.sampling == "sample":
+                actions = torch.stack([sample_answers(logits[i], s.k, "sample", gens[i]) for i in range(b)])
+            else:
+                actions = sample_answers(logits, s.k, "topk")
+            rewards = table.gather(-1, actions)  # (B, n, K)
+            loss = sum(reinforce_loss(logits[i], actions[i], rewards[i], s.advantage) for i in range(b))
+            self._step(optimizer, loss)
+            for i in range(b):
+                mean_rewards[i].append(float(rewards[i].mean()))
+            logits = None
+        return mean_rewards
 
     @torch.no_grad()
     def zero_shot(self, image) -> torch.Tensor:

@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from vlmrm.errors import ConfigError
 from vlmrm.tta.imagenet import WNID, imagenet_classnames, imagenet_wnid_to_name
@@ -46,34 +43,9 @@ IMAGE_EXTENSIONS = (
 CLASSNAMES_FILE = "classnames.txt"
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB (grey is repeated, alpha dropped)."""
-    import imageio.v3 as iio
-
-    try:
-        with warnings.catch_warnings():  # a failed decode tries every plugin; some warn on import
-            warnings.simplefilter("ignore", DeprecationWarning)
-            img = np.asarray(iio.imread(path))
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user problem
-        raise ConfigError(
-            f"cannot read image {os.fspath(path)!r}: {str(exc).splitlines()[0][:200]}"
-        ) from exc
-    if img.ndim == 4:  # animated: first frame
-        img = img[0]
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4) or 0 in img.shape[:2]:
-        raise ConfigError(f"image {os.fspath(path)!r} has unsupported shape {img.shape}")
-    if img.shape[2] in (1, 2):  # grey (+ alpha)
-        img = np.repeat(img[:, :, :1], 3, axis=2)
-    img = img[:, :, :3]
-    if img.dtype != np.uint8:
-        if np.issubdtype(img.dtype, np.integer):
-            img = (img.astype(np.float64) / np.iinfo(img.dtype).max * 255.0).round()
-        else:
-            img = np.clip(img.astype(np.float64), 0.0, 1.0) * 255.0
-        img = img.astype(np.uint8)
-    return np.ascontiguousarray(img)
+def abspath(path: str | os.PathLike | None) -> str | None:
+    """An absolute, user-expanded path (``None`` stays ``None``): how a run records its data."""
+    return os.path.abspath(os.path.expanduser(path)) if path else None
 
 
 def _is_image(p: Path) -> bool:
@@ -130,45 +102,13 @@ def _read_classnames_file(path: Path, folders: list[str]) -> list[str]:
     return lines
 
 
-def load_class_folders(
-    root: str | os.PathLike,
-    classnames: str | os.PathLike | Sequence[str] | None = None,
-) -> ClassificationData:
-    """Scan ``root/<class>/…/<image>`` and resolve class names (see the module docstring).
-
-    ``classnames``: a file path, ``"imagenet"`` (folders are wnids or ImageNet-V2 indices),
-    a list of names (sorted-folder order), or ``None`` for automatic.
-    """
-    rootp = Path(os.fspath(root)).expanduser()
-    if not rootp.exists():
-        raise ConfigError(f"data folder {os.fspath(rootp)!r} does not exist")
-    if not rootp.is_dir():
-        raise ConfigError(
-            f"data={os.fspath(rootp)!r} is a file; for task=classify give a folder with one "
-            "sub-folder of images per class"
-        )
-    folders = sorted(d.name for d in rootp.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not folders:
-        raise ConfigError(
-            f"{os.fspath(rootp)!r} has no class sub-folders; expected root/<class name>/<image files> "
-            "(the ImageFolder layout)"
-        )
-    is_index = all(f.isdigit() for f in folders)
-    if is_index and classnames in (None, "imagenet") and len(folders) > 1:
-        folders = sorted(folders, key=int)
-    samples: list[tuple[str, int]] = []
-    empty = []
-    for label, f in enumerate(folders):
-        files = sorted(p for p in (rootp / f).rglob("*") if _is_image(p))
-        if not files:
-            empty.append(f)
-        samples.extend((p.relative_to(rootp).as_posix(), label) for p in files)
-    if not samples:
-        raise ConfigError(
-            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under the class folders of {os.fspath(rootp)!r}"
-        )
-
-    source: str
+def _resolve_classnames(
+    rootp: Path,
+    folders: list[str],
+    classnames: str | os.PathLike | Sequence[str] | None,
+    is_index: bool,
+) -> tuple[list[str], str]:
+    """The class names of ``folders`` and where they came from (the order of the module docstring)."""
     if classnames is not None and not isinstance(classnames, (str, os.PathLike)):
         names = [str(n) for n in classnames]
         if len(names) != len(folders):
@@ -208,6 +148,48 @@ def load_class_folders(
     else:
         names = [f.replace("_", " ") for f in folders]
         source = "folder names"
+    return names, source
+
+
+def load_class_folders(
+    root: str | os.PathLike,
+    classnames: str | os.PathLike | Sequence[str] | None = None,
+) -> ClassificationData:
+    """Scan ``root/<class>/…/<image>`` and resolve class names (see the module docstring).
+
+    ``classnames``: a file path, ``"imagenet"`` (folders are wnids or ImageNet-V2 indices),
+    a list of names (sorted-folder order), or ``None`` for automatic.
+    """
+    rootp = Path(os.fspath(root)).expanduser()
+    if not rootp.exists():
+        raise ConfigError(f"data folder {os.fspath(rootp)!r} does not exist")
+    if not rootp.is_dir():
+        raise ConfigError(
+            f"data={os.fspath(rootp)!r} is a file; for task=classify give a folder with one "
+            "sub-folder of images per class"
+        )
+    folders = sorted(d.name for d in rootp.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not folders:
+        raise ConfigError(
+            f"{os.fspath(rootp)!r} has no class sub-folders; expected root/<class name>/<image files> "
+            "(the ImageFolder layout)"
+        )
+    is_index = all(f.isdigit() for f in folders)
+    if is_index and classnames in (None, "imagenet") and len(folders) > 1:
+        folders = sorted(folders, key=int)
+    samples: list[tuple[str, int]] = []
+    empty = []
+    for label, f in enumerate(folders):
+        files = sorted(p for p in (rootp / f).rglob("*") if _is_image(p))
+        if not files:
+            empty.append(f)
+        samples.extend((p.relative_to(rootp).as_posix(), label) for p in files)
+    if not samples:
+        raise ConfigError(
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under the class folders of {os.fspath(rootp)!r}"
+        )
+
+    names, source = _resolve_classnames(rootp, folders, classnames, is_index)
     bad = [f for f, n in zip(folders, names, strict=True) if not n.strip()]
     if bad:
         raise ConfigError(f"empty class name for folder(s) {bad[:5]}")
@@ -243,6 +225,46 @@ def _caption_list(value, where: str) -> list[str]:
     return out
 
 
+def _karpathy_entries(raw: dict, ann: Path, split: str) -> list[tuple[str, list[str]]]:
+    """``(image path, captions)`` of the Karpathy entries in ``split``."""
+    if not isinstance(raw["images"], list):
+        raise ConfigError(f"{os.fspath(ann)!r}: 'images' must be a list")
+    entries: list[tuple[str, list[str]]] = []
+    for i, item in enumerate(raw["images"]):
+        where = f"{ann.name}: images[{i}]"
+        if not isinstance(item, dict) or "filename" not in item or "sentences" not in item:
+            raise ConfigError(f"{where} needs 'filename' and 'sentences' keys")
+        item_split = item.get("split", "test")
+        if split != "all" and item_split != split and not (split == "train" and item_split == "restval"):
+            continue
+        rel = item["filename"]
+        if item.get("filepath"):
+            rel = f"{item['filepath']}/{rel}"
+        entries.append((rel, _caption_list(item["sentences"], where)))
+    if not entries:
+        splits = sorted({str(it.get("split", "test")) for it in raw["images"] if isinstance(it, dict)})
+        raise ConfigError(f"{os.fspath(ann)!r} has no images in split {split!r}; its splits are {splits}")
+    return entries
+
+
+def _retrieval_entries(raw: object, ann: Path, split: str) -> tuple[list[tuple[str, list[str]]], str]:
+    """``(image path, captions)`` entries of a Karpathy or LAVIS file, and which it was."""
+    if isinstance(raw, dict) and "images" in raw:
+        return _karpathy_entries(raw, ann, split), f"Karpathy JSON, split={split}"
+    if isinstance(raw, list):
+        grouped: dict[str, list[str]] = {}
+        for i, item in enumerate(raw):
+            where = f"{ann.name}: [{i}]"
+            if not isinstance(item, dict) or "image" not in item or "caption" not in item:
+                raise ConfigError(f"{where} needs 'image' and 'caption' keys")
+            grouped.setdefault(str(item["image"]), []).extend(_caption_list(item["caption"], where))
+        return list(grouped.items()), "LAVIS JSON"
+    raise ConfigError(
+        f"{os.fspath(ann)!r} is neither a Karpathy-style {{'images': [...]}} file nor a LAVIS-style "
+        "list of {'image', 'caption'}"
+    )
+
+
 def load_retrieval(
     annotations: str | os.PathLike,
     images: str | os.PathLike | None = None,
@@ -269,47 +291,7 @@ def load_retrieval(
     if not root.is_dir():
         raise ConfigError(f"image folder {os.fspath(root)!r} does not exist")
 
-    entries: list[tuple[str, list[str]]] = []
-    if isinstance(raw, dict) and "images" in raw:
-        if not isinstance(raw["images"], list):
-            raise ConfigError(f"{os.fspath(ann)!r}: 'images' must be a list")
-        for i, item in enumerate(raw["images"]):
-            where = f"{ann.name}: images[{i}]"
-            if not isinstance(item, dict) or "filename" not in item or "sentences" not in item:
-                raise ConfigError(f"{where} needs 'filename' and 'sentences' keys")
-            item_split = item.get("split", "test")
-            if (
-                split != "all"
-                and item_split != split
-                and not (split == "train" and item_split == "restval")
-            ):
-                continue
-            rel = item["filename"]
-            if item.get("filepath"):
-                rel = f"{item['filepath']}/{rel}"
-            entries.append((rel, _caption_list(item["sentences"], where)))
-        source = f"Karpathy JSON, split={split}"
-        if not entries:
-            splits = sorted(
-                {str(it.get("split", "test")) for it in raw["images"] if isinstance(it, dict)}
-            )
-            raise ConfigError(
-                f"{os.fspath(ann)!r} has no images in split {split!r}; its splits are {splits}"
-            )
-    elif isinstance(raw, list):
-        grouped: dict[str, list[str]] = {}
-        for i, item in enumerate(raw):
-            where = f"{ann.name}: [{i}]"
-            if not isinstance(item, dict) or "image" not in item or "caption" not in item:
-                raise ConfigError(f"{where} needs 'image' and 'caption' keys")
-            grouped.setdefault(str(item["image"]), []).extend(_caption_list(item["caption"], where))
-        entries = list(grouped.items())
-        source = "LAVIS JSON"
-    else:
-        raise ConfigError(
-            f"{os.fspath(ann)!r} is neither a Karpathy-style {{'images': [...]}} file nor a LAVIS-style "
-            "list of {'image', 'caption'}"
-        )
+    entries, source = _retrieval_entries(raw, ann, split)
     if not entries:
         raise ConfigError(f"{os.fspath(ann)!r} lists no images")
 

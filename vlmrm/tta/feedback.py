@@ -2,7 +2,8 @@
 
 Each reward model embeds images through its own :meth:`ClipModel.preprocess` and image
 tower, and prompts through its cached text tower — the same path the VLM-RM reward uses.
-A pair's reward is ``scale · max(cos, 0)`` (``scale`` = 2.5, as in CLIPScore), and with
+A pair's reward is ``scale · max(cos, 0)`` (``scale`` = 2.5, as in CLIPScore) — the reward
+core's :class:`vlmrm.reward.CLIPScoreReward`, one per model — and with
 several reward models the weighted mean of their rewards (weights normalised to sum 1;
 the reference weighs ViT-L/14@336 : ViT-L/14 : RN50x64 as 10 : 5 : 3).
 
@@ -18,7 +19,7 @@ import torch
 
 from vlmrm.errors import ConfigError
 from vlmrm.models import ClipModel
-from vlmrm.tta.rlcf import clip_reward
+from vlmrm.reward import CLIPScoreReward
 
 
 class CLIPFeedback:
@@ -56,6 +57,7 @@ class CLIPFeedback:
         self.models = models
         self.weights = [w / total for w in weights]
         self.scale = float(scale)
+        self.scorers = [CLIPScoreReward(m, self.scale) for m in models]
         self.batch_size = int(batch_size)
 
     @property
@@ -97,8 +99,7 @@ class CLIPFeedback:
         if len(a) != len(self.models) or len(b) != len(self.models):
             raise ConfigError("rewards() needs one embedding tensor per reward model on each side")
         table = None
-        for w, ea, eb in zip(self.weights, a, b, strict=True):
-            eb = eb.to(ea.device)
-            r = w * clip_reward(ea.float() @ eb.float().transpose(-1, -2), self.scale)
+        for w, scorer, ea, eb in zip(self.weights, self.scorers, a, b, strict=True):
+            r = w * scorer.table(ea, eb)
             table = r if table is None else table + r
         return table

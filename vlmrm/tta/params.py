@@ -2,8 +2,9 @@
 
 Episodic test-time adaptation starts every test input from the same weights. Rather than
 training the module in place and restoring it afterwards, the adapted parameters are
-*copies* stacked along a leading batch axis ``(B, ...)`` and plugged into the frozen
-module with ``torch.func.functional_call`` (``vmap`` over the batch when ``B > 1``). So:
+*copies* stacked along a leading batch axis ``(B, ...)`` and handed to the model's own
+encoders (``ClipModel.image_features(x, params=...)``, which plug them in with
+``torch.func.functional_call``), ``vmap``-ed over the batch when ``B > 1``. So:
 
 * the loaded policy is never modified — a reset is just making fresh copies;
 * ``B`` test inputs adapt at once with independent weights and independent AdamW states
@@ -19,26 +20,29 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn as nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from vlmrm.errors import ConfigError
+from vlmrm.tta.hparams import PARAM_GROUPS, check_ema
 
-PARAM_GROUPS = ("all", "norm")
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
 
 
 def trainable_params(
-    module: nn.Module, which: str = "all", exclude: tuple[str, ...] = ()
+    module: nn.Module, which: str = "all", *, within: str = "", exclude: tuple[str, ...] = ()
 ) -> dict[str, torch.Tensor]:
     """Name → detached float32 copy of the parameters to adapt.
 
-    ``which="all"``: every parameter of ``module`` except names starting with ``exclude``;
-    ``"norm"``: only the affine weights/biases of normalisation layers (few parameters,
-    a common, more conservative test-time-adaptation choice).
+    Names are ``module.named_parameters()`` names, so the copies plug straight into
+    :meth:`ClipModel.image_features` / :meth:`~ClipModel.text_features` as ``params=``.
+    ``within``: only parameters under that submodule (``"visual"``); ``exclude``: drop
+    names starting with any of these. ``which="all"``: every such parameter; ``"norm"``:
+    only the affine weights/biases of normalisation layers (few parameters, a common,
+    more conservative test-time-adaptation choice).
     """
     if which not in PARAM_GROUPS:
         raise ConfigError(f"unknown parameter group {which!r}; choose one of {PARAM_GROUPS}")
@@ -50,9 +54,15 @@ def trainable_params(
             if isinstance(m, _NORMS):
                 for pname, p in m.named_parameters(recurse=False):
                     named[f"{mname}.{pname}" if mname else pname] = p
-    out = {k: v.detach().float().clone() for k, v in named.items() if not k.startswith(exclude)}
+    prefix = f"{within}." if within else ""
+    out = {
+        k: v.detach().float().clone()
+        for k, v in named.items()
+        if k.startswith(prefix) and not (exclude and k.startswith(exclude))
+    }
     if not out:
-        raise ConfigError(f"no parameters to adapt in {type(module).__name__} for group {which!r}")
+        where = f"{type(module).__name__}.{within}" if within else type(module).__name__
+        raise ConfigError(f"no parameters to adapt in {where} for group {which!r}")
     return out
 
 
@@ -84,26 +94,25 @@ def _vmap_friendly(module: nn.Module) -> Iterator[None]:
 
 
 def call_stacked(
-    module: nn.Module, params: dict[str, torch.Tensor], *inputs: torch.Tensor
+    fn: Callable[..., torch.Tensor],
+    params: dict[str, torch.Tensor],
+    *inputs: torch.Tensor,
+    module: nn.Module,
 ) -> torch.Tensor:
-    """Run ``module`` once per sample ``b`` with parameters ``params[k][b]`` on ``inputs[i][b]``.
+    """``fn(params_b, *inputs_b)`` once per sample ``b``, with ``params[k][b]`` and ``inputs[i][b]``.
 
-    Parameters not in ``params`` are the module's own (frozen). Returns outputs stacked
-    along a leading batch axis.
+    ``fn`` is one of the model's own encoders with replacement weights, e.g.
+    ``lambda p, x: clip.image_features(x, params=p)``; ``module`` is the model it runs
+    (its attention is kept off the fused path, see :func:`_vmap_friendly`). Returns the
+    outputs stacked along a leading batch axis (``vmap`` over the batch when it has more
+    than one sample).
     """
     batch = next(iter(params.values())).shape[0]
-    if batch == 1:
-        with _vmap_friendly(module):
-            out = functional_call(
-                module, {k: v[0] for k, v in params.items()}, tuple(x[0] for x in inputs)
-            )
-        return out.unsqueeze(0)
-
-    def one(p, *xs):
-        return functional_call(module, p, xs)
-
     with _vmap_friendly(module):
-        return vmap(one, randomness="different")(params, *inputs)
+        if batch == 1:
+            out = fn({k: v[0] for k, v in params.items()}, *(x[0] for x in inputs))
+            return out.unsqueeze(0)
+        return vmap(fn, randomness="different")(params, *inputs)
 
 
 class ResetState:
@@ -123,13 +132,7 @@ class ResetState:
         every: int = 64,
         weight: float = 1.0,
     ) -> None:
-        if ema:
-            if not 0.0 < float(momentum) < 1.0:
-                raise ConfigError(f"ema_momentum must be in (0, 1), got {momentum}")
-            if int(every) < 1:
-                raise ConfigError(f"ema_every must be a positive integer, got {every}")
-            if not 0.0 <= float(weight) <= 1.0:
-                raise ConfigError(f"ema_weight must be in [0, 1], got {weight}")
+        check_ema(ema, momentum, every, weight)
         self.original = {k: v.detach().clone() for k, v in params.items()}
         self.start = {k: v.clone() for k, v in self.original.items()}
         self.ema_on = bool(ema)

@@ -9,6 +9,13 @@ modified and resetting means forgetting one small ``(n, width)`` tensor.
 The learner takes a *batch* of contexts ``(B, n, width)`` and returns ``(B, C, D)`` class
 embeddings: several test inputs can be adapted at once with independent contexts.
 
+Why this module runs the text transformer itself rather than
+:meth:`ClipModel.text_features`: the prompts it encodes are not token ids. The context
+positions hold learned vectors that no token has, so the forward pass starts from token
+*embeddings* (``token_embedding`` is skipped for the context); after that it is the text
+tower's own layers, and with the initial context it reproduces ``text_features`` exactly
+(tested). Tokenising goes through :meth:`ClipModel.tokenize`.
+
 Speed: with a causal attention mask and pooling at the end-of-text token, outputs at the
 EOT position depend only on the tokens before it, so sequences are cut after the longest
 prompt's EOT (≈ 20 of 77 positions for class-name prompts) with identical results.
@@ -84,12 +91,11 @@ class PromptLearner(nn.Module):
         super().__init__()
         classnames = check_prompts(list(classnames), "class names")
         self.parts = _TextParts(clip.model)
-        tok = clip.tokenizer
         emb = self.parts.token_embedding
         device = emb.weight.device
         ctx_init = (ctx_init or "").strip().replace("_", " ")
         if ctx_init:
-            init_tokens = tok([ctx_init])[0]
+            init_tokens = clip.tokenize([ctx_init])[0]
             n_ctx = int((init_tokens != 0).sum()) - 2  # without SOT and EOT
             if n_ctx < 1:
                 raise ConfigError(f"ctx_init {ctx_init!r} has no tokens")
@@ -100,7 +106,7 @@ class PromptLearner(nn.Module):
             n_ctx = int(n_ctx)
             prefix = " ".join([_PLACEHOLDER] * n_ctx)
         texts = [f"{prefix} {name.replace('_', ' ')}." for name in classnames]
-        tokens = tok(texts).to(device)
+        tokens = clip.tokenize(texts).to(device)
         if (tokens[:, -1] != 0).any():
             raise ConfigError("some class names are too long for the text tower's context length")
         with torch.no_grad():
@@ -132,7 +138,12 @@ class PromptLearner(nn.Module):
         return len(self.classnames)
 
     def forward(self, ctx: torch.Tensor) -> torch.Tensor:
-        """Unit class embeddings ``(B, C, D)`` for contexts ``(B, n_ctx, W)`` (or ``(C, D)`` for ``(n_ctx, W)``)."""
+        """Unit class embeddings ``(B, C, D)`` for contexts ``(B, n_ctx, W)`` (or ``(C, D)`` for ``(n_ctx, W)``).
+
+        The one text-tower forward outside :class:`~vlmrm.models.ClipModel`: its input is
+        learned context embeddings spliced between frozen token embeddings, for which no
+        token ids exist (see the module docstring).
+        """
         single = ctx.ndim == 2
         if single:
             ctx = ctx.unsqueeze(0)

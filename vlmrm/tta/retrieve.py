@@ -14,69 +14,34 @@ policy and by every reward model) are computed once (:func:`build_gallery`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from vlmrm.errors import ConfigError
 from vlmrm.models import ClipModel
-from vlmrm.tta.base import (
-    RLCFAdapter,
-    check_k,
-    check_policy_precision,
-    check_rlcf_settings,
-    resolve_settings,
-)
+from vlmrm.tta.base import RLCFAdapter, resolve_settings
 from vlmrm.tta.feedback import CLIPFeedback
+from vlmrm.tta.hparams import DEFAULT_K, DIRECTIONS, RetrieveSettings, normalize_direction
 from vlmrm.tta.params import call_stacked, stack_params, trainable_params
 from vlmrm.tta.rlcf import reinforce_loss, sample_answers
 
-DIRECTIONS = ("i2t", "t2i")
-_DIRECTION_ALIASES = {"image2text": "i2t", "text2image": "t2i", "i2t": "i2t", "t2i": "t2i"}
-DEFAULT_K = {"i2t": 16, "t2i": 12}
+__all__ = [
+    "DEFAULT_K",
+    "DIRECTIONS",
+    "Gallery",
+    "RetrievalTTA",
+    "RetrieveResult",
+    "RetrieveSettings",
+    "best_rank",
+    "build_gallery",
+    "normalize_direction",
+    "recall_at",
+]
+
 RECALL_AT = (1, 5, 10)
 _TEXT_BATCH = 256
-
-
-def normalize_direction(direction: str) -> str:
-    """``"i2t"``/``"image2text"`` → ``"i2t"``; ``"t2i"``/``"text2image"`` → ``"t2i"``."""
-    d = _DIRECTION_ALIASES.get(str(direction).lower())
-    if d is None:
-        raise ConfigError(
-            f"unknown retrieval direction {direction!r}; choose i2t (image→text) or t2i (text→image)"
-        )
-    return d
-
-
-@dataclass
-class RetrieveSettings:
-    """RLCF retrieval settings; the defaults are the paper's (Flickr30k, ViT-B/16 policy)."""
-
-    direction: str = "i2t"
-    steps: int = 8
-    lr: float = 1e-6
-    weight_decay: float = 5e-4
-    k: int | None = None  # 16 (i2t) / 12 (t2i)
-    sampling: str = "topk"
-    advantage: str = "mean"
-    params: str = "all"
-    amp: bool = True
-    ema: bool = False
-    ema_momentum: float = 0.9998
-    ema_every: int = 64
-    ema_weight: float = 1.0
-
-    def validated(self) -> RetrieveSettings:
-        d = normalize_direction(self.direction)
-        check_rlcf_settings(self, "params")
-        k = DEFAULT_K[d] if self.k is None else int(self.k)
-        check_k(k)
-        if not float(self.lr) > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
-        return replace(self, direction=d, k=k, lr=float(self.lr))
 
 
 @dataclass
@@ -168,17 +133,6 @@ def build_gallery(
     )
 
 
-class _TextTower(nn.Module):
-    """``model.encode_text`` as a module, so ``functional_call`` can swap its weights."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_text(tokens)
-
-
 @dataclass
 class RetrieveResult:
     """Similarities of one query to the whole gallery, before and after adaptation."""
@@ -207,7 +161,8 @@ class RetrievalTTA(RLCFAdapter):
     """Adapt the policy's query tower to each retrieval query with CLIP feedback (RLCF).
 
     Args:
-        policy: the CLIP being adapted (fp32 weights, or ``precision="amp"`` on CUDA).
+        policy: the CLIP being adapted (fp32 weights, or ``precision="amp"`` for mixed
+            precision).
         feedback: the reward CLIPs.
         gallery: frozen embeddings from :func:`build_gallery`.
         settings: :class:`RetrieveSettings`; keyword arguments override its fields.
@@ -229,7 +184,6 @@ class RetrievalTTA(RLCFAdapter):
     ) -> None:
         self.settings = resolve_settings(RetrieveSettings, settings, overrides, "retrieval")
         s = self.settings
-        check_policy_precision(policy)
         self._init_models(policy, feedback)
         self.gallery = gallery.to(self.device)
         n_candidates = (
@@ -240,23 +194,23 @@ class RetrievalTTA(RLCFAdapter):
                 f"k={s.k} is larger than the gallery ({n_candidates} candidates); lower k"
             )
         if s.direction == "i2t":
-            self.tower: nn.Module = policy.model.visual
-            start = trainable_params(self.tower, s.params)
+            self._encode = policy.image_features
+            start = trainable_params(policy.model, s.params, within="visual")
         else:
-            self.tower = _TextTower(policy.model)
+            self._encode = policy.text_features
             start = trainable_params(
-                self.tower,
-                s.params,
-                exclude=("model.visual", "model.logit_scale", "model.logit_bias"),
+                policy.model, s.params, exclude=("visual", "logit_scale", "logit_bias")
             )
         self._init_state(start)
 
     def _scores(
         self, params: dict[str, torch.Tensor], query: torch.Tensor, candidates: torch.Tensor
     ) -> torch.Tensor:
-        with self._autocast():
-            emb = call_stacked(self.tower, params, query.unsqueeze(0))[0]
-        emb = F.normalize(emb.float(), dim=-1)
+        """Scaled similarities of the query, encoded by the adapted tower, to every candidate."""
+        encode = self._encode
+        emb = call_stacked(
+            lambda p, q: encode(q, params=p), params, query.unsqueeze(0), module=self.policy.model
+        )[0]
         return self.logit_scale * emb @ candidates.t()
 
     def _adapt(
@@ -301,7 +255,7 @@ class RetrievalTTA(RLCFAdapter):
         """Text→image: adapt on caption ``query_index`` (text ``caption``), score all images."""
         if self.settings.direction != "t2i":
             raise ConfigError("adapt_text is for direction=t2i; use adapt_image for i2t")
-        tokens = self.policy.tokenizer([caption]).to(self.device)
+        tokens = self.policy.tokenize([caption])
         g = self.gallery
         table = self.feedback.rewards(
             [e[query_index : query_index + 1] for e in g.reward_text], g.reward_image

@@ -18,14 +18,11 @@ reference implementation.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from vlmrm.errors import ConfigError
+from vlmrm.tta.hparams import ADVANTAGES, SAMPLING
 
-SAMPLING = ("topk", "sample")
-ADVANTAGES = ("mean", "std")
 _STD_EPS = 1e-5
 
 
@@ -80,11 +77,6 @@ def sample_answers(
     return idx.reshape(*z.shape[:-1], k)
 
 
-def clip_reward(similarity: torch.Tensor, scale: float = 2.5) -> torch.Tensor:
-    """CLIPScore-style reward ``scale · max(cos, 0)`` from cosine similarities."""
-    return scale * similarity.clamp_min(0.0)
-
-
 def advantages(rewards: torch.Tensor, normalize: str = "mean") -> torch.Tensor:
     """Reward minus the mean over the last axis (the K samples of one input).
 
@@ -136,11 +128,3 @@ def log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
 def seed_for(seed: int, index: int) -> int:
     """A per-sample seed, so a sample sees the same views whether run alone, batched or resumed."""
     return (int(seed) * 1_000_003 + int(index) * 7919 + 12345) % (2**63 - 1)
-
-
-def check_fraction(value: float, name: str) -> float:
-    """A fraction in (0, 1]."""
-    v = float(value)
-    if not (0.0 < v <= 1.0) or math.isnan(v):
-        raise ConfigError(f"{name} must be in (0, 1], got {value!r}")
-    return v

@@ -1,0 +1,99 @@
+"""The report of a TTA run: zero-shot vs adapted metrics, ``metrics.json`` and a table."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from vlmrm.errors import ConfigError
+from vlmrm.runtime.atomic import atomic_write_json
+from vlmrm.tta.results import RESULTS
+
+METRICS = "metrics.json"
+
+
+def print_table(title: str, rows: list[tuple[str, float, float]], extra: str = "") -> None:
+    """A rich table of ``(metric, zero-shot, RLCF)`` rows with their difference."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("zero-shot", justify="right")
+    table.add_column("RLCF", justify="right")
+    table.add_column("Δ", justify="right")
+    for name, zs, ad in rows:
+        table.add_row(name, f"{zs:.2f}", f"{ad:.2f}", f"{ad - zs:+.2f}")
+    console = Console()
+    console.print(table)
+    if extra:
+        console.print(extra)
+
+
+def save_metrics(
+    out: Path,
+    metrics: dict[str, Any],
+    settings: Any,
+    seconds: list[float],
+    unit: str,
+    title: str,
+    rows: list[tuple[str, float, float]],
+) -> dict[str, Any]:
+    """``metrics`` plus the time per ``unit`` (of this session) and the settings: written to
+    ``metrics.json``, printed as a table (``title``, ``rows``) and returned."""
+    metrics = {
+        **metrics,
+        "seconds_per_sample": (sum(seconds) / len(seconds)) if seconds else None,
+        "settings": asdict(settings),
+    }
+    atomic_write_json(out / METRICS, metrics)
+    speed = f"{metrics['seconds_per_sample']:.3f} s/{unit} this session" if seconds else "all resumed"
+    print_table(title, rows, f"{speed}; results: {os.fspath(out / RESULTS)}")
+    return metrics
+
+
+def classify_metrics(
+    mode: str, out: Path, settings: Any, kept: list[dict], seconds: list[float]
+) -> dict[str, Any]:
+    """Top-1/top-5 accuracy before and after adaptation over this run's records."""
+    n = len(kept)
+    if n == 0:
+        raise ConfigError("no samples selected (check limit=)")
+    top5 = [(r["label"] in r["zeroshot_top5"], r["label"] in r["top5"]) for r in kept]
+    metrics = {
+        "n": n,
+        "zeroshot_top1": 100.0 * sum(r["zeroshot_correct"] for r in kept) / n,
+        "top1": 100.0 * sum(r["correct"] for r in kept) / n,
+        "zeroshot_top5": 100.0 * sum(a for a, _ in top5) / n,
+        "top5": 100.0 * sum(b for _, b in top5) / n,
+    }
+    rows = [
+        ("top-1 %", metrics["zeroshot_top1"], metrics["top1"]),
+        ("top-5 %", metrics["zeroshot_top5"], metrics["top5"]),
+    ]
+    title = f"RLCF classification ({mode}) — {n} images"
+    return save_metrics(out, metrics, settings, seconds, "image", title, rows)
+
+
+def retrieve_metrics(
+    direction: str, out: Path, settings: Any, kept: list[dict], seconds: list[float]
+) -> dict[str, Any]:
+    """Recall@1/5/10 before and after adaptation over this run's records."""
+    from vlmrm.tta.retrieve import recall_at
+
+    if not kept:
+        raise ConfigError("no queries selected (check limit=)")
+    zs = recall_at([r["zeroshot_rank"] for r in kept])
+    ad = recall_at([r["rank"] for r in kept])
+    metrics = {
+        "n": len(kept),
+        "direction": direction,
+        **{f"zeroshot_{k}": v for k, v in zs.items()},
+        **ad,
+    }
+    arrow = "image→text" if direction == "i2t" else "text→image"
+    title = f"RLCF retrieval ({arrow}) — {len(kept)} queries"
+    rows = [(f"{k} %", zs[k], ad[k]) for k in ad]
+    return save_metrics(out, metrics, settings, seconds, "query", title, rows)

@@ -1,0 +1,151 @@
+"""The results store of a TTA run: ``results.jsonl``, per-rank files, merging and resuming.
+
+* One JSON record per finished sample, appended (and flushed) as soon as it is done, so an
+  interruption loses at most the sample in flight. Under torchrun each rank appends to
+  ``results.rank<r>.jsonl``; rank 0 merges them.
+* ``config.json`` holds the settings that change per-sample results; resuming with other
+  values is refused.
+* At the end ``results.jsonl`` is rewritten (atomically) in run order, followed by records
+  of earlier runs outside this run's selection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from vlmrm.errors import ConfigError
+from vlmrm.runtime.atomic import atomic_write_lines, atomic_write_text
+from vlmrm.tta.coord import coord_group
+
+RESULTS = "results.jsonl"
+PARTS = "results.rank*.jsonl"  # per-rank results under torchrun, merged by rank 0
+CONFIG = "config.json"
+
+
+def read_lines(path: Path) -> list[tuple[str, dict]]:
+    """``(line, record)`` of every complete record of a results file."""
+    good = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by an interruption: that sample is redone
+        if isinstance(rec, dict) and "key" in rec:
+            good.append((line, rec))
+    return good
+
+
+def replace_results(out: Path, lines: list[str]) -> None:
+    """Write ``results.jsonl`` atomically, then drop the per-rank files merged into it."""
+    atomic_write_lines(out / RESULTS, lines)
+    for part in out.glob(PARTS):
+        part.unlink(missing_ok=True)
+
+
+def _check_same_run(out: Path, current: dict[str, Any]) -> None:
+    """Refuse to mix results of different settings in one folder."""
+    config = out / CONFIG
+    if not config.is_file():
+        return
+    try:
+        previous = json.loads(config.read_text())
+    except json.JSONDecodeError:
+        previous = {}
+    diff = [k for k in current if k in previous and previous[k] != current[k]]
+    if diff:
+        k = diff[0]
+        raise ConfigError(
+            f"{os.fspath(out)!r} holds results of a different run ({k}={previous[k]!r}, now "
+            f"{current[k]!r}); use another out=<dir>, or resume=false to overwrite"
+        )
+
+
+def prepare_out(out: Path, current: dict[str, Any], resume: bool) -> dict[str, dict]:
+    """Create ``out``; return the finished records (by key) when resuming.
+
+    Finished records are those of ``results.jsonl`` and of the per-rank files an
+    interrupted torchrun run left behind, which are merged into ``results.jsonl`` here.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / RESULTS
+    parts = sorted(out.glob(PARTS))
+    current = json.loads(json.dumps(current, default=str))  # as it reads back from the file
+    done: dict[str, dict] = {}
+    if resume and (results.is_file() or parts):
+        _check_same_run(out, current)
+        good = []
+        for path in [results, *parts] if results.is_file() else parts:
+            for line, rec in read_lines(path):
+                key = str(rec["key"])
+                if key not in done:  # a record merged just before an interruption may repeat
+                    done[key] = rec
+                    good.append(line)
+        replace_results(out, good)
+    else:
+        results.unlink(missing_ok=True)
+        for part in parts:
+            part.unlink(missing_ok=True)
+    atomic_write_text(out / CONFIG, json.dumps(current, indent=2, default=str))
+    return done
+
+
+def live_path(out: Path, info) -> Path:
+    """Where this process appends its finished records."""
+    return out / (f"results.rank{info.rank}.jsonl" if info.enabled else RESULTS)
+
+
+def append(path: Path, records: list[dict]) -> None:
+    """Append finished records and flush them to disk (they survive a kill right after)."""
+    with path.open("a", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def start(out: Path, method: dict[str, Any], resume: bool, info) -> tuple[dict[str, dict], set[str]]:
+    """Rank 0 prepares ``out``; returns (finished records on rank 0, finished keys on all ranks)."""
+    from vlmrm.distributed import run_on_main
+
+    held: dict[str, dict] = {}
+
+    def prepare() -> list[str]:
+        held.update(prepare_out(out, method, resume))
+        return list(held)
+
+    keys = run_on_main(prepare, info, coord_group())
+    if info.enabled and not info.is_main:
+        # Rank 0 has merged the rank files it can see. One still here is on a filesystem rank 0
+        # does not share (another node): its samples were not counted and will be redone.
+        out.mkdir(parents=True, exist_ok=True)
+        live_path(out, info).unlink(missing_ok=True)
+    return held, set(keys)
+
+
+def finish(out: Path, info, done: dict[str, dict], new: list, keys: list[str]):
+    """Gather every rank's new ``(record, seconds)`` on rank 0 and rewrite ``results.jsonl``.
+
+    Returns (this run's records in run order, seconds per sample this session) on rank 0,
+    ``(None, None)`` elsewhere. The file lists this run's records in run order, then the
+    records of earlier runs outside this run's selection.
+    """
+    gathered = list(new)
+    if info.enabled:
+        import torch.distributed as dist
+
+        parts: list | None = [None] * info.world_size if info.is_main else None
+        dist.gather_object(list(new), parts, dst=0, group=coord_group())
+        if not info.is_main:
+            return None, None
+        gathered = [x for part in parts for x in part]  # ordered by key below
+    by_key = dict(done)
+    for rec, _ in gathered:
+        by_key[str(rec["key"])] = rec
+    kept = [by_key[k] for k in keys if k in by_key]
+    chosen = set(keys)
+    extra = [r for k, r in by_key.items() if k not in chosen]
+    replace_results(out, [json.dumps(r) for r in [*kept, *extra]])
+    return kept, [dt for _, dt in gathered]

@@ -1,0 +1,103 @@
+"""``task=classify``: adapt to every test image of a class-folder dataset, record, report."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from vlmrm.tta.coord import coord_group, dist_info
+from vlmrm.tta.report import classify_metrics
+from vlmrm.tta.results import append, finish
+from vlmrm.tta.runner import Job, load_models, note, order_of, prefetch, start_job
+
+if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
+    from vlmrm.tta.settings import TTASettings
+
+
+def run_classify(cfg: TTASettings) -> dict[str, Any]:
+    """Adapt to every test image of a class-folder dataset; returns the metrics.
+
+    Under torchrun (a process group is up) every rank adapts its shard of the pending
+    images and gets the metrics back; rank 0 alone writes the results and prints.
+    """
+    from vlmrm.distributed import run_on_main, run_together
+    from vlmrm.tta.classify import ClassificationTTA
+    from vlmrm.tta.data import load_class_folders
+
+    info = dist_info()
+    group = coord_group()
+    settings, data = run_together(
+        lambda: (cfg.method_settings(), load_class_folders(cfg.data, cfg.classnames)), info, group
+    )
+    order = order_of(len(data), cfg)
+    job = start_job(cfg, info, cfg.method(settings), order, [data.samples[i][0] for i in order])
+    if info.is_main:
+        _announce(job, data)
+
+    def load():
+        if not job.mine:
+            return None
+        policy, feedback = load_models(cfg, info)
+        return ClassificationTTA(policy, feedback, data.classnames, settings)
+
+    tta = run_together(load, info, group) if job.pending else None
+    new = _adapt_shard(job, tta, data) if job.mine else []
+    kept, seconds = finish(job.out, info, job.done, new, job.keys)
+    return run_on_main(lambda: classify_metrics(cfg.mode, job.out, settings, kept, seconds), info, group)
+
+
+def _announce(job: Job, data: Any) -> None:
+    """Rank 0: the dataset, the progress so far, and notes on what differs from a plain run."""
+    job.announce(
+        f"RLCF classify: {len(data)} images, {len(data.classnames)} classes "
+        f"(names: {data.names_source})"
+    )
+    if data.empty:
+        note(f"note: {len(data.empty)} class folder(s) have no images, e.g. {data.empty[0]!r}")
+    if job.cfg.ema and (job.done or job.info.enabled):
+        why = "on resume" if job.done else "on every rank (a one-process run differs)"
+        note(f"note: ema=true — the moving average starts from the policy {why}")
+
+
+def _record(i: int, res: Any, data: Any, seconds: float) -> dict[str, Any]:
+    """The results line of image ``i``."""
+    rel, label = data.samples[i]
+    return {
+        "key": rel, "index": i, "label": label, "class": data.classnames[label],
+        "zeroshot_pred": res.zeroshot_pred, "pred": res.pred,
+        "zeroshot_correct": res.zeroshot_pred == label, "correct": res.pred == label,
+        "zeroshot_top5": res.topk(5, zeroshot=True), "top5": res.topk(5),
+        "rewards": [round(r, 5) for r in res.rewards], "seconds": round(seconds, 4),
+    }  # fmt: skip
+
+
+def _adapt_shard(job: Job, tta: Any, data: Any) -> list[tuple[dict, float]]:
+    """Adapt this rank's images, ``batch_size`` at a time; returns ``(record, seconds)`` of each."""
+    from vlmrm.runtime.images import load_image
+    from vlmrm.tta.rlcf import seed_for
+
+    cfg, mine = job.cfg, job.mine
+    bar, seen = job.bar("RLCF")
+    hits = [sum(r["zeroshot_correct"] for r in seen), sum(r["correct"] for r in seen)]
+    n = len(seen)
+    new: list[tuple[dict, float]] = []
+    images = prefetch(lambda i: load_image(data.path(i)), mine)
+    try:
+        for start in range(0, len(mine), cfg.batch_size):
+            idx = mine[start : start + cfg.batch_size]
+            imgs = [next(images) for _ in idx]
+            t0 = time.perf_counter()
+            results = tta.adapt_batch(imgs, [seed_for(cfg.seed, i) for i in idx])
+            dt = (time.perf_counter() - t0) / len(idx)
+            records = [_record(i, res, data, dt) for i, res in zip(idx, results, strict=True)]
+            append(job.live, records)
+            for rec in records:
+                hits[0] += rec["zeroshot_correct"]
+                hits[1] += rec["correct"]
+                new.append((rec, dt))
+            n += len(records)
+            bar.update(len(idx))
+            bar.set_postfix_str(f"zero-shot {100 * hits[0] / n:.1f}% · RLCF {100 * hits[1] / n:.1f}%")
+    finally:
+        bar.close()
+    return new

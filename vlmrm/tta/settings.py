@@ -1,0 +1,210 @@
+"""The settings of ``python -m vlmrm.tta``: one dataclass, its field docstrings are ``--help``.
+
+Torch-free: the argument layer builds and validates them (including the method's own
+hyper-parameters, :mod:`vlmrm.tta.hparams`) before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vlmrm.checks import TRAIN_PRECISIONS, check_choice, check_model_spec, check_optional_int
+from vlmrm.cli.vocabulary import ClipSettings, RunSettings
+from vlmrm.errors import ConfigError
+from vlmrm.tta.data import abspath
+from vlmrm.tta.hparams import ClassifySettings, RetrieveSettings
+
+TASKS = ("classify", "retrieve")
+
+
+@dataclass
+class TTASettings(ClipSettings, RunSettings):
+    """Command-line settings (``key=value``); ``None`` means the task's reference default."""
+
+    model: str = "ViT-B-16/openai"
+    """The CLIP that adapts (the policy): ARCH/TAG, ARCH with pretrained=, hf-hub:org/repo,
+    or vlmrm-tiny."""
+    pretrained: str | None = None
+    """Weights of model= when it is a bare ARCH: an open_clip tag or a local weights file."""
+    device: str = "auto"
+    """auto (cuda when present, else cpu), cpu, cuda, cuda:N; under torchrun auto and cuda
+    mean one GPU per local rank."""
+    precision: str = "auto"
+    """Mixed precision of the adaptation (fp32 weights, autocast): auto (amp on CUDA, fp32
+    on CPU), fp32, amp (fp16 on CUDA, bf16 on CPU), fp16 (CUDA), bf16 (CPU)."""
+    batch_size: int = 1
+    """classify: test images adapted at once, each with independent weights."""
+    out: str | None = None
+    """Output folder (default runs/tta/<task>-<mode|direction>-<data>)."""
+    seed: int = 0
+    """Seed of the random views (per sample: the same alone, batched or resumed)."""
+    progress: bool = True
+    """Show a progress bar."""
+    task: str = "classify"
+    """classify | retrieve."""
+    data: str | None = None
+    """Class-folder root (classify) or caption annotation JSON (retrieve)."""
+    images: str | None = None
+    """Retrieval image folder (default: the JSON's folder)."""
+    split: str = "test"
+    """Karpathy split to evaluate: test | val | train | all."""
+    classnames: str | None = None
+    """Class-names file, or 'imagenet' (default: classnames.txt, wnids, folder names)."""
+    reward_model: Any = "ViT-L-14/openai"
+    """Reward CLIP, or a list [A,B] of them (same forms as model=)."""
+    reward_pretrained: Any = None
+    """Weights of a bare-ARCH reward_model (tag or local file); with several reward models a
+    list aligned with reward_model, null where none is needed."""
+    reward_weights: list[float] | None = None
+    """One weight per reward model, e.g. [5,3]."""
+    mode: str = "prompt"
+    """classify: adapt the prompt context (prompt) or the image tower (image)."""
+    direction: str = "i2t"
+    """retrieve: i2t (adapts the image tower) | t2i (adapts the text tower)."""
+    steps: int | None = None
+    """REINFORCE steps per sample (default 3 classify, 8 retrieve)."""
+    lr: float | None = None
+    """AdamW learning rate (default 7e-3 prompt, 1e-5 image, 1e-6 retrieve)."""
+    weight_decay: float = 5e-4
+    """AdamW weight decay."""
+    k: int | None = None
+    """Answers sampled per step (default 3 classify, 16 i2t, 12 t2i)."""
+    views: int = 64
+    """classify: augmented views per image (centre crop + random crops)."""
+    select: float = 0.1
+    """classify: fraction of lowest-entropy views kept."""
+    augmix: bool = False
+    """classify: AugMix on the random views."""
+    sampling: str = "topk"
+    """topk | sample (draw k answers from the policy's softmax)."""
+    advantage: str = "mean"
+    """mean (reward - mean over k) | std (also / std)."""
+    n_ctx: int = 4
+    """prompt mode: context tokens when ctx_init is empty."""
+    ctx_init: str = "a photo of a"
+    """prompt mode: initial context words."""
+    template: str = "a photo of a {}."
+    """Class prompt for the reward model (and the image mode classifier)."""
+    params: str = "all"
+    """Adapted tower weights: all | norm (only normalisation layers)."""
+    reward_scale: float = 2.5
+    """reward = reward_scale * max(cos, 0)."""
+    ema: bool = False
+    """Start each sample from a moving average of adapted weights (not episodic)."""
+    ema_momentum: float = 0.9998
+    """EMA momentum."""
+    ema_every: int = 64
+    """Move the start weights to the EMA every this many samples."""
+    ema_weight: float = 1.0
+    """start = (1 - w) * original + w * EMA."""
+    limit: int | None = None
+    """Only the first N samples."""
+    shuffle: bool = False
+    """Random sample order (seeded)."""
+    resume: bool = True
+    """Skip samples already in <out>/results.jsonl (false: start over)."""
+
+    def validate(self) -> TTASettings:
+        """Check every setting without torch; the method's settings are built once to check them."""
+        self.task = check_choice("task", self.task, TASKS)
+        if not self.data:
+            what = "a class-folder root" if self.task == "classify" else "a caption annotation JSON"
+            raise ConfigError(f"data=<path> is required ({what} for task={self.task})")
+        self.check_clip(TRAIN_PRECISIONS)
+        if self.batch_size is None:
+            raise ConfigError("batch_size must be an integer >= 1, got None")
+        self.limit = check_optional_int("limit", self.limit, 1)
+        self.reward_models()
+        method = self.method_settings()
+        if isinstance(method, RetrieveSettings):
+            self.direction = method.direction  # image2text → i2t (it names the output folder)
+        return self
+
+    def reward_models(self) -> list[tuple[str, str | None]]:
+        """``(spec, pretrained)`` of every reward model, from ``reward_model``/``reward_pretrained``."""
+        specs = _as_list(self.reward_model, "reward_model")
+        if not specs or not all(isinstance(s, str) and s.strip() for s in specs):
+            raise ConfigError(f"reward_model must name at least one model, got {self.reward_model!r}")
+        weights = self.reward_pretrained
+        if weights is None:
+            weights = [None] * len(specs)
+        elif isinstance(weights, str):
+            if len(specs) != 1:
+                raise ConfigError(
+                    f"reward_pretrained={weights!r} is one value for {len(specs)} reward models; give "
+                    "a list aligned with reward_model, e.g. reward_pretrained=[null,FILE]"
+                )
+            weights = [weights]
+        else:
+            weights = _as_list(weights, "reward_pretrained")
+        if len(weights) != len(specs):
+            raise ConfigError(
+                f"reward_pretrained has {len(weights)} entries for {len(specs)} reward models; "
+                "give one per reward model (null where none is needed)"
+            )
+        return [(_check_reward_spec(s, w), w or None) for s, w in zip(specs, weights, strict=True)]
+
+    def method_settings(self) -> ClassifySettings | RetrieveSettings:
+        """The library settings of the task, validated (``None`` fields get the paper's defaults)."""
+        if self.task == "classify":
+            return ClassifySettings(
+                mode=self.mode, steps=3 if self.steps is None else self.steps, lr=self.lr,
+                weight_decay=self.weight_decay, k=3 if self.k is None else self.k, views=self.views,
+                select=self.select, augmix=self.augmix, sampling=self.sampling,
+                advantage=self.advantage, n_ctx=self.n_ctx, ctx_init=self.ctx_init,
+                template=self.template, image_params=self.params, ema=self.ema,
+                ema_momentum=self.ema_momentum, ema_every=self.ema_every, ema_weight=self.ema_weight,
+            ).validated()  # fmt: skip
+        return RetrieveSettings(
+            direction=self.direction, steps=8 if self.steps is None else self.steps,
+            lr=1e-6 if self.lr is None else self.lr, weight_decay=self.weight_decay, k=self.k,
+            sampling=self.sampling, advantage=self.advantage, params=self.params, ema=self.ema,
+            ema_momentum=self.ema_momentum, ema_every=self.ema_every, ema_weight=self.ema_weight,
+        ).validated()  # fmt: skip
+
+    def out_dir(self) -> Path:
+        """``out``, or ``runs/tta/<task>-<mode|direction>-<data name>``."""
+        if self.out:
+            return Path(self.out).expanduser()
+        name = Path(str(self.data).rstrip("/")).stem or "data"
+        what = self.mode if self.task == "classify" else self.direction
+        return Path("runs") / "tta" / f"{self.task}-{what}-{name}"
+
+    def method(self, settings: ClassifySettings | RetrieveSettings) -> dict[str, Any]:
+        """Everything that changes per-sample results (resuming with other values is refused)."""
+        names = self.classnames
+        method = {
+            "task": self.task,
+            "data": abspath(self.data),
+            "images": abspath(self.images),
+            "split": self.split if self.task == "retrieve" else None,
+            "classnames": names if names in (None, "imagenet") else abspath(names),
+            "model": self.model,
+            "pretrained": self.pretrained,
+            "reward_model": [list(m) for m in self.reward_models()],
+            "reward_weights": self.reward_weights,
+            "reward_scale": self.reward_scale,
+            "seed": self.seed,
+        }
+        method.update(vars(settings))
+        return method
+
+
+def _as_list(value: Any, name: str) -> list:
+    """``"A"``, ``"A,B"`` or ``["A", "B"]`` → a list."""
+    if isinstance(value, str):
+        return [s.strip() for s in value.split(",")]
+    if isinstance(value, (list, tuple)):
+        return [s.strip() if isinstance(s, str) else s for s in value]
+    raise ConfigError(f"{name} must be one value or a list of them, got {value!r}")
+
+
+def _check_reward_spec(spec: str, pretrained: str | None) -> str:
+    """:func:`vlmrm.checks.check_model_spec` for a reward model, whose weights key is
+    ``reward_pretrained=``."""
+    try:
+        return check_model_spec(spec, pretrained, name="reward_model")
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace(" pretrained=", " reward_pretrained=")) from None
