@@ -305,3 +305,32 @@ def test_gradient_encoders_take_replacement_weights_without_touching_the_model(t
         tiny_clip.embed_texts(["a pole"]).numpy(),
         atol=1e-6,
     )
+
+
+def test_training_precision_is_mixed_precision_on_fp32_weights():
+    """Tuning and TTA share one mapping of precision= to load_clip arguments."""
+    from vlmrm.models import training_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert training_precision("auto", cpu) == {"precision": "fp32", "amp_dtype": None}
+    assert training_precision("fp32", cuda) == {"precision": "fp32", "amp_dtype": None}
+    assert training_precision("auto", cuda) == {"precision": "amp", "amp_dtype": None}
+    assert training_precision("amp", cpu) == {"precision": "amp", "amp_dtype": None}
+    assert training_precision("bf16", cuda) == {"precision": "amp", "amp_dtype": "bf16"}
+    assert training_precision("fp16", cuda) == {"precision": "amp", "amp_dtype": "fp16"}
+    with pytest.raises(ConfigError, match="precision=fp16 mixed precision needs CUDA"):
+        training_precision("fp16", cpu)
+    with pytest.raises(ConfigError, match="precision='int8' is not one of"):
+        training_precision("int8", cpu)
+
+
+def test_amp_dtype_chooses_the_autocast_dtype(frames):
+    clip = vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="amp", amp_dtype="bf16")
+    assert clip.autocast_dtype == torch.bfloat16 and next(clip.model.parameters()).dtype == torch.float32
+    x = clip.preprocess(frames[:2])
+    with torch.no_grad():
+        assert clip.model.encode_image(x).dtype == torch.float32
+    assert clip.image_features(x).dtype == torch.float32  # returned as float32 after autocast
+    assert vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32", amp_dtype="bf16").autocast_dtype is None
+    with pytest.raises(ConfigError, match="amp_dtype must be"):
+        vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="amp", amp_dtype="fp8")

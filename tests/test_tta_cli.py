@@ -203,16 +203,6 @@ def test_parse_config_defaults_and_lists():
         parse_config(["data=/x", "batch=2"])
 
 
-def test_training_precision_maps_to_the_policy_load():
-    from vlmrm.tta.runner import policy_precision
-
-    assert policy_precision("auto", "cuda") == "amp" and policy_precision("auto", "cpu") == "fp32"
-    assert policy_precision("amp", "cpu") == "amp" and policy_precision("fp16", "cuda") == "amp"
-    assert policy_precision("bf16", "cpu") == "amp" and policy_precision("fp32", "cuda") == "fp32"
-    with pytest.raises(ConfigError, match="precision=bf16"):
-        policy_precision("fp16", "cpu")
-
-
 def test_help_and_bad_settings_do_not_import_torch():
     code = (
         "import sys\n"

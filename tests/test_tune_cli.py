@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from vlmrm.errors import ConfigError
 from vlmrm.tune.settings import TuneConfig, upgrade_saved_settings
 
 COMMANDS = ("vlmrm.tune.cli", "vlmrm.tune.build", "vlmrm.tune.rollouts")
@@ -75,21 +74,6 @@ def test_saved_settings_of_older_runs_compare_in_todays_keys() -> None:
         "precision": "fp32", "reinforce_reward": "rank", "progress": False, "pretrained": None, "beta": 0.1,
     }
     assert upgrade_saved_settings({"amp": "bf16"})["precision"] == "bf16"
-
-
-def test_training_precision_maps_to_the_models_mixed_precision() -> None:
-    import torch
-
-    from vlmrm.tune.scorer import clip_precision
-
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert clip_precision("auto", cpu) == "fp32" and clip_precision("fp32", cpu) == "fp32"
-    assert clip_precision("amp", cpu) == "amp" and clip_precision("bf16", cpu) == "amp"
-    assert clip_precision("auto", cuda) == "amp" and clip_precision("fp16", cuda) == "amp"
-    with pytest.raises(ConfigError, match="precision=fp16 is not available"):
-        clip_precision("fp16", cpu)
-    with pytest.raises(ConfigError, match="precision=bf16 is not available"):
-        clip_precision("bf16", cuda)
 
 
 def test_rollout_policies_match_the_env_controllers() -> None:

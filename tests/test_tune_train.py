@@ -295,7 +295,7 @@ def test_mixed_precision_trains_through_the_models_autocast(toy: Path, tmp_path:
     assert not trainer.scaler.is_enabled()  # bf16 needs no loss scaling
     assert res.losses[0][1] == pytest.approx(np.log(2), rel=1e-4)
     assert all(np.isfinite(v) for _, v in res.losses)
-    with pytest.raises(ConfigError, match="precision=fp16 is not available"):
+    with pytest.raises(ConfigError, match="precision=fp16 mixed precision needs CUDA"):
         train(cfg(toy, tmp_path / "fp16", precision="fp16"))
 
 

@@ -29,7 +29,13 @@ from urllib.parse import urlparse
 import open_clip
 import torch
 
-from vlmrm.checks import PRECISIONS, check_device, check_precision, resolve_compile
+from vlmrm.checks import (
+    PRECISIONS,
+    TRAIN_PRECISIONS,
+    check_device,
+    check_precision,
+    resolve_compile,
+)
 from vlmrm.compiling import compile_image_encoder
 from vlmrm.errors import ConfigError, WeightsNotFoundError
 from vlmrm.preprocess import RESIZE_MODES, FrameBatch, as_frame_tensor, preprocess
@@ -86,6 +92,26 @@ def resolve_precision(precision: str, device: torch.device) -> str:
             "precision='fp16' (or 'auto')"
         )
     return precision
+
+
+def training_precision(precision: str, device: torch.device) -> dict[str, str | None]:
+    """A training command's ``precision=`` → the ``load_clip`` arguments that train in it.
+
+    Commands that train weights (tuning, TTA) keep fp32 weights; reduced precision means
+    mixed precision: ``load_clip(precision="amp", amp_dtype=...)`` makes the encoders
+    autocast. ``auto`` is ``amp`` on CUDA (fp16, with loss scaling by the trainer) and
+    fp32 on CPU; ``bf16`` autocasts to bf16 on either device; ``fp16`` needs CUDA.
+    """
+    precision = check_precision(precision, TRAIN_PRECISIONS)
+    if precision == "auto":
+        precision = "amp" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return {"precision": "fp32", "amp_dtype": None}
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            "precision=fp16 mixed precision needs CUDA; on a CPU use precision=bf16 (or amp, fp32)"
+        )
+    return {"precision": "amp", "amp_dtype": None if precision == "amp" else precision}
 
 
 _CPU_ACTIVATION_BUDGET = 20 * 2**20
@@ -253,6 +279,7 @@ class ClipModel:
     resize_mode: str = "squash"
     fast_resize: bool = False
     compile: str | None = None
+    amp_dtype: str | None = None
     _text_cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _compiled_encoder: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
     image_calls: int = field(default=0, repr=False)
@@ -267,10 +294,20 @@ class ClipModel:
         dim = getattr(getattr(self.model, "visual", None), "output_dim", None)
         return int(dim) if dim else int(self.embed_texts(["a photo"]).shape[-1])
 
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The dtype ``precision="amp"`` autocasts to (``None`` otherwise): ``amp_dtype``, or
+        the device's natural one, fp16 on CUDA and bf16 on CPU."""
+        if self.precision != "amp":
+            return None
+        if self.amp_dtype is not None:
+            return _cast_dtype(self.amp_dtype)
+        return torch.float16 if self.device.type == "cuda" else torch.bfloat16
+
     def _autocast(self):
-        if self.precision == "amp":
-            amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-            return torch.autocast(self.device.type, dtype=amp_dtype)
+        dtype = self.autocast_dtype
+        if dtype is not None:
+            return torch.autocast(self.device.type, dtype=dtype)
         return torch.autocast(self.device.type, enabled=False)
 
     def preprocess(self, frames: FrameBatch) -> torch.Tensor:
@@ -561,6 +598,7 @@ def load_clip(
     resize_mode: str = "squash",
     fast_resize: bool | None = None,
     compile: bool | str = False,
+    amp_dtype: str | None = None,
 ) -> ClipModel:
     """Load a CLIP model for rewards; see the module docstring for the forms of ``spec``.
 
@@ -582,7 +620,11 @@ def load_clip(
         compile: ``torch.compile`` the image tower at load (``True`` or a mode such as
             ``"reduce-overhead"``; see :mod:`vlmrm.compiling`). Worth it on GPUs; costs tens
             of seconds at load and needs Triton (CUDA) or a C++ compiler (CPU).
+        amp_dtype: with ``precision="amp"``, autocast to ``"fp16"`` or ``"bf16"`` instead of
+            the device's natural dtype (see :func:`training_precision`).
     """
+    if amp_dtype not in (None, "fp16", "bf16"):
+        raise ConfigError(f"amp_dtype must be 'fp16', 'bf16' or None, got {amp_dtype!r}")
     register_model_configs()
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
@@ -622,6 +664,7 @@ def load_clip(
         batch_size=int(batch_size or (256 if dev.type == "cuda" else default_cpu_batch(model))),
         resize_mode=resize_mode,
         fast_resize=(prec != "fp32") if fast_resize is None else bool(fast_resize),
+        amp_dtype=amp_dtype if prec == "amp" else None,
     )
     if compile_mode is not None:
         clip.enable_compile(compile_mode)

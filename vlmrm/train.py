@@ -18,13 +18,12 @@ configuration, 130 aborted (second Ctrl-C).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from vlmrm.agents.config import group_options, resolve_config
 from vlmrm.agents.settings import TrainSettings
-from vlmrm.cli.args import Command, help_text, report_error, wants_help
+from vlmrm.cli.args import Command, run
 from vlmrm.errors import VLMRMError, WeightsNotFoundError
 
 if TYPE_CHECKING:
@@ -49,13 +48,14 @@ def _summary() -> str:
 COMMAND = Command(
     prog="python -m vlmrm.train",
     settings=TrainSettings,
-    summary="",  # filled lazily by --help (it lists the group files)
+    summary=_summary,  # computed by --help: it lists the group files
     examples=(
         'python -m vlmrm.train env=Humanoid goal="kneeling" reward=vit-bigg-14 reward.alpha=0.5 seed=3',
         "python -m vlmrm.train env=CartPole reward=tiny total_steps=2000",
         "python -m vlmrm.train env=CartPole reward=ground_truth",
         "python -m vlmrm.train resume=runs/<run> total_steps=2e6",
     ),
+    parser=lambda argv: (resolve_config(argv), list(argv)),
 )
 
 
@@ -66,41 +66,24 @@ def train(cfg: DictConfig, argv: list[str] | None = None, stop: GracefulStop | N
     return run_job(cfg, argv, stop)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m vlmrm.train`` / ``vlmrm train``; returns the exit status.
-
-    The argument layer's policy: ``--help`` and every settings error answer before torch
-    is imported; one ``error:`` line and status 2 for a bad setting or missing weights,
-    130 for an abort (a second Ctrl-C).
-    """
-    args = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(args):
-        from dataclasses import replace
-
-        print(help_text(replace(COMMAND, summary=_summary())))
-        return 0
+def _run(args: tuple[DictConfig, list[str]]) -> int:
+    cfg, argv = args
     try:
-        cfg = resolve_config(args)
-    except VLMRMError as exc:
-        report_error(exc, shared=True)
-        return 2
-    try:
-        train(cfg, args)
+        train(cfg, argv)
     except WeightsNotFoundError as exc:
-        report_error(_with_hint(exc, "For an offline smoke run use reward=tiny."))
-        return 2
-    except VLMRMError as exc:
-        report_error(exc)
-        return 2
-    except KeyboardInterrupt as exc:
-        print(f"aborted: {exc or 'interrupted'}", file=sys.stderr, flush=True)
-        return 130
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise VLMRMError(f"{first} For an offline smoke run use reward=tiny.") from None
     return 0
 
 
-def _with_hint(exc: BaseException, hint: str) -> VLMRMError:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return VLMRMError(f"{first} {hint}")
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m vlmrm.train`` / ``vlmrm train``; returns the exit status.
+
+    The argument layer's policy (:func:`vlmrm.cli.args.run`): ``--help`` and every
+    settings error answer before torch is imported; one ``error:`` line and status 2 for a
+    bad setting or missing weights, 130 for an abort (a second Ctrl-C).
+    """
+    return run(COMMAND, argv, _run)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,15 @@ from __future__ import annotations
 import importlib
 import sys
 
-#: command → (its ``python -m`` module, one line of help)
+#: command → (the module whose ``main`` it runs, one line of help); ``python -m`` runs the
+#: same ``main`` (a package's through its ``__main__``)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vlmrm.train", "train an SB3 agent on a CLIP reward"),
     "evaluate": ("vlmrm.evaluate", "roll out a trained checkpoint: video, returns, success"),
     "score": ("vlmrm.score", "score videos with a CLIP reward (CSV, plots, diagnostics)"),
     "record": ("vlmrm.record", "roll out an env, record a video and score it"),
-    "tta": ("vlmrm.tta", "RLCF test-time adaptation of CLIP"),
-    "tune": ("vlmrm.tune", "preference-tune / fine-tune a CLIP reward model"),
+    "tta": ("vlmrm.tta.cli", "RLCF test-time adaptation of CLIP"),
+    "tune": ("vlmrm.tune.cli", "preference-tune / fine-tune a CLIP reward model"),
     "tune.build": ("vlmrm.tune.build", "ranked sets with hard negatives from image-caption data"),
     "tune.rollouts": ("vlmrm.tune.rollouts", "build a tuning dataset from env rollouts"),
 }
@@ -34,11 +35,8 @@ def _usage() -> str:
 
 
 def load_main(module: str):
-    """The ``main(argv)`` of a ``python -m`` module (a package's is in its ``__main__``)."""
-    mod = importlib.import_module(module)
-    if not hasattr(mod, "main") and hasattr(mod, "__path__"):
-        mod = importlib.import_module(f"{module}.__main__")
-    return mod.main
+    """The ``main(argv)`` of a command module."""
+    return importlib.import_module(module).main
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,13 +60,19 @@ class Command:
         summary: one paragraph for the top of ``--help``.
         examples: command lines shown in ``--help``.
         positional: the setting that bare (``key``-less) words are appended to.
+        summary: may be a function, for text computed when ``--help`` asks (e.g. the
+            option files of a config group).
+        parser: replaces :func:`parse_settings` for a command whose settings are composed
+            another way (training composes Hydra config groups); it must raise
+            :class:`~vlmrm.errors.ConfigError` for bad settings, like the default.
     """
 
     prog: str
     settings: type
-    summary: str
+    summary: str | Callable[[], str]
     examples: Sequence[str] = ()
     positional: str | None = None
+    parser: Callable[[list[str]], Any] | None = None
 
 
 # --------------------------------------------------------------------------- field docs
@@ -141,7 +147,8 @@ def _show(value: Any) -> str:
 def help_text(command: Command) -> str:
     """``--help``: usage, summary, every setting with its default and docstring, examples."""
     pos = f"[{command.positional.upper()} ...] " if command.positional else ""
-    lines = [f"usage: {command.prog} {pos}key=value ...", "", command.summary.strip(), ""]
+    summary = command.summary() if callable(command.summary) else command.summary
+    lines = [f"usage: {command.prog} {pos}key=value ...", "", summary.strip(), ""]
     lines.append("settings (key=value; default after '='):")
     width = 88
     for key, default, doc in _setting_rows(command.settings):
@@ -318,6 +325,16 @@ def settings_dict(settings: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- running
 
 
+def print_text(text: str) -> None:
+    """Print to stdout; a reader that closes the pipe early (``--help | head``) is no error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit: point it at devnull.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def wants_help(argv: Sequence[str]) -> bool:
     return any(a in HELP_FLAGS for a in argv)
 
@@ -352,10 +369,13 @@ def run(command: Command, argv: Sequence[str] | None, body: Callable[[Any], int 
     args = list(sys.argv[1:] if argv is None else argv)
     if wants_help(args):
         if _rank() == 0:  # under torchrun, once for the job
-            print(help_text(command))
+            print_text(help_text(command))
         return 0
     try:
-        settings = parse_settings(command.settings, args, command.positional)
+        if command.parser is not None:
+            settings = command.parser(args)
+        else:
+            settings = parse_settings(command.settings, args, command.positional)
     except VLMRMError as exc:
         report_error(exc, shared=True)
         return 2

@@ -43,14 +43,6 @@ def check_policy_precision(policy: ClipModel) -> None:
         )
 
 
-def autocast_dtype(policy: ClipModel) -> torch.dtype | None:
-    """The autocast dtype adaptation runs under: the policy's own (``amp``: fp16 on CUDA, bf16
-    on CPU, as :meth:`ClipModel.image_features` does), ``None`` for fp32."""
-    if policy.precision != "amp":
-        return None
-    return torch.float16 if policy.device.type == "cuda" else torch.bfloat16
-
-
 class RLCFAdapter:
     """Base of the TTA classes: the policy and reward models, the start weights, the step.
 
@@ -67,7 +59,7 @@ class RLCFAdapter:
         self.policy = policy
         self.feedback = feedback
         self.device = policy.device
-        self.amp_dtype = autocast_dtype(policy)
+        self.amp_dtype = policy.autocast_dtype
         self.logit_scale = float(policy.model.logit_scale.detach().exp().float())
 
     def _init_state(self, start: dict[str, torch.Tensor]) -> None:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmrm.errors import ConfigError
 from vlmrm.tta.results import RESULTS, live_path, start
 
 if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
@@ -35,40 +34,22 @@ def run(cfg: TTASettings) -> dict[str, Any]:
     return run_retrieve(cfg)
 
 
-def policy_precision(precision: str, device_type: str) -> str:
-    """The command's training precision → the policy's ``load_clip`` precision.
-
-    The policy keeps fp32 weights; ``"amp"`` makes its encoders autocast (fp16 on CUDA,
-    bf16 on CPU), which is what ``auto`` (on CUDA), ``amp``, ``fp16`` on CUDA and ``bf16``
-    on CPU ask for.
-    """
-    amp = "fp16" if device_type == "cuda" else "bf16"
-    if precision == "fp32" or (precision == "auto" and device_type != "cuda"):
-        return "fp32"
-    if precision in ("auto", "amp", amp):
-        return "amp"
-    raise ConfigError(
-        f"precision={precision} mixed precision is not available on {device_type}; "
-        f"use precision={amp} (or amp, auto, fp32)"
-    )
-
-
 def load_models(cfg: TTASettings, info: Any = None) -> tuple[Any, Any]:
     """The policy and the reward models (:class:`~vlmrm.tta.CLIPFeedback`) on this rank's device."""
     from vlmrm.distributed import DistInfo, rank_device
-    from vlmrm.models import load_clip, resolve_device
+    from vlmrm.models import load_clip, resolve_device, training_precision
     from vlmrm.tta.feedback import CLIPFeedback
 
     info = info or DistInfo()
     asked = None if cfg.device == "auto" else cfg.device
     device = resolve_device(rank_device(asked, info))
 
-    def load(spec: str, pretrained: str | None, precision: str):
+    def load(spec: str, pretrained: str | None, precision: str, amp_dtype: str | None = None):
         # CLIP's own evaluation transform for queries, views and gallery images.
         return load_clip(spec, device=device, precision=precision, pretrained=pretrained,
-                         resize_mode="center_crop")  # fmt: skip
+                         resize_mode="center_crop", amp_dtype=amp_dtype)  # fmt: skip
 
-    policy = load(cfg.model, cfg.pretrained, policy_precision(cfg.precision, device.type))
+    policy = load(cfg.model, cfg.pretrained, **training_precision(cfg.precision, device))
     models = []
     for spec, pretrained in cfg.reward_models():
         # The policy is never modified (adapted weights are copies), so it can double as a reward model.

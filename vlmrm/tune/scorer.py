@@ -4,7 +4,7 @@ the learning-rate schedule and the seeded batch order.
 The scorer encodes with the reward core's own encoders (:meth:`ClipModel.image_features`,
 :meth:`ClipModel.text_features`, :meth:`ClipModel.tokenize`), so a tuned model is scored
 exactly as it will be used, and its precision is the loaded :class:`ClipModel`'s:
-:func:`clip_precision` picks the ``load_clip`` precision that gives the training
+:func:`vlmrm.models.training_precision` picks the ``load_clip`` precision that gives the training
 precision asked for (fp32 weights, autocast).
 """
 
@@ -22,28 +22,6 @@ from vlmrm.tune import losses as L
 from vlmrm.tune.records import Item
 from vlmrm.tune.settings import LOCKS, TRAIN_PARAMS
 from vlmrm.tune.vsr import ImageCache
-
-
-def clip_precision(precision: str, device: torch.device) -> str:
-    """The ``load_clip`` precision that trains in ``precision`` on ``device``.
-
-    Training keeps fp32 weights: ``fp32`` loads fp32; mixed precision loads ``"amp"``
-    (fp32 weights, autocast), whose autocast dtype :class:`ClipModel` fixes per device
-    (fp16 on CUDA, bf16 on CPU). ``auto`` is ``amp`` on CUDA and ``fp32`` on CPU.
-    ``bf16`` on CUDA and ``fp16`` on CPU would need another autocast dtype than the
-    model's, which the reward core does not offer; they are refused with the way out.
-    """
-    if precision == "auto":
-        precision = "amp" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return "fp32"
-    native = "fp16" if device.type == "cuda" else "bf16"
-    if precision in ("amp", native):
-        return "amp"
-    raise ConfigError(
-        f"precision={precision} is not available for training on {device.type}: mixed precision "
-        f"there autocasts to {native}; use precision=amp (= {native}) or precision=fp32"
-    )
 
 
 def select_parameters(

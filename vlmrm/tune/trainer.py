@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from vlmrm.errors import ConfigError
-from vlmrm.models import load_clip, resolve_device
+from vlmrm.models import load_clip, resolve_device, training_precision
 from vlmrm.runtime.atomic import atomic_write_text
 from vlmrm.runtime.stop import GracefulStop
 from vlmrm.tune import losses as L
@@ -62,7 +62,6 @@ from vlmrm.tune.report import Scalars, TuneResult, fmt, write_metrics
 from vlmrm.tune.scorer import (
     ItemScorer,
     batches,
-    clip_precision,
     cosine_schedule,
     param_groups,
     select_parameters,
@@ -105,7 +104,7 @@ class Trainer:
         device = resolve_device(cfg.device)
         # fast_resize off: the frames are resized as the fp32 reference implementation does
         return load_clip(
-            cfg.model, device=device, precision=clip_precision(cfg.precision, device),
+            cfg.model, device=device, **training_precision(cfg.precision, device),
             pretrained=cfg.pretrained or None, fast_resize=False,
         )
 
@@ -123,7 +122,7 @@ class Trainer:
             self.optimizer, cosine_schedule(cfg.warmup_steps, max(cfg.steps, 1), cfg.min_lr_ratio)
         )
         # fp16 autocast (mixed precision on CUDA) needs loss scaling; bf16 does not
-        fp16 = self.clip.precision == "amp" and self.device.type == "cuda"
+        fp16 = self.clip.autocast_dtype == torch.float16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
 
     def _init_reference(self) -> None:
