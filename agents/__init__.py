@@ -16,43 +16,31 @@ name below imports its module on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vlmrm.runtime.lazy import lazy_attributes
 
-#: public name → the module that defines it
-_EXPORTS: dict[str, str] = {
-    **dict.fromkeys(
-        ("ALGORITHMS", "OFF_POLICY", "agent_kwargs", "build_agent", "build_reward_model",
-         "check_action_space", "check_agent_params", "load_agent"),
-        "vlmrm.agents.builders",
+#: module → the public names it defines
+_EXPORTS = {
+    "vlmrm.agents.builders": (
+        "ALGORITHMS", "OFF_POLICY", "agent_kwargs", "build_agent", "build_reward_model",
+        "check_action_space", "check_agent_params", "load_agent",
     ),
-    **dict.fromkeys(("EpisodeStats", "EvalVideo", "PeriodicCheckpoint", "StopOnSignal"), "vlmrm.agents.callbacks"),
-    **dict.fromkeys(
-        ("find_checkpoint", "latest_checkpoint", "load_replay_buffer", "save_checkpoint", "save_replay_buffer"),
-        "vlmrm.agents.checkpoint",
+    "vlmrm.agents.callbacks": ("EpisodeStats", "EvalVideo", "PeriodicCheckpoint", "StopOnSignal"),
+    "vlmrm.agents.checkpoint": (
+        "find_checkpoint", "latest_checkpoint", "load_replay_buffer", "save_checkpoint",
+        "save_replay_buffer",
     ),
-    **dict.fromkeys(
-        ("compose_train_config", "config_dir", "goal_prompt", "load_resume_config", "validate_train_config"),
-        "vlmrm.agents.config",
+    "vlmrm.agents.config": (
+        "compose_train_config", "config_dir", "goal_prompt", "load_resume_config",
+        "validate_train_config",
     ),
-    **dict.fromkeys(("EpisodeRelabeller", "TimedReward", "resize_uint8"), "vlmrm.agents.relabel"),
-    **dict.fromkeys(("EvalSummary", "run_episodes"), "vlmrm.agents.rollout"),
-    **dict.fromkeys(("EnvFactory", "env_factory", "make_training_env"), "vlmrm.agents.vec_env"),
-    **dict.fromkeys(("TrainSettings", "RewardSettings"), "vlmrm.agents.settings"),
-    "GracefulStop": "vlmrm.runtime.stop",
+    "vlmrm.agents.relabel": ("EpisodeRelabeller", "TimedReward", "resize_uint8"),
+    "vlmrm.agents.rollout": ("EvalSummary", "run_episodes"),
+    "vlmrm.agents.vec_env": ("EnvFactory", "env_factory", "make_training_env"),
+    "vlmrm.agents.settings": ("TrainSettings", "RewardSettings"),
+    "vlmrm.runtime.stop": ("GracefulStop",),
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vlmrm.agents' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

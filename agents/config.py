@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vlmrm.agents.settings import RENAMED, TrainSettings, goal_prompt, renamed_hint  # noqa: F401 (goal_prompt: re-exported)
 from vlmrm.checks import check_int
-from vlmrm.cli.args import check_keys, settings_dict
+from vlmrm.cli.args import check_keys, flat_items, settings_dict
 from vlmrm.errors import ConfigError
 
 GROUPS = ("env", "agent", "reward")
@@ -263,17 +263,7 @@ def file_overrides(path: str) -> list[str]:
         raise ConfigError(f"cannot read config={path!r}: {_one_line(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config={path!r} must hold a mapping of settings")
-    return [f"{key}={_override_value(value)}" for key, value in _flat_items(data)]
-
-
-def _flat_items(data: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
-    items = []
-    for key, value in data.items():
-        if isinstance(value, Mapping) and value:
-            items.extend(_flat_items(value, f"{prefix}{key}."))
-        else:
-            items.append((f"{prefix}{key}", value))
-    return items
+    return [f"{key}={_override_value(value)}" for key, value in flat_items(data)]
 
 
 def _override_value(value: Any) -> str:

@@ -32,7 +32,7 @@ from vlmrm.checks import (
     check_text,
     resolve_compile,
 )
-from vlmrm.cli.args import check_keys
+from vlmrm.cli.args import check_keys, flat_keys
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
 
@@ -139,7 +139,7 @@ class TrainSettings(RunSettings):
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TrainSettings:
         """A settings instance from a composed config (a plain mapping), keys checked."""
-        check_keys(cls, sorted(_flat_keys(cfg)))
+        check_keys(cls, sorted(flat_keys(cfg, stop_at=("env", "agent"))))
         data = dict(cfg)
         data["reward"] = RewardSettings(**(cfg.get("reward") or {}))
         data["eval"] = PeriodicEvalSettings(**(cfg.get("eval") or {}))
@@ -201,18 +201,6 @@ class TrainSettings(RunSettings):
                 f"reward.relabel=episode relabels a replay buffer, which {algo} has not; "
                 "use an off-policy agent (sac, dqn) or reward.relabel=step"
             )
-
-
-def _flat_keys(mapping: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys of a nested mapping, stopping at the free ``env``/``agent`` sections."""
-    keys = []
-    for k, v in mapping.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and v and key not in ("env", "agent"):
-            keys.extend(_flat_keys(v, key + "."))
-        else:
-            keys.append(key)
-    return keys
 
 
 def check_env_section(env: Mapping[str, Any]) -> None:

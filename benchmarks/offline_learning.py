@@ -352,7 +352,8 @@ class SeedResult:
 
 def _build_datasets(args: argparse.Namespace, seed: int, data: Path, heldout: Path) -> None:
     """Stage 1: the tuning dataset, and fresh unbalanced rollouts (all eval, another seed)."""
-    from vlmrm.tune.rollouts import RolloutConfig, build_rollout_dataset
+    from vlmrm.tune.rollout_dataset import build_rollout_dataset
+    from vlmrm.tune.rollout_settings import RolloutConfig
 
     common = dict(env=args.env, labels=args.labels, size=args.size, max_steps=args.max_steps, overwrite=True)
     ds = build_rollout_dataset(

@@ -96,10 +96,13 @@ def test_package_face_is_light():
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
 
 
-def test_every_public_name_resolves():
-    import vlmrm
+@pytest.mark.parametrize("package", ["vlmrm", "vlmrm.agents", "vlmrm.scoring", "vlmrm.tta", "vlmrm.tune"])
+def test_every_public_name_resolves(package):
+    import importlib
 
-    for name in vlmrm.__all__:
-        assert getattr(vlmrm, name) is not None, name
-    with pytest.raises(AttributeError):
-        vlmrm.no_such_name  # noqa: B018
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+        assert name in dir(module)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        module.no_such_name  # noqa: B018

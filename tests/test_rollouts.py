@@ -17,7 +17,10 @@ from vlmrm.tune.predicates import (
     load_predicates,
     parse_predicates,
 )
-from vlmrm.tune.rollouts import RolloutConfig, build_rollout_dataset, goal_ranked_sets, main
+from vlmrm.tune.rollout_data import goal_ranked_sets
+from vlmrm.tune.rollout_dataset import build_rollout_dataset
+from vlmrm.tune.rollout_settings import RolloutConfig
+from vlmrm.tune.rollouts import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 UPRIGHT = "pole vertically upright on top of the cart"

@@ -11,34 +11,26 @@ imports its module on first use (module ``__getattr__``), so a command answers
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vlmrm.runtime.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
-#: public name → the module that defines it
-_EXPORTS: dict[str, str] = {
-    "CLIPReward": "vlmrm.reward",
-    "CLIPScoreReward": "vlmrm.reward",
-    "RewardModel": "vlmrm.reward",
-    "goal_baseline_reward": "vlmrm.reward",
-    "clip_score": "vlmrm.reward",
-    "ClipModel": "vlmrm.models",
-    "load_clip": "vlmrm.models",
-    "ConfigError": "vlmrm.errors",
-    "VLMRMError": "vlmrm.errors",
-    "WeightsNotFoundError": "vlmrm.errors",
-    "RankFidelity": "vlmrm.fidelity",
-    "rank_fidelity": "vlmrm.fidelity",
-    "VideoScores": "vlmrm.scoring",
-    "score_video": "vlmrm.scoring",
-    "diagnose": "vlmrm.diagnostics",
-    "epic_distance": "vlmrm.diagnostics",
-    "CLIPRewardVecEnvWrapper": "vlmrm.wrappers",
-    "CLIPRewardVectorWrapper": "vlmrm.wrappers",
-    "CLIPRewardWrapper": "vlmrm.wrappers",
-    "RenderFrameToInfo": "vlmrm.wrappers",
-    "make_vec_env": "vlmrm.wrappers",
+#: module → the public names it defines
+_EXPORTS = {
+    "vlmrm.reward": (
+        "CLIPReward", "CLIPScoreReward", "RewardModel", "goal_baseline_reward", "clip_score",
+    ),
+    "vlmrm.models": ("ClipModel", "load_clip"),
+    "vlmrm.errors": ("ConfigError", "VLMRMError", "WeightsNotFoundError"),
+    "vlmrm.fidelity": ("RankFidelity", "rank_fidelity"),
+    "vlmrm.scoring": ("VideoScores", "score_video"),
+    "vlmrm.diagnostics": ("diagnose", "epic_distance"),
+    "vlmrm.wrappers": (
+        "CLIPRewardVecEnvWrapper", "CLIPRewardVectorWrapper", "CLIPRewardWrapper",
+        "RenderFrameToInfo", "make_vec_env",
+    ),
 }
 
 __all__ = [
@@ -66,17 +58,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vlmrm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only

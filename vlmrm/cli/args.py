@@ -218,15 +218,25 @@ def _free_mapping(cls: type, dotted: str) -> bool:
     return origin in (dict, Mapping)
 
 
-def _flatten(mapping: Mapping, prefix: str = "") -> list[str]:
-    keys: list[str] = []
+def flat_items(mapping: Mapping, prefix: str = "", stop_at: Sequence[str] = ()) -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` of every leaf of a nested mapping, in order.
+
+    Keys in ``stop_at`` are leaves even when their value is a mapping (free sections
+    whose inside the caller checks another way).
+    """
+    items: list[tuple[str, Any]] = []
     for k, v in mapping.items():
         key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and v:
-            keys.extend(_flatten(v, key + "."))
+        if isinstance(v, Mapping) and v and key not in stop_at:
+            items.extend(flat_items(v, key + ".", stop_at))
         else:
-            keys.append(key)
-    return keys
+            items.append((key, v))
+    return items
+
+
+def flat_keys(mapping: Mapping, stop_at: Sequence[str] = ()) -> list[str]:
+    """The dotted keys of :func:`flat_items`."""
+    return [key for key, _ in flat_items(mapping, stop_at=stop_at)]
 
 
 def split_argv(argv: Sequence[str], positional: str | None = None) -> tuple[list[str], list[str]]:
@@ -282,9 +292,9 @@ def parse_settings(cls: type[T], argv: Sequence[str], positional: str | None = N
     config_file = cli.pop(CONFIG_KEY, None) if CONFIG_KEY not in _known_keys(cls) else None
     if config_file:
         layer = _read_config_file(str(config_file))
-        check_keys(cls, _flatten(layer), f" in {config_file}")
+        check_keys(cls, flat_keys(layer), f" in {config_file}")
         layers.append(layer)
-    check_keys(cls, _flatten(cli))
+    check_keys(cls, flat_keys(cli))
     layers.append(cli)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(cls), *layers)

@@ -15,29 +15,15 @@ Names are imported on first use, so the settings (and ``--help``) load without t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vlmrm.runtime.lazy import lazy_attributes
 
 _LAZY = {
-    "VideoScores": "vlmrm.scoring.scores",
-    "prompt_label": "vlmrm.scoring.scores",
-    "score_video": "vlmrm.scoring.core",
-    "reward_figure": "vlmrm.scoring.plots",
-    "plot_scores": "vlmrm.scoring.plots",
-    "write_reward_video": "vlmrm.scoring.plots",
+    "vlmrm.scoring.scores": ("VideoScores", "prompt_label"),
+    "vlmrm.scoring.core": ("score_video",),
+    "vlmrm.scoring.plots": ("reward_figure", "plot_scores", "write_reward_video"),
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted(name for names in _LAZY.values() for name in names)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vlmrm.scoring' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

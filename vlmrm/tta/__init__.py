@@ -30,47 +30,26 @@ answers ``--help`` and refuses a bad setting without importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vlmrm.runtime.lazy import lazy_attributes
 
 _EXPORTS = {
-    "ClassificationTTA": "vlmrm.tta.classify",
-    "ClassifyResult": "vlmrm.tta.classify",
-    "ClassifySettings": "vlmrm.tta.hparams",
-    "RetrieveSettings": "vlmrm.tta.hparams",
-    "ClassificationData": "vlmrm.tta.data",
-    "RetrievalData": "vlmrm.tta.data",
-    "load_class_folders": "vlmrm.tta.data",
-    "load_retrieval": "vlmrm.tta.data",
-    "load_image": "vlmrm.runtime.images",
-    "CLIPFeedback": "vlmrm.tta.feedback",
-    "imagenet_classnames": "vlmrm.tta.imagenet",
-    "imagenet_wnid_to_name": "vlmrm.tta.imagenet",
-    "PromptLearner": "vlmrm.tta.prompt",
-    "Gallery": "vlmrm.tta.retrieve",
-    "RetrievalTTA": "vlmrm.tta.retrieve",
-    "RetrieveResult": "vlmrm.tta.retrieve",
-    "best_rank": "vlmrm.tta.retrieve",
-    "build_gallery": "vlmrm.tta.retrieve",
-    "recall_at": "vlmrm.tta.retrieve",
-    "advantages": "vlmrm.tta.rlcf",
-    "reinforce_loss": "vlmrm.tta.rlcf",
-    "sample_answers": "vlmrm.tta.rlcf",
-    "select_confident": "vlmrm.tta.rlcf",
-    "make_views": "vlmrm.tta.views",
+    "vlmrm.tta.classify": ("ClassificationTTA", "ClassifyResult"),
+    "vlmrm.tta.hparams": ("ClassifySettings", "RetrieveSettings"),
+    "vlmrm.tta.data": (
+        "ClassificationData", "RetrievalData", "load_class_folders", "load_retrieval",
+    ),
+    "vlmrm.runtime.images": ("load_image",),
+    "vlmrm.tta.feedback": ("CLIPFeedback",),
+    "vlmrm.tta.imagenet": ("imagenet_classnames", "imagenet_wnid_to_name"),
+    "vlmrm.tta.prompt": ("PromptLearner",),
+    "vlmrm.tta.retrieve": (
+        "Gallery", "RetrievalTTA", "RetrieveResult", "best_rank", "build_gallery", "recall_at",
+    ),
+    "vlmrm.tta.rlcf": ("advantages", "reinforce_loss", "sample_answers", "select_confident"),
+    "vlmrm.tta.views": ("make_views",),
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vlmrm.tta' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

@@ -33,7 +33,7 @@ class TTASettings(ClipSettings, RunSettings):
     mean one GPU per local rank."""
     precision: str = "auto"
     """Mixed precision of the adaptation (fp32 weights, autocast): auto (amp on CUDA, fp32
-    on CPU), fp32, amp (fp16 on CUDA, bf16 on CPU), fp16 (CUDA), bf16 (CPU)."""
+    on CPU), fp32, amp (fp16 on CUDA, bf16 on CPU), bf16, fp16 (CUDA only)."""
     batch_size: int = 1
     """classify: test images adapted at once, each with independent weights."""
     out: str | None = None

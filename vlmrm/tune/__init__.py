@@ -16,47 +16,27 @@ modules of this package answer ``--help`` without importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vlmrm.runtime.lazy import lazy_attributes
 
 _HOMES = {
-    "PreferencePair": "records",
-    "RankedSet": "records",
-    "VSRExample": "records",
-    "load_pairs": "records",
-    "load_ranked_sets": "records",
-    "ranking_to_pairs": "records",
-    "write_ranked_sets": "records",
-    "build_ranked_sets": "build_sets",
-    "swap_relations": "augment",
-    "load_vsr": "vsr",
-    "evaluate_model": "evaluate",
-    "pairwise_accuracy": "evaluate",
-    "probe_rewards": "evaluate",
-    "vsr_accuracy": "evaluate",
-    "bradley_terry_loss": "losses",
-    "clip_contrastive_loss": "losses",
-    "dpo_loss": "losses",
-    "hinge_loss": "losses",
-    "ipo_loss": "losses",
-    "plackett_luce_loss": "losses",
-    "reinforce_loss": "losses",
-    "TuneConfig": "settings",
-    "TuneResult": "report",
-    "train": "trainer",
+    ".records": (
+        "PreferencePair", "RankedSet", "VSRExample", "load_pairs", "load_ranked_sets",
+        "ranking_to_pairs", "write_ranked_sets",
+    ),
+    ".build_sets": ("build_ranked_sets",),
+    ".augment": ("swap_relations",),
+    ".vsr": ("load_vsr",),
+    ".evaluate": ("evaluate_model", "pairwise_accuracy", "probe_rewards", "vsr_accuracy"),
+    ".losses": (
+        "bradley_terry_loss", "clip_contrastive_loss", "dpo_loss", "hinge_loss", "ipo_loss",
+        "plackett_luce_loss", "reinforce_loss",
+    ),
+    ".settings": ("TuneConfig",),
+    ".report": ("TuneResult",),
+    ".trainer": ("train",),
 }
 
-__all__ = sorted(_HOMES)
+__all__ = sorted(name for names in _HOMES.values() for name in names)
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'vlmrm.tune' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"vlmrm.tune.{home}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_attributes(__name__, _HOMES)

@@ -46,9 +46,7 @@ held-out frames slightly better.)
 
 from __future__ import annotations
 
-import importlib
 import os
-from typing import Any
 
 from vlmrm.cli.args import Command, entry_point
 from vlmrm.tune.rollout_settings import POLICIES, SPLITS, RolloutConfig
@@ -84,23 +82,6 @@ def rollouts(cfg: RolloutConfig) -> int:
 
 
 main = entry_point(COMMAND, rollouts)
-
-# The library side, importable from here as before (loaded on first use: --help stays light).
-_LIBRARY = {
-    "RolloutDataset": "vlmrm.tune.rollout_dataset",
-    "build_rollout_dataset": "vlmrm.tune.rollout_dataset",
-    "RolloutFrame": "vlmrm.tune.rollout_data",
-    "goal_ranked_sets": "vlmrm.tune.rollout_data",
-    "rollout_frames": "vlmrm.tune.rollout_data",
-    "make_policy": "vlmrm.envs.controllers",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LIBRARY:
-        raise AttributeError(f"module 'vlmrm.tune.rollouts' has no attribute {name!r}")
-    return getattr(importlib.import_module(_LIBRARY[name]), name)
-
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

@@ -60,7 +60,7 @@ class TuneConfig(ClipSettings, RunSettings):
     """The CLIP to tune: ARCH/TAG, ARCH (random weights, or with pretrained=), or vlmrm-tiny."""
     precision: str = "auto"
     """Mixed precision (fp32 weights, autocast): auto (amp on CUDA, fp32 on CPU), fp32 (off),
-    bf16, fp16, amp (fp16 on CUDA, bf16 on CPU)."""
+    bf16, fp16 (CUDA only), amp (fp16 on CUDA, bf16 on CPU)."""
     batch_size: int = 32
     """Training units (pairs, sets or image–caption positives) per optimisation step."""
     out: str = "runs/tune"

@@ -1,0 +1,44 @@
+"""Lazy package faces: a package's public names, each imported on first use.
+
+A command answers ``--help`` or refuses a bad setting in well under a second only if
+importing its package does not import torch, gymnasium or SB3. So the packages that
+re-export names from heavy modules (``vlmrm``, ``vlmrm.agents``, ``vlmrm.scoring``,
+``vlmrm.tta``, ``vlmrm.tune``) declare where each name lives and hand module
+``__getattr__``/``__dir__`` (PEP 562) to :func:`lazy_attributes`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+
+def lazy_attributes(
+    package: str, homes: Mapping[str, Sequence[str]]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """Module ``__getattr__`` and ``__dir__`` for ``package``'s lazily imported names.
+
+    ``homes`` maps a module (absolute, or relative to ``package`` when it starts with a
+    dot) to the public names it defines. A name is imported on first access and then
+    stored in the package, so later lookups are plain attribute reads.
+
+    Example (in a package's ``__init__.py``)::
+
+        __getattr__, __dir__ = lazy_attributes(__name__, {".trainer": ("train",)})
+    """
+    exports = {name: module for module, names in homes.items() for name in names}
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, package), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__() -> list[str]:  # noqa: N807 - the module protocol's name
+        return sorted(set(vars(sys.modules[package])) | set(exports))
+
+    return __getattr__, __dir__
