@@ -129,7 +129,6 @@ def build_reward_model(reward: Mapping[str, Any], goal: str, baseline: str | Non
     spec = reward.get("model")
     if spec is None:
         return None
-    alpha = float(reward.get("alpha", 0.0))
     clip = vlmrm.load_clip(
         spec,
         device=reward.get("device"),
@@ -138,4 +137,4 @@ def build_reward_model(reward: Mapping[str, Any], goal: str, baseline: str | Non
         pretrained=reward.get("pretrained") or None,
         compile=reward.get("compile") or False,
     )
-    return vlmrm.CLIPReward(clip, goal=goal, baseline=baseline or None, alpha=alpha)
+    return vlmrm.CLIPReward(clip, goal=goal, baseline=baseline or None, alpha=reward.get("alpha", 0.0))
