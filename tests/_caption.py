@@ -75,3 +75,31 @@ def right_reward() -> ClipModel:
     """The reward CLIP of :class:`_BagOfWords` behind the usual :class:`ClipModel` encoders."""
     return ClipModel(model=_BagOfWords(), tokenizer=open_clip.get_tokenizer("ViT-B-32"), name="bag-of-words",
                      device=torch.device("cpu"), precision="fp32", image_size=32)  # fmt: skip
+
+
+def save_tiny_lm(path) -> str:
+    """The tiny LM saved as a local folder (``lm=<folder> tokenizer=clip``)."""
+    tiny_lm().save_pretrained(path)
+    return str(path)
+
+
+COLOURS = ("red", "blue")
+
+
+def caption_set(root, n: int = 4, split: str = "test", size: int = 64):
+    """A Karpathy JSON of ``n`` drawn squares (``root/images``), each with two references."""
+    import json
+
+    import imageio.v3 as iio
+
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i, im in enumerate(squares(n, size)):
+        iio.imwrite(images / f"{i}.png", im)
+        c = COLOURS[i % 2]
+        entries.append({"filename": f"{i}.png", "split": split, "cocoid": 100 + i,
+                        "sentences": [{"raw": f"a {c} square"}, {"raw": f"a {c} box on grey"}]})  # fmt: skip
+    ann = root / "captions.json"
+    ann.write_text(json.dumps({"images": entries}))
+    return ann, images

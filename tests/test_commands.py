@@ -25,6 +25,7 @@ ENTRY_POINTS = {
     "vlmrm.score": "alpha=[0,2]",
     "vlmrm.record": "episodes=zero",
     "vlmrm.tta": "task=draw",
+    "vlmrm.caption.train": "mode=clipcup",
     "vlmrm.tune": "loss=magic",
     "vlmrm.tune.build": "threshold=high",
     "vlmrm.tune.rollouts": "episodes=-1",
