@@ -102,6 +102,8 @@ def load_lm(
     except ImportError:  # pragma: no cover - the caption extra is part of dev
         raise ConfigError("captioning needs transformers: pip install 'vlmrm[caption]'") from None
     local = os.path.isdir(os.path.expanduser(name))
+    if not local and name.startswith(("/", ".", "~")):
+        raise ConfigError(f"the language model {name!r} is no folder; give a saved model folder or a hub id")
     path = os.path.expanduser(name) if local else name
     try:
         if tokenizer == "clip":

@@ -39,7 +39,12 @@ COMMAND = Command(
         "Test-time adaptation of CLIP with CLIP feedback (RLCF): for each test input the policy "
         "CLIP (model=) samples answers, reward CLIPs (reward_model=) score them 2.5·max(cos, 0), "
         "one REINFORCE step per round, then the weights are reset. Results and metrics go to "
-        "out=; the same command resumes an interrupted run."
+        "out=; the same command resumes an interrupted run. task=caption adapts the mapper of a "
+        "CLIP-prefix captioner (captioner=, trained with python -m vlmrm.caption.train; frozen "
+        "LM lm=): per image, steps × (k captions by k-beam search, CLIP reward, REINFORCE on "
+        "their length-normalised cross-entropy), then the final caption by final_beams-beam "
+        "search; BLEU, METEOR, ROUGE-L, CIDEr, CLIPScore and RefCLIPScore, zero-shot and "
+        "adapted, go to metrics.json, the captions to captions.json (COCO results format)."
     ),
     examples=(
         "python -m vlmrm.tta task=classify data=/data/imagenet-a mode=prompt",
@@ -50,6 +55,10 @@ COMMAND = Command(
         "images=/data/flickr30k/images direction=i2t",
         "python -m vlmrm.tta task=retrieve data=ann.json reward_model=[ViT-L-14/openai,ViT-L-14] "
         "reward_pretrained=[null,reward.safetensors] reward_weights=[5,3]",
+        "python -m vlmrm.tta task=caption data=/data/flickr30k/dataset_flickr30k.json "
+        "images=/data/flickr30k/images captioner=runs/caption/clipcap-dataset_coco/mapper.safetensors",
+        "python -m vlmrm.tta task=caption data=/data/nocaps/nocaps_val_4500_captions.json "
+        "images=/data/nocaps/images captioner=mapper.safetensors k=6 lr=3e-6",
     ),
 )
 
