@@ -119,3 +119,29 @@ def test_nocaps_and_karpathy_data(tmp_path):
         load_captions(f)
     with pytest.raises(ConfigError, match="missing"):
         load_captions(tmp_path / "nothing.json")
+
+
+def test_rerank_orders_candidates_by_reward(setup, tmp_path, capsys):
+    from vlmrm.caption.rerank import main as rerank_main
+
+    ann, images, lm, mapper = setup
+    out = tmp_path / "rr"
+    argv = [f"data={ann}", f"images={images}", f"captioner={mapper}", f"lm={lm}", "tokenizer=clip",
+            "model=vlmrm-tiny", "reward_model=vlmrm-tiny", "device=cpu", "n=3", "max_tokens=4",
+            "meteor=false", f"out={out}"]  # fmt: skip
+    assert rerank_main(argv) == 0
+    rows = [json.loads(x) for x in (out / "reranked.jsonl").read_text().splitlines()]
+    assert len(rows) == 3
+    import vlmrm
+    from vlmrm.runtime.images import load_image
+
+    reward = vlmrm.CLIPScoreReward(vlmrm.load_clip("vlmrm-tiny", device="cpu", resize_mode="center_crop"))
+    for r in rows:
+        rewards = [c["reward"] for c in r["candidates"]]
+        assert rewards == sorted(rewards, reverse=True) and r["caption"] == r["candidates"][0]["caption"]
+        texts = [c["caption"] or "." for c in r["candidates"]]
+        expect = reward(load_image(r["image"])[None], texts)[0]
+        assert torch.allclose(torch.tensor(rewards), expect, atol=1e-4)
+    assert "top beam" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["n"] == 3
+    assert rerank_main([f"data={ann}", "n=2"]) == 2  # no captioner

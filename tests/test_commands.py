@@ -26,6 +26,7 @@ ENTRY_POINTS = {
     "vlmrm.record": "episodes=zero",
     "vlmrm.tta": "task=draw",
     "vlmrm.caption.train": "mode=clipcup",
+    "vlmrm.caption.rerank": "n=0",
     "vlmrm.tune": "loss=magic",
     "vlmrm.tune.build": "threshold=high",
     "vlmrm.tune.rollouts": "episodes=-1",

@@ -24,7 +24,7 @@ _EXPORTS = {
     "vlmrm.caption.lm": ("CaptionVocab", "load_lm"),
     "vlmrm.caption.data": ("CaptionData", "load_captions"),
     "vlmrm.caption.metrics": ("clip_scores", "coco_metrics"),
-    "vlmrm.caption.rerank": ("rerank",),
+    "vlmrm.caption.reranking": ("captioner_candidates", "hf_candidates", "rerank"),
 }
 
 __all__ = sorted(name for names in _EXPORTS.values() for name in names)

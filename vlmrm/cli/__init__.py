@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("vlmrm.record", "roll out an env, record a video and score it"),
     "tta": ("vlmrm.tta.cli", "RLCF test-time adaptation of CLIP (and of a captioner)"),
     "caption.train": ("vlmrm.caption.train", "train a CLIP-prefix captioner's mapper (ClipCap/CapDec)"),
+    "caption.rerank": ("vlmrm.caption.rerank", "caption-and-rerank with a CLIP reward (our captioner or BLIP)"),
     "tune": ("vlmrm.tune.cli", "preference-tune / fine-tune a CLIP reward model"),
     "tune.build": ("vlmrm.tune.build", "ranked sets with hard negatives from image-caption data"),
     "tune.rollouts": ("vlmrm.tune.rollouts", "build a tuning dataset from env rollouts"),

@@ -14,15 +14,20 @@ from vlmrm.tta.results import RESULTS
 METRICS = "metrics.json"
 
 
-def print_table(title: str, rows: list[tuple[str, float, float]], extra: str = "") -> None:
-    """A rich table of ``(metric, zero-shot, RLCF)`` rows with their difference."""
+def print_table(
+    title: str,
+    rows: list[tuple[str, float, float]],
+    extra: str = "",
+    columns: tuple[str, str] = ("zero-shot", "RLCF"),
+) -> None:
+    """A rich table of ``(metric, before, after)`` rows (``columns`` names them) with their difference."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("metric")
-    table.add_column("zero-shot", justify="right")
-    table.add_column("RLCF", justify="right")
+    table.add_column(columns[0], justify="right")
+    table.add_column(columns[1], justify="right")
     table.add_column("Δ", justify="right")
     for name, zs, ad in rows:
         table.add_row(name, f"{zs:.2f}", f"{ad:.2f}", f"{ad - zs:+.2f}")

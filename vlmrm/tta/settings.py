@@ -174,27 +174,7 @@ class TTASettings(ClipSettings, RunSettings):
 
     def reward_models(self) -> list[tuple[str, str | None]]:
         """``(spec, pretrained)`` of every reward model, from ``reward_model``/``reward_pretrained``."""
-        specs = _as_list(self.reward_model, "reward_model")
-        if not specs or not all(isinstance(s, str) and s.strip() for s in specs):
-            raise ConfigError(f"reward_model must name at least one model, got {self.reward_model!r}")
-        weights = self.reward_pretrained
-        if weights is None:
-            weights = [None] * len(specs)
-        elif isinstance(weights, str):
-            if len(specs) != 1:
-                raise ConfigError(
-                    f"reward_pretrained={weights!r} is one value for {len(specs)} reward models; give "
-                    "a list aligned with reward_model, e.g. reward_pretrained=[null,FILE]"
-                )
-            weights = [weights]
-        else:
-            weights = _as_list(weights, "reward_pretrained")
-        if len(weights) != len(specs):
-            raise ConfigError(
-                f"reward_pretrained has {len(weights)} entries for {len(specs)} reward models; "
-                "give one per reward model (null where none is needed)"
-            )
-        return [(_check_reward_spec(s, w), w or None) for s, w in zip(specs, weights, strict=True)]
+        return reward_specs(self.reward_model, self.reward_pretrained)
 
     def method_settings(self) -> ClassifySettings | RetrieveSettings | CaptionSettings:
         """The library settings of the task, validated (``None`` fields get the paper's defaults)."""
@@ -254,6 +234,32 @@ class TTASettings(ClipSettings, RunSettings):
                           max_tokens=self.max_tokens)  # fmt: skip
         method.update(vars(settings))
         return method
+
+
+def reward_specs(reward_model: Any, reward_pretrained: Any) -> list[tuple[str, str | None]]:
+    """``(spec, pretrained)`` of every reward model: ``reward_model=A`` or ``[A,B]``, with
+    ``reward_pretrained=`` one value or a list aligned with it (``null`` where none is needed)."""
+    specs = _as_list(reward_model, "reward_model")
+    if not specs or not all(isinstance(s, str) and s.strip() for s in specs):
+        raise ConfigError(f"reward_model must name at least one model, got {reward_model!r}")
+    weights = reward_pretrained
+    if weights is None:
+        weights = [None] * len(specs)
+    elif isinstance(weights, str):
+        if len(specs) != 1:
+            raise ConfigError(
+                f"reward_pretrained={weights!r} is one value for {len(specs)} reward models; give "
+                "a list aligned with reward_model, e.g. reward_pretrained=[null,FILE]"
+            )
+        weights = [weights]
+    else:
+        weights = _as_list(weights, "reward_pretrained")
+    if len(weights) != len(specs):
+        raise ConfigError(
+            f"reward_pretrained has {len(weights)} entries for {len(specs)} reward models; "
+            "give one per reward model (null where none is needed)"
+        )
+    return [(_check_reward_spec(s, w), w or None) for s, w in zip(specs, weights, strict=True)]
 
 
 def _as_list(value: Any, name: str) -> list:
