@@ -47,7 +47,9 @@ def squares(n: int, size: int = 64) -> np.ndarray:
     """``n`` images: alternately a red and a blue square on grey."""
     out = np.full((n, size, size, 3), 128, np.uint8)
     for i in range(n):
-        out[i, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = (220, 30, 30) if i % 2 == 0 else (30, 30, 220)
+        out[i, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = (
+            (220, 30, 30) if i % 2 == 0 else (30, 30, 220)
+        )
     return out
 
 

@@ -12,7 +12,9 @@ from vlmrm.caption.metrics import clip_scores, coco_metrics
 
 def test_identical_captions_score_full_marks_and_others_less():
     refs = {1: ["a red square on grey", "a red box"], 2: ["a blue square on grey", "a blue box"]}
-    perfect = coco_metrics({1: "a red square on grey", 2: "a blue square on grey"}, refs, meteor=False)
+    perfect = coco_metrics(
+        {1: "a red square on grey", 2: "a blue square on grey"}, refs, meteor=False
+    )
     assert perfect["BLEU-1"] == pytest.approx(100.0, abs=1e-3)
     assert perfect["ROUGE-L"] == pytest.approx(100.0, abs=1e-3)
     worse = coco_metrics({1: "a green circle", 2: "trees"}, refs, meteor=False)
@@ -29,14 +31,18 @@ def test_bleu1_matches_a_hand_count():
 def test_meteor_is_skipped_with_one_line_without_java(monkeypatch, capsys):
     monkeypatch.setattr(metrics, "has_java", lambda: False)
     out = coco_metrics({1: "A red square."}, {1: ["a red square"]})
-    assert "METEOR" not in out and out["BLEU-1"] == pytest.approx(100.0, abs=1e-3)  # Python tokenizer
+    assert "METEOR" not in out and out["BLEU-1"] == pytest.approx(
+        100.0, abs=1e-3
+    )  # Python tokenizer
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "METEOR skipped" in err[0] and "Java" in err[0]
 
 
 @pytest.mark.skipif(not metrics.has_java(), reason="METEOR needs Java")
 def test_meteor_with_java():
-    out = coco_metrics({1: "a red square", 2: "a dog"}, {1: ["a red square"], 2: ["a cat on a mat"]})
+    out = coco_metrics(
+        {1: "a red square", 2: "a dog"}, {1: ["a red square"], 2: ["a cat on a mat"]}
+    )
     assert 0 < out["METEOR"] < 100
 
 

@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 
 from vlmrm.caption import trainer as trainer_mod
 from vlmrm.caption.features import capdec_noise
+from vlmrm.caption.settings import CaptionTrainSettings
 from vlmrm.caption.train import main
 from vlmrm.cli.args import parse_settings
-from vlmrm.caption.settings import CaptionTrainSettings
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,9 @@ def _full_loss(tr) -> float:
 
 @pytest.mark.parametrize("mode", ["clipcap", "capdec"])
 def test_a_few_steps_lower_the_loss(setup, tmp_path, mode):
-    cfg = parse_settings(CaptionTrainSettings, _argv(setup, tmp_path / mode, f"mode={mode}", "epochs=8"))
+    cfg = parse_settings(
+        CaptionTrainSettings, _argv(setup, tmp_path / mode, f"mode={mode}", "epochs=8")
+    )
     tr = trainer_mod.CaptionTrainer(cfg)
     assert len(tr.train_set) == 8  # 4 images × 2 captions
     if mode == "capdec":  # one feature per caption: its text embedding

@@ -19,7 +19,13 @@ from __future__ import annotations
 from vlmrm.runtime.lazy import lazy_attributes
 
 _EXPORTS = {
-    "vlmrm.caption.captioner": ("Caption", "ClipCaptioner", "load_mapper", "mapper_for", "save_mapper"),
+    "vlmrm.caption.captioner": (
+        "Caption",
+        "ClipCaptioner",
+        "load_mapper",
+        "mapper_for",
+        "save_mapper",
+    ),
     "vlmrm.caption.mapper": ("MapperConfig", "PrefixMapper"),
     "vlmrm.caption.lm": ("CaptionVocab", "load_lm"),
     "vlmrm.caption.data": ("CaptionData", "load_captions"),

@@ -44,7 +44,9 @@ def mapper_for(clip: ClipModel, lm: torch.nn.Module, **shape) -> PrefixMapper:
     return PrefixMapper(MapperConfig(clip_dim=clip.embed_dim, lm_dim=lm_width(lm), **shape))
 
 
-def save_mapper(mapper: PrefixMapper, path: str | os.PathLike, extra: dict[str, str] | None = None) -> None:
+def save_mapper(
+    mapper: PrefixMapper, path: str | os.PathLike, extra: dict[str, str] | None = None
+) -> None:
     """The mapper's weights as safetensors, its shape (and ``extra``) in the metadata."""
     import json
 
@@ -63,7 +65,9 @@ def load_mapper(path: str | os.PathLike, device: torch.device | str = "cpu") -> 
 
     path = os.fspath(os.path.expanduser(path))
     if not os.path.isfile(path):
-        raise ConfigError(f"captioner={path!r} does not exist; train one with python -m vlmrm.caption.train")
+        raise ConfigError(
+            f"captioner={path!r} does not exist; train one with python -m vlmrm.caption.train"
+        )
     try:
         with safe_open(path, "pt") as fh:
             meta = fh.metadata() or {}
@@ -97,7 +101,9 @@ class ClipCaptioner:
         self.clip, self.lm, self.vocab = clip, lm, vocab
         self.device = clip.device
         self.mapper = (mapper or mapper_for(clip, lm)).to(self.device)
-        if self.mapper.config.clip_dim != clip.embed_dim or self.mapper.config.lm_dim != lm_width(lm):
+        if self.mapper.config.clip_dim != clip.embed_dim or self.mapper.config.lm_dim != lm_width(
+            lm
+        ):
             c = self.mapper.config
             raise ConfigError(
                 f"the mapper maps {c.clip_dim} → {c.lm_dim} but the CLIP gives {clip.embed_dim} and "
@@ -119,7 +125,9 @@ class ClipCaptioner:
         """Detached float32 copies of the mapper's weights (the start of adaptation)."""
         return {k: v.detach().float().clone() for k, v in self.mapper.named_parameters()}
 
-    def prefix(self, embeddings: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def prefix(
+        self, embeddings: torch.Tensor, params: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Prefix embeddings ``(B, P, D_lm)`` of unit CLIP embeddings ``(B, D_clip)``."""
         embeddings = embeddings.to(self.device).float().clone()  # inference tensors → autograd
         with self.autocast():
@@ -175,18 +183,28 @@ class ClipCaptioner:
         ids = [i for i in ids if i != self.vocab.pad_id]
         return Caption(self.vocab.decode(ids), ids)
 
-    def caption(self, images, beams: int = 5, params: dict[str, torch.Tensor] | None = None) -> list[str]:
+    def caption(
+        self, images, beams: int = 5, params: dict[str, torch.Tensor] | None = None
+    ) -> list[str]:
         """The final caption of each image: ``beams``-beam search, lower-cased."""
         prefix = self.prefix(self.embed_images(images), params)
         return [c[0].text.lower() for c in self.generate(prefix, 1, beams)]
 
     # -- the caption likelihood --------------------------------------------------------
 
-    def targets(self, captions: Sequence[Caption | str | Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def targets(
+        self, captions: Sequence[Caption | str | Sequence[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded target ids ``(N, L)`` (each caption + end-of-text) and their mask."""
         seqs = []
         for c in captions:
-            ids = c.ids if isinstance(c, Caption) else self.vocab.encode(c) if isinstance(c, str) else c
+            ids = (
+                c.ids
+                if isinstance(c, Caption)
+                else self.vocab.encode(c)
+                if isinstance(c, str)
+                else c
+            )
             seqs.append([int(i) for i in ids][: self.max_tokens] + [self.vocab.eos_id])
         length = max(len(s) for s in seqs)
         tokens = torch.full((len(seqs), length), self.vocab.pad_id, dtype=torch.long)
@@ -205,7 +223,9 @@ class ClipCaptioner:
             logits = self.lm(inputs_embeds=inputs).logits
         return logits[:, p - 1 : -1].float()
 
-    def caption_nll(self, prefix: torch.Tensor, captions: Sequence[Caption | str | Sequence[int]]) -> torch.Tensor:
+    def caption_nll(
+        self, prefix: torch.Tensor, captions: Sequence[Caption | str | Sequence[int]]
+    ) -> torch.Tensor:
         """Length-normalised cross-entropy of each caption given its prefix, ``(N,)``; pads masked."""
         tokens, mask = self.targets(captions)
         if prefix.shape[0] != tokens.shape[0]:

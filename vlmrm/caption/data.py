@@ -53,13 +53,19 @@ def _karpathy(raw: dict, name: str, split: str) -> list[tuple[str, object, list[
         if not isinstance(item, dict) or "filename" not in item or "sentences" not in item:
             raise ConfigError(f"{where} needs 'filename' and 'sentences' keys (Karpathy format)")
         item_split = item.get("split", "test")
-        if split != "all" and item_split != split and not (split == "train" and item_split == "restval"):
+        if (
+            split != "all"
+            and item_split != split
+            and not (split == "train" and item_split == "restval")
+        ):
             continue
         rel = f"{item['filepath']}/{item['filename']}" if item.get("filepath") else item["filename"]
         image_id = item.get("cocoid", item.get("imgid", Path(item["filename"]).stem))
         out.append((rel, image_id, _caption_list(item["sentences"], where)))
     if not out:
-        splits = sorted({str(it.get("split", "test")) for it in raw["images"] if isinstance(it, dict)})
+        splits = sorted(
+            {str(it.get("split", "test")) for it in raw["images"] if isinstance(it, dict)}
+        )
         raise ConfigError(f"{name} has no images in split {split!r}; its splits are {splits}")
     return out
 
@@ -67,18 +73,24 @@ def _karpathy(raw: dict, name: str, split: str) -> list[tuple[str, object, list[
 def _coco(raw: dict, name: str) -> list[tuple[str, object, list[str]]]:
     images, anns = raw.get("images"), raw.get("annotations")
     if not isinstance(images, list) or not isinstance(anns, list):
-        raise ConfigError(f"{name}: 'images' and 'annotations' must be lists (COCO captions format)")
+        raise ConfigError(
+            f"{name}: 'images' and 'annotations' must be lists (COCO captions format)"
+        )
     refs: dict[object, list[str]] = {}
     for i, a in enumerate(anns):
         if not isinstance(a, dict) or "image_id" not in a or "caption" not in a:
             raise ConfigError(f"{name}: annotations[{i}] needs 'image_id' and 'caption' keys")
-        refs.setdefault(a["image_id"], []).extend(_caption_list(a["caption"], f"{name}: annotations[{i}]"))
+        refs.setdefault(a["image_id"], []).extend(
+            _caption_list(a["caption"], f"{name}: annotations[{i}]")
+        )
     out = []
     for i, im in enumerate(images):
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise ConfigError(f"{name}: images[{i}] needs 'id' and 'file_name' keys")
         if im["id"] not in refs:
-            raise ConfigError(f"{name}: image id {im['id']!r} ({im['file_name']}) has no caption annotation")
+            raise ConfigError(
+                f"{name}: image id {im['id']!r} ({im['file_name']}) has no caption annotation"
+            )
         out.append((im["file_name"], im["id"], refs[im["id"]]))
     return out
 

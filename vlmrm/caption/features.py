@@ -36,7 +36,9 @@ class TrainingSet:
         return len(self.tokens)
 
 
-def _image_features(clip: ClipModel, data: CaptionData, batch: int, progress: Callable) -> torch.Tensor:
+def _image_features(
+    clip: ClipModel, data: CaptionData, batch: int, progress: Callable
+) -> torch.Tensor:
     from vlmrm.runtime.images import load_image
 
     chunks, pending = [], []
@@ -50,7 +52,9 @@ def _image_features(clip: ClipModel, data: CaptionData, batch: int, progress: Ca
     return torch.cat(chunks)
 
 
-def _text_features(clip: ClipModel, captions: list[str], batch: int, progress: Callable) -> torch.Tensor:
+def _text_features(
+    clip: ClipModel, captions: list[str], batch: int, progress: Callable
+) -> torch.Tensor:
     chunks = []
     for start in progress(range(0, len(captions), batch), "embedding captions"):
         chunks.append(clip.embed_texts(captions[start : start + batch]).cpu())
@@ -92,7 +96,9 @@ def training_set(
     return TrainingSet(features, tokens, rows)
 
 
-def capdec_noise(features: torch.Tensor, variance: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def capdec_noise(
+    features: torch.Tensor, variance: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """CapDec's input: ``normalize(e + ε)``, ``ε ~ N(0, variance·I)``, for unit text embeddings ``e``."""
     noise = torch.randn(features.shape, generator=generator).to(features.device)  # a CPU generator
     noisy = features + noise * float(variance) ** 0.5

@@ -40,7 +40,11 @@ class CaptionVocab:
         """Wrap a ``transformers`` tokenizer or open_clip's ``SimpleTokenizer``."""
         if hasattr(tokenizer, "eos_token_id") and tokenizer.eos_token_id is not None:
             pad = tokenizer.pad_token_id
-            return cls(tokenizer, int(tokenizer.eos_token_id), int(tokenizer.eos_token_id if pad is None else pad))
+            return cls(
+                tokenizer,
+                int(tokenizer.eos_token_id),
+                int(tokenizer.eos_token_id if pad is None else pad),
+            )
         encoder = getattr(tokenizer, "encoder", None)
         if isinstance(encoder, dict) and "<end_of_text>" in encoder:
             eos = int(encoder["<end_of_text>"])
@@ -103,7 +107,9 @@ def load_lm(
         raise ConfigError("captioning needs transformers: pip install 'vlmrm[caption]'") from None
     local = os.path.isdir(os.path.expanduser(name))
     if not local and name.startswith(("/", ".", "~")):
-        raise ConfigError(f"the language model {name!r} is no folder; give a saved model folder or a hub id")
+        raise ConfigError(
+            f"the language model {name!r} is no folder; give a saved model folder or a hub id"
+        )
     path = os.path.expanduser(name) if local else name
     try:
         if tokenizer == "clip":

@@ -65,7 +65,9 @@ class RerankSettings(ClipSettings, RunSettings):
         if not self.data:
             raise ConfigError("data=<caption JSON> is required")
         if bool(self.captioner) == bool(self.hf_model):
-            raise ConfigError("give one captioner: captioner=<mapper.safetensors> or hf_model=<transformers model>")
+            raise ConfigError(
+                "give one captioner: captioner=<mapper.safetensors> or hf_model=<transformers model>"
+            )
         self.check_clip()
         self.n = check_int("n", self.n, 1)
         self.max_tokens = check_int("max_tokens", self.max_tokens, 1)
@@ -141,7 +143,9 @@ def body(cfg: RerankSettings) -> int:
             for j, i in enumerate(keep)]  # fmt: skip
     atomic_write_lines(out / "reranked.jsonl", [json.dumps(r) for r in rows])
     for name, key in (("captions.json", "caption"), ("captions_top_beam.json", "top_beam")):
-        atomic_write_json(out / name, [{"image_id": r["image_id"], "caption": r[key]} for r in rows])
+        atomic_write_json(
+            out / name, [{"image_id": r["image_id"], "caption": r[key]} for r in rows]
+        )
     refs = {str(j): data.references[i] for j, i in enumerate(keep)}
     before = coco_metrics({str(j): r["top_beam"] for j, r in enumerate(rows)}, refs, cfg.meteor)
     after = coco_metrics({str(j): r["caption"] for j, r in enumerate(rows)}, refs, cfg.meteor)

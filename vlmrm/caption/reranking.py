@@ -21,7 +21,9 @@ from vlmrm.caption.captioner import EMPTY, ClipCaptioner
 from vlmrm.errors import ConfigError
 
 
-def captioner_candidates(captioner: ClipCaptioner, images: Sequence[Any], n: int) -> list[list[str]]:
+def captioner_candidates(
+    captioner: ClipCaptioner, images: Sequence[Any], n: int
+) -> list[list[str]]:
     """``n`` captions per image by ``n``-beam search (all beams), lower-cased."""
     out = []
     for im in images:
@@ -37,9 +39,14 @@ def load_hf_captioner(name: str, device: torch.device | str = "cpu") -> tuple[An
     local = os.path.isdir(os.path.expanduser(name))
     path = os.path.expanduser(name) if local else name
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
-    auto = getattr(transformers, "AutoModelForImageTextToText", None) or transformers.AutoModelForVision2Seq
+    auto = (
+        getattr(transformers, "AutoModelForImageTextToText", None)
+        or transformers.AutoModelForVision2Seq
+    )
     try:
-        processor = transformers.AutoProcessor.from_pretrained(path, local_files_only=offline and not local)
+        processor = transformers.AutoProcessor.from_pretrained(
+            path, local_files_only=offline and not local
+        )
         model = auto.from_pretrained(path, local_files_only=offline and not local)
     except (OSError, ValueError) as exc:
         raise ConfigError(
@@ -50,17 +57,25 @@ def load_hf_captioner(name: str, device: torch.device | str = "cpu") -> tuple[An
 
 
 @torch.no_grad()
-def hf_candidates(model: Any, processor: Any, images: Sequence[Any], n: int, max_tokens: int = 30) -> list[list[str]]:
+def hf_candidates(
+    model: Any, processor: Any, images: Sequence[Any], n: int, max_tokens: int = 30
+) -> list[list[str]]:
     """``n`` captions per image from a ``transformers`` image-to-text model by ``n``-beam search."""
     out = []
     for im in images:
         inputs = processor(images=im, return_tensors="pt").to(model.device)
-        ids = model.generate(**inputs, num_beams=n, num_return_sequences=n, max_new_tokens=max_tokens)
-        out.append([t.strip().lower() for t in processor.batch_decode(ids, skip_special_tokens=True)])
+        ids = model.generate(
+            **inputs, num_beams=n, num_return_sequences=n, max_new_tokens=max_tokens
+        )
+        out.append(
+            [t.strip().lower() for t in processor.batch_decode(ids, skip_special_tokens=True)]
+        )
     return out
 
 
-def rerank(feedback: Any, images: Sequence[Any], candidates: Sequence[Sequence[str]]) -> list[list[tuple[str, float]]]:
+def rerank(
+    feedback: Any, images: Sequence[Any], candidates: Sequence[Sequence[str]]
+) -> list[list[tuple[str, float]]]:
     """Each image's candidates with their rewards, best first (stable for ties)."""
     if len(images) != len(candidates):
         raise ConfigError(f"{len(candidates)} candidate lists for {len(images)} images")

@@ -12,7 +12,16 @@ from vlmrm.errors import ConfigError
 
 MODES = ("clipcap", "capdec")
 #: Settings that may change when a run resumes (they do not change what was learned so far).
-RESUMABLE = ("epochs", "checkpoint_every", "log_every", "tensorboard", "progress", "device", "resume", "out")
+RESUMABLE = (
+    "epochs",
+    "checkpoint_every",
+    "log_every",
+    "tensorboard",
+    "progress",
+    "device",
+    "resume",
+    "out",
+)
 
 
 @dataclass
@@ -75,7 +84,9 @@ class CaptionTrainSettings(ClipSettings, RunSettings):
     def validate(self) -> CaptionTrainSettings:
         """Check every setting without torch."""
         if not self.data:
-            raise ConfigError("data=<caption JSON> is required (Karpathy dataset_coco.json or a COCO captions file)")
+            raise ConfigError(
+                "data=<caption JSON> is required (Karpathy dataset_coco.json or a COCO captions file)"
+            )
         self.check_clip(TRAIN_PRECISIONS)
         self.mode = check_choice("mode", self.mode, MODES)
         self.split = check_choice("split", self.split, ("train", "val", "test", "all"))

@@ -34,7 +34,9 @@ CHECKPOINT = "checkpoint.pt"
 MAPPER = "mapper.safetensors"
 
 
-def batch_loss(captioner: ClipCaptioner, features: torch.Tensor, tokens: list[list[int]]) -> torch.Tensor:
+def batch_loss(
+    captioner: ClipCaptioner, features: torch.Tensor, tokens: list[list[int]]
+) -> torch.Tensor:
     """Mean token cross-entropy of captions given the prefixes of ``features`` (pads masked)."""
     prefix = captioner.prefix(features)
     ids, mask = captioner.targets(tokens)
@@ -55,7 +57,10 @@ class CaptionTrainer:
         device = resolve_device(None if cfg.device == "auto" else cfg.device)
         data = load_captions(cfg.data, cfg.images, cfg.split, check_files=cfg.mode == "clipcap")
         if cfg.limit is not None:
-            data.image_paths, data.image_ids = data.image_paths[: cfg.limit], data.image_ids[: cfg.limit]
+            data.image_paths, data.image_ids = (
+                data.image_paths[: cfg.limit],
+                data.image_ids[: cfg.limit],
+            )
             data.references = data.references[: cfg.limit]
         self.data = data
         clip = load_clip(cfg.model, device=device, pretrained=cfg.pretrained, resize_mode="center_crop",
@@ -86,9 +91,13 @@ class CaptionTrainer:
         from transformers import get_linear_schedule_with_warmup
 
         cfg, mapper = self.cfg, self.captioner.mapper
-        self.optimizer = torch.optim.AdamW(mapper.parameters(), lr=cfg.lr, eps=1e-6, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            mapper.parameters(), lr=cfg.lr, eps=1e-6, weight_decay=cfg.weight_decay
+        )
         total = cfg.epochs * self.steps_per_epoch
-        self.schedule = get_linear_schedule_with_warmup(self.optimizer, min(cfg.warmup, total), total)
+        self.schedule = get_linear_schedule_with_warmup(
+            self.optimizer, min(cfg.warmup, total), total
+        )
         fp16 = self.captioner.amp_dtype == torch.float16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
 
@@ -106,7 +115,9 @@ class CaptionTrainer:
         changed = sorted(k for k in new if k in old and old[k] != new[k])
         if changed:
             diffs = ", ".join(f"{k}: {old[k]!r} → {new[k]!r}" for k in changed)
-            raise ConfigError(f"{self.out} holds a run with other settings ({diffs}); use another out= or resume=false")
+            raise ConfigError(
+                f"{self.out} holds a run with other settings ({diffs}); use another out= or resume=false"
+            )
         self.captioner.mapper.load_state_dict(state["mapper"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
@@ -175,7 +186,11 @@ class CaptionTrainer:
                         if self.step % cfg.log_every == 0 or self.step == total:
                             mean = sum(running) / len(running)
                             self.history.append({"step": self.step, "loss": mean})
-                            scalars.log({"loss": mean, "lr": self.schedule.get_last_lr()[0]}, self.step, "train/")
+                            scalars.log(
+                                {"loss": mean, "lr": self.schedule.get_last_lr()[0]},
+                                self.step,
+                                "train/",
+                            )
                             bar.set_postfix_str(f"loss {mean:.4f}")
                             running = []
                         if stop:

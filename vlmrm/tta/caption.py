@@ -79,7 +79,9 @@ class CaptionTTA(RLCFAdapter):
         # The frozen towers, once per image (one at a time: test images differ in size).
         emb = torch.cat([self.captioner.embed_images(im) for im in images]).clone()  # (B, D)
         per_image = [self.feedback.embed_images(im.unsqueeze(0)) for im in images]
-        reward_image = [torch.cat(e).unsqueeze(1) for e in zip(*per_image, strict=True)]  # (B, 1, D)
+        reward_image = [
+            torch.cat(e).unsqueeze(1) for e in zip(*per_image, strict=True)
+        ]  # (B, 1, D)
         params = stack_params(self.state.start, b)
         s = self.settings
         optimizer = torch.optim.AdamW(
@@ -110,7 +112,9 @@ class CaptionTTA(RLCFAdapter):
     def _prefix(self, params: dict[str, torch.Tensor], emb: torch.Tensor) -> torch.Tensor:
         """Each image's prefix through its own mapper copy, ``(B, P, D_lm)``."""
         cap = self.captioner
-        return call_stacked(lambda p, e: cap.prefix(e.unsqueeze(0), p)[0], params, emb, module=cap.mapper)
+        return call_stacked(
+            lambda p, e: cap.prefix(e.unsqueeze(0), p)[0], params, emb, module=cap.mapper
+        )
 
     def _sample(self, prefix: torch.Tensor, seed: int) -> list[list[Caption]]:
         """The k captions of each image: k-beam search, all beams returned, or nucleus sampling."""
@@ -119,7 +123,9 @@ class CaptionTTA(RLCFAdapter):
             return self.captioner.generate(prefix, s.k, top_p=s.top_p, seed=seed)
         return self.captioner.generate(prefix, s.k, beams=s.k)
 
-    def _rewards(self, reward_image: list[torch.Tensor], captions: list[list[Caption]]) -> torch.Tensor:
+    def _rewards(
+        self, reward_image: list[torch.Tensor], captions: list[list[Caption]]
+    ) -> torch.Tensor:
         """``2.5·max(cos, 0)`` (weighted over reward models) of each image's captions, ``(B, K)``."""
         b, k = len(captions), len(captions[0])
         texts = [c.text or EMPTY for row in captions for c in row]

@@ -36,13 +36,17 @@ def run_caption(cfg: TTASettings) -> dict[str, Any]:
     if info.is_main:
         job.announce(f"RLCF caption: {len(data)} images ({data.source})")
         if cfg.ema and info.enabled:
-            note("note: ema=true — every rank keeps its own moving average (a one-process run differs)")
+            note(
+                "note: ema=true — every rank keeps its own moving average (a one-process run differs)"
+            )
     new: list[tuple[dict, float]] = []
     if job.mine:
         tta, metric = run_together(lambda: load_caption_models(cfg, settings, info), info, group)
         new = _adapt_shard(job, tta, metric, data)
     kept, seconds = finish(job.out, info, job.done, new, job.keys)
-    return run_on_main(lambda: caption_metrics(job.out, settings, kept, seconds, cfg.meteor), info, group)
+    return run_on_main(
+        lambda: caption_metrics(job.out, settings, kept, seconds, cfg.meteor), info, group
+    )
 
 
 def load_caption_models(cfg: TTASettings, settings: Any, info: Any = None) -> tuple[Any, Any]:
@@ -54,7 +58,9 @@ def load_caption_models(cfg: TTASettings, settings: Any, info: Any = None) -> tu
 
     policy, feedback = load_models(cfg, info)
     lm, vocab = load_lm(cfg.lm, policy.device, cfg.tokenizer)
-    captioner = ClipCaptioner(policy, lm, vocab, load_mapper(cfg.captioner, policy.device), cfg.max_tokens)
+    captioner = ClipCaptioner(
+        policy, lm, vocab, load_mapper(cfg.captioner, policy.device), cfg.max_tokens
+    )
     pairs = zip(cfg.reward_models(), feedback.models, strict=True)
     metric = next((m for key, m in pairs if key == (cfg.metric_model, cfg.metric_pretrained)), None)
     if metric is None:
@@ -63,7 +69,9 @@ def load_caption_models(cfg: TTASettings, settings: Any, info: Any = None) -> tu
     return CaptionTTA(captioner, feedback, settings), metric
 
 
-def _record(i: int, res: Any, data: Any, scores: dict[str, float], seconds: float) -> dict[str, Any]:
+def _record(
+    i: int, res: Any, data: Any, scores: dict[str, float], seconds: float
+) -> dict[str, Any]:
     image_id = data.image_ids[i]
     return {
         "key": str(i), "index": i, "image": os.fspath(data.image_paths[i]),
@@ -73,7 +81,9 @@ def _record(i: int, res: Any, data: Any, scores: dict[str, float], seconds: floa
     }  # fmt: skip
 
 
-def score_captions(metric: Any, images: Any, results: list, references: list[list[str]]) -> list[dict[str, float]]:
+def score_captions(
+    metric: Any, images: Any, results: list, references: list[list[str]]
+) -> list[dict[str, float]]:
     """CLIPScore and RefCLIPScore of each image's zero-shot and adapted caption."""
     import torch
 
@@ -108,7 +118,9 @@ def _adapt_shard(job: Job, tta: Any, metric: Any, data: Any) -> list[tuple[dict,
             results = tta.adapt_batch(images, batch)
             dt = (time.perf_counter() - t0) / len(batch)
             scores = score_captions(metric, images, results, [data.references[i] for i in batch])
-            recs = [_record(i, r, data, s, dt) for i, r, s in zip(batch, results, scores, strict=True)]
+            recs = [
+                _record(i, r, data, s, dt) for i, r, s in zip(batch, results, scores, strict=True)
+            ]
             append(job.live, recs)
             for rec in recs:
                 new.append((rec, dt))
@@ -120,4 +132,3 @@ def _adapt_shard(job: Job, tta: Any, metric: Any, data: Any) -> list[tuple[dict,
     finally:
         bar.close()
     return new
-
