@@ -46,7 +46,8 @@ class TTASettings(ClipSettings, RunSettings):
     """Mixed precision of the adaptation (fp32 weights, autocast): auto (amp on CUDA, fp32
     on CPU), fp32, amp (fp16 on CUDA, bf16 on CPU), bf16, fp16 (CUDA only)."""
     batch_size: int = 1
-    """classify, caption: test images adapted at once, each with independent weights."""
+    """Test inputs (images, queries) adapted at once, each with independent weights: the same
+    results, faster on a GPU (benchmarks/tta_latency.py measures when it pays)."""
     out: str | None = None
     """Output folder (default runs/tta/<task>-<mode|direction>-<data>)."""
     seed: int = 0
