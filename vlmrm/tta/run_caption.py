@@ -40,9 +40,10 @@ def run_caption(cfg: TTASettings) -> dict[str, Any]:
                 "note: ema=true — every rank keeps its own moving average (a one-process run differs)"
             )
     new: list[tuple[dict, float]] = []
-    if job.mine:
+    if job.pending:  # a collective: every rank loads, even with an empty shard
         tta, metric = run_together(lambda: load_caption_models(cfg, settings, info), info, group)
-        new = _adapt_shard(job, tta, metric, data)
+        if job.mine:
+            new = _adapt_shard(job, tta, metric, data)
     kept, seconds = finish(job.out, info, job.done, new, job.keys)
     return run_on_main(
         lambda: caption_metrics(job.out, settings, kept, seconds, cfg.meteor), info, group
