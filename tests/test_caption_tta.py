@@ -71,3 +71,32 @@ def test_batched_equals_sequential():
         assert a.rewards == torch.tensor(b.rewards).tolist() or torch.allclose(
             torch.tensor(a.rewards), torch.tensor(b.rewards), atol=1e-3
         )
+
+
+def test_nucleus_sampling_is_seeded_and_ema_moves_the_start():
+    cap = tiny_captioner()
+    prefix = cap.prefix(cap.embed_images(squares(1)))
+    a = cap.generate(prefix, 4, top_p=0.92, seed=3)[0]
+    b = cap.generate(prefix, 4, top_p=0.92, seed=3)[0]
+    c = cap.generate(prefix, 4, top_p=0.92, seed=4)[0]
+    assert [x.ids for x in a] == [x.ids for x in b] != [x.ids for x in c]
+    assert len(a) == 4
+    tta = CaptionTTA(cap, CLIPFeedback(right_reward()), decoding="nucleus", lr=1e-3, steps=2, k=3,
+                     final_beams=1, ema=True, ema_every=1, ema_momentum=0.5)  # fmt: skip
+    start = {k: v.clone() for k, v in tta.state.start.items()}
+    tta.adapt(squares(1)[0], 0)
+    moved = [k for k in start if not torch.equal(start[k], tta.state.start[k])]
+    assert moved  # the start is now half-way to the adapted weights
+    assert all(torch.equal(v, tta.state.original[k]) for k, v in start.items())
+
+
+def test_settings_are_checked():
+    import pytest
+
+    from vlmrm.errors import ConfigError
+
+    cap = tiny_captioner()
+    for bad, match in [({"k": 1}, "k must be"), ({"decoding": "greedy"}, "decoding"),
+                       ({"top_p": 0}, "top_p"), ({"final_beams": 0}, "final_beams"), ({"stepz": 2}, "unknown")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=match):
+            CaptionTTA(cap, CLIPFeedback(right_reward()), **bad)
