@@ -98,7 +98,9 @@ def test_package_face_is_light():
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
 
 
-@pytest.mark.parametrize("package", ["vlmrm", "vlmrm.agents", "vlmrm.scoring", "vlmrm.tta", "vlmrm.tune"])
+@pytest.mark.parametrize(
+    "package", ["vlmrm", "vlmrm.agents", "vlmrm.scoring", "vlmrm.tta", "vlmrm.tune", "vlmrm.caption"]
+)
 def test_every_public_name_resolves(package):
     import importlib
 
