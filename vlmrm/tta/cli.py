@@ -17,7 +17,8 @@ records and order as a one-process run: per-sample seeds depend on the sample, n
 rank) and alone writes the metrics. A resumed run, with any number of processes, first
 merges the rank files left by an interruption. Retrieval embeds the gallery once, split
 over the ranks by batches; rank 0 caches it in ``<out>/gallery.pt`` and sends it to the
-others on a resume. A problem every rank meets (bad data, missing weights) is printed once,
+others on a resume. Captioning shards the test images the same way (each rank loads the
+captioner and the CLIPScore model). A problem every rank meets (bad data, missing weights) is printed once,
 by rank 0 (:class:`vlmrm.distributed.AgreedError`).
 
 This module stays light (no torch): the settings are :class:`~vlmrm.tta.settings.TTASettings`
