@@ -16,13 +16,12 @@ Karpathy ``filepath`` subfolder is absent. Nothing is ever downloaded.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from vlmrm.errors import ConfigError
-from vlmrm.tta.data import _caption_list
+from vlmrm.tta.data import _caption_list, read_annotation_json
 
 SPLITS = ("test", "val", "train", "all")
 
@@ -104,17 +103,11 @@ def load_captions(
     """Read a Karpathy or COCO-captions JSON (see the module docstring)."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose one of {SPLITS}")
-    ann = Path(os.fspath(annotations)).expanduser()
-    if not ann.is_file():
-        kind = "a folder" if ann.is_dir() else "missing"
-        raise ConfigError(
-            f"data={os.fspath(ann)!r} is {kind}; give a caption JSON (Karpathy dataset_coco.json / "
-            "dataset_flickr30k.json, or the NoCaps validation JSON)"
-        )
-    try:
-        raw = json.loads(ann.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{os.fspath(ann)!r} is not valid JSON: {exc}") from None
+    ann, raw = read_annotation_json(
+        annotations,
+        "give a caption JSON (Karpathy dataset_coco.json / dataset_flickr30k.json, or the NoCaps "
+        "validation JSON)",
+    )
     if isinstance(raw, dict) and "annotations" in raw:
         entries, source = _coco(raw, ann.name), "COCO captions JSON"
     elif isinstance(raw, dict) and "images" in raw:

@@ -24,6 +24,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vlmrm.errors import ConfigError
 from vlmrm.tta.imagenet import WNID, imagenet_classnames, imagenet_wnid_to_name
@@ -265,6 +266,19 @@ def _retrieval_entries(raw: object, ann: Path, split: str) -> tuple[list[tuple[s
     )
 
 
+def read_annotation_json(path: str | os.PathLike, expected: str) -> tuple[Path, Any]:
+    """An annotation JSON file → ``(path, parsed)``; a missing file, a folder or bad JSON is
+    one :class:`ConfigError` naming the file and, in ``expected``, what belongs there."""
+    ann = Path(os.fspath(path)).expanduser()
+    if not ann.is_file():
+        kind = "a folder" if ann.is_dir() else "missing"
+        raise ConfigError(f"data={os.fspath(ann)!r} is {kind}; {expected}")
+    try:
+        return ann, json.loads(ann.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{os.fspath(ann)!r} is not valid JSON: {exc}") from None
+
+
 def load_retrieval(
     annotations: str | os.PathLike,
     images: str | os.PathLike | None = None,
@@ -276,17 +290,11 @@ def load_retrieval(
     ``split`` selects Karpathy entries (``"test"``, ``"val"``, ``"train"``/``"restval"``,
     or ``"all"``); LAVIS files hold one split each and ignore it.
     """
-    ann = Path(os.fspath(annotations)).expanduser()
-    if not ann.is_file():
-        kind = "a folder" if ann.is_dir() else "missing"
-        raise ConfigError(
-            f"data={os.fspath(ann)!r} is {kind}; for task=retrieve give the caption annotation JSON "
-            "(Karpathy {'images': [...]} or a LAVIS list of {'image', 'caption'})"
-        )
-    try:
-        raw = json.loads(ann.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{os.fspath(ann)!r} is not valid JSON: {exc}") from exc
+    ann, raw = read_annotation_json(
+        annotations,
+        "for task=retrieve give the caption annotation JSON "
+        "(Karpathy {'images': [...]} or a LAVIS list of {'image', 'caption'})",
+    )
     root = Path(os.fspath(images)).expanduser() if images else ann.parent
     if not root.is_dir():
         raise ConfigError(f"image folder {os.fspath(root)!r} does not exist")
