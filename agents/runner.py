@@ -34,6 +34,7 @@ from vlmrm.agents.checkpoint import latest_checkpoint, load_replay_buffer, save_
 from vlmrm.agents.config import torch_threads
 from vlmrm.agents.loggers import make_logger
 from vlmrm.agents.progress import StepProgress
+from vlmrm.agents.short_runs import planned_steps
 from vlmrm.agents.relabel import EpisodeRelabeller, TimedReward
 from vlmrm.agents.settings import goal_prompt
 from vlmrm.agents.vec_env import (
@@ -182,7 +183,7 @@ def _learn(cfg, model, venv, eval_env, run_dir: Path, reward_model, timed, stop:
         seed=cfg.seed + 10_000,
     )
     checkpointer = PeriodicCheckpoint(run_dir, cfg.checkpoint_every, relabeller)
-    progress = StepProgress(cfg.total_steps) if cfg.progress else None
+    progress = StepProgress(planned_steps(cfg)) if cfg.progress else None
     callbacks = [c for c in (stopper, relabeller, stats, evaluator, checkpointer, progress) if c is not None]
 
     remaining = int(cfg.total_steps) - int(model.num_timesteps)

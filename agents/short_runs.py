@@ -67,22 +67,32 @@ def short_run_changes(cfg: DictConfig, user_keys: Collection[str]) -> dict[str, 
     return changes
 
 
+def planned_steps(cfg: DictConfig) -> int:
+    """The step count a run of ``total_steps`` ends at: sub-envs step together, and an
+    on-policy agent finishes its rollout (``n_steps × n_envs`` steps)."""
+    total, n_envs = int(cfg.total_steps), int(cfg.n_envs)
+    unit = n_envs if cfg.agent.algo in OFF_POLICY else n_envs * int(cfg.agent.get("n_steps", 1))
+    return math.ceil(total / unit) * unit
+
+
 def fit_short_run(cfg: DictConfig, user_keys: Collection[str], say=None) -> dict[str, object]:
-    """Apply :func:`short_run_changes` to ``cfg`` with one notice; returns the changes."""
+    """Apply :func:`short_run_changes` to ``cfg`` with one notice; returns the changes.
+
+    Also says so when the run cannot end exactly at ``total_steps`` (see :func:`planned_steps`).
+    """
     changes = short_run_changes(cfg, user_keys)
-    if not changes:
-        return changes
     with open_dict(cfg):
         for key, value in changes.items():
             cfg.agent[key.split(".", 1)[1]] = value
-    text = ", ".join(f"{k}={v}" for k, v in changes.items())
-    rollout = ""
-    if "agent.n_steps" in changes:
-        steps = int(changes["agent.n_steps"]) * int(cfg.n_envs)
-        rollout = f"; one rollout is {steps} steps" if steps != int(cfg.total_steps) else ""
-    message = (f"short run ({cfg.total_steps} steps): scaled {text} so that it learns{rollout} "
-               "(set them on the command line to keep your own)")
-    (say or _say)(message)
+    planned = planned_steps(cfg)
+    ends = f"; the run ends at step {planned}" if planned != int(cfg.total_steps) else ""
+    if changes:
+        text = ", ".join(f"{k}={v}" for k, v in changes.items())
+        (say or _say)(f"short run ({cfg.total_steps} steps): scaled {text} so that it learns{ends} "
+                      "(set them on the command line to keep your own)")
+    elif ends:
+        unit = "n_envs" if cfg.agent.algo in OFF_POLICY else "a rollout (agent.n_steps x n_envs)"
+        (say or _say)(f"total_steps={cfg.total_steps} is no multiple of {unit}{ends}")
     return changes
 
 

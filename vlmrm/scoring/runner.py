@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmrm.errors import ConfigError, VLMRMError
+from vlmrm.runtime.console import make_console
 from vlmrm.scoring.outputs import Outputs, Scored, ScoreRun, unique_stems
 from vlmrm.scoring.settings import ScoreSettings
 
@@ -152,14 +153,12 @@ def run(
     :class:`vlmrm.distributed.DistInfo` (default: the process group already set up, if
     any). Ranks other than 0 return an empty :class:`ScoreRun`.
     """
-    from rich.console import Console
-
     from vlmrm.distributed import run_together
     from vlmrm.scoring.report import print_report
 
     info = _current_info() if info is None else info
-    console = console or Console()
-    err = err_console or Console(stderr=True)
+    console = console or make_console()
+    err = err_console or make_console(stderr=True)
     s = run_together(lambda: setup(settings, info), info)
     result = ScoreRun()
     outputs = Outputs(s.settings, s.out, s.label_table, result, err) if info.is_main else None

@@ -9,6 +9,7 @@ from typing import Any
 
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write_json
+from vlmrm.runtime.console import make_console
 from vlmrm.tta.results import RESULTS
 
 METRICS = "metrics.json"
@@ -16,7 +17,6 @@ METRICS = "metrics.json"
 
 def print_table(title: str, rows: list[tuple[str, float, float]], extra: str = "") -> None:
     """A rich table of ``(metric, zero-shot, RLCF)`` rows with their difference."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
@@ -26,7 +26,7 @@ def print_table(title: str, rows: list[tuple[str, float, float]], extra: str = "
     table.add_column("Δ", justify="right")
     for name, zs, ad in rows:
         table.add_row(name, f"{zs:.2f}", f"{ad:.2f}", f"{ad - zs:+.2f}")
-    console = Console()
+    console = make_console()
     console.print(table)
     if extra:
         console.print(extra)
