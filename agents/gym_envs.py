@@ -44,7 +44,7 @@ def check_gym_id(env_id: str) -> str:
         close = difflib.get_close_matches(bare, list(gym.registry), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(
-            f"unknown env {env_id!r}{hint}: use a preset (Humanoid, CartPole, MountainCar) or a registered "
+            f"unknown env {env_id!r}{hint}: choose one of the presets (CartPole, Humanoid, MountainCar) or a registered "
             "Gymnasium id such as Acrobot-v1 (module:Env-v0 imports the module first)"
         )
     return bare

@@ -44,9 +44,14 @@ def _summary() -> str:
         "Train a Stable-Baselines3 agent on a CLIP reward. Settings are key=value overrides of\n"
         "the config tree (configs/train.yaml), composed with Hydra; a group picks a file:\n"
         f"{groups}\n"
+        "env= also takes any Gymnasium id (Acrobot-v1, module:Env-v0; goal= required; the agent\n"
+        "follows the action space: sac for continuous, dqn for discrete actions).\n"
         "env.* and agent.* are documented in their group files; agent.<key> is any argument\n"
-        "of the SB3 class. A run writes <out>/<env>-<goal>-<time>/: config.yaml, tb/, videos/,\n"
-        "checkpoints/. Ctrl-C or SIGTERM saves a checkpoint; resume=<run> continues it."
+        "of the SB3 class; agent.config=hparams.yml reads an rl_zoo3 hyper-parameter file.\n"
+        "A run writes <out>/<env>-<goal>-<time>/: config.yaml, tb/, videos/, checkpoints/.\n"
+        "Ctrl-C or SIGTERM saves a checkpoint; resume=<run> continues it.\n"
+        "Hydra flags: -m (a sweep: seed=0,1,2 reward.alpha=0,0.5 runs every combination, one run\n"
+        "each, then a summary table); --cfg job prints the resolved config and trains nothing."
     )
 
 
