@@ -16,6 +16,7 @@ needs no network (``wandb sync`` uploads it later). The W&B run id is kept in
 from __future__ import annotations
 
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def start_wandb(cfg: DictConfig, run_dir: Path):
         raise ConfigError("logger=wandb needs the wandb package: pip install wandb") from None
     w = cfg.wandb
     id_file = run_dir / "wandb_id.txt"
-    run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+    run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
     id_file.write_text(run_id + "\n")
     return wandb.init(
         project=w.project, entity=w.entity, group=w.group, tags=list(w.tags or []) or None,
