@@ -236,6 +236,7 @@ def _say(console: Any, text: str) -> None:
 def run_record(cfg: RecordSettings, console: Any = None) -> int:
     """Record, then score the videos against their labels; the exit status (0, or 1: some failed)."""
 
+    from vlmrm.scoring.runner import load_scoring_clip
     from vlmrm.scoring.runner import run as run_scoring
 
     console = console or make_console()
@@ -245,6 +246,9 @@ def run_record(cfg: RecordSettings, console: Any = None) -> int:
         if goal is not None:
             baseline = baseline if baseline is not None else default_base
             _say(console, f"goal (env default): {goal!r}, baseline: {baseline!r}")
+    values = {**cfg.scoring_values(), "goal": goal, "baseline": baseline}
+    # the CLIP first: a missing model fails before any episode is rolled out and written
+    clip = load_scoring_clip(ScoreSettings(**values, videos=[])) if goal is not None else None
     videos, labels = record(cfg, console)
     if goal is None:
         _say(
@@ -253,7 +257,6 @@ def run_record(cfg: RecordSettings, console: Any = None) -> int:
             f"  python -m vlmrm.score videos=[{','.join(videos)}] goal='...' labels={labels}",
         )
         return 0
-    values = {**cfg.scoring_values(), "goal": goal, "baseline": baseline}
     settings = ScoreSettings(**values, videos=videos, labels=str(labels))
     settings.validate()
-    return run_scoring(settings, console=console).exit_code
+    return run_scoring(settings, console=console, clip=clip).exit_code
