@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
-import torch
 import numpy as np
+import torch
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 

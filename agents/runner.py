@@ -34,9 +34,9 @@ from vlmrm.agents.checkpoint import latest_checkpoint, load_replay_buffer, save_
 from vlmrm.agents.config import torch_threads
 from vlmrm.agents.loggers import make_logger
 from vlmrm.agents.progress import StepProgress
-from vlmrm.agents.short_runs import planned_steps
 from vlmrm.agents.relabel import EpisodeRelabeller, TimedReward
 from vlmrm.agents.settings import goal_prompt
+from vlmrm.agents.short_runs import planned_steps
 from vlmrm.agents.vec_env import (
     check_env_factory,
     close_quietly,

@@ -65,9 +65,9 @@ def expand_sweep(argv: Sequence[str], text_keys: frozenset[str] = frozenset()) -
     jobs = []
     for n, combo in enumerate(itertools.product(*(values for _, _, values in swept))):
         args = dict(fixed)
-        for (i, key, _), value in zip(swept, combo):
+        for (i, key, _), value in zip(swept, combo, strict=True):
             args[i] = f"{key}={value}"
-        job = Job(n, {key.lstrip("+"): value for (_, key, _), value in zip(swept, combo)},
+        job = Job(n, {key.lstrip("+"): value for (_, key, _), value in zip(swept, combo, strict=True)},
                   [args[i] for i in sorted(args)])
         if len(swept) and any(a.split("=", 1)[0] == "run_name" for a in job.argv):
             job.argv = [f"{a}-{n}" if a.split("=", 1)[0] == "run_name" else a for a in job.argv]
@@ -82,7 +82,7 @@ def summary_table(jobs: Sequence[Job], results: Sequence[object]):
     table = Table(title=f"sweep: {len(jobs)} runs")
     for column in ("job", "settings", "steps", "gt return", "CLIP return", "run"):
         table.add_column(column, justify="right" if column in ("job", "steps") else "left")
-    for job, result in zip(jobs, results):
+    for job, result in zip(jobs, results, strict=False):
         final = getattr(result, "final_eval", None) or {}
         table.add_row(
             str(job.index), job.label, str(getattr(result, "steps", "")),

@@ -94,9 +94,9 @@ def test_bad_env_settings_give_one_line(argv, words, capsys, tmp_path):
 
 
 def test_env_that_cannot_render_is_refused():
-    from vlmrm.envs import make_env
-
     import gymnasium as gym
+
+    from vlmrm.envs import make_env
 
     class Blind(gym.Env):
         metadata = {"render_modes": []}
@@ -143,8 +143,9 @@ def test_rl_zoo_hparams_file(tmp_path, capsys):
     assert cfg.agent.learning_rate == "lin_7.3e-4" and cfg.agent.action_noise == "normal:0.1"
     assert cfg.agent.policy_kwargs == {"net_arch": [400, 300], "activation_fn": "Tanh"}
 
-    from vlmrm.agents.builders import agent_kwargs, build_agent
     from stable_baselines3.common.env_util import make_vec_env
+
+    from vlmrm.agents.builders import agent_kwargs, build_agent
 
     kwargs = agent_kwargs(cfg.agent)
     assert math.isclose(kwargs["learning_rate"](0.5), 7.3e-4 / 2)

@@ -119,12 +119,12 @@ def _multirun(argv: list[str], show_config: bool) -> int:
     jobs = expand_sweep(argv, TEXT_KEYS)
     configs = [resolve_config(job.argv) for job in jobs]  # every job checked before any trains
     if show_config:
-        for job, cfg in zip(jobs, configs):
+        for job, cfg in zip(jobs, configs, strict=True):
             print_text(f"# job {job.index}: {job.label}")
             _print_config((cfg, job.argv))
         return 0
     results = []
-    for job, cfg in zip(jobs, configs):
+    for job, cfg in zip(jobs, configs, strict=True):
         print(f"[vlmrm.train] sweep job {job.index + 1}/{len(jobs)}: {job.label}", file=sys.stderr, flush=True)
         results.append(_train_or_explain(cfg, job.argv))
         if results[-1].interrupted:

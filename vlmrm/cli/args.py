@@ -280,10 +280,9 @@ def parse_settings(cls: type[T], argv: Sequence[str], positional: str | None = N
     unknown key (with the closest match), a value of the wrong type, or whatever the
     class's ``validate()`` refuses.
     """
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
-
-    import yaml
 
     pairs, bare = split_argv(argv, positional)
     try:
