@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +108,8 @@ def test_env_that_cannot_render_is_refused():
             self.render_mode = render_mode
 
     gym.register("BlindEnv-v0", entry_point=Blind)
-    with pytest.raises(ValueError, match="cannot render 'rgb_array'"):
+    with pytest.raises(ValueError, match="cannot render 'rgb_array'"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # gymnasium's own warning about the render mode
         make_env("BlindEnv-v0")
     # classic-control envs take no width/height: they render at their own size
     env = make_env("Acrobot-v1", width=64, height=64)
@@ -273,3 +275,51 @@ def test_wandb_logger_offline(tmp_path, monkeypatch):
         assert logged in records, logged
     assert len(list(offline.glob("files/media/videos/eval/*.mp4"))) == 2  # steps 32 and 64
     assert "rollout/gt_return" in _scalars(run)  # TensorBoard stays
+
+
+@pytest.mark.parametrize("argv", [["env=CartPole", "agent=a2c"], ["env=Pendulum-v1", "agent=ddpg", "goal=up"]])
+def test_a2c_and_ddpg_train(argv, tmp_path):
+    assert train_main(argv + ["reward=tiny", "total_steps=40", "n_envs=2", "eval.episodes=0",
+                              f"out={tmp_path}"] + QUIET) == 0
+    [run] = _runs(tmp_path)
+    assert latest_checkpoint(run)["step"] == 40 and any(t.startswith("train/") for t in _scalars(run))
+
+
+def test_progress_bar_ends_where_the_run_ends(tmp_path, capsys):
+    argv = ["env=CartPole", "reward=tiny", "total_steps=30", "n_envs=4", "eval.episodes=0", f"out={tmp_path}"]
+    assert train_main(argv) == 0
+    err = capsys.readouterr().err
+    assert "the run ends at step 32" in err and "32/32" in err and "36/" not in err
+    assert latest_checkpoint(_runs(tmp_path)[0])["step"] == 32
+
+
+def test_record_fails_before_rolling_out_when_the_model_is_missing(tmp_path, monkeypatch, capsys):
+    from vlmrm.record import main as record_main
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "rec"
+    assert record_main(["env=CartPole", "episodes=1", "goal=pole upright", "model=ViT-B-32/openai",
+                        f"out={out}"]) == 2
+    assert "not in the local cache" in capsys.readouterr().err
+    assert not (out / "videos").exists()  # nothing rolled out or written
+
+
+def test_console_output_fits_a_log_file(tmp_path):
+    """Tables stay whole when piped; SDL's XDG_RUNTIME_DIR line is not printed."""
+    code = textwrap.dedent("""
+        from rich.table import Table
+        from vlmrm.runtime.console import make_console
+        import vlmrm.envs, gymnasium as gym
+        t = Table()
+        t.add_column("a very long column " * 6)
+        t.add_row("x" * 150)
+        make_console().print(t)
+        env = gym.make("Acrobot-v1", render_mode="rgb_array"); env.reset(seed=0); env.render(); env.close()
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "DISPLAY", "WAYLAND_DISPLAY",
+                                                            "SDL_VIDEODRIVER", "XDG_RUNTIME_DIR")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "x" * 150 in res.stdout  # one row, not wrapped at 80 columns
+    assert "XDG_RUNTIME_DIR" not in res.stderr, res.stderr
