@@ -100,7 +100,8 @@ def image_tower_gflops(clip: vlmrm.ClipModel) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def measure(args: argparse.Namespace, model: str, h: int, w: int, batch: int) -> dict[str, float]:
+def load_pair(args: argparse.Namespace, model: str, precision: str, compile: str) -> tuple:
+    """The fp32 reference CLIP and the toolkit's CLIP at ``precision``, loaded once per setting."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref_clip = vlmrm.load_clip(model, device=args.device, precision="fp32")
@@ -108,20 +109,24 @@ def measure(args: argparse.Namespace, model: str, h: int, w: int, batch: int) ->
         # The toolkit splits a call into tower batches of its own choosing (``--tower-batch``
         # overrides); the baseline, like the reference, runs the whole batch at once.
         clip = vlmrm.load_clip(
-            model, device=args.device, precision=args.precision, batch_size=args.tower_batch, fast_resize=fast,
-            compile=args.compile,
+            model, device=args.device, precision=precision, batch_size=args.tower_batch, fast_resize=fast,
+            compile=compile,
         )
+    return ref_clip, clip
+
+
+def measure(args: argparse.Namespace, ref_clip: vlmrm.ClipModel, clip: vlmrm.ClipModel, h: int, w: int, batch: int) -> dict[str, float]:
     goal, base = "a humanoid robot kneeling", "a humanoid robot"
     ref_reward = vlmrm.CLIPReward(ref_clip, goal=goal, baseline=base, alpha=0.5)
     reward = vlmrm.CLIPReward(clip, goal=goal, baseline=base, alpha=0.5)
     frames = make_frames(batch, h, w)
     x = clip.preprocess(frames)
-    chunks = x.split(clip.batch_size)
     times, _ = interleaved(
         {
             "ref": lambda: reference_rewards(ref_clip, ref_reward, torch.from_numpy(frames)),
             "ours": lambda: reward(frames),
-            "tower": lambda: [clip.encode_preprocessed(c) for c in chunks],
+            # the bare tower on the whole, already-normalised batch in one call
+            "tower": lambda: clip.encode_preprocessed(x),
         },
         args.repeats,
     )
@@ -151,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default="ViT-B-32", help="open_clip architecture(s), comma-separated (random weights)")
     p.add_argument("--frame-size", default="480x480", help="HxW of the uint8 frames, comma-separated")
     p.add_argument("--batch-size", default="64", help="batch size(s), comma-separated")
-    p.add_argument("--precision", default="auto", help="precision of the toolkit path")
+    p.add_argument("--precision", default="auto", help="precision(s) of the toolkit path, comma-separated")
     p.add_argument("--device", default=None)
     p.add_argument(
         "--fast-resize",
@@ -168,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--compile",
         default="false",
-        help="torch.compile the toolkit's image tower: false, true or a mode (reduce-overhead, max-autotune)",
+        help="torch.compile the toolkit's image tower: false, true or a mode (reduce-overhead, max-autotune); "
+        "comma-separated to compare",
     )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOP/s at this precision")
@@ -183,17 +189,24 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(header)
     for model in args.model.split(","):
-        for h, w in sizes:
-            for batch in batches:
-                m = measure(args, model, h, w, batch)
-                peak = f"{m['tflops'] / args.peak_tflops:7.1%}" if args.peak_tflops else f"{'-':>7}"
-                print(
-                    f"{model:<10} {f'{h}x{w}':>9} {batch:>5} {m['tower_batch']:>5} {m['precision']:>7} {str(m['fast_resize']):>5} "
-                    f"{m['ref_fps']:10.1f} {m['fps']:9.1f} {m['ref_fps'] and m['fps'] / m['ref_fps']:6.2f}x "
-                    f"{m['tower_fps']:9.1f} {m['fps'] / m['tower_fps']:10.2f} {m['tflops']:8.3f} {peak} "
-                    f"{m['spearman']:8.4f} {m['max_dr']:8.1e} {m['spread']:8.1e}",
-                    flush=True,
-                )
+        for precision in args.precision.split(","):
+            for compile in args.compile.split(","):
+                ref_clip, clip = load_pair(args, model, precision, compile)
+                for h, w in sizes:
+                    for batch in batches:
+                        m = measure(args, ref_clip, clip, h, w, batch)
+                        peak = f"{m['tflops'] / args.peak_tflops:7.1%}" if args.peak_tflops else f"{'-':>7}"
+                        print(
+                            f"{model:<10} {f'{h}x{w}':>9} {batch:>5} {m['tower_batch']:>5} {m['precision']:>7} "
+                            f"{str(m['fast_resize']):>5} {m['ref_fps']:10.1f} {m['fps']:9.1f} "
+                            f"{m['ref_fps'] and m['fps'] / m['ref_fps']:6.2f}x {m['tower_fps']:9.1f} "
+                            f"{m['fps'] / m['tower_fps']:10.2f} {m['tflops']:8.3f} {peak} "
+                            f"{m['spearman']:8.4f} {m['max_dr']:8.1e} {m['spread']:8.1e}",
+                            flush=True,
+                        )
+                del ref_clip, clip
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
     print(f"(fp32 toolkit vs reference pipeline: max |dR| = {m['ref_dr']:.1e}; tower GFLOPs/image = {m['gflops']:.1f})")
 
 

@@ -23,6 +23,13 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
+def compute_device() -> str:
+    """CUDA when this machine has it, else the CPU: tests marked ``cuda`` run on it, so the
+    same suite checks the CUDA path on a GPU machine and stays green without one."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(scope="session")
 def tiny_clip() -> vlmrm.ClipModel:
     return vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32")
 

@@ -25,6 +25,8 @@ ENTRY_POINTS = {
     "vlmrm.score": "alpha=[0,2]",
     "vlmrm.record": "episodes=zero",
     "vlmrm.tta": "task=draw",
+    "vlmrm.caption.train": "mode=clipcup",
+    "vlmrm.caption.rerank": "n=0",
     "vlmrm.tune": "loss=magic",
     "vlmrm.tune.build": "threshold=high",
     "vlmrm.tune.rollouts": "episodes=-1",
@@ -96,7 +98,9 @@ def test_package_face_is_light():
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
 
 
-@pytest.mark.parametrize("package", ["vlmrm", "vlmrm.agents", "vlmrm.scoring", "vlmrm.tta", "vlmrm.tune"])
+@pytest.mark.parametrize(
+    "package", ["vlmrm", "vlmrm.agents", "vlmrm.scoring", "vlmrm.tta", "vlmrm.tune", "vlmrm.caption"]
+)
 def test_every_public_name_resolves(package):
     import importlib
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _caption import caption_set, save_tiny_lm, tiny_captioner
 from _torchrun import ctrl_c, left_behind, needs_proc, torchrun
 from _tta import TINY, karpathy_split, make_class_folders
 
@@ -40,6 +41,29 @@ def _metrics(out: Path) -> dict:
     m = json.loads((out / "metrics.json").read_text())
     m.pop("seconds_per_sample")
     return m
+
+
+@pytest.mark.slow
+def test_caption_two_gloo_ranks_match_one_process(tmp_path):
+    from vlmrm.caption.captioner import save_mapper
+
+    ann, images = caption_set(tmp_path / "data", n=3)  # shards of 2 and 1 images
+    save_mapper(tiny_captioner().mapper, tmp_path / "mapper.safetensors")
+    args = ["task=caption", f"data={ann}", f"images={images}", f"lm={save_tiny_lm(tmp_path / 'lm')}",
+            "tokenizer=clip", f"captioner={tmp_path / 'mapper.safetensors'}", "metric_model=vlmrm-tiny",
+            "max_tokens=4", "k=3", "steps=2", "final_beams=2", "meteor=false", "lr=1e-3", *TINY]  # fmt: skip
+    proc = torchrun("-m", "vlmrm.tta", *args, f"out={tmp_path / 'two'}", cwd=tmp_path, text=True)
+    assert main([*args, f"out={tmp_path / 'one'}"]) == 0
+    log = _finish(proc)
+    assert "on 2 processes" in log and log.count("CIDEr") == 1  # rank 0 alone reports
+    one, two = _records(tmp_path / "one"), _records(tmp_path / "two")
+    assert [r["image_id"] for r in one] == [100, 101, 102]
+    assert [r["caption"] for r in two] == [r["caption"] for r in one]
+    for a, b in zip(one, two, strict=True):
+        assert a["rewards"] == pytest.approx(b["rewards"], abs=1e-4)
+    assert json.loads((tmp_path / "two" / "captions.json").read_text()) == json.loads(
+        (tmp_path / "one" / "captions.json").read_text()
+    )
 
 
 @pytest.mark.slow

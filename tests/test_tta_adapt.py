@@ -171,6 +171,26 @@ def test_retrieval_adapts_and_resets(tiny_clip, images, direction):
     assert set(recall_at(ranks)) == {"R@1", "R@5", "R@10"}
 
 
+@pytest.mark.parametrize("direction", ["i2t", "t2i"])
+def test_retrieval_batched_equals_one_query_at_a_time(tiny_clip, images, direction):
+    captions = [f"a picture of thing {i}" for i in range(6)]
+    fb = CLIPFeedback(tiny_clip)
+    gallery = build_gallery(tiny_clip, fb, images, captions)
+    lr = 1e-3 if direction == "i2t" else 1e-2
+    tta = RetrievalTTA(tiny_clip, fb, gallery, direction=direction, k=3, steps=3, lr=lr)
+    if direction == "i2t":
+        one = [tta.adapt_image(images[i], i) for i in (0, 2)]
+        both = tta.adapt_images([images[0], images[2]], [0, 2])
+    else:
+        one = [tta.adapt_text(captions[i], i) for i in (1, 4)]
+        both = tta.adapt_texts([captions[1], captions[4]], [1, 4])
+    for a, b in zip(one, both, strict=True):
+        torch.testing.assert_close(a.scores, b.scores, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(a.zeroshot_scores, b.zeroshot_scores, atol=1e-5, rtol=1e-5)
+        assert a.rewards == pytest.approx(b.rewards, abs=1e-5)
+        assert not torch.allclose(b.scores, b.zeroshot_scores)
+
+
 def test_rank_and_recall():
     scores = torch.tensor([0.1, 0.9, 0.5, 0.7])
     assert best_rank(scores, [2]) == 2

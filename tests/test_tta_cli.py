@@ -120,6 +120,11 @@ def test_retrieve_end_to_end(karpathy, tmp_path, capsys, saved_tuned_tiny):
     m = json.loads((out / "metrics.json").read_text())
     assert {"R@1", "R@5", "R@10", "zeroshot_R@1"} <= set(m) and m["R@10"] == 100.0
     assert "R@1" in capsys.readouterr().out
+    batched = tmp_path / "i2t-batched"
+    assert main(["task=retrieve", "direction=i2t", f"out={batched}", "batch_size=3", *common]) == 0
+    for a, b in zip(recs, _records(batched), strict=True):  # queries adapted 3 at a time
+        assert (a["key"], a["rank"], a["zeroshot_rank"], a["top10"]) == (b["key"], b["rank"], b["zeroshot_rank"], b["top10"])
+        assert a["rewards"] == pytest.approx(b["rewards"], abs=1e-4)
     out2 = tmp_path / "t2i"
     two_rewards = [
         "reward_model=[vlmrm-tiny,vlmrm-tiny]",

@@ -18,7 +18,8 @@ picks the port, nothing here is fixed):
   over one-agent-per-GPU because it keeps the training algorithm and its hyper-parameters
   exactly those of the single-GPU run; only the reward is faster.
 
-Backend: NCCL when CUDA is available, gloo otherwise (so it runs and is tested on a CPU).
+Backend: NCCL when every local rank has a GPU of its own, gloo otherwise (so it runs, and
+is tested, on a CPU, and with more ranks than GPUs).
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def _one_gpu_per_local_rank() -> bool:
+    """NCCL needs a GPU of its own for each rank of a machine; with fewer GPUs than local
+    ranks (or none) the ranks talk over gloo and share the GPUs (:func:`device_for`)."""
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", 1)))
+    return torch.cuda.is_available() and torch.cuda.device_count() >= local_ranks
+
+
 def init_distributed(backend: str | None = None) -> DistInfo:
     """Join the process group torchrun set up; a no-op (rank 0 of 1) for a plain ``python`` run."""
     if dist.is_available() and dist.is_initialized():
@@ -68,9 +76,9 @@ def init_distributed(backend: str | None = None) -> DistInfo:
         return DistInfo()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if backend is None:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = "nccl" if _one_gpu_per_local_rank() else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(local_rank)
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
     dist.init_process_group(backend=backend)
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank)
 

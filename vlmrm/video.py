@@ -423,7 +423,9 @@ class VideoWriter:
             self._gen = imageio_ffmpeg.write_frames(
                 str(self.path),
                 (w, h),
-                fps=Fraction(self.fps).limit_denominator(10000),
+                # a float: older imageio-ffmpeg releases accept no Fraction (ffmpeg turns
+                # the float back into the same rational, e.g. 29.97 -> 2997/100)
+                fps=float(Fraction(self.fps).limit_denominator(10000)),
                 quality=self.quality,
                 codec=_CODECS.get(self.path.suffix.lower()),
                 macro_block_size=2,

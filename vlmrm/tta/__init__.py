@@ -9,9 +9,11 @@ to that input by REINFORCE before answering — then forgets (episodic adaptatio
   images with independent weights at a time.
 * :class:`RetrievalTTA` — image→text (adapts the image tower) and text→image (the text
   tower) retrieval against a precomputed :class:`Gallery`.
+* :class:`CaptionTTA` — image captioning; adapts the mapper of a CLIP-prefix captioner
+  (:class:`vlmrm.caption.ClipCaptioner`), K beam-search captions per step.
 * :class:`CLIPFeedback` — one or several weighted reward CLIPs, ``2.5·max(cos, 0)``
   (:class:`vlmrm.reward.CLIPScoreReward` per model).
-* ``python -m vlmrm.tta task=classify|retrieve data=…`` — the command line (:mod:`.cli`).
+* ``python -m vlmrm.tta task=classify|retrieve|caption data=…`` — the command line (:mod:`.cli`).
 
 Example::
 
@@ -33,8 +35,9 @@ from __future__ import annotations
 from vlmrm.runtime.lazy import lazy_attributes
 
 _EXPORTS = {
+    "vlmrm.tta.caption": ("CaptionResult", "CaptionTTA"),
     "vlmrm.tta.classify": ("ClassificationTTA", "ClassifyResult"),
-    "vlmrm.tta.hparams": ("ClassifySettings", "RetrieveSettings"),
+    "vlmrm.tta.hparams": ("CaptionSettings", "ClassifySettings", "RetrieveSettings"),
     "vlmrm.tta.data": (
         "ClassificationData", "RetrievalData", "load_class_folders", "load_retrieval",
     ),
@@ -45,7 +48,9 @@ _EXPORTS = {
     "vlmrm.tta.retrieve": (
         "Gallery", "RetrievalTTA", "RetrieveResult", "best_rank", "build_gallery", "recall_at",
     ),
-    "vlmrm.tta.rlcf": ("advantages", "reinforce_loss", "sample_answers", "select_confident"),
+    "vlmrm.tta.rlcf": (
+        "advantages", "reinforce_loss", "sample_answers", "select_confident", "sequence_reinforce_loss",
+    ),
     "vlmrm.tta.views": ("make_views",),
 }
 

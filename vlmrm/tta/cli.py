@@ -17,7 +17,8 @@ records and order as a one-process run: per-sample seeds depend on the sample, n
 rank) and alone writes the metrics. A resumed run, with any number of processes, first
 merges the rank files left by an interruption. Retrieval embeds the gallery once, split
 over the ranks by batches; rank 0 caches it in ``<out>/gallery.pt`` and sends it to the
-others on a resume. A problem every rank meets (bad data, missing weights) is printed once,
+others on a resume. Captioning shards the test images the same way (each rank loads the
+captioner and the CLIPScore model). A problem every rank meets (bad data, missing weights) is printed once,
 by rank 0 (:class:`vlmrm.distributed.AgreedError`).
 
 This module stays light (no torch): the settings are :class:`~vlmrm.tta.settings.TTASettings`
@@ -39,7 +40,12 @@ COMMAND = Command(
         "Test-time adaptation of CLIP with CLIP feedback (RLCF): for each test input the policy "
         "CLIP (model=) samples answers, reward CLIPs (reward_model=) score them 2.5·max(cos, 0), "
         "one REINFORCE step per round, then the weights are reset. Results and metrics go to "
-        "out=; the same command resumes an interrupted run."
+        "out=; the same command resumes an interrupted run. task=caption adapts the mapper of a "
+        "CLIP-prefix captioner (captioner=, trained with python -m vlmrm.caption.train; frozen "
+        "LM lm=): per image, steps × (k captions by k-beam search, CLIP reward, REINFORCE on "
+        "their length-normalised cross-entropy), then the final caption by final_beams-beam "
+        "search; BLEU, METEOR, ROUGE-L, CIDEr, CLIPScore and RefCLIPScore, zero-shot and "
+        "adapted, go to metrics.json, the captions to captions.json (COCO results format)."
     ),
     examples=(
         "python -m vlmrm.tta task=classify data=/data/imagenet-a mode=prompt",
@@ -50,6 +56,10 @@ COMMAND = Command(
         "images=/data/flickr30k/images direction=i2t",
         "python -m vlmrm.tta task=retrieve data=ann.json reward_model=[ViT-L-14/openai,ViT-L-14] "
         "reward_pretrained=[null,reward.safetensors] reward_weights=[5,3]",
+        "python -m vlmrm.tta task=caption data=/data/flickr30k/dataset_flickr30k.json "
+        "images=/data/flickr30k/images captioner=runs/caption/clipcap-dataset_coco/mapper.safetensors",
+        "python -m vlmrm.tta task=caption data=/data/nocaps/nocaps_val_4500_captions.json "
+        "images=/data/nocaps/images captioner=mapper.safetensors k=6 lr=3e-6",
     ),
 )
 

@@ -15,14 +15,19 @@ from vlmrm.tta.results import RESULTS
 METRICS = "metrics.json"
 
 
-def print_table(title: str, rows: list[tuple[str, float, float]], extra: str = "") -> None:
-    """A rich table of ``(metric, zero-shot, RLCF)`` rows with their difference."""
+def print_table(
+    title: str,
+    rows: list[tuple[str, float, float]],
+    extra: str = "",
+    columns: tuple[str, str] = ("zero-shot", "RLCF"),
+) -> None:
+    """A rich table of ``(metric, before, after)`` rows (``columns`` names them) with their difference."""
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("metric")
-    table.add_column("zero-shot", justify="right")
-    table.add_column("RLCF", justify="right")
+    table.add_column(columns[0], justify="right")
+    table.add_column(columns[1], justify="right")
     table.add_column("Δ", justify="right")
     for name, zs, ad in rows:
         table.add_row(name, f"{zs:.2f}", f"{ad:.2f}", f"{ad - zs:+.2f}")
@@ -97,3 +102,36 @@ def retrieve_metrics(
     title = f"RLCF retrieval ({arrow}) — {len(kept)} queries"
     rows = [(f"{k} %", zs[k], ad[k]) for k in ad]
     return save_metrics(out, metrics, settings, seconds, "query", title, rows)
+
+
+#: The captions of a caption run in the COCO results format (``[{"image_id", "caption"}]``).
+CAPTIONS = "captions.json"
+ZEROSHOT_CAPTIONS = "captions_zeroshot.json"
+
+
+def caption_metrics(
+    out: Path, settings: Any, kept: list[dict], seconds: list[float], meteor: bool = True
+) -> dict[str, Any]:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr, CLIPScore and RefCLIPScore before and after adaptation.
+
+    Also writes the captions in the COCO results format (``captions.json``,
+    ``captions_zeroshot.json``) for the official evaluation scripts.
+    """
+    from vlmrm.caption.metrics import COCO_METRICS, coco_metrics
+
+    if not kept:
+        raise ConfigError("no images selected (check limit=)")
+    refs = {r["key"]: r["references"] for r in kept}
+    zs = coco_metrics({r["key"]: r["zeroshot_caption"] for r in kept}, refs, meteor)
+    ad = coco_metrics({r["key"]: r["caption"] for r in kept}, refs, meteor)
+    n = len(kept)
+    for name in ("clipscore", "refclipscore"):
+        zs[name] = 100.0 * sum(r[f"zeroshot_{name}"] for r in kept) / n
+        ad[name] = 100.0 * sum(r[name] for r in kept) / n
+    metrics = {"n": n, **{f"zeroshot_{k}": v for k, v in zs.items()}, **ad}
+    for name, key in ((CAPTIONS, "caption"), (ZEROSHOT_CAPTIONS, "zeroshot_caption")):
+        atomic_write_json(out / name, [{"image_id": r["image_id"], "caption": r[key]} for r in kept])
+    names = [m for m in COCO_METRICS if m in ad] + ["clipscore", "refclipscore"]
+    labels = {"clipscore": "CLIPScore", "refclipscore": "RefCLIPScore"}
+    rows = [(labels.get(m, m), zs[m], ad[m]) for m in names]
+    return save_metrics(out, metrics, settings, seconds, "image", f"RLCF captioning — {n} images", rows)

@@ -120,6 +120,27 @@ def reinforce_loss(
     return (adv * -logp).mean()
 
 
+def sequence_reinforce_loss(nll: torch.Tensor, rewards: torch.Tensor, normalize: str = "mean") -> torch.Tensor:
+    """REINFORCE loss of sampled sequences (captions), for ``B`` inputs adapted at once.
+
+    Args:
+        nll: ``(B, K)`` each sequence's length-normalised cross-entropy under the policy
+            (differentiable; ``-log π`` per token, averaged over the sequence's own tokens).
+        rewards: ``(B, K)`` their rewards (no gradient).
+        normalize: ``"mean"`` or ``"std"`` advantage (see :func:`advantages`).
+
+    Returns ``Σ_b mean_k A_bk · nll_bk``: the mean over one input's K captions, summed over
+    inputs so that each input's (independent) weights get exactly its own gradient.
+    """
+    if nll.ndim != 2 or nll.shape != rewards.shape:
+        raise ConfigError(
+            f"sequence_reinforce_loss expects nll and rewards (B, K); got {tuple(nll.shape)}, "
+            f"{tuple(rewards.shape)}"
+        )
+    adv = advantages(rewards.detach().float(), normalize)
+    return (adv * nll.float()).mean(-1).sum()
+
+
 def log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """``log π(a)`` of answers ``actions`` ``(N, K)`` under ``logits`` ``(N, C)``."""
     return logits.float().log_softmax(-1).gather(-1, actions)

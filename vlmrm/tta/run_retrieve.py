@@ -57,8 +57,6 @@ def _announce(job: Job, data: Any, direction: str) -> None:
         f"RLCF retrieve ({direction}): {len(data.image_paths)} images, {len(data.captions)} "
         f"captions ({data.source})"
     )
-    if job.pending and job.cfg.batch_size != 1:
-        note("note: retrieval adapts one query at a time; batch_size is ignored")
     if job.cfg.ema and job.info.enabled:
         note("note: ema=true — every rank keeps its own moving average (a one-process run differs)")
 
@@ -133,29 +131,34 @@ def _record(q: int, res: Any, data: Any, direction: str, seconds: float) -> dict
 
 
 def _adapt_shard(job: Job, tta: Any, data: Any, direction: str) -> list[tuple[dict, float]]:
-    """Adapt this rank's queries one at a time; returns ``(record, seconds)`` of each."""
+    """Adapt this rank's queries ``batch_size`` at a time (independent weights per query);
+    returns ``(record, seconds)`` of each."""
     from vlmrm.runtime.images import load_image
 
     bar, seen = job.bar(f"RLCF {direction}")
     hits = [sum(r["zeroshot_rank"] == 0 for r in seen), sum(r["rank"] == 0 for r in seen)]
     n = len(seen)
     new: list[tuple[dict, float]] = []
-    queries = prefetch(lambda q: load_image(data.image_paths[q]), job.mine) if direction == "i2t" else None
+    bs = max(1, int(job.cfg.batch_size))
+    batches = [job.mine[i : i + bs] for i in range(0, len(job.mine), bs)]
+    if direction == "i2t":
+        queries = prefetch(lambda b: [load_image(data.image_paths[q]) for q in b], batches)
     try:
-        for q in job.mine:
+        for batch in batches:
             t0 = time.perf_counter()
             if direction == "i2t":
-                res = tta.adapt_image(next(queries), q)
+                results = tta.adapt_images(next(queries), batch)
             else:
-                res = tta.adapt_text(data.captions[q], q)
-            dt = time.perf_counter() - t0
-            rec = _record(q, res, data, direction, dt)
-            append(job.live, [rec])
-            new.append((rec, dt))
-            n += 1
-            hits[0] += rec["zeroshot_rank"] == 0
-            hits[1] += rec["rank"] == 0
-            bar.update(1)
+                results = tta.adapt_texts([data.captions[q] for q in batch], batch)
+            dt = (time.perf_counter() - t0) / len(batch)
+            recs = [_record(q, res, data, direction, dt) for q, res in zip(batch, results, strict=True)]
+            append(job.live, recs)
+            for rec in recs:
+                new.append((rec, dt))
+                hits[0] += rec["zeroshot_rank"] == 0
+                hits[1] += rec["rank"] == 0
+            n += len(recs)
+            bar.update(len(recs))
             bar.set_postfix_str(f"R@1 zero-shot {100 * hits[0] / n:.1f}% · RLCF {100 * hits[1] / n:.1f}%")
     finally:
         bar.close()

@@ -4,7 +4,7 @@ A run: every rank agrees on the settings and data (:func:`vlmrm.distributed.run_
 rank 0 prepares the output folder (:mod:`vlmrm.tta.results`), every rank adapts its
 shard of the pending samples (appending records as they finish), rank 0 merges them and
 reports (:mod:`vlmrm.tta.report`). The task-specific loops are in
-:mod:`vlmrm.tta.run_classify` and :mod:`vlmrm.tta.run_retrieve`.
+:mod:`vlmrm.tta.run_classify`, :mod:`vlmrm.tta.run_retrieve` and :mod:`vlmrm.tta.run_caption`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ def run(cfg: TTASettings) -> dict[str, Any]:
         from vlmrm.tta.run_classify import run_classify
 
         return run_classify(cfg)
+    if cfg.task == "caption":
+        from vlmrm.tta.run_caption import run_caption
+
+        return run_caption(cfg)
     from vlmrm.tta.run_retrieve import run_retrieve
 
     return run_retrieve(cfg)

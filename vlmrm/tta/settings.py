@@ -10,13 +10,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlmrm.checks import TRAIN_PRECISIONS, check_choice, check_model_spec, check_optional_int
+from vlmrm.checks import (
+    TRAIN_PRECISIONS,
+    check_choice,
+    check_int,
+    check_model_spec,
+    check_optional_int,
+)
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
 from vlmrm.tta.data import abspath
-from vlmrm.tta.hparams import ClassifySettings, RetrieveSettings
+from vlmrm.tta.hparams import CaptionSettings, ClassifySettings, RetrieveSettings
 
-TASKS = ("classify", "retrieve")
+TASKS = ("classify", "retrieve", "caption")
+_DATA = {
+    "classify": "a class-folder root",
+    "retrieve": "a caption annotation JSON",
+    "caption": "a Karpathy or NoCaps/COCO caption JSON",
+}
 
 
 @dataclass
@@ -35,7 +46,8 @@ class TTASettings(ClipSettings, RunSettings):
     """Mixed precision of the adaptation (fp32 weights, autocast): auto (amp on CUDA, fp32
     on CPU), fp32, amp (fp16 on CUDA, bf16 on CPU), bf16, fp16 (CUDA only)."""
     batch_size: int = 1
-    """classify: test images adapted at once, each with independent weights."""
+    """Test inputs (images, queries) adapted at once, each with independent weights: the same
+    results, faster on a GPU (benchmarks/tta_latency.py measures when it pays)."""
     out: str | None = None
     """Output folder (default runs/tta/<task>-<mode|direction>-<data>)."""
     seed: int = 0
@@ -43,11 +55,12 @@ class TTASettings(ClipSettings, RunSettings):
     progress: bool = True
     """Show a progress bar."""
     task: str = "classify"
-    """classify | retrieve."""
+    """classify | retrieve | caption."""
     data: str | None = None
-    """Class-folder root (classify) or caption annotation JSON (retrieve)."""
+    """Class-folder root (classify), caption annotation JSON (retrieve), Karpathy or
+    NoCaps/COCO caption JSON (caption)."""
     images: str | None = None
-    """Retrieval image folder (default: the JSON's folder)."""
+    """Retrieval / caption image folder (default: the JSON's folder)."""
     split: str = "test"
     """Karpathy split to evaluate: test | val | train | all."""
     classnames: str | None = None
@@ -64,19 +77,44 @@ class TTASettings(ClipSettings, RunSettings):
     direction: str = "i2t"
     """retrieve: i2t (adapts the image tower) | t2i (adapts the text tower)."""
     steps: int | None = None
-    """REINFORCE steps per sample (default 3 classify, 8 retrieve)."""
+    """REINFORCE steps per sample (default 3 classify, 8 retrieve, 4 caption)."""
     lr: float | None = None
-    """AdamW learning rate (default 7e-3 prompt, 1e-5 image, 1e-6 retrieve)."""
-    weight_decay: float = 5e-4
-    """AdamW weight decay."""
+    """AdamW learning rate (default 7e-3 prompt, 1e-5 image, 1e-6 retrieve, 2e-6 caption;
+    the reference uses 3e-6 for NoCaps)."""
+    weight_decay: float | None = None
+    """AdamW weight decay (default 5e-4; 0 for caption)."""
     k: int | None = None
-    """Answers sampled per step (default 3 classify, 16 i2t, 12 t2i)."""
+    """Answers sampled per step (default 3 classify, 16 i2t, 12 t2i; caption: 10 beams, the
+    reference uses 6 for NoCaps)."""
     views: int = 64
     """classify: augmented views per image (centre crop + random crops)."""
     select: float = 0.1
     """classify: fraction of lowest-entropy views kept."""
     augmix: bool = False
     """classify: AugMix on the random views."""
+    captioner: str | None = None
+    """caption: the trained mapper (mapper.safetensors of python -m vlmrm.caption.train);
+    model= must be the CLIP it was trained with."""
+    lm: str = "facebook/opt-125m"
+    """caption: the frozen causal LM (a transformers hub id in the cache, or a local folder)."""
+    tokenizer: str | None = None
+    """caption: the LM's vocabulary: null (the LM's own tokenizer) or clip (open_clip's
+    bundled BPE, for LMs built over its 49408 ids)."""
+    max_tokens: int = 30
+    """caption: the longest caption generated, in LM tokens."""
+    decoding: str = "beam"
+    """caption: the k captions of a step by beam search with k beams (beam) or nucleus
+    sampling (nucleus)."""
+    top_p: float = 0.92
+    """caption: nucleus sampling's top-p."""
+    final_beams: int = 5
+    """caption: beams of the final caption (lower-cased)."""
+    metric_model: str = "ViT-B-32/openai"
+    """caption: the CLIP of CLIPScore and RefCLIPScore (same forms as model=)."""
+    metric_pretrained: str | None = None
+    """caption: weights of a bare-ARCH metric_model."""
+    meteor: bool = True
+    """caption: compute METEOR (needs Java; skipped with a note when it is missing)."""
     sampling: str = "topk"
     """topk | sample (draw k answers from the policy's softmax)."""
     advantage: str = "mean"
@@ -110,8 +148,9 @@ class TTASettings(ClipSettings, RunSettings):
         """Check every setting without torch; the method's settings are built once to check them."""
         self.task = check_choice("task", self.task, TASKS)
         if not self.data:
-            what = "a class-folder root" if self.task == "classify" else "a caption annotation JSON"
-            raise ConfigError(f"data=<path> is required ({what} for task={self.task})")
+            raise ConfigError(f"data=<path> is required ({_DATA[self.task]} for task={self.task})")
+        if self.task == "caption":
+            self._check_caption()
         self.check_clip(TRAIN_PRECISIONS)
         if self.batch_size is None:
             raise ConfigError("batch_size must be an integer >= 1, got None")
@@ -122,36 +161,39 @@ class TTASettings(ClipSettings, RunSettings):
             self.direction = method.direction  # image2text → i2t (it names the output folder)
         return self
 
+    def _check_caption(self) -> None:
+        """The captioning keys (no torch)."""
+        if not self.captioner:
+            raise ConfigError(
+                "task=caption needs captioner=<mapper.safetensors>; train one with python -m vlmrm.caption.train"
+            )
+        self.tokenizer = None if self.tokenizer in (None, "", "null") else check_choice(
+            "tokenizer", self.tokenizer, ("clip",)
+        )
+        self.max_tokens = check_int("max_tokens", self.max_tokens, 1)
+        self.metric_model = check_model_spec(self.metric_model, self.metric_pretrained, name="metric_model")
+
     def reward_models(self) -> list[tuple[str, str | None]]:
         """``(spec, pretrained)`` of every reward model, from ``reward_model``/``reward_pretrained``."""
-        specs = _as_list(self.reward_model, "reward_model")
-        if not specs or not all(isinstance(s, str) and s.strip() for s in specs):
-            raise ConfigError(f"reward_model must name at least one model, got {self.reward_model!r}")
-        weights = self.reward_pretrained
-        if weights is None:
-            weights = [None] * len(specs)
-        elif isinstance(weights, str):
-            if len(specs) != 1:
-                raise ConfigError(
-                    f"reward_pretrained={weights!r} is one value for {len(specs)} reward models; give "
-                    "a list aligned with reward_model, e.g. reward_pretrained=[null,FILE]"
-                )
-            weights = [weights]
-        else:
-            weights = _as_list(weights, "reward_pretrained")
-        if len(weights) != len(specs):
-            raise ConfigError(
-                f"reward_pretrained has {len(weights)} entries for {len(specs)} reward models; "
-                "give one per reward model (null where none is needed)"
-            )
-        return [(_check_reward_spec(s, w), w or None) for s, w in zip(specs, weights, strict=True)]
+        return reward_specs(self.reward_model, self.reward_pretrained)
 
-    def method_settings(self) -> ClassifySettings | RetrieveSettings:
+    def method_settings(self) -> ClassifySettings | RetrieveSettings | CaptionSettings:
         """The library settings of the task, validated (``None`` fields get the paper's defaults)."""
+        if self.task == "caption":
+            defaults = CaptionSettings()
+            return CaptionSettings(
+                steps=defaults.steps if self.steps is None else self.steps,
+                lr=defaults.lr if self.lr is None else self.lr,
+                weight_decay=defaults.weight_decay if self.weight_decay is None else self.weight_decay,
+                k=defaults.k if self.k is None else self.k, decoding=self.decoding, top_p=self.top_p,
+                final_beams=self.final_beams, advantage=self.advantage, ema=self.ema,
+                ema_momentum=self.ema_momentum, ema_every=self.ema_every, ema_weight=self.ema_weight,
+            ).validated()  # fmt: skip
+        weight_decay = 5e-4 if self.weight_decay is None else self.weight_decay
         if self.task == "classify":
             return ClassifySettings(
                 mode=self.mode, steps=3 if self.steps is None else self.steps, lr=self.lr,
-                weight_decay=self.weight_decay, k=3 if self.k is None else self.k, views=self.views,
+                weight_decay=weight_decay, k=3 if self.k is None else self.k, views=self.views,
                 select=self.select, augmix=self.augmix, sampling=self.sampling,
                 advantage=self.advantage, n_ctx=self.n_ctx, ctx_init=self.ctx_init,
                 template=self.template, image_params=self.params, ema=self.ema,
@@ -159,7 +201,7 @@ class TTASettings(ClipSettings, RunSettings):
             ).validated()  # fmt: skip
         return RetrieveSettings(
             direction=self.direction, steps=8 if self.steps is None else self.steps,
-            lr=1e-6 if self.lr is None else self.lr, weight_decay=self.weight_decay, k=self.k,
+            lr=1e-6 if self.lr is None else self.lr, weight_decay=weight_decay, k=self.k,
             sampling=self.sampling, advantage=self.advantage, params=self.params, ema=self.ema,
             ema_momentum=self.ema_momentum, ema_every=self.ema_every, ema_weight=self.ema_weight,
         ).validated()  # fmt: skip
@@ -169,17 +211,17 @@ class TTASettings(ClipSettings, RunSettings):
         if self.out:
             return Path(self.out).expanduser()
         name = Path(str(self.data).rstrip("/")).stem or "data"
-        what = self.mode if self.task == "classify" else self.direction
+        what = {"classify": self.mode, "retrieve": self.direction, "caption": self.decoding}[self.task]
         return Path("runs") / "tta" / f"{self.task}-{what}-{name}"
 
-    def method(self, settings: ClassifySettings | RetrieveSettings) -> dict[str, Any]:
+    def method(self, settings: ClassifySettings | RetrieveSettings | CaptionSettings) -> dict[str, Any]:
         """Everything that changes per-sample results (resuming with other values is refused)."""
         names = self.classnames
         method = {
             "task": self.task,
             "data": abspath(self.data),
             "images": abspath(self.images),
-            "split": self.split if self.task == "retrieve" else None,
+            "split": self.split if self.task in ("retrieve", "caption") else None,
             "classnames": names if names in (None, "imagenet") else abspath(names),
             "model": self.model,
             "pretrained": self.pretrained,
@@ -188,8 +230,37 @@ class TTASettings(ClipSettings, RunSettings):
             "reward_scale": self.reward_scale,
             "seed": self.seed,
         }
+        if self.task == "caption":
+            method.update(captioner=abspath(self.captioner), lm=self.lm, tokenizer=self.tokenizer,
+                          max_tokens=self.max_tokens)  # fmt: skip
         method.update(vars(settings))
         return method
+
+
+def reward_specs(reward_model: Any, reward_pretrained: Any) -> list[tuple[str, str | None]]:
+    """``(spec, pretrained)`` of every reward model: ``reward_model=A`` or ``[A,B]``, with
+    ``reward_pretrained=`` one value or a list aligned with it (``null`` where none is needed)."""
+    specs = _as_list(reward_model, "reward_model")
+    if not specs or not all(isinstance(s, str) and s.strip() for s in specs):
+        raise ConfigError(f"reward_model must name at least one model, got {reward_model!r}")
+    weights = reward_pretrained
+    if weights is None:
+        weights = [None] * len(specs)
+    elif isinstance(weights, str):
+        if len(specs) != 1:
+            raise ConfigError(
+                f"reward_pretrained={weights!r} is one value for {len(specs)} reward models; give "
+                "a list aligned with reward_model, e.g. reward_pretrained=[null,FILE]"
+            )
+        weights = [weights]
+    else:
+        weights = _as_list(weights, "reward_pretrained")
+    if len(weights) != len(specs):
+        raise ConfigError(
+            f"reward_pretrained has {len(weights)} entries for {len(specs)} reward models; "
+            "give one per reward model (null where none is needed)"
+        )
+    return [(_check_reward_spec(s, w), w or None) for s, w in zip(specs, weights, strict=True)]
 
 
 def _as_list(value: Any, name: str) -> list:

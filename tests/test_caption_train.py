@@ -1,0 +1,107 @@
+"""Captioner training: ClipCap and CapDec lower the loss; Ctrl-C then resume equals a straight run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _caption import caption_set, save_tiny_lm
+from safetensors.torch import load_file
+
+from vlmrm.caption import trainer as trainer_mod
+from vlmrm.caption.features import capdec_noise
+from vlmrm.caption.settings import CaptionTrainSettings
+from vlmrm.caption.train import main
+from vlmrm.cli.args import parse_settings
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("capdata")
+    ann, images = caption_set(root, n=4, split="train")
+    return ann, images, save_tiny_lm(root / "lm")
+
+
+def _argv(setup, out, *extra):
+    ann, images, lm = setup
+    return [f"data={ann}", f"images={images}", f"lm={lm}", "tokenizer=clip", "model=vlmrm-tiny",
+            "device=cpu", "prefix_length=4", "mapper_layers=2", "mapper_heads=2", "batch_size=4",
+            "warmup=2", "lr=5e-3", "progress=false", "log_every=1", f"out={out}", *extra]  # fmt: skip
+
+
+def _full_loss(tr) -> float:
+    ts = tr.train_set
+    with torch.no_grad():
+        return float(trainer_mod.batch_loss(tr.captioner, ts.features[ts.rows].float(), ts.tokens))
+
+
+@pytest.mark.parametrize("mode", ["clipcap", "capdec"])
+def test_a_few_steps_lower_the_loss(setup, tmp_path, mode):
+    cfg = parse_settings(
+        CaptionTrainSettings, _argv(setup, tmp_path / mode, f"mode={mode}", "epochs=8")
+    )
+    tr = trainer_mod.CaptionTrainer(cfg)
+    assert len(tr.train_set) == 8  # 4 images × 2 captions
+    if mode == "capdec":  # one feature per caption: its text embedding
+        assert tr.train_set.features.shape[0] == 8
+    before = _full_loss(tr)
+    lm_before = {k: v.clone() for k, v in tr.captioner.lm.state_dict().items()}
+    assert tr.run() is False and tr.step == 16
+    after = _full_loss(tr)
+    assert after < before - 0.2, (before, after)  # a random LM moves ~1 nat at most
+    assert all(torch.equal(v, lm_before[k]) for k, v in tr.captioner.lm.state_dict().items())
+    assert (tmp_path / mode / "tb").is_dir() and (tmp_path / mode / "mapper.safetensors").is_file()
+
+
+def test_capdec_noise_has_the_variance_and_unit_norm():
+    e = torch.nn.functional.normalize(torch.randn(4000, 64), dim=-1)
+    noisy = capdec_noise(e, 0.016, torch.Generator().manual_seed(0))
+    assert torch.allclose(noisy.norm(dim=-1), torch.ones(4000), atol=1e-5)
+    raw = torch.randn(4000, 64, generator=torch.Generator().manual_seed(0)) * 0.016**0.5
+    assert abs(float(raw.var()) - 0.016) < 1e-3
+    expected = torch.nn.functional.normalize(e + raw, dim=-1)
+    assert torch.allclose(noisy, expected, atol=1e-6)
+
+
+class _StopAfter:
+    """A GracefulStop whose signal 'arrives' after ``n`` polls."""
+
+    n = 3
+
+    def __init__(self):
+        self.polls = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def __bool__(self):
+        self.polls += 1
+        return self.polls >= self.n
+
+
+def test_ctrl_c_then_resume_equals_a_straight_run(setup, tmp_path, monkeypatch, capsys):
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    assert main(_argv(setup, straight, "epochs=2", "mode=capdec")) == 0
+    with monkeypatch.context() as m:
+        m.setattr(trainer_mod, "GracefulStop", _StopAfter)
+        assert main(_argv(setup, cut, "epochs=2", "mode=capdec")) == 130
+    assert torch.load(cut / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert "run the same command to resume" in capsys.readouterr().err
+    assert main(_argv(setup, cut, "epochs=2", "mode=capdec")) == 0
+    assert "resuming" in capsys.readouterr().err
+    a, b = load_file(straight / "mapper.safetensors"), load_file(cut / "mapper.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    doc = json.loads((cut / "train.json").read_text())
+    assert doc["step"] == 4 and [h["step"] for h in doc["history"]] == [1, 2, 3, 4]
+
+
+def test_bad_settings_are_one_line(setup, tmp_path, capsys):
+    assert main(["mode=clipcup", "data=x.json"]) == 2
+    assert "mode" in capsys.readouterr().err
+    assert main(_argv(setup, tmp_path / "o", "lm=" + str(tmp_path / "no-lm"))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "language model" in err[0]

@@ -1,0 +1,135 @@
+"""``task=caption``: adapt a CLIP-prefix captioner to every test image of a caption dataset.
+
+Every record holds the zero-shot and adapted captions, the mean reward of each step and
+both captions' CLIPScore and RefCLIPScore (computed as the image is done, so a resumed run
+keeps them); the COCO metrics are computed over all records at the end
+(:func:`vlmrm.tta.report.caption_metrics`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from vlmrm.tta.coord import coord_group, dist_info
+from vlmrm.tta.report import caption_metrics
+from vlmrm.tta.results import append, finish
+from vlmrm.tta.runner import Job, load_models, note, order_of, prefetch, start_job
+
+if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
+    from vlmrm.tta.settings import TTASettings
+
+
+def run_caption(cfg: TTASettings) -> dict[str, Any]:
+    """Caption every test image before and after adaptation; returns the metrics side by side."""
+    from vlmrm.caption.data import load_captions
+    from vlmrm.distributed import run_on_main, run_together
+
+    info = dist_info()
+    group = coord_group()
+    settings, data = run_together(
+        lambda: (cfg.method_settings(), load_captions(cfg.data, cfg.images, cfg.split)), info, group
+    )
+    order = order_of(len(data), cfg)
+    job = start_job(cfg, info, cfg.method(settings), order, [str(i) for i in order])
+    if info.is_main:
+        job.announce(f"RLCF caption: {len(data)} images ({data.source})")
+        if cfg.ema and info.enabled:
+            note(
+                "note: ema=true — every rank keeps its own moving average (a one-process run differs)"
+            )
+    new: list[tuple[dict, float]] = []
+    if job.pending:  # a collective: every rank loads, even with an empty shard
+        tta, metric = run_together(lambda: load_caption_models(cfg, settings, info), info, group)
+        if job.mine:
+            new = _adapt_shard(job, tta, metric, data)
+    kept, seconds = finish(job.out, info, job.done, new, job.keys)
+    return run_on_main(
+        lambda: caption_metrics(job.out, settings, kept, seconds, cfg.meteor), info, group
+    )
+
+
+def load_caption_models(cfg: TTASettings, settings: Any, info: Any = None) -> tuple[Any, Any]:
+    """The :class:`~vlmrm.tta.caption.CaptionTTA` and the CLIPScore model on this rank's device."""
+    from vlmrm.caption.captioner import ClipCaptioner, load_mapper
+    from vlmrm.caption.lm import load_lm
+    from vlmrm.models import load_clip
+    from vlmrm.tta.caption import CaptionTTA
+
+    policy, feedback = load_models(cfg, info)
+    lm, vocab = load_lm(cfg.lm, policy.device, cfg.tokenizer)
+    captioner = ClipCaptioner(
+        policy, lm, vocab, load_mapper(cfg.captioner, policy.device), cfg.max_tokens
+    )
+    pairs = zip(cfg.reward_models(), feedback.models, strict=True)
+    metric = next((m for key, m in pairs if key == (cfg.metric_model, cfg.metric_pretrained)), None)
+    if metric is None:
+        metric = load_clip(cfg.metric_model, device=policy.device, precision="auto",
+                           pretrained=cfg.metric_pretrained, resize_mode="center_crop")  # fmt: skip
+    return CaptionTTA(captioner, feedback, settings), metric
+
+
+def _record(
+    i: int, res: Any, data: Any, scores: dict[str, float], seconds: float
+) -> dict[str, Any]:
+    image_id = data.image_ids[i]
+    return {
+        "key": str(i), "index": i, "image": os.fspath(data.image_paths[i]),
+        "image_id": image_id, "references": data.references[i],
+        "zeroshot_caption": res.zeroshot_caption, "caption": res.caption,
+        "rewards": res.rewards, "samples": res.samples, **scores, "seconds": round(seconds, 4),
+    }  # fmt: skip
+
+
+def score_captions(
+    metric: Any, images: Any, results: list, references: list[list[str]]
+) -> list[dict[str, float]]:
+    """CLIPScore and RefCLIPScore of each image's zero-shot and adapted caption."""
+    import torch
+
+    from vlmrm.caption.metrics import clip_scores
+
+    emb = torch.cat([metric.embed_images(im) for im in images])  # sizes may differ
+    out: list[dict[str, float]] = [{} for _ in results]
+    for prefix, attr in (("zeroshot_", "zeroshot_caption"), ("", "caption")):
+        cs, ref = clip_scores(metric, emb, [getattr(r, attr) for r in results], references)
+        for j in range(len(results)):
+            out[j][f"{prefix}clipscore"] = round(float(cs[j]), 5)
+            out[j][f"{prefix}refclipscore"] = round(float(ref[j]), 5)
+    metric.clear_text_cache()
+    return out
+
+
+def _adapt_shard(job: Job, tta: Any, metric: Any, data: Any) -> list[tuple[dict, float]]:
+    """Adapt this rank's images ``batch_size`` at a time; returns ``(record, seconds)`` of each."""
+    from vlmrm.runtime.images import load_image
+
+    bar, seen = job.bar("RLCF caption")
+    sums = [sum(r["zeroshot_clipscore"] for r in seen), sum(r["clipscore"] for r in seen)]
+    n = len(seen)
+    new: list[tuple[dict, float]] = []
+    bs = max(1, int(job.cfg.batch_size))
+    batches = [job.mine[i : i + bs] for i in range(0, len(job.mine), bs)]
+    loaded = prefetch(lambda b: [load_image(data.image_paths[i]) for i in b], batches)
+    try:
+        for batch in batches:
+            images = next(loaded)
+            t0 = time.perf_counter()
+            results = tta.adapt_batch(images, batch)
+            dt = (time.perf_counter() - t0) / len(batch)
+            scores = score_captions(metric, images, results, [data.references[i] for i in batch])
+            recs = [
+                _record(i, r, data, s, dt) for i, r, s in zip(batch, results, scores, strict=True)
+            ]
+            append(job.live, recs)
+            for rec in recs:
+                new.append((rec, dt))
+                sums[0] += rec["zeroshot_clipscore"]
+                sums[1] += rec["clipscore"]
+            n += len(recs)
+            bar.update(len(recs))
+            bar.set_postfix_str(f"CLIPScore zero-shot {sums[0] / n:.3f} · RLCF {sums[1] / n:.3f}")
+    finally:
+        bar.close()
+    return new
