@@ -3,7 +3,11 @@
 - :mod:`~vlmrm.agents.settings`: the settings of ``python -m vlmrm.train`` (torch-free);
 - :mod:`~vlmrm.agents.config`: Hydra composition of ``configs/``, checks, resume;
 - :mod:`~vlmrm.agents.runner`: one training job (envs, agent, callbacks, ``learn``);
-- :mod:`~vlmrm.agents.builders`: SAC / PPO / DQN and the CLIP reward from config sections;
+- :mod:`~vlmrm.agents.api`: ``train_agent`` (Python API), :mod:`~vlmrm.agents.load`: ``load_run``;
+- :mod:`~vlmrm.agents.gym_envs`: ``env=<any Gymnasium id>``; :mod:`~vlmrm.agents.hparams`: rl_zoo3 files;
+- :mod:`~vlmrm.agents.short_runs`: short runs scaled to learn; :mod:`~vlmrm.agents.sweep`: ``-m`` sweeps;
+- :mod:`~vlmrm.agents.loggers`: TensorBoard and W&B; :mod:`~vlmrm.agents.progress`: the progress bar;
+- :mod:`~vlmrm.agents.builders`: SAC / TD3 / DDPG / DQN / PPO / A2C and the CLIP reward from config sections;
 - :mod:`~vlmrm.agents.vec_env`: vectorised (optionally subprocess) training envs;
 - :mod:`~vlmrm.agents.relabel`: episode-batched relabelling of replay-buffer rewards;
 - :mod:`~vlmrm.agents.callbacks`: stop-on-signal, episode stats, eval videos, checkpoints;
@@ -33,6 +37,8 @@ _EXPORTS = {
         "compose_train_config", "config_dir", "goal_prompt", "load_resume_config",
         "validate_train_config",
     ),
+    "vlmrm.agents.api": ("train_agent",),
+    "vlmrm.agents.load": ("LoadedRun", "load_run", "read_run_config"),
     "vlmrm.agents.relabel": ("EpisodeRelabeller", "TimedReward", "resize_uint8"),
     "vlmrm.agents.rollout": ("EvalSummary", "run_episodes"),
     "vlmrm.agents.vec_env": ("EnvFactory", "env_factory", "make_training_env"),

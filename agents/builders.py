@@ -14,22 +14,25 @@ from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
-from stable_baselines3 import DQN, PPO, SAC
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from vlmrm.agents.settings import ALGORITHM_NAMES, OFF_POLICY  # noqa: F401 (OFF_POLICY: re-exported)
 from vlmrm.errors import ConfigError
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "ppo": PPO, "dqn": DQN}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "ppo": PPO, "dqn": DQN, "td3": TD3, "ddpg": DDPG, "a2c": A2C}
 assert tuple(ALGORITHMS) == ALGORITHM_NAMES  # the torch-free settings name the same ones
 #: Constructor arguments set by the trainer, not by the agent config.
 _MANAGED = frozenset({"self", "policy", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model"})
-_ACTION_SPACES = {"sac": gym.spaces.Box, "dqn": gym.spaces.Discrete}
+_ACTION_SPACES = {"sac": gym.spaces.Box, "td3": gym.spaces.Box, "ddpg": gym.spaces.Box, "dqn": gym.spaces.Discrete}
+#: Hyper-parameters that may be rl_zoo3 schedules (``lin_7.3e-4``: linear from 7.3e-4 to 0).
+_SCHEDULES = ("learning_rate", "clip_range", "clip_range_vf")
 
 
 def algorithm_class(algo: str) -> type[BaseAlgorithm]:
-    """The SB3 class of ``"sac"``, ``"ppo"`` or ``"dqn"``."""
+    """The SB3 class of ``"sac"``, ``"td3"``, ``"ddpg"``, ``"dqn"``, ``"ppo"`` or ``"a2c"``."""
     try:
         return ALGORITHMS[algo]
     except KeyError:
@@ -87,7 +90,38 @@ def agent_kwargs(agent: Mapping[str, Any]) -> dict[str, Any]:
         kwargs["train_freq"] = (int(n), str(unit))
     if "policy_kwargs" in kwargs:
         kwargs["policy_kwargs"] = _policy_kwargs(kwargs["policy_kwargs"])
+    for key in _SCHEDULES:
+        if isinstance(kwargs.get(key), str):
+            kwargs[key] = schedule(key, kwargs[key])
     return kwargs
+
+
+def schedule(key: str, value: str):
+    """rl_zoo3's ``lin_<x>`` (linear from x to 0 over training) as an SB3 schedule."""
+    text = value.strip()
+    try:
+        start = float(text[4:] if text.startswith("lin_") else text)
+    except ValueError:
+        raise ConfigError(f"agent.{key}={value!r}: use a number or lin_<number> (a linear schedule)") from None
+    if not text.startswith("lin_"):
+        return start
+    return lambda progress_remaining: progress_remaining * start
+
+
+def action_noise(value: Any, space: gym.Space):
+    """``"normal:0.1"`` / ``"ornstein-uhlenbeck:0.1"`` (rl_zoo3's noise_type:noise_std) as SB3 noise."""
+    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+    if value is None or not isinstance(value, str):
+        return value
+    kind, _, std = value.partition(":")
+    kinds = {"normal": NormalActionNoise, "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise}
+    if kind not in kinds or not isinstance(space, gym.spaces.Box):
+        raise ConfigError(
+            f"agent.action_noise={value!r}: use normal:<std> or ornstein-uhlenbeck:<std> (continuous actions)"
+        )
+    n = int(np.prod(space.shape))
+    return kinds[kind](mean=np.zeros(n), sigma=float(std or 0.1) * np.ones(n))
 
 
 def check_action_space(algo: str, space: gym.Space, env_name: str = "the env") -> None:
@@ -95,7 +129,7 @@ def check_action_space(algo: str, space: gym.Space, env_name: str = "the env") -
     needed = _ACTION_SPACES.get(algo)
     if needed is not None and not isinstance(space, needed):
         kind = "continuous (Box)" if needed is gym.spaces.Box else "discrete"
-        other = "dqn or ppo" if algo == "sac" else "sac or ppo"
+        other = "dqn, ppo or a2c" if needed is gym.spaces.Box else "sac, td3, ddpg, ppo or a2c"
         raise ConfigError(
             f"{algo} needs {kind} actions but {env_name} has {space}; use agent={other}"
         )
@@ -107,6 +141,8 @@ def build_agent(agent: Mapping[str, Any], env, *, seed: int | None = None, devic
     cls = algorithm_class(algo)
     check_action_space(algo, env.action_space)
     kwargs = agent_kwargs(agent)
+    if "action_noise" in kwargs:
+        kwargs["action_noise"] = action_noise(kwargs["action_noise"], env.action_space)
     try:
         return cls(agent.get("policy", "MlpPolicy"), env, seed=seed, device=device, verbose=verbose, **kwargs)
     except (ValueError, TypeError, AssertionError) as exc:

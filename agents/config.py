@@ -32,6 +32,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vlmrm.agents.gym_envs import GENERIC_ENV, generic_env_overrides
 from vlmrm.agents.settings import RENAMED, TrainSettings, goal_prompt, renamed_hint  # noqa: F401 (goal_prompt: re-exported)
 from vlmrm.checks import check_int
 from vlmrm.cli.args import check_keys, flat_items, settings_dict
@@ -41,7 +42,8 @@ GROUPS = ("env", "agent", "reward")
 #: Keys whose values are free text: quoted for Hydra, so ",", "{", "(" etc. are literal.
 TEXT_KEYS = frozenset({"goal", "baseline", "goal_template", "run_name", "out", "resume", "name", "id", "model", "pretrained"})
 #: Settings that are free-form keyword mappings handed to SB3: any key may be set in them.
-FREE_MAPPINGS = ("agent.policy_kwargs",)
+#: (every ``agent.<key>``: SB3's signature checks them; ``policy_kwargs`` takes any key)
+FREE_MAPPINGS = ("agent",)
 #: Settings that cannot change when a run is resumed (they shape the saved agent/buffer).
 RESUME_FIXED = ("env", "agent.algo", "agent.policy", "agent.policy_kwargs", "agent.buffer_size", "n_envs", "reward.model", "reward.pretrained")
 
@@ -52,8 +54,18 @@ def config_dir() -> Path:
 
 
 def group_options(group: str) -> list[str]:
-    """Names of the config files of a group (``env`` → ``["CartPole", "Humanoid", ...]``)."""
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+    """Names of the config files of a group (``env`` → ``["CartPole", "Humanoid", ...]``).
+
+    Files whose name starts with ``_`` (the generic env file) are selected by the trainer.
+    """
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def preset_ids() -> dict[str, str]:
+    """The env presets' Gymnasium ids → their names (``vlmrm/CartPole-v0`` → ``CartPole``)."""
+    return {
+        str(OmegaConf.load(config_dir() / "env" / f"{name}.yaml").env.id): name for name in group_options("env")
+    }
 
 
 def _one_line(exc: BaseException) -> str:
@@ -93,10 +105,10 @@ def normalize_overrides(overrides: Sequence[str]) -> list[str]:
             continue
         key, value = _split(arg)
         bare = key.lstrip("+")
-        if any(bare == m or bare.startswith(m + ".") for m in FREE_MAPPINGS):
+        if any(bare.startswith(m + ".") for m in FREE_MAPPINGS):
             key = "++" + bare  # add or replace: the mapping has no fixed set of keys
         if bare in GROUPS:
-            options = group_options(bare)
+            options = group_options(bare) + ([GENERIC_ENV] if bare == "env" else [])
             match = {o.lower(): o for o in options}.get(value.strip().strip("'\"").lower())
             if match is None:
                 raise ConfigError(f"unknown {bare} {value!r}; choose one of: {', '.join(options)}")
@@ -199,20 +211,113 @@ def _to_plain(cfg: DictConfig) -> DictConfig:
         raise ConfigError(f"cannot resolve the config: {_one_line(exc)}") from None
 
 
+def expand_overrides(overrides: Sequence[str]) -> list[str]:
+    """What Hydra's config tree cannot say by itself, as plain overrides.
+
+    ``env=<a Gymnasium id>`` (not a preset) becomes the generic env file with that id and
+    the agent of its action space (:mod:`vlmrm.agents.gym_envs`); a preset's id
+    (``env=vlmrm/CartPole-v0``) selects the preset; ``agent.config=FILE`` (rl_zoo3
+    hyper-parameters, :mod:`vlmrm.agents.hparams`) puts the file's settings first.
+    """
+    from vlmrm.agents.hparams import hparams_overrides, read_hparams
+
+    out: list[str] = []
+    hparams_file = env_value = None
+    for arg in overrides:
+        if not isinstance(arg, str):
+            raise ConfigError(f"overrides must be strings like key=value, got {arg!r}")
+        if not arg.startswith("~"):
+            key, value = _split(arg)
+            if key.lstrip("+") == "agent.config":
+                hparams_file = value.strip().strip("'\"")
+                continue
+            if key.lstrip("+") == "env":
+                env_value = value.strip().strip("'\"")
+        out.append(arg)
+    env_ids: tuple[str, ...] = ("vlmrm/Humanoid-v0", "Humanoid")
+    if env_value is not None:
+        presets = {o.lower(): o for o in group_options("env")}
+        ids = preset_ids()
+        name = presets.get(env_value.lower()) or ids.get(env_value)
+        if name is not None or env_value == GENERIC_ENV:
+            env_ids = (next((i for i, n in ids.items() if n == name), env_value), env_value)
+            replacement = [f"env={name or env_value}"]
+        else:
+            keys = _user_keys(out)
+            baseline = [_split(a)[1].strip() for a in out if _split(a)[0].lstrip("+") == "baseline"]
+            has_baseline = bool(baseline) and baseline[-1].lower() not in ("null", "none", "", "''", '""')
+            replacement = generic_env_overrides(env_value, sorted(keys), has_baseline)
+            env_ids = (env_value.rpartition(":")[2], env_value)
+        out = [r for a in out for r in (replacement if _is_env_choice(a) else [a])]
+    if hparams_file:
+        out = hparams_overrides(read_hparams(hparams_file, env_ids)) + out
+    return out
+
+
+def _is_env_choice(arg: str) -> bool:
+    return not arg.startswith("~") and _split(arg)[0].lstrip("+") == "env"
+
+
+def hydra_value(value: Any) -> str:
+    """A Python value in Hydra's override grammar (strings quoted, mappings as ``{k:v}``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    return _quote(str(value))
+
+
+#: ``env.*`` keys whose values became top-level settings (``goal``, ``total_steps``...) or
+#: were merged into ``agent``: the resolved config drops them so that each value shows once.
+DERIVED_ENV_KEYS = ("goal", "baseline", "alpha", "total_steps", "n_envs", "subprocess", "eval_every",
+                    "checkpoint_every", "agent_params")
+#: Settings that name files or folders: made absolute when a run starts, so that a run
+#: can be evaluated, loaded and resumed from any working directory.
+PATH_KEYS = ("out", "reward.pretrained")
+
+
+def absolute_paths(cfg: DictConfig) -> None:
+    """``out`` and a local ``reward.pretrained`` file as absolute paths (tags stay as they are)."""
+    out = cfg.get("out")
+    if out:
+        cfg.out = os.path.abspath(os.path.expanduser(str(out)))
+    reward = cfg.get("reward") or {}
+    pretrained = reward.get("pretrained")
+    if pretrained and os.path.exists(os.path.expanduser(str(pretrained))):
+        cfg.reward.pretrained = os.path.abspath(os.path.expanduser(str(pretrained)))
+
+
 def compose_train_config(overrides: Sequence[str] = ()) -> DictConfig:
     """Compose, merge and check the training config for command-line style overrides.
 
     Returns a resolved (interpolation-free) config; raises :class:`ConfigError` with a
-    one-line message for anything invalid.
+    one-line message for anything invalid. Runs shorter than the agent's warm-up are
+    scaled down to learn (:mod:`vlmrm.agents.short_runs`, with one printed notice).
     """
+    from vlmrm.agents.short_runs import fit_short_run
+
     overrides = list(overrides)
     if any(_split(a)[0] == "resume" for a in overrides if not a.startswith("~")):
         raise ConfigError("resume=<run dir> is handled by load_resume_config, not compose_train_config")
+    overrides = expand_overrides(overrides)
     check_override_keys(overrides)
     normalized = normalize_overrides(overrides)
     cfg = _compose(normalized)
-    _merge_agent_params(cfg, _user_keys(normalized))
+    user_keys = _user_keys(normalized)
+    _merge_agent_params(cfg, user_keys)
     cfg = _to_plain(cfg)
+    with open_dict(cfg):
+        for key in DERIVED_ENV_KEYS:
+            cfg.env.pop(key, None)
+        absolute_paths(cfg)
+    cfg = validate_train_config(cfg)
+    fit_short_run(cfg, user_keys)
     return validate_train_config(cfg)
 
 
@@ -328,7 +433,8 @@ def load_resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Di
         dotlist.append(f"{key}={value}")
     cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
     with open_dict(cfg):
-        cfg.resume = str(run_dir)
+        cfg.resume = os.path.abspath(str(run_dir))
+        absolute_paths(cfg)
     return validate_train_config(cfg)
 
 

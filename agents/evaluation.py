@@ -1,66 +1,43 @@
-"""The work of ``python -m vlmrm.evaluate``: a run's checkpoint, rolled out and scored."""
+"""The work of ``python -m vlmrm.evaluate``: a run's checkpoint, rolled out and scored.
+
+The run, its agent and its (or another) CLIP come from :func:`vlmrm.agents.load.load_run`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-# torchvision must be imported before any MuJoCo EGL context exists (see vlmrm.envs).
-import torchvision  # noqa: F401, I001
-from omegaconf import OmegaConf
-
-from vlmrm.agents.builders import build_reward_model, load_agent
-from vlmrm.agents.checkpoint import find_checkpoint
+from vlmrm.agents.load import load_run, reward_section  # noqa: F401 (reward_section: re-exported)
 from vlmrm.agents.rollout import run_episodes
-from vlmrm.agents.settings import goal_prompt
-from vlmrm.agents.vec_env import check_env_factory, env_factory, render_fps
-from vlmrm.errors import ConfigError
+from vlmrm.agents.vec_env import render_fps
 from vlmrm.runtime.atomic import atomic_write, atomic_write_json
 from vlmrm.video import write_video
 
 
-def reward_section(run_reward: dict[str, Any], spec: str | None, pretrained: str | None) -> dict[str, Any]:
-    """The run's reward section with the CLIP ``spec`` swapped in (``"run"``: unchanged)."""
-    reward = dict(run_reward)
-    if spec is None:
-        reward["model"] = None
-    elif spec != "run":
-        reward["model"] = spec
-        reward["pretrained"] = pretrained
-    return reward
-
-
 def evaluate(settings: Any) -> dict:
     """Run the evaluation of :class:`vlmrm.evaluate.EvaluateSettings`; returns the results."""
-    run_dir = Path(settings.run)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise ConfigError(f"run={run_dir}: no config.yaml there; pass a directory made by python -m vlmrm.train")
-    cfg = OmegaConf.load(cfg_path)
-    ckpt = find_checkpoint(run_dir, settings.checkpoint)
-    env = check_env_factory(env_factory(cfg.env))
-    try:
-        model = load_agent(str(ckpt), cfg.agent.algo, device=settings.device)
-        reward_cfg = reward_section(OmegaConf.to_container(cfg.reward), settings.reward_model,
-                                    settings.reward_pretrained)
-        goal = goal_prompt(cfg.env.goal_template, cfg.goal)
-        reward_model = build_reward_model(reward_cfg, goal, cfg.get("baseline"))
+    run = load_run(settings.run, settings.checkpoint, device=settings.device,
+                   reward_model=settings.reward_model, reward_pretrained=settings.reward_pretrained)
+    with run:
+        env = run.base_env
         summary = run_episodes(
-            model,
+            run.agent,
             env,
             settings.episodes,
             deterministic=settings.deterministic,
-            reward_model=reward_model,
+            reward_model=run.reward,
             keep_frames=settings.video,
             seed=settings.seed,
         )
-        out = Path(settings.out) if settings.out else run_dir / "eval" / ckpt.stem
+        out = Path(settings.out) if settings.out else run.run_dir / "eval" / run.checkpoint.stem
         results = {
-            "run": str(run_dir),
-            "checkpoint": str(ckpt),
+            "run": str(run.run_dir.resolve()),
+            "checkpoint": str(run.checkpoint.resolve()),
             "deterministic": settings.deterministic,
-            "reward_model": reward_cfg.get("model"),
-            "goal": goal,
+            "reward_model": run.reward_config.get("model") if run.reward is not None else None,
+            "reward_pretrained": run.reward_config.get("pretrained") if run.reward is not None else None,
+            "goal": run.goal,
             **summary.as_dict(),
         }
         if settings.video:
@@ -69,5 +46,4 @@ def evaluate(settings: Any) -> dict:
             results["video"] = str(atomic_write(out / "episodes.mp4", lambda tmp: write_video(tmp, frames, fps=fps)))
         results["results_file"] = str(atomic_write_json(out / "results.json", results))
         return results
-    finally:
-        env.close()
+

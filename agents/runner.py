@@ -24,7 +24,6 @@ import torch
 # torchvision must be imported before any MuJoCo EGL context exists (see vlmrm.envs).
 import torchvision  # noqa: F401, I001
 from omegaconf import DictConfig, OmegaConf
-from stable_baselines3.common.logger import configure
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -33,8 +32,11 @@ from vlmrm.agents.builders import OFF_POLICY, build_agent, check_action_space, l
 from vlmrm.agents.callbacks import EpisodeStats, EvalVideo, PeriodicCheckpoint, StopOnSignal
 from vlmrm.agents.checkpoint import latest_checkpoint, load_replay_buffer, save_checkpoint
 from vlmrm.agents.config import torch_threads
+from vlmrm.agents.loggers import make_logger
+from vlmrm.agents.progress import StepProgress
 from vlmrm.agents.relabel import EpisodeRelabeller, TimedReward
 from vlmrm.agents.settings import goal_prompt
+from vlmrm.agents.short_runs import planned_steps
 from vlmrm.agents.vec_env import (
     check_env_factory,
     close_quietly,
@@ -56,6 +58,7 @@ class TrainResult:
     steps: int
     interrupted: bool
     signal: str = ""
+    final_eval: dict | None = None  # the final evaluation's returns (gt_return, clip_return, ...)
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -131,7 +134,7 @@ def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None) -
     venv: VecEnv | None = None
     try:
         check_action_space(algo, eval_env.action_space, cfg.env.id)
-        goal = goal_prompt(cfg.env.goal_template, cfg.goal)
+        goal = goal_prompt(cfg.env.goal_template, cfg.goal) if cfg.reward.get("model") is not None else None
         reward_model = builders.build_reward_model(cfg.reward, goal, cfg.get("baseline"))
         timed = TimedReward(reward_model) if reward_model is not None else None
         venv = make_training_env(
@@ -152,8 +155,7 @@ def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None) -
         _say(_describe_reward(cfg, goal, reward_model))
         if resuming:
             _say(f"resuming from {ckpt['model']} at step {model.num_timesteps}")
-        outputs = ["tensorboard"] + (["stdout"] if cfg.verbose else [])
-        model.set_logger(configure(str(run_dir / "tb"), outputs))
+        model.set_logger(make_logger(cfg, run_dir))
         return _learn(cfg, model, venv, eval_env, run_dir, reward_model, timed, stop or GracefulStop())
     finally:
         if venv is not None:
@@ -181,7 +183,8 @@ def _learn(cfg, model, venv, eval_env, run_dir: Path, reward_model, timed, stop:
         seed=cfg.seed + 10_000,
     )
     checkpointer = PeriodicCheckpoint(run_dir, cfg.checkpoint_every, relabeller)
-    callbacks = [c for c in (stopper, relabeller, stats, evaluator, checkpointer) if c is not None]
+    progress = StepProgress(planned_steps(cfg)) if cfg.progress else None
+    callbacks = [c for c in (stopper, relabeller, stats, evaluator, checkpointer, progress) if c is not None]
 
     remaining = int(cfg.total_steps) - int(model.num_timesteps)
     where = " in subprocesses" if cfg.subprocess and cfg.n_envs > 1 else ""
@@ -196,10 +199,12 @@ def _learn(cfg, model, venv, eval_env, run_dir: Path, reward_model, timed, stop:
             model.learn(
                 total_timesteps=remaining,
                 callback=callbacks,
-                progress_bar=cfg.progress,
+                progress_bar=False,  # StepProgress: the run's steps, ending at total_steps
                 reset_num_timesteps=cfg.get("resume") is None,
             )
         info = _finish(cfg, model, venv, stopper, relabeller, evaluator, run_dir, stop)
+    if progress is not None:
+        progress.close(info["step"])
     if stopper.stopped:
         _say(
             f"{stop.name}: stopped at step {info['step']}, checkpoint saved; "
@@ -207,7 +212,8 @@ def _learn(cfg, model, venv, eval_env, run_dir: Path, reward_model, timed, stop:
         )
     else:
         _say(f"done: {info['step']} steps; checkpoint {run_dir / 'checkpoints' / info['model']}")
-    return TrainResult(run_dir, info["step"], stopper.stopped, stop.name if stopper.stopped else "")
+    return TrainResult(run_dir, info["step"], stopper.stopped, stop.name if stopper.stopped else "",
+                       info.get("eval"))
 
 
 def _finish(cfg, model, venv, stopper, relabeller, evaluator, run_dir: Path, stop: GracefulStop) -> dict:
@@ -223,10 +229,14 @@ def _finish(cfg, model, venv, stopper, relabeller, evaluator, run_dir: Path, sto
             model.num_timesteps = stopper.rollout_start_steps
     if relabeller is not None:
         relabeller.flush()
-    if not stopper.stopped and cfg.eval.episodes > 0:
-        evaluator.evaluate()
+    summary = evaluator.evaluate() if not stopper.stopped and cfg.eval.episodes > 0 else None
     reason = f"interrupted ({stop.name})" if stopper.stopped else "final"
     info = save_checkpoint(model, run_dir, reason=reason)
+    if summary is not None:
+        _say(f"final evaluation: ground-truth return {summary.gt_return:.4g}"
+             + ("" if summary.clip_return is None else f", CLIP return {summary.clip_return:.4g}"))
+        info = {**info, "eval": {"gt_return": summary.gt_return, "clip_return": summary.clip_return,
+                                 "success_rate": summary.success_rate}}
     _record_run_fps(model)
     model.logger.dump(model.num_timesteps)
     model.logger.close()

@@ -17,6 +17,7 @@ A default of ``null`` on a key marked "(default: the env's)" means the env file 
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,9 +40,11 @@ from vlmrm.errors import ConfigError
 #: How CLIP rewards reach the agent (``auto`` is resolved per algorithm by :meth:`TrainSettings.validate`).
 RELABEL_MODES = ("auto", "episode", "step", "none")
 #: The SB3 algorithms ``agent.algo`` may name (classes in :mod:`vlmrm.agents.builders`).
-ALGORITHM_NAMES = ("sac", "ppo", "dqn")
+ALGORITHM_NAMES = ("sac", "ppo", "dqn", "td3", "ddpg", "a2c")
 #: Algorithms with a replay buffer, whose rewards can be relabelled after the fact.
-OFF_POLICY = frozenset({"sac", "dqn"})
+OFF_POLICY = frozenset({"sac", "dqn", "td3", "ddpg"})
+#: Where the scalars go: TensorBoard always (tb/), Weights & Biases as well with logger=wandb.
+LOGGERS = ("tensorboard", "wandb")
 #: Keys of earlier versions → their names now (a clear hint instead of "unknown setting").
 RENAMED = {"out_dir": "out", "progress_bar": "progress"}
 
@@ -63,8 +66,8 @@ class RewardSettings(ClipSettings):
     """torch.compile the image tower: false, true, or a mode (reduce-overhead, max-autotune)."""
     relabel: str = "auto"
     """How rewards reach the agent: episode (relabel the replay buffer at episode ends,
-    sac/dqn), step (score every step in the vector env), none (ground truth), auto (episode
-    for sac/dqn, step for ppo)."""
+    off-policy agents), step (score every step in the vector env), none (ground truth),
+    auto (episode for sac/td3/ddpg/dqn, step for ppo/a2c)."""
     max_pending_frames: int = 4096
     """Episode relabelling scores its stored frames at least this often."""
 
@@ -95,6 +98,22 @@ class PeriodicEvalSettings:
 
 
 @dataclass
+class WandbSettings:
+    """``wandb.*``: the Weights & Biases run of ``logger=wandb`` (WANDB_MODE=offline works)."""
+
+    project: str = "vlmrm"
+    """The W&B project."""
+    entity: str | None = None
+    """The W&B entity (user or team; default: yours)."""
+    group: str | None = None
+    """Group runs (e.g. the runs of one sweep)."""
+    tags: list = field(default_factory=list)
+    """Tags of the run, e.g. wandb.tags=[cartpole,smoke]."""
+    mode: str | None = None
+    """online, offline or disabled (default: WANDB_MODE, else online)."""
+
+
+@dataclass
 class TrainSettings(RunSettings):
     """Every key of ``python -m vlmrm.train`` (groups: ``env=``, ``agent=``, ``reward=``)."""
 
@@ -103,8 +122,10 @@ class TrainSettings(RunSettings):
     env.episode_length, env.render_size=[w,h], env.goal_template, env.camera, env.kwargs,
     env.agent_params.<algo>; see the group files."""
     agent: dict = field(default_factory=dict)
-    """The SB3 agent (agent=sac|ppo|dqn, default: the env's): agent.<SB3 argument>=value,
-    e.g. agent.learning_rate=3e-4, agent.policy_kwargs.net_arch=[64,64]."""
+    """The SB3 agent (agent=sac|td3|ddpg|dqn|ppo|a2c; default: the env's, or for any other
+    Gymnasium env sac for continuous and dqn for discrete actions): agent.<SB3 argument>=value,
+    e.g. agent.learning_rate=3e-4, agent.policy_kwargs.net_arch=[64,64];
+    agent.config=hparams.yml reads rl_zoo3-style hyper-parameters first."""
     reward: RewardSettings = field(default_factory=RewardSettings)
     goal: str | None = None
     """The task in words; the CLIP goal prompt is env.goal_template with {goal} replaced
@@ -135,6 +156,10 @@ class TrainSettings(RunSettings):
     total_steps, eval.*, reward.alpha... but not what shapes the saved agent)."""
     verbose: int = 0
     """SB3 verbosity (1 prints its tables)."""
+    logger: str = "tensorboard"
+    """Where scalars go: tensorboard (tb/), or wandb (Weights & Biases as well as tb/: the
+    same scalars, the evaluation videos and the resolved config; see wandb.*)."""
+    wandb: WandbSettings = field(default_factory=WandbSettings)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TrainSettings:
@@ -143,6 +168,7 @@ class TrainSettings(RunSettings):
         data = dict(cfg)
         data["reward"] = RewardSettings(**(cfg.get("reward") or {}))
         data["eval"] = PeriodicEvalSettings(**(cfg.get("eval") or {}))
+        data["wandb"] = WandbSettings(**(cfg.get("wandb") or {}))
         return cls(**data)
 
     def validate(self) -> TrainSettings:
@@ -165,7 +191,20 @@ class TrainSettings(RunSettings):
             if "/" in name or name in (".", ".."):
                 raise ConfigError(f"run_name must be a plain folder name, got {name!r}")
         check_env_section(self.env)
-        goal_prompt(self.env.get("goal_template"), self.goal)
+        self.logger = check_choice("logger", self.logger, LOGGERS)
+        if self.logger == "wandb" and importlib.util.find_spec("wandb") is None:
+            raise ConfigError("logger=wandb needs the wandb package: pip install wandb (or pip install 'vlmrm[wandb]')")
+        if self.wandb.mode is not None:
+            self.wandb.mode = check_choice("wandb.mode", self.wandb.mode, ("online", "offline", "disabled"))
+        if not isinstance(self.wandb.tags, (list, tuple)):
+            self.wandb.tags = [self.wandb.tags]
+        if self.reward.model is not None:
+            if self.goal is None:
+                raise ConfigError(
+                    f"goal= is required for env={self.env.get('id')} (the task in words, e.g. "
+                    'goal="the pendulum pointing up"), or reward=ground_truth'
+                )
+            goal_prompt(self.env.get("goal_template"), self.goal)
         self._check_agent()
         self._check_reward()
         return self
@@ -174,7 +213,7 @@ class TrainSettings(RunSettings):
         """What can be said of ``agent.*`` without SB3: the algorithm, and one SB3 rule."""
         algo = self.agent.get("algo")
         if algo is None:
-            raise ConfigError("no agent selected; add agent=sac, agent=ppo or agent=dqn")
+            raise ConfigError(f"no agent selected; add agent=<one of {', '.join(ALGORITHM_NAMES)}>")
         if algo not in ALGORITHM_NAMES:
             raise ConfigError(f"unknown agent.algo {algo!r}; choose one of: {', '.join(ALGORITHM_NAMES)}")
         freq = self.agent.get("train_freq")
@@ -207,7 +246,8 @@ def check_env_section(env: Mapping[str, Any]) -> None:
     """The keys of ``env.*`` the trainer reads: present, and of the right kind."""
     check_text("env.name", env.get("name"))
     check_text("env.id", env.get("id"))
-    check_int("env.episode_length", env.get("episode_length"), 1)
+    if env.get("episode_length") is not None:  # null: the env's registration
+        check_int("env.episode_length", env.get("episode_length"), 1)
     size = env.get("render_size")
     if not isinstance(size, (list, tuple)) or len(size) != 2:
         raise ConfigError(f"env.render_size must be [width, height], got {size!r}")

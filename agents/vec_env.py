@@ -37,7 +37,7 @@ class EnvFactory:
     """Makes one sub-env: ``vlmrm.envs.make_env(env_id, ...)`` with a fixed episode length."""
 
     env_id: str
-    episode_length: int
+    episode_length: int | None  # None: the env's registration
     width: int
     height: int
     camera: str | None = None
@@ -74,7 +74,7 @@ def env_factory(env_cfg: Mapping[str, Any]) -> EnvFactory:
             kwargs = OmegaConf.to_container(kwargs, resolve=True)
     return EnvFactory(
         env_id=str(env_cfg["id"]),
-        episode_length=int(env_cfg["episode_length"]),
+        episode_length=None if env_cfg.get("episode_length") is None else int(env_cfg["episode_length"]),
         width=width,
         height=height,
         camera=env_cfg.get("camera"),

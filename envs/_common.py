@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 # pygame prints a banner on import unless told not to; the environments import it lazily.
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+# Without a display, SDL's video init (gymnasium's classic-control envs call it even for
+# rgb_array) prints "error: XDG_RUNTIME_DIR is invalid ..." to stderr, which reads like one
+# of our errors; its dummy driver renders the same off-screen frames and prints nothing.
+if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 #: Default frame size: CLIP's input resolution, so frames need no resize before encoding.
 DEFAULT_RENDER_SIZE: tuple[int, int] = (224, 224)

@@ -10,11 +10,14 @@ vlmrm.train env=<name>`` cannot drift apart; the Python side only adds the entry
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
 
 from ._common import DEFAULT_RENDER_SIZE, check_size, is_positive_int
 
@@ -134,12 +137,14 @@ def make_env(
     """Make an environment by short name or gymnasium id, ready to render for CLIP.
 
     ``make_env("Humanoid")`` is ``gym.make("vlmrm/Humanoid-v0", render_mode="rgb_array",
-    width=224, height=224, max_episode_steps=100)``. Any other gymnasium id is made too,
-    with ``width``/``height`` passed only if given (not every env accepts them).
+    width=224, height=224, max_episode_steps=100)``. Any other gymnasium id is made too
+    (``module:Env-v0`` imports the module first), with ``width``/``height`` passed only
+    where its constructor takes them (MuJoCo envs do, classic-control ones render at
+    their own size). An env that cannot render ``rgb_array`` frames is refused.
 
     Args:
         name_or_id: short name (``"CartPole"``, ``"MountainCar"``, ``"Humanoid"``,
-            case-insensitive) or a registered gymnasium id.
+            case-insensitive), a registered gymnasium id, or ``module:id``.
         episode_length: steps before truncation (``max_episode_steps``); default: the
             env's ``ENV_DEFAULTS`` entry, or its registration for other ids.
         width, height: frame size; default: the env's ``render_size``.
@@ -147,12 +152,14 @@ def make_env(
         **kwargs: passed to the environment's constructor.
 
     Raises:
-        ValueError: unknown name, or a non-positive ``episode_length``/``width``/``height``.
+        ValueError: unknown name, a non-positive ``episode_length``/``width``/``height``,
+            or ``render_mode="rgb_array"`` for an env that has no such mode.
     """
     register_envs()
     try:
         defaults: EnvDefaults | None = get_env_defaults(name_or_id)
     except ValueError:
+        name_or_id = _import_module_of(name_or_id)
         if name_or_id not in gym.registry:
             raise ValueError(
                 f"unknown environment {name_or_id!r}; valid names: {_valid_names()}, "
@@ -172,5 +179,37 @@ def make_env(
         env_id = name_or_id
     if width is not None or height is not None:
         check_size(width if width is not None else 1, height if height is not None else 1)
-        kwargs.update({k: v for k, v in (("width", width), ("height", height)) if v is not None})
-    return gym.make(env_id, render_mode=render_mode, max_episode_steps=episode_length, **kwargs)
+        takes = defaults is not None or _takes_size(env_id)
+        kwargs.update({k: v for k, v in (("width", width), ("height", height)) if v is not None and takes})
+    env = gym.make(env_id, render_mode=render_mode, max_episode_steps=episode_length, **kwargs)
+    modes = env.metadata.get("render_modes") or []
+    if render_mode is not None and render_mode not in modes:
+        env.close()
+        raise ValueError(
+            f"{env_id} cannot render {render_mode!r} frames (its render modes: {modes or 'none'}); "
+            "a CLIP reward needs rgb_array frames: pick an env that renders them"
+        )
+    return env
+
+
+def _import_module_of(env_id: str) -> str:
+    """``module:Env-v0`` → import ``module`` (it registers the env) and return ``Env-v0``."""
+    if ":" not in env_id:
+        return env_id
+    module, _, bare = env_id.partition(":")
+    importlib.import_module(module)
+    return bare
+
+
+def _takes_size(env_id: str) -> bool:
+    """Whether the env's constructor takes ``width``/``height`` (by name or ``**kwargs``)."""
+    spec = gym.spec(env_id)
+    if "width" in (spec.kwargs or {}):
+        return True
+    entry = spec.entry_point
+    try:
+        creator = load_env_creator(entry) if isinstance(entry, str) else entry
+        params = inspect.signature(creator).parameters.values()
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return False
+    return any(p.name == "width" or p.kind is p.VAR_KEYWORD for p in params)

@@ -27,6 +27,9 @@ _EXPORTS = {
     "vlmrm.fidelity": ("RankFidelity", "rank_fidelity"),
     "vlmrm.scoring": ("VideoScores", "score_video"),
     "vlmrm.diagnostics": ("diagnose", "epic_distance"),
+    "vlmrm.agents.api": ("train_agent",),
+    "vlmrm.agents.config": ("compose_train_config",),
+    "vlmrm.agents.load": ("LoadedRun", "load_run"),
     "vlmrm.wrappers": (
         "CLIPRewardVecEnvWrapper", "CLIPRewardVectorWrapper", "CLIPRewardWrapper",
         "RenderFrameToInfo", "make_vec_env",
@@ -41,6 +44,7 @@ __all__ = [
     "CLIPScoreReward",
     "ClipModel",
     "ConfigError",
+    "LoadedRun",
     "RankFidelity",
     "RenderFrameToInfo",
     "RewardModel",
@@ -48,13 +52,16 @@ __all__ = [
     "VideoScores",
     "WeightsNotFoundError",
     "clip_score",
+    "compose_train_config",
     "diagnose",
     "epic_distance",
     "goal_baseline_reward",
     "load_clip",
+    "load_run",
     "make_vec_env",
     "rank_fidelity",
     "score_video",
+    "train_agent",
 ]
 
 
@@ -62,6 +69,9 @@ __getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from vlmrm.agents.api import train_agent
+    from vlmrm.agents.config import compose_train_config
+    from vlmrm.agents.load import LoadedRun, load_run
     from vlmrm.diagnostics import diagnose, epic_distance
     from vlmrm.errors import ConfigError, VLMRMError, WeightsNotFoundError
     from vlmrm.fidelity import RankFidelity, rank_fidelity

@@ -5,6 +5,7 @@ Usage::
     python -m vlmrm.evaluate run=runs/CartPole-pole-upright-20240101-120000
     python -m vlmrm.evaluate run=<dir> checkpoint=128000 episodes=10 deterministic=false
     python -m vlmrm.evaluate run=<dir> reward_model=ViT-L-14/laion2b_s32b_b82k   # score with another CLIP
+    python -m vlmrm.evaluate run=<dir> reward_pretrained=tuned.safetensors   # the run's CLIP, other weights
 
 Runs ``episodes`` episodes (deterministic actions by default) of the checkpoint's policy
 in the run's environment and reports the ground-truth return, the CLIP return (the run's
@@ -48,7 +49,9 @@ class EvaluateSettings:
     """The CLIP that scores the frames: run (the run's reward model), a CLIP spec (ARCH/TAG,
     ARCH with reward_pretrained=, hf-hub:org/repo, vlmrm-tiny), or none."""
     reward_pretrained: str | None = None
-    """Weights for a bare ARCH reward_model: an open_clip tag or a local weights file."""
+    """Weights for the reward model: an open_clip tag or a local weights file (e.g. a tuned
+    checkpoint), for a bare ARCH reward_model or, with reward_model=run, for the run's own
+    architecture."""
     device: str = "auto"
     """Torch device of the agent: auto (cuda when present, else cpu), cpu, cuda, cuda:N."""
     out: str | None = None
@@ -67,10 +70,9 @@ class EvaluateSettings:
             self.reward_model = None
         elif spec != RUN_REWARD:
             self.reward_model = check_model_spec(spec, self.reward_pretrained, "reward_model")
-        if self.reward_pretrained is not None and self.reward_model in (None, RUN_REWARD):
+        if self.reward_pretrained is not None and self.reward_model is None:
             raise ConfigError(
-                "reward_pretrained= gives the weights of a reward_model=ARCH; the run's own reward "
-                "model keeps its weights (use reward_model=ARCH reward_pretrained=FILE)"
+                "reward_pretrained= gives weights to a reward model, but reward_model=none scores nothing"
             )
 
 
@@ -112,6 +114,7 @@ COMMAND = Command(
         "python -m vlmrm.evaluate run=runs/<run> checkpoint=128000 deterministic=false",
         "python -m vlmrm.evaluate run=runs/<run> reward_model=ViT-L-14/laion2b_s32b_b82k",
         "python -m vlmrm.evaluate run=runs/<run> reward_model=ViT-B-32 reward_pretrained=tuned.safetensors",
+        "python -m vlmrm.evaluate run=runs/<run> reward_pretrained=runs/tune/model.safetensors",
     ),
 )
 

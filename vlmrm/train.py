@@ -6,6 +6,9 @@ Usage::
     python -m vlmrm.train env=CartPole reward=tiny total_steps=2000        # offline smoke run
     python -m vlmrm.train env=CartPole reward=ground_truth                 # the env's own reward
     python -m vlmrm.train resume=runs/Humanoid-kneeling-20240101-120000    # continue a run
+    python -m vlmrm.train env=Acrobot-v1 goal="the tip swung high" baseline="an acrobot"   # any Gymnasium id
+    python -m vlmrm.train -m seed=0,1,2 reward.alpha=0,0.5                 # a sweep: one run each
+    python -m vlmrm.train env=CartPole --cfg job                           # print the config only
 
 Settings are ``key=value`` overrides of the config tree in ``configs/`` (``train.yaml``
 and the groups ``env/``, ``agent/``, ``reward/``), composed with Hydra; ``--help`` lists
@@ -18,13 +21,15 @@ configuration, 130 aborted (second Ctrl-C).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from vlmrm.agents.config import group_options, resolve_config
 from vlmrm.agents.settings import TrainSettings
-from vlmrm.cli.args import Command, run
-from vlmrm.errors import VLMRMError, WeightsNotFoundError
+from vlmrm.cli.args import Command, print_text, report_error, run, wants_help
+from vlmrm.errors import ConfigError, VLMRMError, WeightsNotFoundError
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -39,9 +44,14 @@ def _summary() -> str:
         "Train a Stable-Baselines3 agent on a CLIP reward. Settings are key=value overrides of\n"
         "the config tree (configs/train.yaml), composed with Hydra; a group picks a file:\n"
         f"{groups}\n"
+        "env= also takes any Gymnasium id (Acrobot-v1, module:Env-v0; goal= required; the agent\n"
+        "follows the action space: sac for continuous, dqn for discrete actions).\n"
         "env.* and agent.* are documented in their group files; agent.<key> is any argument\n"
-        "of the SB3 class. A run writes <out>/<env>-<goal>-<time>/: config.yaml, tb/, videos/,\n"
-        "checkpoints/. Ctrl-C or SIGTERM saves a checkpoint; resume=<run> continues it."
+        "of the SB3 class; agent.config=hparams.yml reads an rl_zoo3 hyper-parameter file.\n"
+        "A run writes <out>/<env>-<goal>-<time>/: config.yaml, tb/, videos/, checkpoints/.\n"
+        "Ctrl-C or SIGTERM saves a checkpoint; resume=<run> continues it.\n"
+        "Hydra flags: -m (a sweep: seed=0,1,2 reward.alpha=0,0.5 runs every combination, one run\n"
+        "each, then a summary table); --cfg job prints the resolved config and trains nothing."
     )
 
 
@@ -54,6 +64,9 @@ COMMAND = Command(
         "python -m vlmrm.train env=CartPole reward=tiny total_steps=2000",
         "python -m vlmrm.train env=CartPole reward=ground_truth",
         "python -m vlmrm.train resume=runs/<run> total_steps=2e6",
+        'python -m vlmrm.train env=Pendulum-v1 agent=td3 goal="a pendulum pointing up" baseline="a pendulum"',
+        "python -m vlmrm.train -m env=CartPole reward=tiny total_steps=300 seed=0,1",
+        "python -m vlmrm.train env=CartPole --cfg job",
     ),
     parser=lambda argv: (resolve_config(argv), list(argv)),
 )
@@ -68,12 +81,64 @@ def train(cfg: DictConfig, argv: list[str] | None = None, stop: GracefulStop | N
 
 def _run(args: tuple[DictConfig, list[str]]) -> int:
     cfg, argv = args
+    _train_or_explain(cfg, argv)
+    return 0
+
+
+def _print_config(args: tuple[DictConfig, list[str]]) -> int:
+    from omegaconf import OmegaConf
+
+    print_text(OmegaConf.to_yaml(args[0]).rstrip())
+    return 0
+
+
+def _flags(argv: list[str]) -> tuple[bool, str | None, list[str]]:
+    """Hydra's flags: ``-m``/``--multirun`` and ``--cfg job|all`` (``-c``); the rest."""
+    multirun, cfg, rest = False, None, []
+    it = iter(argv)
+    for arg in it:
+        if arg in ("-m", "--multirun"):
+            multirun = True
+        elif arg in ("--cfg", "-c"):
+            cfg = next(it, "")
+        elif arg.startswith("--cfg="):
+            cfg = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    if cfg is not None and cfg not in ("job", "all"):
+        raise ConfigError(f"--cfg {cfg or '(nothing)'}: use --cfg job (the resolved config; no Hydra runtime here)")
+    return multirun, cfg, rest
+
+
+def _multirun(argv: list[str], show_config: bool) -> int:
+    """``-m``: every combination of the swept values, one run each, then a summary table."""
+    from vlmrm.agents.config import TEXT_KEYS
+    from vlmrm.agents.sweep import expand_sweep, summary_table
+    from vlmrm.runtime.console import make_console
+
+    jobs = expand_sweep(argv, TEXT_KEYS)
+    configs = [resolve_config(job.argv) for job in jobs]  # every job checked before any trains
+    if show_config:
+        for job, cfg in zip(jobs, configs, strict=True):
+            print_text(f"# job {job.index}: {job.label}")
+            _print_config((cfg, job.argv))
+        return 0
+    results = []
+    for job, cfg in zip(jobs, configs, strict=True):
+        print(f"[vlmrm.train] sweep job {job.index + 1}/{len(jobs)}: {job.label}", file=sys.stderr, flush=True)
+        results.append(_train_or_explain(cfg, job.argv))
+        if results[-1].interrupted:
+            break
+    make_console().print(summary_table(jobs[: len(results)], results))
+    return 0
+
+
+def _train_or_explain(cfg: DictConfig, argv: list[str]) -> TrainResult:
     try:
-        train(cfg, argv)
+        return train(cfg, argv)
     except WeightsNotFoundError as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise VLMRMError(f"{first} For an offline smoke run use reward=tiny.") from None
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,9 +146,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     The argument layer's policy (:func:`vlmrm.cli.args.run`): ``--help`` and every
     settings error answer before torch is imported; one ``error:`` line and status 2 for a
-    bad setting or missing weights, 130 for an abort (a second Ctrl-C).
+    bad setting or missing weights, 130 for an abort (a second Ctrl-C). Hydra's ``-m``
+    (a sweep, :mod:`vlmrm.agents.sweep`) and ``--cfg job`` (print the resolved config,
+    train nothing) work as Hydra users expect.
     """
-    return run(COMMAND, argv, _run)
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        multirun, show_config, rest = _flags(args)
+    except ConfigError as exc:
+        report_error(exc, shared=True)
+        return 2
+    if multirun and not wants_help(rest):
+        command = replace(COMMAND, parser=lambda a: a)
+        return run(command, rest, lambda a: _multirun(a, show_config is not None))
+    return run(COMMAND, rest, _print_config if show_config else _run)
 
 
 if __name__ == "__main__":

@@ -280,14 +280,15 @@ def parse_settings(cls: type[T], argv: Sequence[str], positional: str | None = N
     unknown key (with the closest match), a value of the wrong type, or whatever the
     class's ``validate()`` refuses.
     """
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     pairs, bare = split_argv(argv, positional)
     try:
         cli = OmegaConf.from_dotlist(pairs)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"cannot parse the settings: {_one_line(exc)}") from None
+    except (OmegaConfBaseException, yaml.YAMLError) as exc:  # a value YAML cannot read: [...]
+        raise ConfigError(f"cannot parse the settings {' '.join(pairs)!r}: {_one_line(exc)}") from None
     layers = []
     config_file = cli.pop(CONFIG_KEY, None) if CONFIG_KEY not in _known_keys(cls) else None
     if config_file:

@@ -19,6 +19,7 @@ import torchvision  # noqa: F401, I001 - before any MuJoCo GL context (see vlmrm
 
 from vlmrm.errors import ConfigError, VLMRMError
 from vlmrm.runtime.atomic import atomic_write
+from vlmrm.runtime.console import make_console
 from vlmrm.scoring.settings import SB3_ALGOS, RecordSettings, ScoreSettings
 
 _RESERVED = ("video", "frame", "time", "episode", "step", "env_reward", "terminated", "truncated")
@@ -199,9 +200,8 @@ def _episode_table(cfg: RecordSettings, episodes: list[_Episode]) -> Any:
 def record(cfg: RecordSettings, console: Any = None) -> tuple[list[str], Path]:
     """Roll out ``cfg.episodes`` episodes, writing one mp4 each and ``labels.csv``; return (videos, labels path)."""
     import pandas as pd
-    from rich.console import Console
 
-    console = console or Console()
+    console = console or make_console()
     env = make_recording_env(cfg)
     try:
         fps = float(cfg.fps or env.metadata.get("render_fps") or 30)
@@ -235,17 +235,20 @@ def _say(console: Any, text: str) -> None:
 
 def run_record(cfg: RecordSettings, console: Any = None) -> int:
     """Record, then score the videos against their labels; the exit status (0, or 1: some failed)."""
-    from rich.console import Console
 
+    from vlmrm.scoring.runner import load_scoring_clip
     from vlmrm.scoring.runner import run as run_scoring
 
-    console = console or Console()
+    console = console or make_console()
     goal, baseline = cfg.goal, cfg.baseline
     if goal is None:
         goal, default_base = default_prompts(cfg.env or "")
         if goal is not None:
             baseline = baseline if baseline is not None else default_base
             _say(console, f"goal (env default): {goal!r}, baseline: {baseline!r}")
+    values = {**cfg.scoring_values(), "goal": goal, "baseline": baseline}
+    # the CLIP first: a missing model fails before any episode is rolled out and written
+    clip = load_scoring_clip(ScoreSettings(**values, videos=[])) if goal is not None else None
     videos, labels = record(cfg, console)
     if goal is None:
         _say(
@@ -254,7 +257,6 @@ def run_record(cfg: RecordSettings, console: Any = None) -> int:
             f"  python -m vlmrm.score videos=[{','.join(videos)}] goal='...' labels={labels}",
         )
         return 0
-    values = {**cfg.scoring_values(), "goal": goal, "baseline": baseline}
     settings = ScoreSettings(**values, videos=videos, labels=str(labels))
     settings.validate()
-    return run_scoring(settings, console=console).exit_code
+    return run_scoring(settings, console=console, clip=clip).exit_code

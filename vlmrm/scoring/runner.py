@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmrm.errors import ConfigError, VLMRMError
+from vlmrm.runtime.console import make_console
 from vlmrm.scoring.outputs import Outputs, Scored, ScoreRun, unique_stems
 from vlmrm.scoring.settings import ScoreSettings
 
@@ -54,12 +55,29 @@ def _make_out(settings: ScoreSettings) -> Path:
     return out
 
 
-def setup(settings: ScoreSettings, info: Any) -> Setup:
-    """Labels (rank 0), the CLIP on this rank's device, the reward and every combination checked."""
+def load_scoring_clip(settings: ScoreSettings, info: Any = None) -> Any:
+    """The CLIP of the scoring settings, on this rank's device (``record`` loads it before
+    rolling out, so that a missing model fails before any episode is recorded)."""
     from vlmrm.compiling import resolve_compile
-    from vlmrm.diagnostics import load_labels
     from vlmrm.distributed import rank_device
     from vlmrm.models import load_clip
+
+    info = _current_info() if info is None else info
+    device = rank_device(None if settings.device == "auto" else settings.device, info)
+    return load_clip(
+        settings.model,
+        device=device,
+        precision=settings.precision,
+        pretrained=settings.pretrained,
+        compile=resolve_compile(settings.compile) or False,
+    )
+
+
+def setup(settings: ScoreSettings, info: Any, clip: Any = None) -> Setup:
+    """Labels (rank 0), the CLIP on this rank's device (or ``clip``, already loaded), the
+    reward and every combination checked."""
+    from vlmrm.compiling import resolve_compile
+    from vlmrm.diagnostics import load_labels
     from vlmrm.reward import CLIPReward
     from vlmrm.scoring.core import ClipSweep
 
@@ -68,14 +86,7 @@ def setup(settings: ScoreSettings, info: Any) -> Setup:
     label_table = None
     if info.is_main and settings.labels is not None and settings.labels != "auto":
         label_table = load_labels(settings.labels, settings.label_column)
-    device = rank_device(None if settings.device == "auto" else settings.device, info)
-    clip = load_clip(
-        settings.model,
-        device=device,
-        precision=settings.precision,
-        pretrained=settings.pretrained,
-        compile=compile_mode or False,
-    )
+    clip = clip if clip is not None else load_scoring_clip(settings, info)
     goals = [settings.goal] if isinstance(settings.goal, str) else settings.goal
     baselines = settings.baseline
     first_base = baselines if baselines is None or isinstance(baselines, str) else baselines[0]
@@ -143,7 +154,7 @@ def _outcomes(s: Setup, info: Any, outputs: Outputs | None) -> list[Scored] | No
 
 
 def run(
-    settings: ScoreSettings, console: Any = None, err_console: Any = None, info: Any = None
+    settings: ScoreSettings, console: Any = None, err_console: Any = None, info: Any = None, clip: Any = None
 ) -> ScoreRun:
     """Score every video, write the outputs and print the tables; return what was produced.
 
@@ -152,15 +163,13 @@ def run(
     :class:`vlmrm.distributed.DistInfo` (default: the process group already set up, if
     any). Ranks other than 0 return an empty :class:`ScoreRun`.
     """
-    from rich.console import Console
-
     from vlmrm.distributed import run_together
     from vlmrm.scoring.report import print_report
 
     info = _current_info() if info is None else info
-    console = console or Console()
-    err = err_console or Console(stderr=True)
-    s = run_together(lambda: setup(settings, info), info)
+    console = console or make_console()
+    err = err_console or make_console(stderr=True)
+    s = run_together(lambda: setup(settings, info, clip), info)
     result = ScoreRun()
     outputs = Outputs(s.settings, s.out, s.label_table, result, err) if info.is_main else None
     try:

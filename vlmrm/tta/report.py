@@ -9,6 +9,7 @@ from typing import Any
 
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write_json
+from vlmrm.runtime.console import make_console
 from vlmrm.tta.results import RESULTS
 
 METRICS = "metrics.json"
@@ -21,7 +22,6 @@ def print_table(
     columns: tuple[str, str] = ("zero-shot", "RLCF"),
 ) -> None:
     """A rich table of ``(metric, before, after)`` rows (``columns`` names them) with their difference."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
@@ -31,7 +31,7 @@ def print_table(
     table.add_column("Δ", justify="right")
     for name, zs, ad in rows:
         table.add_row(name, f"{zs:.2f}", f"{ad:.2f}", f"{ad - zs:+.2f}")
-    console = Console()
+    console = make_console()
     console.print(table)
     if extra:
         console.print(extra)
