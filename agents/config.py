@@ -306,10 +306,9 @@ def load_resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Di
     Settings that shape the saved agent or replay buffer (env, algorithm, network,
     n_envs, reward model) cannot change; others (total_steps, eval, alpha...) can.
     """
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"resume={run_dir}: no config.yaml there; pass a run directory made by vlmrm.train")
-    cfg = _migrate(OmegaConf.load(path))
+    from vlmrm.agents.checkpoint import read_run_config
+
+    cfg = _migrate(read_run_config(run_dir, "resume"))
     dotlist = []
     for arg in overrides:
         key, value = _split(arg)

@@ -10,11 +10,10 @@ import torchvision  # noqa: F401, I001
 from omegaconf import OmegaConf
 
 from vlmrm.agents.builders import build_reward_model, load_agent
-from vlmrm.agents.checkpoint import find_checkpoint
+from vlmrm.agents.checkpoint import AGENT_FILE, find_checkpoint, read_run_config
 from vlmrm.agents.rollout import run_episodes
 from vlmrm.agents.settings import goal_prompt
 from vlmrm.agents.vec_env import check_env_factory, env_factory, render_fps
-from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write, atomic_write_json
 from vlmrm.video import write_video
 
@@ -33,10 +32,7 @@ def reward_section(run_reward: dict[str, Any], spec: str | None, pretrained: str
 def evaluate(settings: Any) -> dict:
     """Run the evaluation of :class:`vlmrm.evaluate.EvaluateSettings`; returns the results."""
     run_dir = Path(settings.run)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise ConfigError(f"run={run_dir}: no config.yaml there; pass a directory made by python -m vlmrm.train")
-    cfg = OmegaConf.load(cfg_path)
+    cfg = read_run_config(run_dir, "run")
     ckpt = find_checkpoint(run_dir, settings.checkpoint)
     env = check_env_factory(env_factory(cfg.env))
     try:
@@ -54,7 +50,8 @@ def evaluate(settings: Any) -> dict:
             keep_frames=settings.video,
             seed=settings.seed,
         )
-        out = Path(settings.out) if settings.out else run_dir / "eval" / ckpt.stem
+        name = ckpt.parent.name if ckpt.name == AGENT_FILE else ckpt.stem
+        out = Path(settings.out) if settings.out else run_dir / "eval" / name
         results = {
             "run": str(run_dir),
             "checkpoint": str(ckpt),

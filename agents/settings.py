@@ -126,6 +126,8 @@ class TrainSettings(RunSettings):
     eval: PeriodicEvalSettings = field(default_factory=PeriodicEvalSettings)
     checkpoint_every: int | None = None
     """Env steps between checkpoints (0: only at the end) (default: the env's)."""
+    keep_checkpoints: int = 3
+    """How many of the newest checkpoints to keep in checkpoints/ (0: all)."""
     out: str = "runs"
     """Output folder: a run writes <out>/<env>-<goal>-<time>/ (or <out>/<run_name>/)."""
     run_name: str | None = None
@@ -148,7 +150,7 @@ class TrainSettings(RunSettings):
     def validate(self) -> TrainSettings:
         """Torch-free checks of every value; returns the settings with numbers normalised."""
         self.seed = check_int("seed", self.seed, 0)
-        for name, minimum in (("total_steps", 1), ("n_envs", 1), ("checkpoint_every", 0), ("verbose", 0)):
+        for name, minimum in (("total_steps", 1), ("n_envs", 1), ("checkpoint_every", 0), ("keep_checkpoints", 0), ("verbose", 0)):
             setattr(self, name, check_int(name, getattr(self, name), minimum))
         self.eval.every = check_int("eval.every", self.eval.every, 0)
         self.eval.episodes = check_int("eval.episodes", self.eval.episodes, 0)
