@@ -55,6 +55,10 @@ _STEP_DIR = re.compile(r"^step_(\d+)$")
 _SCRATCH = (".partial", ".replaced", ".deleting")
 
 
+class NoCheckpoint(ConfigError):
+    """A run folder without any complete checkpoint (killed before its first save ended)."""
+
+
 # -- replay buffer -----------------------------------------------------------------------
 
 
@@ -329,7 +333,7 @@ def latest_checkpoint(run_dir: str | os.PathLike, warn: Callable[[str], None] = 
     ckpt = checkpoint_dir(run)
     found = _step_dirs(ckpt)
     if not found:
-        raise ConfigError(f"{run_dir} has no checkpoint yet (nothing in {ckpt})")
+        raise NoCheckpoint(f"{run_dir} has no checkpoint yet (nothing in {ckpt})")
     problems = []
     for _, path in found:
         try:
@@ -339,7 +343,10 @@ def latest_checkpoint(run_dir: str | os.PathLike, warn: Callable[[str], None] = 
             warn(f"skipping damaged checkpoint {exc}")
             continue
         return chosen
-    raise ConfigError(f"{run_dir} has no complete checkpoint ({'; '.join(problems)}); start a new run")
+    raise ConfigError(
+        f"{run_dir}: every checkpoint is damaged ({'; '.join(problems)}); "
+        "restore the files, or delete checkpoints/ to start the run over"
+    )
 
 
 def find_checkpoint(run_dir: str | os.PathLike, which: str = "last") -> Path:

@@ -38,6 +38,7 @@ from vlmrm.agents.callbacks import (
     relabeller_state,
 )
 from vlmrm.agents.checkpoint import (
+    NoCheckpoint,
     latest_checkpoint,
     load_replay_buffer,
     restore_rng_state,
@@ -154,7 +155,13 @@ def _describe_reward(cfg: DictConfig, goal: str, reward_model) -> str:
 
 def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None) -> TrainResult:
     resuming = cfg.get("resume") is not None
-    ckpt = latest_checkpoint(cfg.resume, warn=_say) if resuming else None
+    ckpt = None
+    if resuming:
+        try:
+            ckpt = latest_checkpoint(cfg.resume, warn=_say)
+        except NoCheckpoint as exc:  # killed before its first save completed
+            _say(f"{exc}; starting it over from step 0")
+            resuming = False
     algo = cfg.agent.algo
     set_random_seed(cfg.seed)
 
