@@ -26,15 +26,10 @@ rows are saved and the arrays are re-allocated at full size on load.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import pickle
 import random
-import re
-import shutil
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,20 +38,27 @@ from typing import Any
 import numpy as np
 
 from vlmrm.errors import ConfigError
-from vlmrm.runtime.atomic import atomic_write, atomic_write_json, fsync_dir, fsync_file
+from vlmrm.runtime.atomic import atomic_write, atomic_write_json
+from vlmrm.runtime.units import (
+    NoCheckpoint,
+    list_units,
+    newest_unit,
+    prune_units,
+    short_error,
+    step_name,
+    verify_unit,
+    write_unit,
+)
 
 LATEST = "latest.json"
-MANIFEST = "manifest.json"
 AGENT_FILE = "agent.zip"
 REPLAY_FILE = "replay_buffer.pkl"
 STATE_FILE = "state.pkl"
-FORMAT = 2
-_STEP_DIR = re.compile(r"^step_(\d+)$")
-_SCRATCH = (".partial", ".replaced", ".deleting")
-
-
-class NoCheckpoint(ConfigError):
-    """A run folder without any complete checkpoint (killed before its first save ended)."""
+__all__ = [
+    "AGENT_FILE", "REPLAY_FILE", "STATE_FILE", "Checkpoint", "NoCheckpoint", "find_checkpoint",
+    "latest_checkpoint", "load_replay_buffer", "read_run_config", "restore_rng_state", "save_checkpoint",
+    "save_replay_buffer", "verify_checkpoint",
+]
 
 
 # -- replay buffer -----------------------------------------------------------------------
@@ -94,7 +96,7 @@ def load_replay_buffer(path: str | os.PathLike, device: Any = None) -> Any:
     except FileNotFoundError:
         raise ConfigError(f"replay buffer {path} is missing") from None
     except Exception as exc:  # noqa: BLE001 - truncated, empty or not ours: the same problem
-        raise ConfigError(f"cannot read the replay buffer {path} ({_short(exc)}); the file is damaged") from None
+        raise ConfigError(f"cannot read the replay buffer {path} ({short_error(exc)}); the file is damaged") from None
     for key, entry in entries:
         if entry[0] == "rows":
             _, shape, dtype, rows = entry
@@ -113,10 +115,6 @@ def load_replay_buffer(path: str | os.PathLike, device: Any = None) -> Any:
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / "checkpoints"
-
-
-def step_name(step: int) -> str:
-    return f"step_{int(step):09d}"
 
 
 def rng_state() -> dict[str, Any]:
@@ -139,14 +137,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_checkpoint(
     model: Any,
     run_dir: str | os.PathLike,
@@ -163,79 +153,18 @@ def save_checkpoint(
     Returns the manifest (with ``checkpoint``, the folder's name).
     """
     ckpt = checkpoint_dir(run_dir)
-    ckpt.mkdir(parents=True, exist_ok=True)
-    _remove_scratch(ckpt)
     step = int(model.num_timesteps)
     name = step_name(step)
-    partial = ckpt / f"{name}.partial"
-    partial.mkdir()
     writers: dict[str, Callable[[Path], Any]] = {AGENT_FILE: model.save}
     if replay_buffer and getattr(model, "replay_buffer", None) is not None:
         writers[REPLAY_FILE] = lambda p: _write_replay_buffer(model.replay_buffer, p)
     state = {"step": step, "episode_num": int(getattr(model, "_episode_num", 0)), "rng": rng_state(), **(extra_state or {})}
     writers[STATE_FILE] = lambda p: p.write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
-    files = {}
-    for file, write in writers.items():
-        write(partial / file)
-        fsync_file(partial / file)
-        files[file] = {"size": (partial / file).stat().st_size, "sha256": _sha256(partial / file)}
-    manifest = {"format": FORMAT, "step": step, "reason": reason, "time": time.time(), "files": files}
-    atomic_write_json(partial / MANIFEST, manifest)
-    fsync_dir(partial)
-    _publish(partial, ckpt / name)
+    manifest = write_unit(ckpt, name, writers, {"step": step, "reason": reason})
     atomic_write_json(ckpt / LATEST, {"step": step, "checkpoint": name})
     if keep > 0:
-        prune_checkpoints(ckpt, keep)
+        prune_units(ckpt, keep)
     return {**manifest, "checkpoint": name}
-
-
-def _publish(partial: Path, final: Path) -> None:
-    """Rename ``partial`` to ``final``; an existing checkpoint of that step is replaced."""
-    if final.exists():
-        aside = final.with_name(final.name + ".replaced")
-        os.replace(final, aside)
-        os.replace(partial, final)
-        fsync_dir(final.parent)
-        shutil.rmtree(aside)
-    else:
-        os.replace(partial, final)
-    fsync_dir(final.parent)
-
-
-def _remove_scratch(ckpt: Path) -> None:
-    """Remove what an interrupted save or prune left behind (never a published checkpoint)."""
-    for path in ckpt.iterdir():
-        if path.is_dir() and path.suffix in (".partial", ".deleting"):
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.is_dir() and path.suffix == ".replaced":
-            if (ckpt / path.stem).is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:  # killed between the two renames: the replaced one is still complete
-                os.replace(path, ckpt / path.stem)
-
-
-def _step_dirs(ckpt: Path) -> list[tuple[int, Path]]:
-    """Published checkpoint folders, newest first (a ``.replaced`` one stands in for its step)."""
-    found: dict[int, Path] = {}
-    if not ckpt.is_dir():
-        return []
-    for path in ckpt.iterdir():
-        base = path.name.removesuffix(".replaced")
-        match = _STEP_DIR.match(base)
-        if match and path.is_dir() and (path.name == base or int(match.group(1)) not in found):
-            found[int(match.group(1))] = path
-    return sorted(found.items(), reverse=True)
-
-
-def prune_checkpoints(ckpt: Path, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` checkpoints (renamed aside first, then removed)."""
-    removed = []
-    for _, path in _step_dirs(ckpt)[keep:]:
-        aside = path.with_name(path.name + ".deleting")
-        os.replace(path, aside)
-        shutil.rmtree(aside)
-        removed.append(path)
-    return removed
 
 
 def read_run_config(run_dir: str | os.PathLike, key: str = "resume") -> Any:
@@ -248,7 +177,7 @@ def read_run_config(run_dir: str | os.PathLike, key: str = "resume") -> Any:
     try:
         cfg = OmegaConf.load(path)
     except Exception as exc:  # noqa: BLE001 - truncated or hand-edited YAML
-        raise ConfigError(f"{key}={run_dir}: config.yaml is damaged ({_short(exc)}); restore it") from None
+        raise ConfigError(f"{key}={run_dir}: config.yaml is damaged ({short_error(exc)}); restore it") from None
     if not isinstance(cfg, DictConfig) or "env" not in cfg or "agent" not in cfg:
         raise ConfigError(f"{key}={run_dir}: config.yaml is not a training run's config (no env/agent sections)")
     return cfg
@@ -283,39 +212,13 @@ class Checkpoint:
         try:
             return pickle.loads(path.read_bytes())
         except Exception as exc:  # noqa: BLE001 - verified by the manifest, so rare
-            raise ConfigError(f"cannot read {path} ({_short(exc)}); the checkpoint is damaged") from None
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
+            raise ConfigError(f"cannot read {path} ({short_error(exc)}); the checkpoint is damaged") from None
 
 
 def verify_checkpoint(path: Path) -> Checkpoint:
-    """Read ``manifest.json`` of a checkpoint folder and check every file's size and checksum.
-
-    Raises :class:`ConfigError` saying what is wrong (missing, truncated, altered).
-    """
-    manifest_path = path / MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        step, files = int(manifest["step"]), dict(manifest["files"])
-    except FileNotFoundError:
-        raise ConfigError(f"{path.name}: {MANIFEST} is missing") from None
-    except Exception as exc:  # noqa: BLE001 - truncated JSON, wrong types: damaged either way
-        raise ConfigError(f"{path.name}: {MANIFEST} is damaged ({_short(exc)})") from None
-    if AGENT_FILE not in files:
-        raise ConfigError(f"{path.name}: {MANIFEST} lists no {AGENT_FILE}")
-    for file, meta in files.items():
-        fpath = path / file
-        if not fpath.is_file():
-            raise ConfigError(f"{path.name}: {file} is missing")
-        size = fpath.stat().st_size
-        if size != meta.get("size"):
-            raise ConfigError(f"{path.name}: {file} has {size} bytes, the manifest says {meta.get('size')}")
-        if _sha256(fpath) != meta.get("sha256"):
-            raise ConfigError(f"{path.name}: {file} does not match its checksum (altered or damaged)")
-    return Checkpoint(path, step, manifest)
+    """A checkpoint folder whose files all match its manifest (else a :class:`ConfigError`)."""
+    manifest = verify_unit(path, required=(AGENT_FILE,))
+    return Checkpoint(path, int(manifest["step"]), manifest)
 
 
 def _warn(msg: str) -> None:
@@ -325,28 +228,14 @@ def _warn(msg: str) -> None:
 def latest_checkpoint(run_dir: str | os.PathLike, warn: Callable[[str], None] = _warn) -> Checkpoint:
     """The newest checkpoint of a run that passes :func:`verify_checkpoint`.
 
-    Damaged ones are skipped with one ``warn`` line each; a clear error if none is left.
+    Damaged ones are skipped with one ``warn`` line each; :class:`NoCheckpoint` if there
+    is none; a :class:`ConfigError` if every one is damaged.
     """
     run = Path(run_dir)
     if not run.is_dir():
         raise ConfigError(f"{run_dir} is not a run folder (it does not exist or is a file)")
-    ckpt = checkpoint_dir(run)
-    found = _step_dirs(ckpt)
-    if not found:
-        raise NoCheckpoint(f"{run_dir} has no checkpoint yet (nothing in {ckpt})")
-    problems = []
-    for _, path in found:
-        try:
-            chosen = verify_checkpoint(path)
-        except ConfigError as exc:
-            problems.append(str(exc))
-            warn(f"skipping damaged checkpoint {exc}")
-            continue
-        return chosen
-    raise ConfigError(
-        f"{run_dir}: every checkpoint is damaged ({'; '.join(problems)}); "
-        "restore the files, or delete checkpoints/ to start the run over"
-    )
+    path, manifest = newest_unit(checkpoint_dir(run), warn, required=(AGENT_FILE,))
+    return Checkpoint(path, int(manifest["step"]), manifest)
 
 
 def find_checkpoint(run_dir: str | os.PathLike, which: str = "last") -> Path:
@@ -367,5 +256,5 @@ def find_checkpoint(run_dir: str | os.PathLike, which: str = "last") -> Path:
     for f in (Path(which), ckpt / which):
         if f.is_file():
             return f
-    available = ", ".join(p.name for _, p in reversed(_step_dirs(ckpt))) or "none"
+    available = ", ".join(p.name for _, p in reversed(list_units(ckpt))) or "none"
     raise ConfigError(f"no checkpoint {which!r} in {ckpt}; available: {available}")

@@ -78,11 +78,9 @@ def _killing_save(real_save, case_root: Path, cases: list[dict]):
 def _arm(k: int) -> None:
     """Make the ``k``-th file-system step of this process SIGKILL it first."""
     count = [0]
-    from vlmrm.runtime import atomic
+    from vlmrm.runtime import atomic, units
 
-    targets = {
-        "fsync_file": (atomic, checkpoint), "fsync_dir": (atomic, checkpoint), "replace": (os,), "rmtree": (shutil,)
-    }
+    targets = {"fsync_file": (atomic, units), "fsync_dir": (atomic, units), "replace": (os,), "rmtree": (shutil,)}
 
     def wrap(name, fn):
         def step(*args, **kwargs):

@@ -41,10 +41,11 @@ def test_every_kill_point_of_a_save_resumes_with_an_exact_buffer(kill_cases):
     assert golden == {"golden": 120}
     steps = [r["save_step"] for r in rows]
     assert sorted(set(steps)) == list(SAVES)
-    # Every file-system step of every save was a kill point: each save has the same 12
-    # (3 files, manifest, folder, rename, latest.json), and the last one prunes the
-    # oldest checkpoint (keep_checkpoints=2): a rename aside and a delete, 2 more.
-    assert [steps.count(s) for s in SAVES] == [12, 12, 14], [(r["save_step"], r["what"]) for r in rows]
+    # Every file-system step of every save was a kill point: each save has the same 11
+    # (flush agent, buffer, state; manifest: flush, rename, flush folder; rename the
+    # folder, flush checkpoints/; latest.json: flush, rename, flush checkpoints/), and
+    # the last one prunes the oldest checkpoint (keep_checkpoints=2): rename aside, delete.
+    assert [steps.count(s) for s in SAVES] == [11, 11, 13], [(r["save_step"], r["what"]) for r in rows]
     previous = {40: 0, 80: 40, 120: 80}
     for r in rows:
         where = f"killed at save {r['save_step']} before {r['what']}"
@@ -183,3 +184,43 @@ def test_out_under_a_file_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"error: out={blocker}/runs: cannot create the run folder") and "writable" in err[-1]
     assert not any("Traceback" in line for line in err)
+
+
+def test_replacing_a_checkpoint_of_the_same_step_survives_every_kill(tmp_path, monkeypatch):
+    """A final save at the step of a periodic one replaces it: old or new, never neither or a mix."""
+    import os
+    import shutil
+    import signal
+
+    from _kill_saves import _arm
+
+    from vlmrm.runtime.units import newest_unit, write_unit
+
+    def writers(tag: str):
+        return {f: (lambda p, f=f: p.write_text(f"{tag}:{f}")) for f in ("a.bin", "b.bin")}
+
+    root = tmp_path / "base" / "checkpoints"
+    write_unit(root, "step_000000005", writers("old"), {"step": 5})
+    monkeypatch.setenv("KILL_LOG", str(tmp_path / "kill.log"))
+    seen, k = set(), 0
+    while True:
+        case = tmp_path / f"k{k}"
+        pid = os.fork()
+        if pid == 0:
+            shutil.copytree(tmp_path / "base", case)
+            _arm(k)
+            write_unit(case / "checkpoints", "step_000000005", writers("new"), {"step": 5})
+            os._exit(3)
+        _, status = os.waitpid(pid, 0)
+        if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
+            assert os.WEXITSTATUS(status) == 3
+            break
+        lines: list[str] = []
+        path, manifest = newest_unit(case / "checkpoints", lines.append)
+        texts = {(path / f).read_text() for f in ("a.bin", "b.bin")}
+        assert lines == [] and manifest["step"] == 5 and texts in ({"old:a.bin", "old:b.bin"}, {"new:a.bin", "new:b.bin"})
+        write_unit(case / "checkpoints", "step_000000006", writers("next"), {"step": 6})  # the next save cleans up
+        assert sorted(p.name for p in (case / "checkpoints").iterdir()) == ["step_000000005", "step_000000006"]
+        seen.add(next(iter(texts))[:3])
+        k += 1
+    assert k >= 10 and seen == {"old", "new"}
