@@ -113,13 +113,18 @@ def list_units(root: Path) -> list[tuple[int, Path]]:
     return sorted(found.items(), reverse=True)
 
 
+def remove_unit(path: Path) -> None:
+    """Delete a checkpoint folder: renamed aside first, so a kill never leaves half of one."""
+    aside = path.with_name(path.name + ".deleting")
+    os.replace(path, aside)
+    shutil.rmtree(aside)
+
+
 def prune_units(root: Path, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` checkpoints (renamed aside first, then removed)."""
+    """Delete all but the newest ``keep`` checkpoints."""
     removed = []
     for _, path in list_units(root)[keep:]:
-        aside = path.with_name(path.name + ".deleting")
-        os.replace(path, aside)
-        shutil.rmtree(aside)
+        remove_unit(path)
         removed.append(path)
     return removed
 
