@@ -259,8 +259,10 @@ def file_overrides(path: str) -> list[str]:
 
     try:
         data = OmegaConf.to_container(OmegaConf.load(path))
-    except (OSError, yaml.YAMLError, OmegaConfBaseException) as exc:
+    except (OSError, UnicodeError, yaml.YAMLError, OmegaConfBaseException) as exc:
         raise ConfigError(f"cannot read config={path!r}: {_one_line(exc)}") from None
+    if data is None or data == {}:
+        raise ConfigError(f"config={path!r} is empty; write one `key: value` setting per line")
     if not isinstance(data, dict):
         raise ConfigError(f"config={path!r} must hold a mapping of settings")
     return [f"{key}={_override_value(value)}" for key, value in flat_items(data)]

@@ -28,6 +28,7 @@ from vlmrm.checks import (
     check_int,
     check_model_spec,
     check_optional_int,
+    check_out_dir,
     check_precision,
     check_text,
     resolve_compile,
@@ -161,7 +162,7 @@ class TrainSettings(RunSettings):
         self.device = check_device(self.device)
         if self.threads != "auto":
             self.threads = check_int("threads", self.threads, 1)
-        check_text("out", self.out)
+        check_out_dir(self.out)
         if self.run_name is not None:
             name = check_text("run_name", self.run_name)
             if "/" in name or name in (".", ".."):

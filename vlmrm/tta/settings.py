@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlmrm.checks import TRAIN_PRECISIONS, check_choice, check_model_spec, check_optional_int
+from vlmrm.checks import (
+    TRAIN_PRECISIONS,
+    check_choice,
+    check_model_spec,
+    check_optional_int,
+    check_out_dir,
+)
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
 from vlmrm.tta.data import abspath
@@ -116,6 +122,8 @@ class TTASettings(ClipSettings, RunSettings):
         if self.batch_size is None:
             raise ConfigError("batch_size must be an integer >= 1, got None")
         self.limit = check_optional_int("limit", self.limit, 1)
+        if self.out:
+            check_out_dir(self.out)
         self.reward_models()
         method = self.method_settings()
         if isinstance(method, RetrieveSettings):
