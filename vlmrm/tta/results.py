@@ -160,7 +160,10 @@ def finish(out: Path, info, done: dict[str, dict], new: list, keys: list[str]):
     if info.enabled:
         import torch.distributed as dist
 
+        from vlmrm.distributed import wait_for_all
+
         parts: list | None = [None] * info.world_size if info.is_main else None
+        wait_for_all(info, coord_group())  # interruptible while the other ranks finish
         dist.gather_object(list(new), parts, dst=0, group=coord_group())
         if not info.is_main:
             return None, None
