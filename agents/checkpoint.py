@@ -188,31 +188,50 @@ def read_run_config(run_dir: str | os.PathLike, key: str = "resume") -> Any:
 
 @dataclass
 class Checkpoint:
-    """A verified checkpoint folder."""
+    """A verified checkpoint: its folder, step, manifest and files."""
 
     path: Path
     step: int
     manifest: dict[str, Any]
+    legacy: bool = False  # a run saved before checkpoints were folders (step_<N>.zip)
 
     @property
     def name(self) -> str:
-        return self.path.name.removesuffix(".replaced")
+        return self.path.name.removesuffix(".replaced") if not self.legacy else self.manifest["model"]
 
     @property
     def agent_path(self) -> Path:
-        return self.path / AGENT_FILE
+        return self.path / (self.manifest["model"] if self.legacy else AGENT_FILE)
 
     @property
     def replay_buffer_path(self) -> Path | None:
-        return self.path / REPLAY_FILE if REPLAY_FILE in self.manifest["files"] else None
+        name = self.manifest.get("replay_buffer") if self.legacy else REPLAY_FILE
+        return self.path / name if name and name in self.manifest["files"] else None
 
     def state(self) -> dict[str, Any]:
-        """``state.pkl``: RNG states, counters, relabeller state."""
+        """``state.pkl``: RNG states, counters, relabeller state (empty for a legacy checkpoint)."""
         path = self.path / STATE_FILE
+        if self.legacy:
+            return {}
         try:
             return pickle.loads(path.read_bytes())
         except Exception as exc:  # noqa: BLE001 - verified by the manifest, so rare
             raise ConfigError(f"cannot read {path} ({short_error(exc)}); the checkpoint is damaged") from None
+
+
+def _legacy_checkpoint(ckpt: Path) -> Checkpoint | None:
+    """``latest.json`` of a run saved before checkpoints were folders (agent zip + buffer beside it)."""
+    import json
+
+    try:
+        info = json.loads((ckpt / LATEST).read_text(encoding="utf-8"))
+        model, buffer = info["model"], info.get("replay_buffer")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    files = {name: {} for name in (model, buffer) if name and (ckpt / name).is_file()}
+    if model not in files or (buffer and buffer not in files):
+        raise ConfigError(f"{ckpt / LATEST} names {model}{' and ' + buffer if buffer else ''}, but they are missing")
+    return Checkpoint(ckpt, int(info["step"]), {**info, "files": files}, legacy=True)
 
 
 def verify_checkpoint(path: Path) -> Checkpoint:
@@ -234,7 +253,13 @@ def latest_checkpoint(run_dir: str | os.PathLike, warn: Callable[[str], None] = 
     run = Path(run_dir)
     if not run.is_dir():
         raise ConfigError(f"{run_dir} is not a run folder (it does not exist or is a file)")
-    path, manifest = newest_unit(checkpoint_dir(run), warn, required=(AGENT_FILE,))
+    try:
+        path, manifest = newest_unit(checkpoint_dir(run), warn, required=(AGENT_FILE,))
+    except NoCheckpoint:
+        legacy = _legacy_checkpoint(checkpoint_dir(run))
+        if legacy is None:
+            raise
+        return legacy
     return Checkpoint(path, int(manifest["step"]), manifest)
 
 

@@ -139,7 +139,8 @@ def _resume_agent(ckpt, algo: str, venv, device: str):
                 f"{expected}; the checkpoint is inconsistent — resume from an older one by deleting it"
             )
     state = ckpt.state()
-    restore_rng_state(state["rng"])
+    if "rng" in state:
+        restore_rng_state(state["rng"])
     model._episode_num = int(state.get("episode_num", 0))
     return model, state
 

@@ -182,7 +182,8 @@ def test_out_under_a_file_is_one_line(tmp_path, capsys):
     argv = ["env=CartPole", "reward=ground_truth", "total_steps=10", f"out={blocker}/runs"] + QUIET
     assert train_main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith(f"error: out={blocker}/runs: cannot create the run folder") and "writable" in err[-1]
+    assert err[-1] == (f"error: out='{blocker}/runs' is under '{blocker}', which is a file, not a folder; "
+                       "pass out=<a folder path>")
     assert not any("Traceback" in line for line in err)
 
 
@@ -224,3 +225,27 @@ def test_replacing_a_checkpoint_of_the_same_step_survives_every_kill(tmp_path, m
         seen.add(next(iter(texts))[:3])
         k += 1
     assert k >= 10 and seen == {"old", "new"}
+
+
+def test_a_run_saved_before_checkpoint_folders_still_resumes(trained, tmp_path, capsys):
+    """Older runs: checkpoints/step_<N>.zip, replay_buffer.pkl and latest.json side by side."""
+    import json
+    import shutil
+
+    run = _copy(trained, tmp_path)
+    ckpt = run / "checkpoints"
+    unit = ckpt / "step_000000100"
+    shutil.copyfile(unit / "agent.zip", ckpt / "step_000000100.zip")
+    shutil.copyfile(unit / "replay_buffer.pkl", ckpt / "replay_buffer.pkl")
+    for d in ckpt.glob("step_*"):
+        if d.is_dir():
+            shutil.rmtree(d)
+    (ckpt / "latest.json").write_text(json.dumps(
+        {"step": 100, "model": "step_000000100.zip", "replay_buffer": "replay_buffer.pkl", "reason": "final"}))
+    old = latest_checkpoint(run)
+    assert old.legacy and old.step == 100 and old.agent_path == ckpt / "step_000000100.zip"
+    assert train_main([f"resume={run}", "total_steps=120"] + QUIET) == 0
+    assert "resuming from checkpoints/step_000000100.zip at step 100" in capsys.readouterr().err
+    new = latest_checkpoint(run)
+    assert not new.legacy and new.step == 120
+    assert checkpoint.load_replay_buffer(new.replay_buffer_path).pos == 120
