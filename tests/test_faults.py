@@ -249,3 +249,30 @@ def test_a_run_saved_before_checkpoint_folders_still_resumes(trained, tmp_path, 
     new = latest_checkpoint(run)
     assert not new.legacy and new.step == 120
     assert checkpoint.load_replay_buffer(new.replay_buffer_path).pos == 120
+
+
+def test_sigterm_stops_a_command_like_ctrl_c(tmp_path):
+    """A scheduler's SIGTERM: exit 130, the closing line last, and the same command resumes."""
+    import os
+    import signal
+    import time
+
+    from _tta import TINY, make_class_folders
+
+    data = make_class_folders(tmp_path / "classes")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "vlmrm.tta", "task=classify", f"data={data}", *TINY, "steps=6", f"out={out}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not ((out / "results.jsonl").is_file() and (out / "results.jsonl").stat().st_size):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    log, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in log, log
+    assert log.strip().splitlines()[-1] == (
+        f"interrupted; finished samples are saved in {out} — run the same command to resume")
+    done = len((out / "results.jsonl").read_text().splitlines())
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and f"{done} done, {9 - done} to go" in res.stderr, res.stderr
