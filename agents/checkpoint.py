@@ -17,7 +17,10 @@ of one step is never resumed with the replay buffer of another.
 
 Resume verifies the manifest (sizes and checksums) of the newest checkpoint; one that
 fails is skipped with one line naming it, and the newest complete one is used. The last
-``keep`` checkpoints are kept (0: all); older ones are renamed aside, then deleted.
+``keep`` checkpoints are kept (0: all); older ones are renamed aside, then deleted. The
+folder mechanics are :mod:`vlmrm.runtime.units` (shared with the tuning checkpoints).
+Runs saved before checkpoints were folders (``step_<N>.zip`` and ``replay_buffer.pkl``
+beside ``latest.json``) still resume.
 
 The replay buffer is saved compactly: SB3 pickles the whole preallocated arrays (a 1M
 transition Humanoid buffer is ~2.8 GB of mostly zeros early on); here only the filled
@@ -133,8 +136,8 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])  # (resumed on other GPUs: their own seeds)
 
 
 def save_checkpoint(
