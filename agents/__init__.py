@@ -38,7 +38,7 @@ _EXPORTS = {
         "validate_train_config",
     ),
     "vlmrm.agents.api": ("train_agent",),
-    "vlmrm.agents.load": ("LoadedRun", "load_run", "read_run_config"),
+    "vlmrm.agents.load": ("LoadedRun", "load_run", "load_run_config"),
     "vlmrm.agents.relabel": ("EpisodeRelabeller", "TimedReward", "resize_uint8"),
     "vlmrm.agents.rollout": ("EvalSummary", "run_episodes"),
     "vlmrm.agents.vec_env": ("EnvFactory", "env_factory", "make_training_env"),

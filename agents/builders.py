@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -151,8 +152,20 @@ def build_agent(agent: Mapping[str, Any], env, *, seed: int | None = None, devic
 
 
 def load_agent(path: str, algo: str, env=None, device: str = "auto") -> BaseAlgorithm:
-    """Load a saved agent; with ``env`` the env is reset before the next ``learn``."""
-    return algorithm_class(algo).load(path, env=env, device=device)
+    """Load a saved agent; with ``env`` the env is reset before the next ``learn``.
+
+    A missing, truncated or foreign file is a :class:`ConfigError` naming it (SB3 itself
+    would append ``.zip`` to a missing name and fail deep inside ``zipfile``).
+    """
+    if not os.path.isfile(path):
+        raise ConfigError(f"agent file {path} is missing")
+    try:
+        return algorithm_class(algo).load(path, env=env, device=device)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncated, not a zip, another algorithm's file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(f"cannot load {path} as an SB3 {algo.upper()} agent: {first}") from None
 
 
 def build_reward_model(reward: Mapping[str, Any], goal: str, baseline: str | None):

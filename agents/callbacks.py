@@ -213,17 +213,27 @@ class EvalVideo(BaseCallback):
         return summary
 
 
+def relabeller_state(relabeller: EpisodeRelabeller | None) -> dict:
+    """What a checkpoint keeps of the relabeller (flushed first, so nothing is pending)."""
+    if relabeller is None:
+        return {}
+    return {"relabeller": {"relabelled": int(relabeller.relabelled), "flushes": int(relabeller.flushes)}}
+
+
 class PeriodicCheckpoint(BaseCallback):
-    """Save agent + replay buffer every ``every`` env steps, at the start of a rollout.
+    """Save a checkpoint every ``every`` env steps, at the start of a rollout; keep ``keep``.
 
     At a rollout's start every collected transition is stored, relabelled and trained
     on, so the saved agent, buffer and step count agree.
     """
 
-    def __init__(self, run_dir: str | Path, every: int, relabeller: EpisodeRelabeller | None = None) -> None:
+    def __init__(
+        self, run_dir: str | Path, every: int, relabeller: EpisodeRelabeller | None = None, keep: int = 0
+    ) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
         self.every = int(every)
+        self.keep = int(keep)
         self.relabeller = relabeller
         self._last = 0
         self.saved: list[dict] = []
@@ -237,7 +247,12 @@ class PeriodicCheckpoint(BaseCallback):
             self._last = now
             if self.relabeller is not None:
                 self.relabeller.flush()
-            self.saved.append(save_checkpoint(self.model, self.run_dir, reason="periodic"))
+            self.saved.append(
+                save_checkpoint(
+                    self.model, self.run_dir, reason="periodic", keep=self.keep,
+                    extra_state=relabeller_state(self.relabeller),
+                )
+            )
 
     def _on_step(self) -> bool:
         return True

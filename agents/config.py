@@ -364,8 +364,10 @@ def file_overrides(path: str) -> list[str]:
 
     try:
         data = OmegaConf.to_container(OmegaConf.load(path))
-    except (OSError, yaml.YAMLError, OmegaConfBaseException) as exc:
+    except (OSError, UnicodeError, yaml.YAMLError, OmegaConfBaseException) as exc:
         raise ConfigError(f"cannot read config={path!r}: {_one_line(exc)}") from None
+    if data is None or data == {}:
+        raise ConfigError(f"config={path!r} is empty; write one `key: value` setting per line")
     if not isinstance(data, dict):
         raise ConfigError(f"config={path!r} must hold a mapping of settings")
     return [f"{key}={_override_value(value)}" for key, value in flat_items(data)]
@@ -411,10 +413,9 @@ def load_resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Di
     Settings that shape the saved agent or replay buffer (env, algorithm, network,
     n_envs, reward model) cannot change; others (total_steps, eval, alpha...) can.
     """
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"resume={run_dir}: no config.yaml there; pass a run directory made by vlmrm.train")
-    cfg = _migrate(OmegaConf.load(path))
+    from vlmrm.agents.checkpoint import read_run_config
+
+    cfg = _migrate(read_run_config(run_dir, "resume"))
     dotlist = []
     for arg in overrides:
         key, value = _split(arg)

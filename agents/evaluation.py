@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vlmrm.agents.checkpoint import AGENT_FILE
 from vlmrm.agents.load import load_run, reward_section  # noqa: F401 (reward_section: re-exported)
 from vlmrm.agents.rollout import run_episodes
 from vlmrm.agents.vec_env import render_fps
@@ -30,7 +31,9 @@ def evaluate(settings: Any) -> dict:
             keep_frames=settings.video,
             seed=settings.seed,
         )
-        out = Path(settings.out) if settings.out else run.run_dir / "eval" / run.checkpoint.stem
+        ckpt = run.checkpoint
+        name = ckpt.parent.name if ckpt.name == AGENT_FILE else ckpt.stem
+        out = Path(settings.out) if settings.out else run.run_dir / "eval" / name
         results = {
             "run": str(run.run_dir.resolve()),
             "checkpoint": str(run.checkpoint.resolve()),

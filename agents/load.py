@@ -60,13 +60,13 @@ class LoadedRun:
         self.close()
 
 
-def read_run_config(run_dir: str | Path) -> DictConfig:
-    """A run folder's ``config.yaml``, with a relative ``reward.pretrained`` made absolute."""
+def load_run_config(run_dir: str | Path, key: str = "run") -> DictConfig:
+    """A run folder's ``config.yaml`` (checked: one clear line when missing or damaged), with
+    a relative ``reward.pretrained`` made absolute."""
+    from vlmrm.agents.checkpoint import read_run_config
+
     run_dir = Path(run_dir)
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"run={run_dir}: no config.yaml there; pass a directory made by python -m vlmrm.train")
-    cfg = OmegaConf.load(path)
+    cfg = read_run_config(run_dir, key)
     pretrained = (cfg.get("reward") or {}).get("pretrained")
     if pretrained:
         cfg.reward.pretrained = _find_relative(str(pretrained), run_dir)
@@ -127,7 +127,7 @@ def load_run(
     import vlmrm
 
     run_dir = Path(run)
-    cfg = read_run_config(run_dir)
+    cfg = load_run_config(run_dir)
     ckpt = find_checkpoint(run_dir, checkpoint)
     env = check_env_factory(env_factory(cfg.env))
     try:

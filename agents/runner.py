@@ -6,8 +6,8 @@ folder exists; then ``learn`` runs under :class:`~vlmrm.runtime.stop.GracefulSto
 Ctrl-C or SIGTERM ends it with a checkpoint (a second signal aborts).
 
 A run writes ``<out>/<env>-<goal>-<time>/``: ``config.yaml`` (resolved), ``command.txt``,
-``tb/`` (TensorBoard), ``videos/step_<N>.mp4``, ``checkpoints/`` (agent, replay buffer,
-``latest.json``).
+``tb/`` (TensorBoard), ``videos/step_<N>.mp4``, ``checkpoints/step_<N>/`` (agent, replay
+buffer, RNG states, manifest; see :mod:`vlmrm.agents.checkpoint`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,20 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from vlmrm.agents import builders
 from vlmrm.agents.builders import OFF_POLICY, build_agent, check_action_space, load_agent
-from vlmrm.agents.callbacks import EpisodeStats, EvalVideo, PeriodicCheckpoint, StopOnSignal
-from vlmrm.agents.checkpoint import latest_checkpoint, load_replay_buffer, save_checkpoint
+from vlmrm.agents.callbacks import (
+    EpisodeStats,
+    EvalVideo,
+    PeriodicCheckpoint,
+    StopOnSignal,
+    relabeller_state,
+)
+from vlmrm.agents.checkpoint import (
+    NoCheckpoint,
+    latest_checkpoint,
+    load_replay_buffer,
+    restore_rng_state,
+    save_checkpoint,
+)
 from vlmrm.agents.config import torch_threads
 from vlmrm.agents.loggers import make_logger
 from vlmrm.agents.progress import StepProgress
@@ -80,7 +92,13 @@ def _new_run_dir(cfg: DictConfig) -> Path:
         while run_dir.exists():
             n += 1
             run_dir = root / f"{cfg.env.name}-{goal}-{stamp}-{n}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"out={cfg.out}: cannot create the run folder {run_dir} ({exc.strerror or exc}); "
+            "pass out=<a writable folder>"
+        ) from None
     return run_dir
 
 
@@ -111,6 +129,25 @@ def train(cfg: DictConfig, argv: list[str] | None = None, stop: GracefulStop | N
         torch.set_num_threads(threads)
 
 
+def _resume_agent(ckpt, algo: str, venv, device: str):
+    """The agent, replay buffer, RNG states and counters of a verified checkpoint."""
+    model = load_agent(str(ckpt.agent_path), algo, env=venv, device=device)
+    if ckpt.replay_buffer_path is not None and hasattr(model, "replay_buffer"):
+        model.replay_buffer = load_replay_buffer(ckpt.replay_buffer_path, device=model.device)
+        filled = model.replay_buffer.buffer_size if model.replay_buffer.full else model.replay_buffer.pos
+        expected = min(int(model.num_timesteps) // venv.num_envs, model.replay_buffer.buffer_size)
+        if filled != expected:
+            raise ConfigError(
+                f"checkpoints/{ckpt.name}: the replay buffer holds {filled} steps but the agent "
+                f"{expected}; the checkpoint is inconsistent — resume from an older one by deleting it"
+            )
+    state = ckpt.state()
+    if "rng" in state:
+        restore_rng_state(state["rng"])
+    model._episode_num = int(state.get("episode_num", 0))
+    return model, state
+
+
 def _describe_reward(cfg: DictConfig, goal: str, reward_model) -> str:
     if reward_model is None:
         return "reward: the environment's ground truth"
@@ -122,7 +159,13 @@ def _describe_reward(cfg: DictConfig, goal: str, reward_model) -> str:
 
 def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None) -> TrainResult:
     resuming = cfg.get("resume") is not None
-    ckpt = latest_checkpoint(cfg.resume) if resuming else None
+    ckpt = None
+    if resuming:
+        try:
+            ckpt = latest_checkpoint(cfg.resume, warn=_say)
+        except NoCheckpoint as exc:  # killed before its first save completed
+            _say(f"{exc}; starting it over from step 0")
+            resuming = False
     algo = cfg.agent.algo
     set_random_seed(cfg.seed)
 
@@ -144,26 +187,26 @@ def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None) -
             venv = CLIPRewardVecEnvWrapper(venv, timed)
         device = "auto" if cfg.device in (None, "auto") else cfg.device
         if resuming:
-            model = load_agent(ckpt["model_path"], algo, env=venv, device=device)
-            if ckpt.get("replay_buffer_path") and hasattr(model, "replay_buffer"):
-                model.replay_buffer = load_replay_buffer(ckpt["replay_buffer_path"], device=model.device)
+            model, resume_state = _resume_agent(ckpt, algo, venv, device)
         else:
-            model = build_agent(cfg.agent, venv, seed=cfg.seed, device=device, verbose=cfg.verbose)
+            model, resume_state = build_agent(cfg.agent, venv, seed=cfg.seed, device=device, verbose=cfg.verbose), {}
 
         run_dir = _open_run(cfg, argv)
         _say(f"run directory: {run_dir}")
         _say(_describe_reward(cfg, goal, reward_model))
         if resuming:
-            _say(f"resuming from {ckpt['model']} at step {model.num_timesteps}")
+            _say(f"resuming from checkpoints/{ckpt.name} at step {model.num_timesteps}")
         model.set_logger(make_logger(cfg, run_dir))
-        return _learn(cfg, model, venv, eval_env, run_dir, reward_model, timed, stop or GracefulStop())
+        return _learn(cfg, model, venv, eval_env, run_dir, reward_model, timed, stop or GracefulStop(), resume_state)
     finally:
         if venv is not None:
             close_quietly(venv)
         eval_env.close()
 
 
-def _learn(cfg, model, venv, eval_env, run_dir: Path, reward_model, timed, stop: GracefulStop) -> TrainResult:
+def _learn(
+    cfg, model, venv, eval_env, run_dir: Path, reward_model, timed, stop: GracefulStop, resume_state: dict
+) -> TrainResult:
     """The training loop proper: callbacks, ``learn``, and the final evaluation and save."""
     algo = cfg.agent.algo
     stopper = StopOnSignal(stop, total_steps=int(cfg.total_steps) if algo in OFF_POLICY else None)
@@ -173,6 +216,9 @@ def _learn(cfg, model, venv, eval_env, run_dir: Path, reward_model, timed, stop:
         relabeller = EpisodeRelabeller(
             timed, max_pending_frames=cfg.reward.max_pending_frames, on_episode=stats.add_clip_episode
         )
+        saved = resume_state.get("relabeller") or {}
+        relabeller.relabelled = int(saved.get("relabelled", 0))
+        relabeller.flushes = int(saved.get("flushes", 0))
     evaluator = EvalVideo(
         eval_env,
         every=cfg.eval.every,
@@ -182,7 +228,8 @@ def _learn(cfg, model, venv, eval_env, run_dir: Path, reward_model, timed, stop:
         fps=render_fps(eval_env),
         seed=cfg.seed + 10_000,
     )
-    checkpointer = PeriodicCheckpoint(run_dir, cfg.checkpoint_every, relabeller)
+    keep = int(cfg.get("keep_checkpoints", 0) or 0)
+    checkpointer = PeriodicCheckpoint(run_dir, cfg.checkpoint_every, relabeller, keep=keep)
     progress = StepProgress(planned_steps(cfg)) if cfg.progress else None
     callbacks = [c for c in (stopper, relabeller, stats, evaluator, checkpointer, progress) if c is not None]
 
@@ -211,7 +258,7 @@ def _learn(cfg, model, venv, eval_env, run_dir: Path, reward_model, timed, stop:
             f"continue with: python -m vlmrm.train resume={run_dir}"
         )
     else:
-        _say(f"done: {info['step']} steps; checkpoint {run_dir / 'checkpoints' / info['model']}")
+        _say(f"done: {info['step']} steps; checkpoint {run_dir / 'checkpoints' / info['checkpoint']}")
     return TrainResult(run_dir, info["step"], stopper.stopped, stop.name if stopper.stopped else "",
                        info.get("eval"))
 
@@ -231,7 +278,10 @@ def _finish(cfg, model, venv, stopper, relabeller, evaluator, run_dir: Path, sto
         relabeller.flush()
     summary = evaluator.evaluate() if not stopper.stopped and cfg.eval.episodes > 0 else None
     reason = f"interrupted ({stop.name})" if stopper.stopped else "final"
-    info = save_checkpoint(model, run_dir, reason=reason)
+    info = save_checkpoint(
+        model, run_dir, reason=reason, keep=int(cfg.get("keep_checkpoints", 0) or 0),
+        extra_state=relabeller_state(relabeller),
+    )
     if summary is not None:
         _say(f"final evaluation: ground-truth return {summary.gt_return:.4g}"
              + ("" if summary.clip_return is None else f", CLIP return {summary.clip_return:.4g}"))

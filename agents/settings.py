@@ -29,6 +29,7 @@ from vlmrm.checks import (
     check_int,
     check_model_spec,
     check_optional_int,
+    check_out_dir,
     check_precision,
     check_text,
     resolve_compile,
@@ -147,6 +148,8 @@ class TrainSettings(RunSettings):
     eval: PeriodicEvalSettings = field(default_factory=PeriodicEvalSettings)
     checkpoint_every: int | None = None
     """Env steps between checkpoints (0: only at the end) (default: the env's)."""
+    keep_checkpoints: int = 3
+    """How many of the newest checkpoints to keep in checkpoints/ (0: all)."""
     out: str = "runs"
     """Output folder: a run writes <out>/<env>-<goal>-<time>/ (or <out>/<run_name>/)."""
     run_name: str | None = None
@@ -174,7 +177,7 @@ class TrainSettings(RunSettings):
     def validate(self) -> TrainSettings:
         """Torch-free checks of every value; returns the settings with numbers normalised."""
         self.seed = check_int("seed", self.seed, 0)
-        for name, minimum in (("total_steps", 1), ("n_envs", 1), ("checkpoint_every", 0), ("verbose", 0)):
+        for name, minimum in (("total_steps", 1), ("n_envs", 1), ("checkpoint_every", 0), ("keep_checkpoints", 0), ("verbose", 0)):
             setattr(self, name, check_int(name, getattr(self, name), minimum))
         self.eval.every = check_int("eval.every", self.eval.every, 0)
         self.eval.episodes = check_int("eval.episodes", self.eval.episodes, 0)
@@ -185,7 +188,7 @@ class TrainSettings(RunSettings):
         self.device = check_device(self.device)
         if self.threads != "auto":
             self.threads = check_int("threads", self.threads, 1)
-        check_text("out", self.out)
+        check_out_dir(self.out)
         if self.run_name is not None:
             name = check_text("run_name", self.run_name)
             if "/" in name or name in (".", ".."):

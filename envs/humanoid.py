@@ -28,11 +28,24 @@ HUMANOID_XML: str = str(resources.files(__package__).joinpath("assets", "humanoi
 TRACKING_CAMERA = "track"
 
 
+def render_modes() -> list[str]:
+    """The render modes that work in this process: ``"human"`` needs a window (``MUJOCO_GL=glfw``).
+
+    Off-screen back ends (EGL, the default, or OSMesa) cannot open one, and MuJoCo's
+    window code then aborts the process; so ``"human"`` is declared only where it works,
+    and gymnasium's ``check_env`` (which tries every declared mode) passes.
+    """
+    import os
+
+    offscreen = ["rgb_array", "depth_array", "rgbd_tuple"]
+    return (["human"] if os.environ.get("MUJOCO_GL", "glfw") == "glfw" else []) + offscreen
+
+
 class TexturedHumanoidEnv(HumanoidEnv):
     """Humanoid-v5 dynamics, observations and reward, rendered in a textured scene.
 
     Args:
-        render_mode: ``"rgb_array"`` (default use), ``"human"``, ``"depth_array"``,
+        render_mode: ``"rgb_array"`` (default use), ``"human"`` (with ``MUJOCO_GL=glfw``), ``"depth_array"``,
             ``"rgbd_tuple"`` or ``None``.
         width, height: frame size in pixels; MuJoCo renders directly at this size.
         fixed_length: if true, never terminate early (the humanoid may fall and lie on
@@ -58,7 +71,8 @@ class TexturedHumanoidEnv(HumanoidEnv):
         xml_file: str = HUMANOID_XML,
         **kwargs: Any,
     ) -> None:
-        check_render_mode(render_mode, HumanoidEnv.metadata["render_modes"])
+        modes = render_modes()
+        check_render_mode(render_mode, modes)
         width, height = check_size(width, height)
         user_kwargs = dict(kwargs)
         if fixed_length:
@@ -79,6 +93,7 @@ class TexturedHumanoidEnv(HumanoidEnv):
             **kwargs,
         )
         self.fixed_length = fixed_length
+        self.metadata = {**self.metadata, "render_modes": modes}
         # HumanoidEnv recorded its own positional arguments for pickling; record ours so
         # that a pickled copy is rebuilt through this class with the same settings.
         utils.EzPickle.__init__(

@@ -266,7 +266,7 @@ def test_replay_buffer_roundtrip_saves_only_filled_rows(tmp_path):
 
 
 def test_checkpoint_files_are_published_whole(tmp_path):
-    """Agent, buffer and latest.json are written under temporary names and renamed."""
+    """Agent, buffer and state go into one folder, published whole; latest.json points at it."""
     from vlmrm.agents import latest_checkpoint, save_checkpoint
 
     venv = make_training_env(_Factory(False), 1, seed=0, render_frames=False)
@@ -275,8 +275,12 @@ def test_checkpoint_files_are_published_whole(tmp_path):
     venv.close()
     info = save_checkpoint(model, tmp_path, reason="final")
     files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-    assert files == ["latest.json", "replay_buffer.pkl", f"step_{info['step']:09d}.zip"]  # no *.tmp* left
-    assert latest_checkpoint(tmp_path)["step"] == 10 and SAC.load(latest_checkpoint(tmp_path)["model_path"])
+    assert files == ["latest.json", "step_000000010"] and info["checkpoint"] == "step_000000010"  # no scratch left
+    unit = sorted(p.name for p in (tmp_path / "checkpoints" / "step_000000010").iterdir())
+    assert unit == ["agent.zip", "manifest.json", "replay_buffer.pkl", "state.pkl"]
+    ckpt = latest_checkpoint(tmp_path)
+    assert ckpt.step == 10 and SAC.load(ckpt.agent_path).num_timesteps == 10
+    assert load_replay_buffer(ckpt.replay_buffer_path).pos == 10
 
 
 def test_run_episodes_frames_returns_and_cut(tiny_clip):

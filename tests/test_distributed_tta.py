@@ -138,8 +138,9 @@ def test_one_process_merges_rank_files_of_an_interrupted_run(tmp_path, capsys):
 
 @pytest.mark.slow
 @needs_proc
-def test_ctrl_c_keeps_finished_samples_and_a_rerun_resumes(tmp_path):
-    data = make_class_folders(tmp_path / "cls-sigint-marker")
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_keeps_finished_samples_and_a_rerun_resumes(tmp_path, how):
+    data = make_class_folders(tmp_path / f"cls-{how}-marker")
     marker = os.fspath(data)
     out = tmp_path / "out"
     common = ["task=classify", f"data={data}", *TINY, "steps=6"]
@@ -151,11 +152,19 @@ def test_ctrl_c_keeps_finished_samples_and_a_rerun_resumes(tmp_path):
         assert proc.poll() is None, proc.communicate()[0]
         assert time.monotonic() < deadline, "no sample finished in time"
         time.sleep(0.05)
-    ctrl_c(proc)
+    stopped_at = time.monotonic()
+    if how == "ctrl-c":
+        ctrl_c(proc)
+    else:  # a scheduler stopping the job: SIGTERM to the launcher alone, which passes it on
+        os.kill(proc.pid, signal.SIGTERM)
     log, _ = proc.communicate(timeout=60)
+    assert time.monotonic() - stopped_at < 20, log
     assert proc.returncode != 0
     assert left_behind(marker) == []
-    assert "vlmrm/tta/" not in log  # the workers stop without a traceback
+    assert "vlmrm/" not in log  # the workers stop without a traceback
+    ours = [ln for ln in log.splitlines() if ln.startswith("interrupted")]
+    assert len(ours) == 1 and log.strip().splitlines()[-1] == ours[0], log[-3000:]  # once, and last
+    assert f"saved in {out}" in ours[0] and "run the same command to resume" in ours[0]
     kept = []
     for p in out.glob("results.rank*.jsonl"):
         for line in p.read_text().splitlines():

@@ -169,7 +169,8 @@ def tiny(command: str, args: list[str], root: Path) -> list[str]:
     if any("<run>" in a or "<N>" in a for a in args):
         env = next((a.split("=", 1)[1] for a in args if a.startswith("env=")), None)
         run = _latest_run(root, env)
-        step = json.loads((run / "checkpoints" / "latest.json").read_text())["model"].removesuffix(".zip")
+        latest = json.loads((run / "checkpoints" / "latest.json").read_text())
+        step = latest.get("checkpoint") or latest["model"].removesuffix(".zip")
         args = [a.replace("runs/<run>", str(run)).replace("step_<N>", step) for a in args]
     if not (root / "runs" / "tune" / "model.safetensors").exists():
         args = [a.replace("runs/tune/model.safetensors", "runs/tune-before/model.safetensors") for a in args]

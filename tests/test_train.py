@@ -251,9 +251,9 @@ def test_cartpole_smoke_run_leaves_everything(cartpole_run):
     cfg = OmegaConf.load(run / "config.yaml")
     assert cfg.reward.model == "vlmrm-tiny" and cfg.total_steps == 480 and "resume" not in cfg
     ckpt = latest_checkpoint(run)
-    assert ckpt["step"] == 480 and ckpt["reason"] == "final"  # exact, not rounded up to a rollout
-    assert (run / "checkpoints" / "step_000000320.zip").is_file()  # periodic (every 160)
-    assert load_replay_buffer(ckpt["replay_buffer_path"]).pos * 8 == 480
+    assert ckpt.step == 480 and ckpt.manifest["reason"] == "final"  # exact, not rounded up to a rollout
+    assert (run / "checkpoints" / "step_000000320" / "agent.zip").is_file()  # periodic (every 160)
+    assert load_replay_buffer(ckpt.replay_buffer_path).pos * 8 == 480
     videos = sorted(p.name for p in (run / "videos").glob("*.mp4"))
     assert videos == ["step_000000240.mp4", "step_000000480.mp4"]
     assert (run / "videos" / videos[-1]).stat().st_size > 1000
@@ -320,7 +320,7 @@ def test_humanoid_smoke_run(tmp_path):
     assert train_main(argv) == 0
     run = _run_dir(tmp_path)
     assert run.name.startswith("Humanoid-kneeling-")
-    assert latest_checkpoint(run)["step"] == 12
+    assert latest_checkpoint(run).step == 12
     assert (run / "videos" / "step_000000012.mp4").is_file()
     assert "rollout/clip_return" in _tb_scalars(run)
 
@@ -334,7 +334,7 @@ def test_ppo_online_rewards_and_ground_truth(tmp_path, monkeypatch):
     assert train_main(ppo + QUIET) == 0
     run = _run_dir(tmp_path / "ppo")
     assert compiled == ["default"] and OmegaConf.load(run / "config.yaml").reward.compile == "default"
-    assert latest_checkpoint(run)["step"] == 64
+    assert latest_checkpoint(run).step == 64
     assert "rollout/clip_return" in _tb_scalars(run)
     gt = ["env=CartPole", "reward=ground_truth", "total_steps=64", "n_envs=2", "eval.episodes=0",
           f"out={tmp_path / 'gt'}"]
@@ -370,19 +370,19 @@ def test_sigint_saves_checkpoint_and_resume_continues(tmp_path):
     assert proc.returncode == 0, out
     assert "Traceback" not in out and "SIGINT: stopped at step" in out, out
     stopped = latest_checkpoint(run)
-    assert stopped["reason"] == "interrupted (SIGINT)" and stopped["step"] >= periodic
-    buffer_then = load_replay_buffer(stopped["replay_buffer_path"])
-    assert buffer_then.pos * 2 == stopped["step"]  # every step up to the stop is in the buffer
+    assert stopped.manifest["reason"] == "interrupted (SIGINT)" and stopped.step >= periodic
+    buffer_then = load_replay_buffer(stopped.replay_buffer_path)
+    assert buffer_then.pos * 2 == stopped.step  # every step up to the stop is in the buffer
 
-    total = stopped["step"] + 60
+    total = stopped.step + 60
     # (in-process sub-envs this time: n_envs must stay, how they are stepped may change)
     res = subprocess.run(_train_cmd(f"resume={run}", f"total_steps={total}", "subprocess=false"), cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert f"resuming from step_{stopped['step']:09d}.zip at step {stopped['step']}" in res.stderr
+    assert f"resuming from checkpoints/step_{stopped.step:09d} at step {stopped.step}" in res.stderr
     final = latest_checkpoint(run)
-    assert final["step"] == total and final["reason"] == "final"
-    buffer_now = load_replay_buffer(final["replay_buffer_path"])
+    assert final.step == total and final.manifest["reason"] == "final"
+    buffer_now = load_replay_buffer(final.replay_buffer_path)
     assert buffer_now.pos * 2 == total
     n = buffer_then.pos
     for key in ("observations", "actions", "rewards", "dones"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -303,7 +304,11 @@ def test_a_run_saved_with_the_old_keys_resumes(toy: Path, tmp_path: Path) -> Non
     """Checkpoints written before amp/reward/quiet were renamed compare equal in today's keys."""
     c = cfg(toy, tmp_path / "old", steps=2, loss="reinforce")
     train(c)
+    # the layout of those runs: weights and state side by side in out/
+    unit = tmp_path / "old" / "checkpoints" / "step_000000002"
     state_path = tmp_path / "old" / "trainer_state.pt"
+    shutil.move(unit / "trainer_state.pt", state_path)
+    shutil.rmtree(tmp_path / "old" / "checkpoints")
     state = torch.load(state_path, weights_only=False)
     saved = dict(state["config"])
     for new, old, value in (("precision", "amp", "off"), ("reinforce_reward", "reward", "correct"), ("progress", "quiet", True)):

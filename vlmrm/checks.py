@@ -103,6 +103,28 @@ def check_text(name: str, value: Any) -> str:
     return value
 
 
+def check_out_dir(value: Any, name: str = "out") -> str:
+    """An output folder path that can be created: no part of it is a regular file.
+
+    Checked with the settings, before any work, so ``out=<a path under a file>`` is one
+    line instead of a ``NotADirectoryError`` at the first write.
+    """
+    import os
+    from pathlib import Path
+
+    text = check_text(name, value)
+    path = Path(text).expanduser()
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                what = "is" if part == path else f"is under {str(part)!r}, which is"
+                raise ConfigError(f"{name}={text!r} {what} a file, not a folder; pass {name}=<a folder path>")
+            if not os.access(part, os.W_OK | os.X_OK):
+                raise ConfigError(f"{name}={text!r}: {str(part)!r} is not writable; pass {name}=<a writable folder>")
+            break
+    return text
+
+
 def check_model_spec(value: Any, pretrained: Any = None, name: str = "model") -> str:
     """A CLIP model spec (``ARCH/TAG``, ``ARCH``, ``hf-hub:org/repo`` or ``vlmrm-tiny``).
 

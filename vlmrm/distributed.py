@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -126,6 +127,29 @@ def shard(items: Sequence[T], info: DistInfo) -> list[T]:
     return list(items[info.rank :: info.world_size])
 
 
+def wait_for_all(info: DistInfo, group: Any = None, poll_s: float = 0.05) -> None:
+    """Block until every rank reaches this point, staying interruptible by Ctrl-C or SIGTERM.
+
+    A rank that finished its shard waits for the others inside a collective; a blocking
+    gloo/NCCL call never returns to Python, so the KeyboardInterrupt of a Ctrl-C would
+    only arrive when torchrun gives up and kills the rank (30 s later). Waiting on an
+    asynchronous barrier in short sleeps lets the signal through at once; the collective
+    that follows finds every rank there and returns immediately.
+    """
+    if not info.enabled:
+        return
+    work = dist.barrier(group=group, async_op=True)
+    if work is not None:  # (None: a backend without asynchronous barriers)
+        _interruptible(work, poll_s)
+
+
+def _interruptible(work: Any, poll_s: float = 0.05) -> None:
+    """Wait for an asynchronous collective in short sleeps (signals get through)."""
+    while not work.is_completed():
+        time.sleep(poll_s)
+    work.wait()
+
+
 def gather_to_rank0(local: list[Any], info: DistInfo) -> list[Any] | None:
     """Merge per-rank result lists (from :func:`shard`) back into the original item order on rank 0.
 
@@ -135,6 +159,7 @@ def gather_to_rank0(local: list[Any], info: DistInfo) -> list[Any] | None:
     if not info.enabled:
         return list(local)
     parts: list[list[Any]] | None = [None] * info.world_size if info.is_main else None  # type: ignore[list-item]
+    wait_for_all(info)
     dist.gather_object(list(local), parts, dst=0)
     if not info.is_main:
         return None
@@ -170,6 +195,7 @@ def agree(problem: str | None, info: DistInfo, group: Any = None) -> str | None:
     if not info.enabled:
         return problem
     problems: list[str | None] = [None] * info.world_size
+    wait_for_all(info, group)
     dist.all_gather_object(problems, problem, group=group)
     found = [(r, p) for r, p in enumerate(problems) if p is not None]
     if not found:
@@ -207,6 +233,7 @@ def run_on_main(fn: Callable[[], T], info: DistInfo, group: Any = None) -> T:
             payload = [None, fn()]
         except VLMRMError as exc:
             payload = [_one_line(exc), None]
+    wait_for_all(info, group)
     dist.broadcast_object_list(payload, src=0, group=group)
     if payload[0] is not None:
         raise AgreedError(payload[0])
@@ -267,7 +294,7 @@ class DistributedReward:
             return
         while True:
             header = torch.empty(6, dtype=torch.int64)
-            dist.broadcast(header, src=0)
+            _interruptible(dist.broadcast(header, src=0, async_op=True))  # rank 0 may step envs a while
             n, per, h, w, c, is_float = (int(v) for v in header)
             if n == _STOP:
                 return

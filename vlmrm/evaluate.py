@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlmrm.checks import check_device, check_int, check_model_spec, check_text
+from vlmrm.checks import check_device, check_int, check_model_spec, check_out_dir, check_text
 from vlmrm.cli.args import Command, entry_point
 from vlmrm.errors import ConfigError
 
@@ -65,6 +65,8 @@ class EvaluateSettings:
         self.episodes = check_int("episodes", self.episodes, 1)
         self.seed = check_int("seed", self.seed, 0)
         self.device = check_device(self.device)
+        if self.out is not None:
+            check_out_dir(self.out)
         spec = self.reward_model
         if spec is None or str(spec).lower() in NO_REWARD:
             self.reward_model = None

@@ -39,6 +39,16 @@ def check_rgb_array_env(env: gym.Env | Any) -> None:
         )
 
 
+def rgb_only_metadata(env: gym.Env) -> dict[str, Any]:
+    """``env.metadata`` declaring only ``rgb_array``: the one mode a frame-scoring wrapper accepts.
+
+    Without this a wrapper would inherit modes such as ``depth_array`` that its
+    constructor refuses, and gymnasium's ``check_env`` (which re-makes the env in each
+    declared mode) fails.
+    """
+    return {**env.metadata, "render_modes": ["rgb_array"]}
+
+
 def check_frame(frame: Any, where: str = "env.render()") -> np.ndarray:
     """A rendered frame must be a ``(H, W, 3)`` uint8 array."""
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] != 3:
@@ -63,6 +73,7 @@ class RenderFrameToInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         check_rgb_array_env(env)
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
+        self.metadata = rgb_only_metadata(env)
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -105,6 +116,7 @@ class CLIPRewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self, reward_model=reward_model, env_reward_weight=env_reward_weight, frame_in_info=frame_in_info
         )
         gym.Wrapper.__init__(self, env)
+        self.metadata = rgb_only_metadata(env)
         self.reward_model = reward_model
         self.env_reward_weight = float(env_reward_weight)
         self.frame_in_info = frame_in_info

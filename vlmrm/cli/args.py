@@ -31,6 +31,7 @@ What this module owns, so that no command re-implements it:
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import difflib
 import inspect
@@ -38,7 +39,7 @@ import os
 import sys
 import textwrap
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass
 from typing import Any, TypeVar
 
@@ -391,14 +392,41 @@ def run(command: Command, argv: Sequence[str] | None, body: Callable[[Any], int 
         report_error(exc, shared=True)
         return 2
     try:
-        return int(body(settings) or 0)
+        with sigterm_as_interrupt():
+            return int(body(settings) or 0)
     except VLMRMError as exc:
         report_error(exc)
         return 2
     except KeyboardInterrupt:
-        if _rank() == 0:
-            print("\ninterrupted", file=sys.stderr, flush=True)
+        from vlmrm.runtime.epilogue import last_word
+
+        last_word("\ninterrupted")  # once for the job; under torchrun after the launcher's output
         return 130
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM (a scheduler's stop, torchrun passing one on) acts as Ctrl-C.
+
+    Python's default would end the process at once, without the closing line and the
+    clean-up a Ctrl-C gets. A :class:`~vlmrm.runtime.stop.GracefulStop` inside (training,
+    tuning) still takes both signals over while it is active.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def entry_point(command: Command, body: Callable[[Any], int | None]) -> Callable[[Sequence[str] | None], int]:

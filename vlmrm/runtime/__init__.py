@@ -2,6 +2,8 @@
 
 - :mod:`~vlmrm.runtime.stop`: graceful stop on Ctrl-C / SIGTERM (:class:`GracefulStop`);
 - :mod:`~vlmrm.runtime.atomic`: write a file completely, then publish it by one rename;
+- :mod:`~vlmrm.runtime.units`: checkpoints as folders published whole, verified on load;
+- :mod:`~vlmrm.runtime.epilogue`: a job's closing line, once, last on screen under torchrun;
 - :mod:`~vlmrm.runtime.images`: read any image file as RGB ``uint8``, write PNGs.
 
 Video reading and writing live in :mod:`vlmrm.video`; distributed agree/gather in

@@ -2,7 +2,7 @@
 
 Every file a job may be killed while writing (checkpoints, results, caches, videos) is
 written to a temporary name in the same folder, flushed to disk, then published with one
-``os.replace`` — atomic on POSIX and Windows within one filesystem. A ``kill -9`` in the
+``os.replace`` (and the folder flushed too) — atomic on POSIX and Windows within one filesystem. A ``kill -9`` in the
 middle leaves at most a stray ``*.tmp`` file beside an intact old version.
 """
 
@@ -25,13 +25,28 @@ def temporary_path(path: str | os.PathLike) -> Path:
     return p.with_name(f"{p.stem}.tmp{p.suffix}")
 
 
-def _fsync(path: Path) -> None:
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a written file's data to disk (so a power loss cannot truncate it later)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # pragma: no cover - e.g. a writer that removed its own output
         return
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where unsupported."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover - Windows cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on folders
+        pass
     finally:
         os.close(fd)
 
@@ -48,8 +63,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     tmp = temporary_path(target)
     try:
         write(tmp)
-        _fsync(tmp)
+        fsync_file(tmp)
         os.replace(tmp, target)
+        fsync_dir(target.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

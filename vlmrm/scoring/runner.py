@@ -193,5 +193,14 @@ def main_body(settings: ScoreSettings) -> int:
 
     # gloo: only pickled results travel between ranks; the GPUs only run CLIP.
     # The session always leaves the process group, also on Ctrl-C.
-    with distributed_session(backend="gloo") as info:
-        return run(settings, info=info).exit_code
+    try:
+        with distributed_session(backend="gloo") as info:
+            return run(settings, info=info).exit_code
+    except KeyboardInterrupt:
+        from vlmrm.runtime.epilogue import last_word
+
+        last_word(
+            f"\ninterrupted; the score tables in {settings.out} are written once every video is scored "
+            "— run the same command again"
+        )
+        return 130

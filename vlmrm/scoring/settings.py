@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from vlmrm.checks import check_alphas, check_choice, check_int, check_optional_int
+from vlmrm.checks import check_alphas, check_choice, check_int, check_optional_int, check_out_dir
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
 
@@ -102,8 +102,7 @@ class ScoringSettings(ClipSettings, RunSettings):
         if self.label_column is not None:
             cols = self.label_column if isinstance(self.label_column, list) else [self.label_column]
             self.label_column = [str(c) for c in cols]
-        if not self.out:
-            raise ConfigError("out must be a folder path")
+        check_out_dir(self.out)
 
     def scoring_values(self) -> dict[str, Any]:
         """The shared keys as a dict, to hand a recording's settings to the scoring run."""

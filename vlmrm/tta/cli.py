@@ -28,7 +28,6 @@ and the runner (:mod:`vlmrm.tta.runner`) is imported when the command runs.
 from __future__ import annotations
 
 import os
-import sys
 
 from vlmrm.cli.args import Command, entry_point
 from vlmrm.tta.settings import TTASettings
@@ -73,12 +72,12 @@ def body(settings: TTASettings) -> int:
         with distributed_session():
             run(settings)
     except KeyboardInterrupt:
-        if int(os.environ.get("RANK", "0") or 0) == 0:
-            print(
-                f"\ninterrupted; finished samples are saved in {os.fspath(settings.out_dir())} "
-                "— run the same command to resume",
-                file=sys.stderr,
-            )
+        from vlmrm.runtime.epilogue import last_word
+
+        last_word(
+            f"\ninterrupted; finished samples are saved in {os.fspath(settings.out_dir())} "
+            "— run the same command to resume"
+        )
         return 130
     return 0
 

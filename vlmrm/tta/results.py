@@ -25,16 +25,35 @@ PARTS = "results.rank*.jsonl"  # per-rank results under torchrun, merged by rank
 CONFIG = "config.json"
 
 
+def _damaged(path: Path, n: int, why: str) -> ConfigError:
+    return ConfigError(
+        f"{os.fspath(path)}:{n}: {why}; this is not a results file of vlmrm.tta (or it was "
+        "damaged): move it away, or run with resume=false to start over"
+    )
+
+
 def read_lines(path: Path) -> list[tuple[str, dict]]:
-    """``(line, record)`` of every complete record of a results file."""
+    """``(line, record)`` of every complete record of a results file.
+
+    Only the last line may be cut (an interruption while appending: that sample is
+    redone); a bad line anywhere else means the file is not ours, or damaged.
+    """
     good = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    raw = path.read_bytes().splitlines()
+    for n, data in enumerate(raw, start=1):
+        last = n == len(raw)
+        if not data.strip():
+            continue
         try:
+            line = data.decode("utf-8")
             rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by an interruption: that sample is redone
-        if isinstance(rec, dict) and "key" in rec:
-            good.append((line, rec))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            if last:
+                continue  # a line cut by an interruption: that sample is redone
+            raise _damaged(path, n, "not a JSON record") from None
+        if not (isinstance(rec, dict) and "key" in rec):
+            raise _damaged(path, n, "a JSON value without a 'key'")
+        good.append((line, rec))
     return good
 
 
@@ -51,9 +70,14 @@ def _check_same_run(out: Path, current: dict[str, Any]) -> None:
     if not config.is_file():
         return
     try:
-        previous = json.loads(config.read_text())
-    except json.JSONDecodeError:
-        previous = {}
+        previous = json.loads(config.read_text(encoding="utf-8"))
+        if not isinstance(previous, dict):
+            raise ValueError("not a mapping")
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
+        raise ConfigError(
+            f"{os.fspath(config)} is damaged, so the results in {os.fspath(out)!r} cannot be checked "
+            "against these settings; restore it, or run with resume=false to start over"
+        ) from None
     diff = [k for k in current if k in previous and previous[k] != current[k]]
     if diff:
         k = diff[0]
@@ -136,7 +160,10 @@ def finish(out: Path, info, done: dict[str, dict], new: list, keys: list[str]):
     if info.enabled:
         import torch.distributed as dist
 
+        from vlmrm.distributed import wait_for_all
+
         parts: list | None = [None] * info.world_size if info.is_main else None
+        wait_for_all(info, coord_group())  # interruptible while the other ranks finish
         dist.gather_object(list(new), parts, dst=0, group=coord_group())
         if not info.is_main:
             return None, None

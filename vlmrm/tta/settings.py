@@ -16,6 +16,7 @@ from vlmrm.checks import (
     check_int,
     check_model_spec,
     check_optional_int,
+    check_out_dir,
 )
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
@@ -155,6 +156,8 @@ class TTASettings(ClipSettings, RunSettings):
         if self.batch_size is None:
             raise ConfigError("batch_size must be an integer >= 1, got None")
         self.limit = check_optional_int("limit", self.limit, 1)
+        if self.out:
+            check_out_dir(self.out)
         self.reward_models()
         method = self.method_settings()
         if isinstance(method, RetrieveSettings):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vlmrm.checks import check_int
+from vlmrm.checks import check_int, check_out_dir
 from vlmrm.cli.args import Command, entry_point
 from vlmrm.cli.vocabulary import ClipSettings
 from vlmrm.errors import ConfigError
@@ -48,6 +48,7 @@ class BuildConfig(ClipSettings):
         """Check the settings without torch; each problem is one ConfigError line."""
         if not self.captions or not self.out:
             raise ConfigError("captions=... and out=... are required")
+        check_out_dir(self.out)
         if self.retrieval:
             self.check_clip()
         self.max_retrieved = check_int("max_retrieved", self.max_retrieved, 0)

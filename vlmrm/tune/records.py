@@ -127,9 +127,12 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"data file {os.fspath(path)!r} does not exist")
-    with p.open("r", encoding="utf-8") as fh:
+    with p.open("rb") as fh:
         for n, raw in enumerate(fh, start=1):
-            text = raw.strip()
+            try:
+                text = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise ConfigError(f"{_where(path, n)}: not UTF-8 text; data= must be a JSONL file") from None
             if not text:
                 continue
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from vlmrm.checks import check_int
+from vlmrm.checks import check_int, check_out_dir
 from vlmrm.cli.vocabulary import RunSettings
 from vlmrm.errors import ConfigError
 
@@ -60,6 +60,7 @@ class RolloutConfig(RunSettings):
             raise ConfigError(f"eval_fraction must lie in [0, 1), got {self.eval_fraction}")
         if not self.out:
             raise ConfigError("out=... is required")
+        check_out_dir(self.out)
         self.policy_kinds  # noqa: B018 - parse to check
         self.noise_range  # noqa: B018
         return self

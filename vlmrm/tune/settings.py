@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from vlmrm.checks import TRAIN_PRECISIONS, check_choice, check_int
+from vlmrm.checks import TRAIN_PRECISIONS, check_choice, check_int, check_out_dir
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
 
@@ -123,6 +123,7 @@ class TuneConfig(ClipSettings, RunSettings):
         self.resume = check_choice("resume", str(self.resume).lower(), RESUME_MODES)
         if not self.data:
             raise ConfigError("data=... is required: a JSONL of ranked sets or preference pairs")
+        check_out_dir(self.out)
         if not self.beta > 0 or not math.isfinite(self.beta):
             raise ConfigError(f"beta must be a positive number, got {self.beta}")
         if not 0.0 <= self.label_smoothing <= 0.5:

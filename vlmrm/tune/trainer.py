@@ -172,7 +172,7 @@ class Trainer:
         state = load_checkpoint(cfg, self.out)
         if state is None:
             return False
-        load_weights(self.clip.model, self.out, self.device)
+        load_weights(self.clip.model, state["weights"], self.device)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
