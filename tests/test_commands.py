@@ -28,6 +28,7 @@ ENTRY_POINTS = {
     "vlmrm.tune": "loss=magic",
     "vlmrm.tune.build": "threshold=high",
     "vlmrm.tune.rollouts": "episodes=-1",
+    "vlmrm.tune.finetune": "stage=magic",
 }
 
 

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("vlmrm.tune.cli", "preference-tune / fine-tune a CLIP reward model"),
     "tune.build": ("vlmrm.tune.build", "ranked sets with hard negatives from image-caption data"),
     "tune.rollouts": ("vlmrm.tune.rollouts", "build a tuning dataset from env rollouts"),
+    "tune.finetune": ("vlmrm.tune.finetune", "fine-tune CLIP on image-caption data (SFT, RL, WiSE-FT)"),
 }
 #: other spellings users type
 ALIASES = {"rollouts": "tune.rollouts", "build": "tune.build"}
