@@ -17,6 +17,8 @@ from vlmrm.tta.data import abspath
 from vlmrm.tta.hparams import ClassifySettings, RetrieveSettings
 
 TASKS = ("classify", "retrieve")
+#: Methods run beside RLCF on the same views (classification).
+BASELINES = ("none", "tpt")
 
 
 @dataclass
@@ -105,6 +107,13 @@ class TTASettings(ClipSettings, RunSettings):
     """Random sample order (seeded)."""
     resume: bool = True
     """Skip samples already in <out>/results.jsonl (false: start over)."""
+    baseline: str = "none"
+    """classify: none | tpt (also adapt each image by TPT, entropy minimisation over the same
+    confident views, and report zero-shot / TPT / RLCF side by side)."""
+    tpt_steps: int = 1
+    """baseline=tpt: TPT steps per image (the TPT paper: 1)."""
+    tpt_lr: float = 5e-3
+    """baseline=tpt: TPT learning rate (the TPT paper: 5e-3, prompt mode)."""
 
     def validate(self) -> TTASettings:
         """Check every setting without torch; the method's settings are built once to check them."""
@@ -117,7 +126,12 @@ class TTASettings(ClipSettings, RunSettings):
             raise ConfigError("batch_size must be an integer >= 1, got None")
         self.limit = check_optional_int("limit", self.limit, 1)
         self.reward_models()
+        self.baseline = check_choice("baseline", self.baseline, BASELINES)
+        if self.baseline != "none" and self.task != "classify":
+            raise ConfigError(f"baseline={self.baseline} is for task=classify; drop it for task={self.task}")
         method = self.method_settings()
+        if self.baseline == "tpt":
+            self.baseline_settings()
         if isinstance(method, RetrieveSettings):
             self.direction = method.direction  # image2text → i2t (it names the output folder)
         return self
@@ -164,6 +178,14 @@ class TTASettings(ClipSettings, RunSettings):
             ema_momentum=self.ema_momentum, ema_every=self.ema_every, ema_weight=self.ema_weight,
         ).validated()  # fmt: skip
 
+    def baseline_settings(self) -> ClassifySettings:
+        """The TPT baseline's settings: the method's, with TPT's objective, steps and lr."""
+        from dataclasses import replace
+
+        base = self.method_settings()
+        assert isinstance(base, ClassifySettings)
+        return replace(base, objective="tpt", steps=self.tpt_steps, lr=self.tpt_lr).validated()
+
     def out_dir(self) -> Path:
         """``out``, or ``runs/tta/<task>-<mode|direction>-<data name>``."""
         if self.out:
@@ -189,6 +211,8 @@ class TTASettings(ClipSettings, RunSettings):
             "seed": self.seed,
         }
         method.update(vars(settings))
+        if self.baseline != "none":  # a key only when used: runs from before it still resume
+            method["baseline"] = {"name": self.baseline, "steps": self.tpt_steps, "lr": self.tpt_lr}
         return method
 
 
