@@ -58,3 +58,38 @@ def shapes_dataset(root: Path, fmt: str = "karpathy") -> Path:
         path = root / "captions.jsonl"
         path.write_text("".join(json.dumps({"image": f"img/{n}", "caption": c}) + "\n" for n, caps in rows for c in caps))
     return path
+
+
+def two_blocks(rng: np.random.Generator, red_first: bool, horizontal: bool, size: int = 64) -> np.ndarray:
+    """A red and a blue block, side by side (``horizontal``) or stacked, at a jittered place."""
+    img = np.full((size, size, 3), 90, np.uint8)
+    a, b = (COLOURS["red"], COLOURS["blue"]) if red_first else (COLOURS["blue"], COLOURS["red"])
+    o = int(rng.integers(-4, 5))
+    p = int(rng.integers(-4, 5))
+    if horizontal:
+        img[20 + o : 44 + o, 4 + p : 26 + p], img[20 + o : 44 + o, 38 + p : 60 + p] = a, b
+    else:
+        img[4 + p : 26 + p, 20 + o : 44 + o], img[38 + p : 60 + p, 20 + o : 44 + o] = a, b
+    return img
+
+
+def vsr_dataset(root: Path, n_images: int, seed: int, with_rows: bool = True) -> Path:
+    """A VSR-style jsonl: each image (red and blue blocks) with a true and a false row per
+    relation that applies (left of / right of, above / below), plus a "with" row."""
+    rng = np.random.default_rng(seed)
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n_images):
+        red_first, horizontal = bool(i % 2), bool((i // 2) % 2)
+        name = f"img/{seed}-{i}.png"
+        iio.imwrite(root / name, two_blocks(rng, red_first, horizontal))
+        rels = ("left of", "right of") if horizontal else ("above", "below")
+        true_rel = rels[0] if red_first else rels[1]
+        for rel in rels:
+            rows.append({"image": name, "caption": f"The red block is {rel} the blue block.",
+                         "relation": rel, "label": int(rel == true_rel)})  # fmt: skip
+        if with_rows:
+            rows.append({"image": name, "caption": "The red block is with the blue block.", "relation": "with", "label": 1})
+    path = root / f"vsr-{seed}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

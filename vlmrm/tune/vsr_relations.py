@@ -150,3 +150,30 @@ def swap_caption(caption: str, relation: str) -> str | None:
 
     swapped, n = pat.subn(repl, caption, count=1)
     return swapped if n else None
+
+
+def vsr_preference_sets(examples: list, false_rows: bool = True) -> tuple[list, dict[str, int]]:
+    """Ranked sets of two from VSR rows: the true caption over its relation-swapped twin.
+
+    A true row prefers its caption (unmodified) over the twin (modified); with
+    ``false_rows``, a false row prefers the twin — the relation's opposite, true when
+    the original is false for mirror pairs such as left/right, above/below — so the
+    data holds both directions of edit and evaluation can cancel the "prefer the
+    unmodified caption" shortcut. Sets are grouped by image (one split side per image).
+    Returns the sets and counts: ``rows``, ``sets``, ``no_opposite``, ``false_skipped``.
+    """
+    from vlmrm.tune.records import RankedSet
+
+    sets, counts = [], {"rows": len(examples), "sets": 0, "no_opposite": 0, "false_skipped": 0}
+    for k, e in enumerate(examples):
+        twin = swap_caption(e.caption, e.relation)
+        if twin is None:
+            counts["no_opposite"] += 1
+            continue
+        if not e.label and not false_rows:
+            counts["false_skipped"] += 1
+            continue
+        cands, modified = ((e.caption, twin), (False, True)) if e.label else ((twin, e.caption), (True, False))
+        sets.append(RankedSet(e.image, cands, modified=modified, group=e.image, id=f"vsr/{k}"))
+    counts["sets"] = len(sets)
+    return sets, counts
