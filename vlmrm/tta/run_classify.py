@@ -22,13 +22,18 @@ def run_classify(cfg: TTASettings) -> dict[str, Any]:
     """
     from vlmrm.distributed import run_on_main, run_together
     from vlmrm.tta.classify import ClassificationTTA
+    from vlmrm.tta.coop import is_coop_split, load_coop_split
     from vlmrm.tta.data import load_class_folders
 
     info = dist_info()
     group = coord_group()
-    settings, data = run_together(
-        lambda: (cfg.method_settings(), load_class_folders(cfg.data, cfg.classnames)), info, group
-    )
+
+    def load_data():
+        if is_coop_split(cfg.data):
+            return load_coop_split(cfg.data, cfg.images, cfg.split)
+        return load_class_folders(cfg.data, cfg.classnames)
+
+    settings, data = run_together(lambda: (cfg.method_settings(), load_data()), info, group)
     order = order_of(len(data), cfg)
     job = start_job(cfg, info, cfg.method(settings), order, [data.samples[i][0] for i in order])
     if info.is_main:

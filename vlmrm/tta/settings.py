@@ -47,11 +47,12 @@ class TTASettings(ClipSettings, RunSettings):
     task: str = "classify"
     """classify | retrieve."""
     data: str | None = None
-    """Class-folder root (classify) or caption annotation JSON (retrieve)."""
+    """Class-folder root or CoOp split file split_zhou_<Dataset>.json (classify), or caption
+    annotation JSON (retrieve)."""
     images: str | None = None
-    """Retrieval image folder (default: the JSON's folder)."""
+    """Image folder of a retrieval JSON or a CoOp split file (default: the JSON's folder)."""
     split: str = "test"
-    """Karpathy split to evaluate: test | val | train | all."""
+    """Split to evaluate: Karpathy test | val | train | all; CoOp split files test | val | train."""
     classnames: str | None = None
     """Class-names file, or 'imagenet' (default: classnames.txt, wnids, folder names)."""
     reward_model: Any = "ViT-L-14/openai"
@@ -77,8 +78,8 @@ class TTASettings(ClipSettings, RunSettings):
     """classify: augmented views per image (centre crop + random crops)."""
     select: float = 0.1
     """classify: fraction of lowest-entropy views kept."""
-    augmix: bool = False
-    """classify: AugMix on the random views."""
+    augmix: bool | None = None
+    """classify: AugMix on the random views (default: on for CoOp split files, off otherwise)."""
     sampling: str = "topk"
     """topk | sample (draw k answers from the policy's softmax)."""
     advantage: str = "mean"
@@ -86,7 +87,8 @@ class TTASettings(ClipSettings, RunSettings):
     n_ctx: int = 4
     """prompt mode: context tokens when ctx_init is empty."""
     ctx_init: str = "a photo of a"
-    """prompt mode: initial context words."""
+    """prompt mode: initial context words, or a saved CoOp prompt learner
+    (prompt_learner/model.pth.tar-50) whose learned context is the start."""
     template: str = "a photo of a {}."
     """Class prompt for the reward model (and the image mode classifier)."""
     params: str = "all"
@@ -161,12 +163,17 @@ class TTASettings(ClipSettings, RunSettings):
         return [(_check_reward_spec(s, w), w or None) for s, w in zip(specs, weights, strict=True)]
 
     def method_settings(self) -> ClassifySettings | RetrieveSettings:
-        """The library settings of the task, validated (``None`` fields get the paper's defaults)."""
+        """The library settings of the task, validated (``None`` fields get the paper's defaults;
+        a CoOp split file gets the fine-grained preset: 5 steps, AugMix)."""
         if self.task == "classify":
+            from vlmrm.tta.coop import FINEGRAINED_PRESET, is_coop_split
+
+            preset = FINEGRAINED_PRESET if is_coop_split(self.data) else {"steps": 3, "augmix": False}
             return ClassifySettings(
-                mode=self.mode, steps=3 if self.steps is None else self.steps, lr=self.lr,
+                mode=self.mode, steps=preset["steps"] if self.steps is None else self.steps, lr=self.lr,
                 weight_decay=self.weight_decay, k=3 if self.k is None else self.k, views=self.views,
-                select=self.select, augmix=self.augmix, sampling=self.sampling,
+                select=self.select, augmix=preset["augmix"] if self.augmix is None else bool(self.augmix),
+                sampling=self.sampling,
                 advantage=self.advantage, n_ctx=self.n_ctx, ctx_init=self.ctx_init,
                 template=self.template, image_params=self.params, ema=self.ema,
                 ema_momentum=self.ema_momentum, ema_every=self.ema_every, ema_weight=self.ema_weight,
@@ -201,7 +208,7 @@ class TTASettings(ClipSettings, RunSettings):
             "task": self.task,
             "data": abspath(self.data),
             "images": abspath(self.images),
-            "split": self.split if self.task == "retrieve" else None,
+            "split": self.split if self.task == "retrieve" or str(self.data).endswith(".json") else None,
             "classnames": names if names in (None, "imagenet") else abspath(names),
             "model": self.model,
             "pretrained": self.pretrained,
