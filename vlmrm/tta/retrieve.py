@@ -169,8 +169,8 @@ class RetrievalTTA(RLCFAdapter):
 
     Query and gallery images go through each model's own ``preprocess``; load the models
     with ``resize_mode="center_crop"`` for CLIP's evaluation transform (the CLI does).
-    Text→image adapts every text-tower weight (token and positional embeddings included,
-    as the reference does) except the logit scale; ``params="norm"`` adapts only the
+    Text→image adapts every text-tower weight (token and positional embeddings included)
+    and the logit scale, as the reference does; ``params="norm"`` adapts only the
     LayerNorms.
     """
 
@@ -198,66 +198,82 @@ class RetrievalTTA(RLCFAdapter):
             start = trainable_params(policy.model, s.params, within="visual")
         else:
             self._encode = policy.text_features
-            start = trainable_params(
-                policy.model, s.params, exclude=("visual", "logit_scale", "logit_bias")
-            )
+            start = trainable_params(policy.model, s.params, exclude=("visual", "logit_bias"))
         self._init_state(start)
 
     def _scores(
         self, params: dict[str, torch.Tensor], query: torch.Tensor, candidates: torch.Tensor
     ) -> torch.Tensor:
-        """Scaled similarities of the query, encoded by the adapted tower, to every candidate."""
+        """Scaled similarities ``(B, N)`` of queries ``(B, ...)``, each encoded by its own adapted
+        tower, to every candidate. In text→image the logit scale adapts too (as the reference)."""
         encode = self._encode
         emb = call_stacked(
-            lambda p, q: encode(q, params=p), params, query.unsqueeze(0), module=self.policy.model
-        )[0]
+            lambda p, q: encode(q, params=p), params, query.unsqueeze(1), module=self.policy.model
+        )[:, 0]  # (B, D)
+        if "logit_scale" in params:
+            scale = params["logit_scale"].reshape(-1, 1).exp()
+            return scale * emb @ candidates.t()
         return self.logit_scale * emb @ candidates.t()
 
     def _adapt(
-        self, query: torch.Tensor, candidates: torch.Tensor, reward_row: torch.Tensor
-    ) -> RetrieveResult:
+        self, query: torch.Tensor, candidates: torch.Tensor, reward_rows: torch.Tensor
+    ) -> list[RetrieveResult]:
+        """Adapt ``B`` queries at once, each with independent weights (the same results as one
+        at a time, up to float rounding); ``reward_rows`` ``(B, N)``."""
         s = self.settings
-        params = stack_params(self.state.start, 1)
+        b = query.shape[0]
+        params = stack_params(self.state.start, b)
         optimizer = torch.optim.AdamW(
             list(params.values()), lr=s.lr, weight_decay=s.weight_decay, eps=1e-6
         )
         gen = torch.Generator().manual_seed(0) if s.sampling == "sample" else None
         zeroshot = None
-        rewards_log = []
+        rewards_log: list[list[float]] = [[] for _ in range(b)]
         for _ in range(s.steps):
-            logits = self._scores(params, query, candidates)  # (1, N)
+            logits = self._scores(params, query, candidates)  # (B, N)
             if zeroshot is None:
-                zeroshot = logits.detach()[0].float()
+                zeroshot = logits.detach().float()
             actions = sample_answers(logits, s.k, s.sampling, gen)
-            rewards = reward_row.gather(-1, actions)
-            loss = reinforce_loss(logits, actions, rewards, s.advantage)
+            rewards = reward_rows.gather(-1, actions)
+            loss = sum(
+                reinforce_loss(logits[i : i + 1], actions[i : i + 1], rewards[i : i + 1], s.advantage)
+                for i in range(b)
+            )
             self._step(optimizer, loss)
-            rewards_log.append(float(rewards.mean()))
+            for i in range(b):
+                rewards_log[i].append(float(rewards[i].mean()))
         with torch.no_grad():
-            final = self._scores(params, query, candidates)[0].float()
+            final = self._scores(params, query, candidates).float()
         if zeroshot is None:
             zeroshot = final
-        self.state.update({k: v[0] for k, v in params.items()})
-        return RetrieveResult(final.cpu(), zeroshot.cpu(), rewards_log)
+        for i in range(b):
+            self.state.update({k: v[i] for k, v in params.items()})
+        return [RetrieveResult(final[i].cpu(), zeroshot[i].cpu(), rewards_log[i]) for i in range(b)]
 
     def adapt_image(self, image, query_index: int) -> RetrieveResult:
         """Image→text: adapt on gallery image ``query_index`` (pixels ``image``), score all captions."""
+        return self.adapt_images([image], [query_index])[0]
+
+    def adapt_images(self, images: Sequence, query_indices: Sequence[int]) -> list[RetrieveResult]:
+        """Image→text for several gallery images at once, each with independent weights."""
         if self.settings.direction != "i2t":
             raise ConfigError("adapt_image is for direction=i2t; use adapt_text for t2i")
-        x = self.policy.preprocess(image)  # (1, 3, S, S)
+        x = torch.cat([self.policy.preprocess(img) for img in images])  # (B, 3, S, S)
         g = self.gallery
-        table = self.feedback.rewards(
-            [e[query_index : query_index + 1] for e in g.reward_image], g.reward_text
-        )
+        idx = torch.as_tensor(list(query_indices), device=g.reward_text[0].device)
+        table = self.feedback.rewards([e[idx] for e in g.reward_image], g.reward_text)
         return self._adapt(x, g.policy_text, table)
 
     def adapt_text(self, caption: str, query_index: int) -> RetrieveResult:
         """Text→image: adapt on caption ``query_index`` (text ``caption``), score all images."""
+        return self.adapt_texts([caption], [query_index])[0]
+
+    def adapt_texts(self, captions: Sequence[str], query_indices: Sequence[int]) -> list[RetrieveResult]:
+        """Text→image for several captions at once, each with independent weights."""
         if self.settings.direction != "t2i":
             raise ConfigError("adapt_text is for direction=t2i; use adapt_image for i2t")
-        tokens = self.policy.tokenize([caption])
+        tokens = self.policy.tokenize(list(captions))  # (B, L)
         g = self.gallery
-        table = self.feedback.rewards(
-            [e[query_index : query_index + 1] for e in g.reward_text], g.reward_image
-        )
+        idx = torch.as_tensor(list(query_indices), device=g.reward_image[0].device)
+        table = self.feedback.rewards([e[idx] for e in g.reward_text], g.reward_image)
         return self._adapt(tokens, g.policy_image, table)

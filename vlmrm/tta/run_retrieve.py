@@ -32,7 +32,7 @@ def run_retrieve(cfg: TTASettings) -> dict[str, Any]:
     info = dist_info()
     group = coord_group()
     settings, data = run_together(
-        lambda: (cfg.method_settings(), load_retrieval(cfg.data, cfg.images, cfg.split)), info, group
+        lambda: (cfg.method_settings(), load_retrieval(cfg.data, cfg.images, cfg.split, caption_norm=cfg.caption_norm)), info, group
     )
     direction = settings.direction
     n_queries = len(data.image_paths) if direction == "i2t" else len(data.captions)
@@ -57,8 +57,6 @@ def _announce(job: Job, data: Any, direction: str) -> None:
         f"RLCF retrieve ({direction}): {len(data.image_paths)} images, {len(data.captions)} "
         f"captions ({data.source})"
     )
-    if job.pending and job.cfg.batch_size != 1:
-        note("note: retrieval adapts one query at a time; batch_size is ignored")
     if job.cfg.ema and job.info.enabled:
         note("note: ema=true — every rank keeps its own moving average (a one-process run differs)")
 
@@ -133,7 +131,8 @@ def _record(q: int, res: Any, data: Any, direction: str, seconds: float) -> dict
 
 
 def _adapt_shard(job: Job, tta: Any, data: Any, direction: str) -> list[tuple[dict, float]]:
-    """Adapt this rank's queries one at a time; returns ``(record, seconds)`` of each."""
+    """Adapt this rank's queries, ``batch_size`` at a time (each with independent weights);
+    returns ``(record, seconds)`` of each."""
     from vlmrm.runtime.images import load_image
 
     bar, seen = job.bar(f"RLCF {direction}")
@@ -142,20 +141,23 @@ def _adapt_shard(job: Job, tta: Any, data: Any, direction: str) -> list[tuple[di
     new: list[tuple[dict, float]] = []
     queries = prefetch(lambda q: load_image(data.image_paths[q]), job.mine) if direction == "i2t" else None
     try:
-        for q in job.mine:
+        step = max(1, int(job.cfg.batch_size))
+        for start in range(0, len(job.mine), step):
+            qs = job.mine[start : start + step]
             t0 = time.perf_counter()
             if direction == "i2t":
-                res = tta.adapt_image(next(queries), q)
+                results = tta.adapt_images([next(queries) for _ in qs], qs)
             else:
-                res = tta.adapt_text(data.captions[q], q)
-            dt = time.perf_counter() - t0
-            rec = _record(q, res, data, direction, dt)
-            append(job.live, [rec])
-            new.append((rec, dt))
-            n += 1
-            hits[0] += rec["zeroshot_rank"] == 0
-            hits[1] += rec["rank"] == 0
-            bar.update(1)
+                results = tta.adapt_texts([data.captions[q] for q in qs], qs)
+            dt = (time.perf_counter() - t0) / len(qs)
+            records = [_record(q, res, data, direction, dt) for q, res in zip(qs, results, strict=True)]
+            append(job.live, records)
+            for rec in records:
+                new.append((rec, dt))
+                hits[0] += rec["zeroshot_rank"] == 0
+                hits[1] += rec["rank"] == 0
+            n += len(records)
+            bar.update(len(qs))
             bar.set_postfix_str(f"R@1 zero-shot {100 * hits[0] / n:.1f}% · RLCF {100 * hits[1] / n:.1f}%")
     finally:
         bar.close()

@@ -17,6 +17,8 @@ from vlmrm.tta.data import abspath
 from vlmrm.tta.hparams import ClassifySettings, RetrieveSettings
 
 TASKS = ("classify", "retrieve")
+#: K of image→text retrieval on COCO (the reference; Flickr30k keeps 16).
+COCO_I2T_K = 20
 #: Methods run beside RLCF on the same views (classification).
 BASELINES = ("none", "tpt")
 
@@ -51,6 +53,8 @@ class TTASettings(ClipSettings, RunSettings):
     annotation JSON (retrieve)."""
     images: str | None = None
     """Image folder of a retrieval JSON or a CoOp split file (default: the JSON's folder)."""
+    caption_norm: str = "lavis"
+    """retrieve: lavis (LAVIS's caption normalisation, as the reference) | none."""
     split: str = "test"
     """Split to evaluate: Karpathy test | val | train | all; CoOp split files test | val | train."""
     classnames: str | None = None
@@ -73,7 +77,7 @@ class TTASettings(ClipSettings, RunSettings):
     weight_decay: float = 5e-4
     """AdamW weight decay."""
     k: int | None = None
-    """Answers sampled per step (default 3 classify, 16 i2t, 12 t2i)."""
+    """Answers sampled per step (default 3 classify, 16 i2t (20 on COCO), 12 t2i)."""
     views: int = 64
     """classify: augmented views per image (centre crop + random crops)."""
     select: float = 0.1
@@ -129,6 +133,9 @@ class TTASettings(ClipSettings, RunSettings):
         self.limit = check_optional_int("limit", self.limit, 1)
         self.reward_models()
         self.baseline = check_choice("baseline", self.baseline, BASELINES)
+        from vlmrm.tta.data import CAPTION_NORMS
+
+        self.caption_norm = check_choice("caption_norm", self.caption_norm, CAPTION_NORMS)
         if self.baseline != "none" and self.task != "classify":
             raise ConfigError(f"baseline={self.baseline} is for task=classify; drop it for task={self.task}")
         method = self.method_settings()
@@ -178,9 +185,12 @@ class TTASettings(ClipSettings, RunSettings):
                 template=self.template, image_params=self.params, ema=self.ema,
                 ema_momentum=self.ema_momentum, ema_every=self.ema_every, ema_weight=self.ema_weight,
             ).validated()  # fmt: skip
+        k = self.k
+        if k is None and "coco" in Path(str(self.data)).name.lower() and self.direction in ("i2t", "image2text"):
+            k = COCO_I2T_K  # the reference's COCO image→text setting
         return RetrieveSettings(
             direction=self.direction, steps=8 if self.steps is None else self.steps,
-            lr=1e-6 if self.lr is None else self.lr, weight_decay=self.weight_decay, k=self.k,
+            lr=1e-6 if self.lr is None else self.lr, weight_decay=self.weight_decay, k=k,
             sampling=self.sampling, advantage=self.advantage, params=self.params, ema=self.ema,
             ema_momentum=self.ema_momentum, ema_every=self.ema_every, ema_weight=self.ema_weight,
         ).validated()  # fmt: skip
@@ -218,6 +228,8 @@ class TTASettings(ClipSettings, RunSettings):
             "seed": self.seed,
         }
         method.update(vars(settings))
+        if self.task == "retrieve" and self.caption_norm != "none":
+            method["caption_norm"] = self.caption_norm
         if self.baseline != "none":  # a key only when used: runs from before it still resume
             method["baseline"] = {"name": self.baseline, "steps": self.tpt_steps, "lr": self.tpt_lr}
         return method
