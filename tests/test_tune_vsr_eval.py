@@ -126,3 +126,13 @@ def test_bad_margin_is_one_line():
 
     with pytest.raises(ConfigError, match="margin"):
         TuneConfig(data="x.jsonl", margin="raw").validate()
+
+
+def test_implicit_rewards_of_chosen_and_rejected_are_logged():
+    w, lo = ("a.png", "left"), ("a.png", "right")
+    cos, ref_cos = {w: 0.35, lo: 0.20}, {w: 0.30, lo: 0.25}
+    cfg = TuneConfig(data="x.jsonl", loss="dpo", beta=0.1).validate()
+    ref = lambda items: 100.0 * torch.tensor([ref_cos[it] for it in items])  # noqa: E731
+    _, stats = Objective(cfg, FixedScorer(cos, 100.0), ref).loss([PreferencePair(w, lo)], 0)
+    assert stats["reward_chosen"] == pytest.approx(0.1 * 100 * 0.05, rel=1e-4)
+    assert stats["reward_rejected"] == pytest.approx(-0.1 * 100 * 0.05, rel=1e-4)

@@ -52,6 +52,7 @@ class Objective:
         n = len(pairs)
         s_w, s_l = s[:n], s[n:]
         w = torch.tensor([p.weight for p in pairs], dtype=torch.float32, device=s.device)
+        stats: Stats = {}
         if cfg.loss == "bt":
             loss = L.bradley_terry_loss(s_w, s_l, w)
             h = (s_w - s_l).detach()
@@ -59,8 +60,14 @@ class Objective:
             ref = self.reference(items)
             h = L.margin_in(L.preference_margin(s_w, s_l, ref[:n], ref[n:]), self.scorer.tau, cfg.margin)
             loss = pairwise_loss(cfg, h, w)
+            # DPO's implicit rewards β·(s_θ − s_ref) of the chosen and the rejected captions
+            # (TensorBoard train/reward_chosen, train/reward_rejected): both falling means the
+            # model is only pushing rejected captions down.
+            delta = L.margin_in((s - ref.to(s)).detach(), self.scorer.tau, cfg.margin)
+            stats["reward_chosen"] = float(cfg.beta * delta[:n].mean())
+            stats["reward_rejected"] = float(cfg.beta * delta[n:].mean())
         acc = float(((h > 0).float()).mean())
-        return loss, {"margin": float(h.detach().mean()), "pair_acc": acc}
+        return loss, {"margin": float(h.detach().mean()), "pair_acc": acc, **stats}
 
     def _set_scores(self, sets: list[RankedSet], ref: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         items = [it for s in sets for it in s.items()]
