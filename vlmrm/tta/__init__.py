@@ -6,7 +6,7 @@ to that input by REINFORCE before answering — then forgets (episodic adaptatio
 
 * :class:`ClassificationTTA` — zero-shot classification; adapts prompt context vectors
   (``mode="prompt"``) or the image tower (``mode="image"``), one image or a batch of
-  images with independent weights at a time.
+  images with independent weights at a time; ``objective="tpt"`` is the TPT baseline.
 * :class:`RetrievalTTA` — image→text (adapts the image tower) and text→image (the text
   tower) retrieval against a precomputed :class:`Gallery`.
 * :class:`CLIPFeedback` — one or several weighted reward CLIPs, ``2.5·max(cos, 0)``
@@ -45,7 +45,10 @@ _EXPORTS = {
     "vlmrm.tta.retrieve": (
         "Gallery", "RetrievalTTA", "RetrieveResult", "best_rank", "build_gallery", "recall_at",
     ),
-    "vlmrm.tta.rlcf": ("advantages", "reinforce_loss", "sample_answers", "select_confident"),
+    "vlmrm.tta.rlcf": (
+        "advantages", "marginal_entropy", "reinforce_loss", "sample_answers", "select_confident",
+    ),
+    "vlmrm.tta.coop": ("load_coop_split",),
     "vlmrm.tta.views": ("make_views",),
 }
 

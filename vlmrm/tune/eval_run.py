@@ -10,7 +10,7 @@ from typing import Any
 
 from vlmrm.models import load_clip
 from vlmrm.runtime.atomic import atomic_write_json
-from vlmrm.tune.eval import EvalSettings
+from vlmrm.tune.eval_settings import EvalSettings
 from vlmrm.tune.evaluate import listwise_top1, pairwise_accuracy, set_scores, vsr_accuracy
 from vlmrm.tune.vsr import ImageCache, load_vsr
 from vlmrm.tune.vsr_relations import HUMAN_ACCURACY
