@@ -117,3 +117,23 @@ def test_rl_stage_rewards_confident_correct_matches_and_moves_the_weights(shapes
                    temperature="learnable")  # fmt: skip
     assert [h["stage"] for h in doc["history"]] == ["sft", "rl"]
     assert all(np.isfinite(h["loss"]) for h in doc["history"])
+
+
+def test_local_hugging_face_datasets_are_read_without_downloads(shapes: Path, tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    rows = load_caption_data(shapes)[:5]
+    ds = datasets.Dataset.from_dict({
+        "image": [Image.open(d.image) for d in rows],
+        "caption": [list(d.captions) for d in rows],
+    }).cast_column("image", datasets.Image())  # fmt: skip
+    ds.save_to_disk(tmp_path / "saved")
+    ds.to_parquet(tmp_path / "data.parquet")
+    for source in (tmp_path / "saved", tmp_path / "data.parquet"):
+        got = load_caption_data(source, text_column="caption", cache=tmp_path / f"cache-{source.name}")
+        assert [d.captions for d in got] == [d.captions for d in rows]
+        first = np.asarray(Image.open(got[0].image).convert("RGB"))
+        assert np.array_equal(first, np.asarray(Image.open(rows[0].image).convert("RGB")))
+    with pytest.raises(ConfigError, match="text_column="):
+        load_caption_data(tmp_path / "saved", text_column="text", cache=tmp_path / "c3")
