@@ -137,3 +137,19 @@ def test_local_hugging_face_datasets_are_read_without_downloads(shapes: Path, tm
         assert np.array_equal(first, np.asarray(Image.open(rows[0].image).convert("RGB")))
     with pytest.raises(ConfigError, match="text_column="):
         load_caption_data(tmp_path / "saved", text_column="text", cache=tmp_path / "c3")
+
+
+def test_rl_reward_is_correctness_times_confidence() -> None:
+    from vlmrm.tune import losses as L
+
+    logits = torch.tensor([[2.0, 0.0, 1.0], [0.5, 0.5, 3.0], [0.0, 1.0, 0.0]])
+    probs = logits.softmax(-1)
+    ranks = 1.0 - torch.eye(3)  # in-batch candidates: the matching caption is the right one
+    r = L.candidate_rewards(ranks, "confidence", probs)
+    expected = torch.where(torch.eye(3, dtype=torch.bool), probs, -probs)
+    torch.testing.assert_close(r, expected)
+    # the policy gradient raises the right caption's logit when it is sampled
+    lg = logits.clone().requires_grad_(True)
+    out = L.reinforce_loss(lg, r, samples=torch.tensor([[0, 1], [2, 1], [2, 0]]))
+    out.loss.backward()
+    assert lg.grad[0, 0] < 0 and lg.grad[1, 2] < 0 and lg.grad[2, 2] < 0  # descent raises the right answers
