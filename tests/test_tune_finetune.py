@@ -152,4 +152,4 @@ def test_rl_reward_is_correctness_times_confidence() -> None:
     lg = logits.clone().requires_grad_(True)
     out = L.reinforce_loss(lg, r, samples=torch.tensor([[0, 1], [2, 1], [2, 0]]))
     out.loss.backward()
-    assert lg.grad[0, 0] < 0 and lg.grad[1, 2] < 0 and lg.grad[2, 2] < 0  # descent raises the right answers
+    assert lg.grad[0, 0] < 0 and lg.grad[1, 1] < 0 and lg.grad[2, 2] < 0  # descent raises the right answers
