@@ -92,13 +92,20 @@ def _print(model: dict[str, Any], base: dict[str, Any] | None, per_relation: boo
         if not key.startswith("vsr/"):
             continue
         sw = v["swap"]
-        t = Table(title=f"VSR {key[4:]} — swap accuracy by meta-category and relation")
+        bsw = base[key]["swap"] if base is not None else {}
+        t = Table(title=f"VSR {Path(key[4:]).stem}: swap accuracy by meta-category and relation (%)")
         t.add_column("group")
         t.add_column("n", justify="right")
-        t.add_column("acc %", justify="right")
+        if base is not None:
+            t.add_column("untuned", justify="right")
+        t.add_column("model", justify="right")
         for table_name in ("per_category", "per_relation"):
             for g, row in sorted(sw.get(table_name, {}).items()):
-                t.add_row(g, str(row["n"]), f"{100 * row['accuracy']:.1f}")
+                cells = [f"{100 * row['accuracy']:.1f}"]
+                if base is not None:
+                    b = bsw.get(table_name, {}).get(g)
+                    cells.insert(0, f"{100 * b['accuracy']:.1f}" if b else "-")
+                t.add_row(g, str(row["n"]), *cells)
         console.print(t)
         if sw.get("n_skipped"):
             console.print(f"{sw['n_skipped']} rows skipped (no opposite relation): {', '.join(sw['skipped_relations'])}")
