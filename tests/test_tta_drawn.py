@@ -47,7 +47,7 @@ def test_rlcf_raises_accuracy_over_zero_shot_on_drawn_shapes(drawn, tmp_path: Pa
     assert main(argv) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["n"] == 10
-    assert m["top1"] >= m["zeroshot_top1"] + 40, m
+    assert m["zeroshot_top1"] <= 30 and m["top1"] >= m["zeroshot_top1"] + 30, m  # 20% → 60% here
 
 
 class Counter:
