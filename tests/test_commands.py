@@ -30,6 +30,9 @@ ENTRY_POINTS = {
     "vlmrm.tune": "loss=magic",
     "vlmrm.tune.build": "threshold=high",
     "vlmrm.tune.rollouts": "episodes=-1",
+    "vlmrm.tune.finetune": "stage=magic",
+    "vlmrm.tune.vsr_pairs": "false_rows=maybe",
+    "vlmrm.tune.eval": "per_relation=maybe",
 }
 
 

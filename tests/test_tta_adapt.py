@@ -216,12 +216,15 @@ def test_mixed_precision_follows_the_policy(tiny_clip, images, mode, lr):
     torch.testing.assert_close(res.zeroshot_logits, fp32, atol=0.5, rtol=0.05)
 
 
-def test_text_to_image_adapts_only_text_weights(tiny_clip, images):
+def test_text_to_image_adapts_only_text_weights_and_the_logit_scale(tiny_clip, images):
     fb = CLIPFeedback(tiny_clip)
     gallery = build_gallery(tiny_clip, fb, images, ["a cat", "a dog", "a car"])
     tta = RetrievalTTA(tiny_clip, fb, gallery, direction="t2i", k=2, steps=1, lr=1e-2)
     names = set(tta.state.start)
     assert "token_embedding.weight" in names and "positional_embedding" in names
-    assert not any(n.startswith(("visual", "logit_scale", "logit_bias")) for n in names)
+    assert not any(n.startswith(("visual", "logit_bias")) for n in names)
+    assert "logit_scale" in names  # the reference tunes it in text→image
+    res = tta.adapt_text("a cat", 0)
+    assert res.scores.shape == (3,)
     norm = RetrievalTTA(tiny_clip, fb, gallery, direction="i2t", k=2, steps=1, params="norm")
     assert norm.state.start and all(n.startswith("visual.") for n in norm.state.start)

@@ -129,13 +129,14 @@ def test_vsr_swap_and_threshold_and_probe(tmp_path: Path) -> None:
             cap = f"The red block is {rel} the blue block."
             truth = (a == "red") == (rel == "left of")
             rows.append({"image": f"v{k}.png", "caption": cap, "relation": rel, "label": int(truth)})
-    rows.append({"image": "v0.png", "caption": "The red block is touching the blue block.", "relation": "touching", "label": 0})
+    rows.append({"image": "v0.png", "caption": "The red block is with the blue block.", "relation": "with", "label": 0})
     with (tmp_path / "vsr.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     ex = D.load_vsr(tmp_path / "vsr.jsonl")
     clip = FakeClip()
     sw = E.vsr_accuracy(clip, ex, "swap")
-    assert sw == {"accuracy": 1.0, "n": 4, "n_skipped": 1}  # "touching" has no opposite
+    assert (sw["accuracy"], sw["n"], sw["n_skipped"]) == (1.0, 4, 1)  # "with" has no opposite
+    assert sw["skipped_relations"] == ["with"]
     th = E.vsr_accuracy(clip, ex[:4], "threshold")
     assert th["accuracy"] == 1.0 and th["threshold_source"].startswith("median")
     assert E.vsr_accuracy(clip, ex[:4], "threshold", threshold=2.0)["accuracy"] == 0.5
@@ -232,12 +233,14 @@ def test_evaluate_only_run_with_vsr(toy: Path, tmp_path: Path) -> None:
     rows = [
         {"image": img, "caption": "the red square is left of the grey", "relation": "left of", "label": 1},
         {"image": img, "caption": "the red square is above the grey", "relation": "above", "label": 0},
-        {"image": img, "caption": "the red square is touching the grey", "relation": "touching", "label": 1},
+        {"image": img, "caption": "the red square is with the grey", "relation": "with", "label": 1},
     ]
     (tmp_path / "vsr.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     res = train(cfg(toy, tmp_path / "e", steps=0, vsr=str(tmp_path / "vsr.jsonl")))
     assert res.checkpoint is None and res.after == res.before
-    assert res.before["vsr/swap_n"] == 2 and 0.0 <= res.before["vsr/threshold_accuracy"] <= 1.0
+    assert res.before["vsr/swap_n"] == 2 and res.before["vsr/swap_skipped"] == 1
+    assert res.before["vsr/baseline_prefer_unmodified"] == pytest.approx(2 / 3)
+    assert 0.0 <= res.before["vsr/threshold_accuracy"] <= 1.0
     assert not (tmp_path / "e" / "model.safetensors").exists()
 
 

@@ -24,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("vlmrm.tune.cli", "preference-tune / fine-tune a CLIP reward model"),
     "tune.build": ("vlmrm.tune.build", "ranked sets with hard negatives from image-caption data"),
     "tune.rollouts": ("vlmrm.tune.rollouts", "build a tuning dataset from env rollouts"),
+    "tune.eval": ("vlmrm.tune.eval", "evaluate a CLIP checkpoint: VSR, preferences, retrieval vs untuned"),
+    "tune.vsr_pairs": ("vlmrm.tune.vsr_pairs", "preference pairs from VSR rows (relation swaps)"),
+    "tune.finetune": ("vlmrm.tune.finetune", "fine-tune CLIP on image-caption data (SFT, RL, WiSE-FT)"),
 }
 #: other spellings users type
 ALIASES = {"rollouts": "tune.rollouts", "build": "tune.build"}

@@ -6,7 +6,7 @@ to that input by REINFORCE before answering — then forgets (episodic adaptatio
 
 * :class:`ClassificationTTA` — zero-shot classification; adapts prompt context vectors
   (``mode="prompt"``) or the image tower (``mode="image"``), one image or a batch of
-  images with independent weights at a time.
+  images with independent weights at a time; ``objective="tpt"`` is the TPT baseline.
 * :class:`RetrievalTTA` — image→text (adapts the image tower) and text→image (the text
   tower) retrieval against a precomputed :class:`Gallery`.
 * :class:`CaptionTTA` — image captioning; adapts the mapper of a CLIP-prefix captioner
@@ -49,8 +49,10 @@ _EXPORTS = {
         "Gallery", "RetrievalTTA", "RetrieveResult", "best_rank", "build_gallery", "recall_at",
     ),
     "vlmrm.tta.rlcf": (
-        "advantages", "reinforce_loss", "sample_answers", "select_confident", "sequence_reinforce_loss",
+        "advantages", "marginal_entropy", "reinforce_loss", "sample_answers", "select_confident",
+        "sequence_reinforce_loss",
     ),
+    "vlmrm.tta.coop": ("load_coop_split",),
     "vlmrm.tta.views": ("make_views",),
 }
 

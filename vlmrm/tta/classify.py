@@ -10,6 +10,10 @@ Per test image (or per image of a batch, independently):
    over the K, REINFORCE loss (:func:`vlmrm.tta.rlcf.reinforce_loss`), one AdamW step;
 5. predict with the adapted weights on the centre crop; start the next image afresh.
 
+``objective="tpt"`` replaces steps 3–4 by TPT (test-time prompt tuning): minimise the
+entropy of the kept views' averaged prediction, no reward model — the baseline of the
+RLCF paper's tables (TPT: 1 step, lr 5e-3 in prompt mode).
+
 What is adapted (``mode``): ``"prompt"`` — 4 context token vectors of a CoOp prompt
 learner (:class:`vlmrm.tta.prompt.PromptLearner`; lr 7e-3), the image features stay
 frozen; or ``"image"`` — the image tower (lr 1e-5; ``image_params="norm"`` for only its
@@ -30,7 +34,7 @@ from vlmrm.tta.feedback import CLIPFeedback
 from vlmrm.tta.hparams import DEFAULT_LR, MODES, ClassifySettings
 from vlmrm.tta.params import call_stacked, stack_params, trainable_params
 from vlmrm.tta.prompt import PromptLearner
-from vlmrm.tta.rlcf import reinforce_loss, sample_answers, select_confident
+from vlmrm.tta.rlcf import marginal_entropy, reinforce_loss, sample_answers, select_confident
 from vlmrm.tta.views import make_views
 
 __all__ = ["DEFAULT_LR", "MODES", "ClassificationTTA", "ClassifyResult", "ClassifySettings"]
@@ -169,8 +173,11 @@ class ClassificationTTA(RLCFAdapter):
         )  # (B, V, 3, S, S) float in [0, 1]
         params = stack_params(self.state.start, b)
         sel = self._select(params, views)
-        table = self._reward_table(views, sel.indices)  # (B, n, C)
-        mean_rewards = self._reinforce(params, sel, table, gens)
+        if s.objective == "tpt":  # the baseline: no reward model involved
+            mean_rewards = self._entropy_steps(params, sel)
+        else:
+            table = self._reward_table(views, sel.indices)  # (B, n, C)
+            mean_rewards = self._reinforce(params, sel, table, gens)
         with torch.no_grad():
             final = self._logits(params, sel.centre)[:, 0].float()
         for i in range(b):
@@ -243,6 +250,18 @@ class ClassificationTTA(RLCFAdapter):
                 mean_rewards[i].append(float(rewards[i].mean()))
             logits = None
         return mean_rewards
+
+    def _entropy_steps(self, params: dict[str, torch.Tensor], sel: _Selection) -> list[list[float]]:
+        """TPT: ``steps`` AdamW steps on the marginal entropy of the kept views; no rewards."""
+        s = self.settings
+        optimizer = torch.optim.AdamW(list(params.values()), lr=s.lr, weight_decay=s.weight_decay)
+        logits = sel.logits
+        for _ in range(s.steps):
+            if logits is None:
+                logits = self._logits(params, sel.inputs)
+            self._step(optimizer, marginal_entropy(logits).sum())
+            logits = None
+        return [[] for _ in range(sel.indices.shape[0])]
 
     @torch.no_grad()
     def zero_shot(self, image) -> torch.Tensor:

@@ -211,6 +211,21 @@ class RetrievalData:
         return len(self.image_paths)
 
 
+#: Caption normalisations of the retrieval data: LAVIS's ``pre_caption`` (the reference) or none.
+CAPTION_NORMS = ("lavis", "none")
+
+
+def lavis_caption(caption: str, max_words: int = 50) -> str:
+    """LAVIS's ``pre_caption``: lower case, the punctuation ``.!"()*#:;~`` as spaces, runs of
+    spaces collapsed, at most ``max_words`` words — how the RLCF reference reads captions."""
+    import re
+
+    text = re.sub(r"([.!\"()*#:;~])", " ", caption.lower())
+    text = re.sub(r"\s{2,}", " ", text).rstrip("\n").strip(" ")
+    words = text.split(" ")
+    return " ".join(words[:max_words]) if len(words) > max_words else text
+
+
 def _caption_list(value, where: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
@@ -284,12 +299,16 @@ def load_retrieval(
     images: str | os.PathLike | None = None,
     split: str = "test",
     check_files: bool = True,
+    caption_norm: str = "none",
 ) -> RetrievalData:
     """Read a Karpathy-style or LAVIS-style caption file (see the module docstring).
 
     ``split`` selects Karpathy entries (``"test"``, ``"val"``, ``"train"``/``"restval"``,
-    or ``"all"``); LAVIS files hold one split each and ignore it.
+    or ``"all"``); LAVIS files hold one split each and ignore it. ``caption_norm="lavis"``
+    normalises every caption as LAVIS does (:func:`lavis_caption`).
     """
+    if caption_norm not in CAPTION_NORMS:
+        raise ConfigError(f"unknown caption_norm {caption_norm!r}; choose one of {CAPTION_NORMS}")
     ann, raw = read_annotation_json(
         annotations,
         "for task=retrieve give the caption annotation JSON "
@@ -309,6 +328,8 @@ def load_retrieval(
         if not p.is_file() and (root / Path(rel).name).is_file():
             p = root / Path(rel).name  # Karpathy filepath given but images stored flat
         paths.append(p)
+        if caption_norm == "lavis":
+            caps = [lavis_caption(c) or c for c in caps]
         img2txt.append(list(range(len(captions), len(captions) + len(caps))))
         captions.extend(caps)
         txt2img.extend([i] * len(caps))

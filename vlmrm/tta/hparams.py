@@ -22,6 +22,9 @@ ADVANTAGES = ("mean", "std")
 PARAM_GROUPS = ("all", "norm")
 #: Classification adapts the prompt context or the image tower.
 MODES = ("prompt", "image")
+#: What a classification step minimises: the RLCF policy gradient, or TPT's marginal entropy
+#: over the confident views (the paper's test-time baseline; no reward model involved).
+OBJECTIVES = ("rlcf", "tpt")
 DEFAULT_LR = {"prompt": 7e-3, "image": 1e-5}
 #: Retrieval direction: image→text adapts the image tower, text→image the text tower.
 DIRECTIONS = ("i2t", "t2i")
@@ -109,11 +112,14 @@ class ClassifySettings:
     ema_momentum: float = 0.9998
     ema_every: int = 64
     ema_weight: float = 1.0
+    objective: str = "rlcf"
 
     def validated(self) -> ClassifySettings:
         """A copy with ``lr`` filled in; raises :class:`ConfigError` on a bad value."""
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; choose one of {MODES}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
         check_rlcf_settings(self, "image_params")
         check_k(self.k)
         if int(self.views) < 1:
@@ -208,6 +214,7 @@ __all__ = [
     "DEFAULT_LR",
     "DIRECTIONS",
     "MODES",
+    "OBJECTIVES",
     "PARAM_GROUPS",
     "SAMPLING",
     "ClassifySettings",

@@ -23,6 +23,7 @@ prompt's EOT (≈ 20 of 77 positions for class-name prompts) with identical resu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
@@ -70,6 +71,29 @@ class _TextParts:
         return self.attn_mask is not None and self.pool_type in ("argmax", "eos")
 
 
+def load_learned_context(path: str | os.PathLike) -> torch.Tensor:
+    """The generic context ``(n_ctx, width)`` of a saved CoOp prompt learner.
+
+    Reads CoOp's ``prompt_learner/model.pth.tar-N`` (``{"state_dict": {"ctx": ...}}``), a
+    bare state dict with ``ctx`` (or ``prompt_learner.ctx``), or a saved tensor.
+    """
+    try:
+        obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one line for the user
+        raise ConfigError(f"cannot read the prompt learner {os.fspath(path)!r}: {exc}") from None
+    if isinstance(obj, dict):
+        obj = obj.get("state_dict", obj)
+        obj = obj.get("ctx", obj.get("prompt_learner.ctx")) if isinstance(obj, dict) else obj
+    if not isinstance(obj, torch.Tensor):
+        raise ConfigError(f"{os.fspath(path)!r} holds no prompt context ('ctx' in its state_dict)")
+    if obj.ndim != 2:
+        raise ConfigError(
+            f"the context in {os.fspath(path)!r} has shape {tuple(obj.shape)}; only a generic "
+            "(n_ctx, width) context is supported, not class-specific contexts"
+        )
+    return obj.float()
+
+
 class PromptLearner(nn.Module):
     """Class embeddings from learnable context vectors (CoOp, class token at the end).
 
@@ -78,7 +102,9 @@ class PromptLearner(nn.Module):
         classnames: the class names (``"a photo of a {name}."`` with the default context).
         n_ctx: number of context tokens; with ``ctx_init`` it is the token count of the
             initial words (4 for "a photo of a").
-        ctx_init: initial words of the context, or ``""`` for random N(0, 0.02²) vectors.
+        ctx_init: initial words of the context, a saved CoOp prompt learner (a file: its
+            learned context is the start, as the RLCF/TPT reference scripts do), or ``""``
+            for random N(0, 0.02²) vectors.
     """
 
     def __init__(
@@ -93,6 +119,15 @@ class PromptLearner(nn.Module):
         self.parts = _TextParts(clip.model)
         emb = self.parts.token_embedding
         device = emb.weight.device
+        learned = None
+        if ctx_init and os.path.isfile(os.path.expanduser(str(ctx_init))):
+            learned = load_learned_context(os.path.expanduser(str(ctx_init)))
+            if learned.shape[1] != emb.weight.shape[1]:
+                raise ConfigError(
+                    f"the saved context is {learned.shape[1]} wide but this text tower's tokens are "
+                    f"{emb.weight.shape[1]}: it was learned for another CLIP"
+                )
+            ctx_init, n_ctx = "", learned.shape[0]
         ctx_init = (ctx_init or "").strip().replace("_", " ")
         if ctx_init:
             init_tokens = clip.tokenize([ctx_init])[0]
@@ -126,7 +161,9 @@ class PromptLearner(nn.Module):
         self.register_buffer("tokens", tokens[:, :length], persistent=False)
         self.register_buffer("prefix", embedded[:, :1].detach(), persistent=False)
         self.register_buffer("suffix", embedded[:, 1 + n_ctx : length].detach(), persistent=False)
-        if ctx_init:
+        if learned is not None:
+            ctx = learned.to(device)
+        elif ctx_init:
             ctx = embedded[0, 1 : 1 + n_ctx].detach().clone()
         else:
             gen = torch.Generator().manual_seed(0)

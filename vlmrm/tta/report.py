@@ -16,21 +16,18 @@ METRICS = "metrics.json"
 
 
 def print_table(
-    title: str,
-    rows: list[tuple[str, float, float]],
-    extra: str = "",
-    columns: tuple[str, str] = ("zero-shot", "RLCF"),
+    title: str, rows: list[tuple], extra: str = "", columns: tuple[str, ...] = ("zero-shot", "RLCF")
 ) -> None:
-    """A rich table of ``(metric, before, after)`` rows (``columns`` names them) with their difference."""
+    """A rich table of ``(metric, zero-shot, [TPT,] RLCF)`` rows with RLCF − zero-shot."""
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("metric")
-    table.add_column(columns[0], justify="right")
-    table.add_column(columns[1], justify="right")
+    for col in columns:
+        table.add_column(col, justify="right")
     table.add_column("Δ", justify="right")
-    for name, zs, ad in rows:
-        table.add_row(name, f"{zs:.2f}", f"{ad:.2f}", f"{ad - zs:+.2f}")
+    for name, *vals in rows:
+        table.add_row(name, *(f"{v:.2f}" for v in vals), f"{vals[-1] - vals[0]:+.2f}")
     console = make_console()
     console.print(table)
     if extra:
@@ -44,7 +41,8 @@ def save_metrics(
     seconds: list[float],
     unit: str,
     title: str,
-    rows: list[tuple[str, float, float]],
+    rows: list[tuple],
+    columns: tuple[str, ...] = ("zero-shot", "RLCF"),
 ) -> dict[str, Any]:
     """``metrics`` plus the time per ``unit`` (of this session) and the settings: written to
     ``metrics.json``, printed as a table (``title``, ``rows``) and returned."""
@@ -55,7 +53,7 @@ def save_metrics(
     }
     atomic_write_json(out / METRICS, metrics)
     speed = f"{metrics['seconds_per_sample']:.3f} s/{unit} this session" if seconds else "all resumed"
-    print_table(title, rows, f"{speed}; results: {os.fspath(out / RESULTS)}")
+    print_table(title, rows, f"{speed}; results: {os.fspath(out / RESULTS)}", columns)
     return metrics
 
 
@@ -79,6 +77,12 @@ def classify_metrics(
         ("top-5 %", metrics["zeroshot_top5"], metrics["top5"]),
     ]
     title = f"RLCF classification ({mode}) — {n} images"
+    if all("tpt_correct" in r for r in kept):  # the TPT baseline ran beside (baseline=tpt)
+        metrics["tpt_top1"] = 100.0 * sum(r["tpt_correct"] for r in kept) / n
+        metrics["tpt_top5"] = 100.0 * sum(r["label"] in r["tpt_top5"] for r in kept) / n
+        rows = [(rows[0][0], rows[0][1], metrics["tpt_top1"], rows[0][2]),
+                (rows[1][0], rows[1][1], metrics["tpt_top5"], rows[1][2])]  # fmt: skip
+        return save_metrics(out, metrics, settings, seconds, "image", title, rows, ("zero-shot", "TPT", "RLCF"))
     return save_metrics(out, metrics, settings, seconds, "image", title, rows)
 
 

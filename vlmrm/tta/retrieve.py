@@ -169,8 +169,8 @@ class RetrievalTTA(RLCFAdapter):
 
     Query and gallery images go through each model's own ``preprocess``; load the models
     with ``resize_mode="center_crop"`` for CLIP's evaluation transform (the CLI does).
-    Text→image adapts every text-tower weight (token and positional embeddings included,
-    as the reference does) except the logit scale; ``params="norm"`` adapts only the
+    Text→image adapts every text-tower weight (token and positional embeddings included)
+    and the logit scale, as the reference does; ``params="norm"`` adapts only the
     LayerNorms.
     """
 
@@ -198,53 +198,52 @@ class RetrievalTTA(RLCFAdapter):
             start = trainable_params(policy.model, s.params, within="visual")
         else:
             self._encode = policy.text_features
-            start = trainable_params(
-                policy.model, s.params, exclude=("visual", "logit_scale", "logit_bias")
-            )
+            start = trainable_params(policy.model, s.params, exclude=("visual", "logit_bias"))
         self._init_state(start)
 
     def _scores(
-        self, params: dict[str, torch.Tensor], queries: torch.Tensor, candidates: torch.Tensor
+        self, params: dict[str, torch.Tensor], query: torch.Tensor, candidates: torch.Tensor
     ) -> torch.Tensor:
-        """Scaled similarities of each query, encoded by its own adapted tower, to every
-        candidate: ``(B, N)`` for ``B`` queries and ``B`` stacked weight copies."""
+        """Scaled similarities ``(B, N)`` of queries ``(B, ...)``, each encoded by its own adapted
+        tower, to every candidate. In text→image the logit scale adapts too (as the reference)."""
         encode = self._encode
         emb = call_stacked(
-            lambda p, q: encode(q.unsqueeze(0), params=p)[0], params, queries, module=self.policy.model
-        )
+            lambda p, q: encode(q, params=p), params, query.unsqueeze(1), module=self.policy.model
+        )[:, 0]  # (B, D)
+        if "logit_scale" in params:
+            scale = params["logit_scale"].reshape(-1, 1).exp()
+            return scale * emb @ candidates.t()
         return self.logit_scale * emb @ candidates.t()
 
     def _adapt(
-        self, queries: torch.Tensor, candidates: torch.Tensor, reward_rows: torch.Tensor
+        self, query: torch.Tensor, candidates: torch.Tensor, reward_rows: torch.Tensor
     ) -> list[RetrieveResult]:
-        """Adapt ``B`` queries at once, each with its own weights and AdamW state.
-
-        The loss is the sum of the queries' own REINFORCE losses, so each copy gets exactly
-        its query's gradient: the same results as one query at a time (up to rounding).
-        """
+        """Adapt ``B`` queries at once, each with independent weights (the same results as one
+        at a time, up to float rounding); ``reward_rows`` ``(B, N)``."""
         s = self.settings
-        b = queries.shape[0]
+        b = query.shape[0]
         params = stack_params(self.state.start, b)
         optimizer = torch.optim.AdamW(
             list(params.values()), lr=s.lr, weight_decay=s.weight_decay, eps=1e-6
         )
-        gens = [torch.Generator().manual_seed(0) if s.sampling == "sample" else None for _ in range(b)]
+        gen = torch.Generator().manual_seed(0) if s.sampling == "sample" else None
         zeroshot = None
         rewards_log: list[list[float]] = [[] for _ in range(b)]
         for _ in range(s.steps):
-            logits = self._scores(params, queries, candidates)  # (B, N)
+            logits = self._scores(params, query, candidates)  # (B, N)
             if zeroshot is None:
                 zeroshot = logits.detach().float()
-            actions = torch.cat(
-                [sample_answers(logits[i : i + 1], s.k, s.sampling, gens[i]) for i in range(b)]
-            )
+            actions = sample_answers(logits, s.k, s.sampling, gen)
             rewards = reward_rows.gather(-1, actions)
-            loss = b * reinforce_loss(logits, actions, rewards, s.advantage)  # Σ of per-query means
+            loss = sum(
+                reinforce_loss(logits[i : i + 1], actions[i : i + 1], rewards[i : i + 1], s.advantage)
+                for i in range(b)
+            )
             self._step(optimizer, loss)
             for i in range(b):
                 rewards_log[i].append(float(rewards[i].mean()))
         with torch.no_grad():
-            final = self._scores(params, queries, candidates).float()
+            final = self._scores(params, query, candidates).float()
         if zeroshot is None:
             zeroshot = final
         for i in range(b):
@@ -255,13 +254,13 @@ class RetrievalTTA(RLCFAdapter):
         """Image→text: adapt on gallery image ``query_index`` (pixels ``image``), score all captions."""
         return self.adapt_images([image], [query_index])[0]
 
-    def adapt_images(self, images, query_indices) -> list[RetrieveResult]:
-        """Image→text for several query images at once (independent weights per query)."""
+    def adapt_images(self, images: Sequence, query_indices: Sequence[int]) -> list[RetrieveResult]:
+        """Image→text for several gallery images at once, each with independent weights."""
         if self.settings.direction != "i2t":
             raise ConfigError("adapt_image is for direction=i2t; use adapt_text for t2i")
-        x = torch.cat([self.policy.preprocess(im) for im in images])  # (B, 3, S, S)
+        x = torch.cat([self.policy.preprocess(img) for img in images])  # (B, 3, S, S)
         g = self.gallery
-        idx = torch.as_tensor(list(query_indices), device=g.reward_image[0].device)
+        idx = torch.as_tensor(list(query_indices), device=g.reward_text[0].device)
         table = self.feedback.rewards([e[idx] for e in g.reward_image], g.reward_text)
         return self._adapt(x, g.policy_text, table)
 
@@ -269,12 +268,12 @@ class RetrievalTTA(RLCFAdapter):
         """Text→image: adapt on caption ``query_index`` (text ``caption``), score all images."""
         return self.adapt_texts([caption], [query_index])[0]
 
-    def adapt_texts(self, captions, query_indices) -> list[RetrieveResult]:
-        """Text→image for several query captions at once (independent weights per query)."""
+    def adapt_texts(self, captions: Sequence[str], query_indices: Sequence[int]) -> list[RetrieveResult]:
+        """Text→image for several captions at once, each with independent weights."""
         if self.settings.direction != "t2i":
             raise ConfigError("adapt_text is for direction=t2i; use adapt_image for i2t")
-        tokens = self.policy.tokenize(list(captions))
+        tokens = self.policy.tokenize(list(captions))  # (B, L)
         g = self.gallery
-        idx = torch.as_tensor(list(query_indices), device=g.reward_text[0].device)
+        idx = torch.as_tensor(list(query_indices), device=g.reward_image[0].device)
         table = self.feedback.rewards([e[idx] for e in g.reward_text], g.reward_image)
         return self._adapt(tokens, g.policy_image, table)

@@ -32,6 +32,18 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+def marginal_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """TPT's objective: the entropy of the views' averaged prediction.
+
+    ``logits`` ``(..., n, C)`` of ``n`` confident views → ``(...)``; the average is taken
+    of the probabilities (``logsumexp`` of the log-probabilities minus ``log n``), so a
+    step makes the views agree on one confident answer (Shu et al., 2022).
+    """
+    logp = logits.float().log_softmax(-1)
+    avg = torch.logsumexp(logp, dim=-2) - torch.log(torch.tensor(float(logits.shape[-2])))
+    return -(avg.exp() * avg).sum(-1)
+
+
 def n_confident(n_views: int, fraction: float) -> int:
     """How many of ``n_views`` views are kept: ``int(n · fraction)``, at least one."""
     return max(1, int(n_views * fraction))

@@ -22,13 +22,18 @@ def run_classify(cfg: TTASettings) -> dict[str, Any]:
     """
     from vlmrm.distributed import run_on_main, run_together
     from vlmrm.tta.classify import ClassificationTTA
+    from vlmrm.tta.coop import is_coop_split, load_coop_split
     from vlmrm.tta.data import load_class_folders
 
     info = dist_info()
     group = coord_group()
-    settings, data = run_together(
-        lambda: (cfg.method_settings(), load_class_folders(cfg.data, cfg.classnames)), info, group
-    )
+
+    def load_data():
+        if is_coop_split(cfg.data):
+            return load_coop_split(cfg.data, cfg.images, cfg.split)
+        return load_class_folders(cfg.data, cfg.classnames)
+
+    settings, data = run_together(lambda: (cfg.method_settings(), load_data()), info, group)
     order = order_of(len(data), cfg)
     job = start_job(cfg, info, cfg.method(settings), order, [data.samples[i][0] for i in order])
     if info.is_main:
@@ -38,10 +43,13 @@ def run_classify(cfg: TTASettings) -> dict[str, Any]:
         if not job.mine:
             return None
         policy, feedback = load_models(cfg, info)
-        return ClassificationTTA(policy, feedback, data.classnames, settings)
+        tta = ClassificationTTA(policy, feedback, data.classnames, settings)
+        if cfg.baseline != "tpt":
+            return tta, None
+        return tta, ClassificationTTA(policy, feedback, data.classnames, cfg.baseline_settings())
 
-    tta = run_together(load, info, group) if job.pending else None
-    new = _adapt_shard(job, tta, data) if job.mine else []
+    tta, baseline = run_together(load, info, group) if job.pending else (None, None)
+    new = _adapt_shard(job, tta, data, baseline) if job.mine else []
     kept, seconds = finish(job.out, info, job.done, new, job.keys)
     return run_on_main(lambda: classify_metrics(cfg.mode, job.out, settings, kept, seconds), info, group)
 
@@ -71,8 +79,12 @@ def _record(i: int, res: Any, data: Any, seconds: float) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _adapt_shard(job: Job, tta: Any, data: Any) -> list[tuple[dict, float]]:
-    """Adapt this rank's images, ``batch_size`` at a time; returns ``(record, seconds)`` of each."""
+def _adapt_shard(job: Job, tta: Any, data: Any, baseline: Any = None) -> list[tuple[dict, float]]:
+    """Adapt this rank's images, ``batch_size`` at a time; returns ``(record, seconds)`` of each.
+
+    With a ``baseline`` (TPT) each image is adapted by it too, from the same seeded views;
+    its prediction joins the record (``tpt_pred``, ``tpt_correct``, ``tpt_top5``).
+    """
     from vlmrm.runtime.images import load_image
     from vlmrm.tta.rlcf import seed_for
 
@@ -90,6 +102,9 @@ def _adapt_shard(job: Job, tta: Any, data: Any) -> list[tuple[dict, float]]:
             results = tta.adapt_batch(imgs, [seed_for(cfg.seed, i) for i in idx])
             dt = (time.perf_counter() - t0) / len(idx)
             records = [_record(i, res, data, dt) for i, res in zip(idx, results, strict=True)]
+            if baseline is not None:
+                for rec, res in zip(records, baseline.adapt_batch(imgs, [seed_for(cfg.seed, i) for i in idx]), strict=True):
+                    rec.update(tpt_pred=res.pred, tpt_correct=res.pred == rec["label"], tpt_top5=res.topk(5))
             append(job.live, records)
             for rec in records:
                 hits[0] += rec["zeroshot_correct"]

@@ -32,7 +32,7 @@ def run_retrieve(cfg: TTASettings) -> dict[str, Any]:
     info = dist_info()
     group = coord_group()
     settings, data = run_together(
-        lambda: (cfg.method_settings(), load_retrieval(cfg.data, cfg.images, cfg.split)), info, group
+        lambda: (cfg.method_settings(), load_retrieval(cfg.data, cfg.images, cfg.split, caption_norm=cfg.caption_norm)), info, group
     )
     direction = settings.direction
     n_queries = len(data.image_paths) if direction == "i2t" else len(data.captions)
@@ -131,7 +131,7 @@ def _record(q: int, res: Any, data: Any, direction: str, seconds: float) -> dict
 
 
 def _adapt_shard(job: Job, tta: Any, data: Any, direction: str) -> list[tuple[dict, float]]:
-    """Adapt this rank's queries ``batch_size`` at a time (independent weights per query);
+    """Adapt this rank's queries, ``batch_size`` at a time (each with independent weights);
     returns ``(record, seconds)`` of each."""
     from vlmrm.runtime.images import load_image
 
@@ -139,26 +139,25 @@ def _adapt_shard(job: Job, tta: Any, data: Any, direction: str) -> list[tuple[di
     hits = [sum(r["zeroshot_rank"] == 0 for r in seen), sum(r["rank"] == 0 for r in seen)]
     n = len(seen)
     new: list[tuple[dict, float]] = []
-    bs = max(1, int(job.cfg.batch_size))
-    batches = [job.mine[i : i + bs] for i in range(0, len(job.mine), bs)]
-    if direction == "i2t":
-        queries = prefetch(lambda b: [load_image(data.image_paths[q]) for q in b], batches)
+    queries = prefetch(lambda q: load_image(data.image_paths[q]), job.mine) if direction == "i2t" else None
     try:
-        for batch in batches:
+        step = max(1, int(job.cfg.batch_size))
+        for start in range(0, len(job.mine), step):
+            qs = job.mine[start : start + step]
             t0 = time.perf_counter()
             if direction == "i2t":
-                results = tta.adapt_images(next(queries), batch)
+                results = tta.adapt_images([next(queries) for _ in qs], qs)
             else:
-                results = tta.adapt_texts([data.captions[q] for q in batch], batch)
-            dt = (time.perf_counter() - t0) / len(batch)
-            recs = [_record(q, res, data, direction, dt) for q, res in zip(batch, results, strict=True)]
-            append(job.live, recs)
-            for rec in recs:
+                results = tta.adapt_texts([data.captions[q] for q in qs], qs)
+            dt = (time.perf_counter() - t0) / len(qs)
+            records = [_record(q, res, data, direction, dt) for q, res in zip(qs, results, strict=True)]
+            append(job.live, records)
+            for rec in records:
                 new.append((rec, dt))
                 hits[0] += rec["zeroshot_rank"] == 0
                 hits[1] += rec["rank"] == 0
-            n += len(recs)
-            bar.update(len(recs))
+            n += len(records)
+            bar.update(len(qs))
             bar.set_postfix_str(f"R@1 zero-shot {100 * hits[0] / n:.1f}% · RLCF {100 * hits[1] / n:.1f}%")
     finally:
         bar.close()

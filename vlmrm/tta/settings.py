@@ -29,6 +29,10 @@ _DATA = {
     "retrieve": "a caption annotation JSON",
     "caption": "a Karpathy or NoCaps/COCO caption JSON",
 }
+#: K of image→text retrieval on COCO (the reference; Flickr30k keeps 16).
+COCO_I2T_K = 20
+#: Methods run beside RLCF on the same views (classification).
+BASELINES = ("none", "tpt")
 
 
 @dataclass
@@ -58,12 +62,14 @@ class TTASettings(ClipSettings, RunSettings):
     task: str = "classify"
     """classify | retrieve | caption."""
     data: str | None = None
-    """Class-folder root (classify), caption annotation JSON (retrieve), Karpathy or
-    NoCaps/COCO caption JSON (caption)."""
+    """Class-folder root or CoOp split file split_zhou_<Dataset>.json (classify), caption
+    annotation JSON (retrieve), Karpathy or NoCaps/COCO caption JSON (caption)."""
     images: str | None = None
-    """Retrieval / caption image folder (default: the JSON's folder)."""
+    """Image folder of a retrieval or caption JSON or a CoOp split file (default: the JSON's folder)."""
+    caption_norm: str = "lavis"
+    """retrieve: lavis (LAVIS's caption normalisation, as the reference) | none."""
     split: str = "test"
-    """Karpathy split to evaluate: test | val | train | all."""
+    """Split to evaluate: Karpathy test | val | train | all; CoOp split files test | val | train."""
     classnames: str | None = None
     """Class-names file, or 'imagenet' (default: classnames.txt, wnids, folder names)."""
     reward_model: Any = "ViT-L-14/openai"
@@ -85,14 +91,14 @@ class TTASettings(ClipSettings, RunSettings):
     weight_decay: float | None = None
     """AdamW weight decay (default 5e-4; 0 for caption)."""
     k: int | None = None
-    """Answers sampled per step (default 3 classify, 16 i2t, 12 t2i; caption: 10 beams, the
-    reference uses 6 for NoCaps)."""
+    """Answers sampled per step (default 3 classify, 16 i2t (20 on COCO), 12 t2i; caption: 10
+    beams, the reference uses 6 for NoCaps)."""
     views: int = 64
     """classify: augmented views per image (centre crop + random crops)."""
     select: float = 0.1
     """classify: fraction of lowest-entropy views kept."""
-    augmix: bool = False
-    """classify: AugMix on the random views."""
+    augmix: bool | None = None
+    """classify: AugMix on the random views (default: on for CoOp split files, off otherwise)."""
     captioner: str | None = None
     """caption: the trained mapper (mapper.safetensors of python -m vlmrm.caption.train);
     model= must be the CLIP it was trained with."""
@@ -123,7 +129,8 @@ class TTASettings(ClipSettings, RunSettings):
     n_ctx: int = 4
     """prompt mode: context tokens when ctx_init is empty."""
     ctx_init: str = "a photo of a"
-    """prompt mode: initial context words."""
+    """prompt mode: initial context words, or a saved CoOp prompt learner
+    (prompt_learner/model.pth.tar-50) whose learned context is the start."""
     template: str = "a photo of a {}."
     """Class prompt for the reward model (and the image mode classifier)."""
     params: str = "all"
@@ -144,6 +151,13 @@ class TTASettings(ClipSettings, RunSettings):
     """Random sample order (seeded)."""
     resume: bool = True
     """Skip samples already in <out>/results.jsonl (false: start over)."""
+    baseline: str = "none"
+    """classify: none | tpt (also adapt each image by TPT, entropy minimisation over the same
+    confident views, and report zero-shot / TPT / RLCF side by side)."""
+    tpt_steps: int = 1
+    """baseline=tpt: TPT steps per image (the TPT paper: 1)."""
+    tpt_lr: float = 5e-3
+    """baseline=tpt: TPT learning rate (the TPT paper: 5e-3, prompt mode)."""
 
     def validate(self) -> TTASettings:
         """Check every setting without torch; the method's settings are built once to check them."""
@@ -159,7 +173,15 @@ class TTASettings(ClipSettings, RunSettings):
         if self.out:
             check_out_dir(self.out)
         self.reward_models()
+        self.baseline = check_choice("baseline", self.baseline, BASELINES)
+        from vlmrm.tta.data import CAPTION_NORMS
+
+        self.caption_norm = check_choice("caption_norm", self.caption_norm, CAPTION_NORMS)
+        if self.baseline != "none" and self.task != "classify":
+            raise ConfigError(f"baseline={self.baseline} is for task=classify; drop it for task={self.task}")
         method = self.method_settings()
+        if self.baseline == "tpt":
+            self.baseline_settings()
         if isinstance(method, RetrieveSettings):
             self.direction = method.direction  # image2text → i2t (it names the output folder)
         return self
@@ -181,7 +203,8 @@ class TTASettings(ClipSettings, RunSettings):
         return reward_specs(self.reward_model, self.reward_pretrained)
 
     def method_settings(self) -> ClassifySettings | RetrieveSettings | CaptionSettings:
-        """The library settings of the task, validated (``None`` fields get the paper's defaults)."""
+        """The library settings of the task, validated (``None`` fields get the paper's defaults;
+        a CoOp split file gets the fine-grained preset: 5 steps, AugMix)."""
         if self.task == "caption":
             defaults = CaptionSettings()
             return CaptionSettings(
@@ -194,20 +217,35 @@ class TTASettings(ClipSettings, RunSettings):
             ).validated()  # fmt: skip
         weight_decay = 5e-4 if self.weight_decay is None else self.weight_decay
         if self.task == "classify":
+            from vlmrm.tta.coop import FINEGRAINED_PRESET, is_coop_split
+
+            preset = FINEGRAINED_PRESET if is_coop_split(self.data) else {"steps": 3, "augmix": False}
             return ClassifySettings(
-                mode=self.mode, steps=3 if self.steps is None else self.steps, lr=self.lr,
+                mode=self.mode, steps=preset["steps"] if self.steps is None else self.steps, lr=self.lr,
                 weight_decay=weight_decay, k=3 if self.k is None else self.k, views=self.views,
-                select=self.select, augmix=self.augmix, sampling=self.sampling,
+                select=self.select, augmix=preset["augmix"] if self.augmix is None else bool(self.augmix),
+                sampling=self.sampling,
                 advantage=self.advantage, n_ctx=self.n_ctx, ctx_init=self.ctx_init,
                 template=self.template, image_params=self.params, ema=self.ema,
                 ema_momentum=self.ema_momentum, ema_every=self.ema_every, ema_weight=self.ema_weight,
             ).validated()  # fmt: skip
+        k = self.k
+        if k is None and "coco" in Path(str(self.data)).name.lower() and self.direction in ("i2t", "image2text"):
+            k = COCO_I2T_K  # the reference's COCO image→text setting
         return RetrieveSettings(
             direction=self.direction, steps=8 if self.steps is None else self.steps,
-            lr=1e-6 if self.lr is None else self.lr, weight_decay=weight_decay, k=self.k,
+            lr=1e-6 if self.lr is None else self.lr, weight_decay=weight_decay, k=k,
             sampling=self.sampling, advantage=self.advantage, params=self.params, ema=self.ema,
             ema_momentum=self.ema_momentum, ema_every=self.ema_every, ema_weight=self.ema_weight,
         ).validated()  # fmt: skip
+
+    def baseline_settings(self) -> ClassifySettings:
+        """The TPT baseline's settings: the method's, with TPT's objective, steps and lr."""
+        from dataclasses import replace
+
+        base = self.method_settings()
+        assert isinstance(base, ClassifySettings)
+        return replace(base, objective="tpt", steps=self.tpt_steps, lr=self.tpt_lr).validated()
 
     def out_dir(self) -> Path:
         """``out``, or ``runs/tta/<task>-<mode|direction>-<data name>``."""
@@ -224,7 +262,7 @@ class TTASettings(ClipSettings, RunSettings):
             "task": self.task,
             "data": abspath(self.data),
             "images": abspath(self.images),
-            "split": self.split if self.task in ("retrieve", "caption") else None,
+            "split": self.split if self.task in ("retrieve", "caption") or str(self.data).endswith(".json") else None,
             "classnames": names if names in (None, "imagenet") else abspath(names),
             "model": self.model,
             "pretrained": self.pretrained,
@@ -237,6 +275,10 @@ class TTASettings(ClipSettings, RunSettings):
             method.update(captioner=abspath(self.captioner), lm=self.lm, tokenizer=self.tokenizer,
                           max_tokens=self.max_tokens)  # fmt: skip
         method.update(vars(settings))
+        if self.task == "retrieve" and self.caption_norm != "none":
+            method["caption_norm"] = self.caption_norm
+        if self.baseline != "none":  # a key only when used: runs from before it still resume
+            method["baseline"] = {"name": self.baseline, "steps": self.tpt_steps, "lr": self.tpt_lr}
         return method
 
 

@@ -5,7 +5,11 @@
 * :mod:`vlmrm.tune.losses` — DPO (label smoothing), IPO, hinge, Bradley–Terry,
   Plackett–Luce, CLIP contrastive and REINFORCE losses on ``s = τ·cos``;
 * :mod:`vlmrm.tune.trainer` — the trainer behind ``python -m vlmrm.tune``;
-* :mod:`vlmrm.tune.evaluate` — balanced preference accuracy, VSR accuracy, probe rewards.
+* :mod:`vlmrm.tune.evaluate` — balanced preference accuracy, VSR accuracy, probe rewards;
+* :mod:`vlmrm.tune.finetune_run` — CLIP fine-tuning on image–caption data
+  (``python -m vlmrm.tune.finetune``), :mod:`vlmrm.tune.caption_data` its readers and split,
+  :mod:`vlmrm.tune.retrieval` Recall@K; ``python -m vlmrm.tune.eval`` evaluates any
+  checkpoint; :mod:`vlmrm.tune.vsr_relations` VSR's relations, their opposites and categories.
 
 A tuned checkpoint is a plain open_clip state dict:
 ``vlmrm.load_clip("ARCH", pretrained="runs/tune/model.safetensors")``.
@@ -34,6 +38,10 @@ _HOMES = {
     ".settings": ("TuneConfig",),
     ".report": ("TuneResult",),
     ".trainer": ("train",),
+    ".caption_data": ("CaptionedImage", "load_caption_data", "split_by_image"),
+    ".retrieval": ("recall_at_k", "retrieval_metrics"),
+    ".finetune_run": ("finetune",),
+    ".vsr_relations": ("VSR_OPPOSITES", "swap_caption", "vsr_preference_sets"),
 }
 
 __all__ = sorted(name for names in _HOMES.values() for name in names)

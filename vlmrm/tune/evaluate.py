@@ -16,12 +16,16 @@ data (a flipped or recoloured image prefers the edited caption).
 **VSR accuracy** — is the caption true of the image? Two deciders:
 
 * ``"swap"`` (default): true iff the caption outscores the same caption with its
-  relation replaced by the opposite one ("left of" → "right of"). No threshold to fit,
-  but only rows whose relation has an opposite in the table count (coverage is
-  reported), and it assumes the relation and its opposite are exclusive.
+  relation replaced by an excluding one ("left of" → "right of", "touching" →
+  "detached from"; :mod:`vlmrm.tune.vsr_relations` covers VSR's relations). Rows
+  whose relation has none ("with", "among", "between", "at", "around") are counted as
+  skipped, by relation.
 * ``"threshold"``: true iff ``cos(image, caption) > t``. ``t`` is given, or fitted on
-  separate calibration rows (:func:`fit_threshold`), or — the label-free default — the
-  median score of the evaluated rows, which predicts "true" for half the rows.
+  the dev split (``vsr_dev=``, :func:`fit_threshold`), or — the label-free fallback —
+  the median score of the evaluated rows, which predicts "true" for half the rows.
+
+Both report accuracy per relation and per meta-category, VSR's human accuracy (95.4%)
+and the "always true" baseline (the "prefer the unmodified caption" shortcut).
 
 **Probe**: the zero-shot reward ``R`` of the reward core (α = 0, goal = the caption,
 which is ``cos``) of a fixed set of image–caption pairs: mean reward of the matching
@@ -38,7 +42,6 @@ import torch
 
 from vlmrm.errors import ConfigError
 from vlmrm.reward import goal_baseline_reward
-from vlmrm.tune.augment import relation_of
 from vlmrm.tune.records import Item, RankedSet, VSRExample, ranking_to_pairs
 from vlmrm.tune.vsr import ImageCache
 
@@ -194,43 +197,81 @@ def fit_threshold(scores: Sequence[float], labels: Sequence[bool]) -> float:
     return float(cands[int(np.argmax(accs))])
 
 
+def vsr_breakdown(relations: Sequence[str], correct: Sequence[bool]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-relation and per-meta-category ``{"n", "correct", "accuracy"}`` of scored rows.
+
+    Every row counts once in its relation and once in its category, so each breakdown's
+    counts sum to the overall ones.
+    """
+    from vlmrm.tune.vsr_relations import meta_category, normalize_relation
+
+    out: dict[str, dict[str, dict[str, float]]] = {"per_relation": {}, "per_category": {}}
+    for rel, ok in zip(relations, correct, strict=True):
+        for table, key in (("per_relation", normalize_relation(rel)), ("per_category", meta_category(rel))):
+            row = out[table].setdefault(key, {"n": 0, "correct": 0})
+            row["n"] += 1
+            row["correct"] += int(bool(ok))
+    for table in out.values():
+        for row in table.values():
+            row["accuracy"] = row["correct"] / row["n"]
+    return out
+
+
 def vsr_accuracy(
     clip: Any,
     examples: Sequence[VSRExample],
     method: str = "swap",
     threshold: float | None = None,
     images: ImageCache | Callable[[str], np.ndarray] | None = None,
+    dev: Sequence[VSRExample] = (),
 ) -> dict[str, Any]:
-    """VSR accuracy by ``"swap"`` or ``"threshold"`` (see the module docstring)."""
+    """VSR accuracy by ``"swap"`` or ``"threshold"`` (see the module docstring).
+
+    ``threshold``: a given ``t``; else, with ``dev`` rows, the ``t`` that is best on them
+    (:func:`fit_threshold`); else the median of the evaluated rows. Besides ``accuracy``
+    and the counts, the result has ``per_relation`` and ``per_category`` breakdowns,
+    VSR's ``human_accuracy`` and the "always true" baseline (the swap decider's "prefer
+    the unmodified caption" shortcut) as ``baseline_prefer_unmodified``.
+    """
+    from vlmrm.tune.vsr_relations import HUMAN_ACCURACY, swap_caption
+
     if method not in ("swap", "threshold"):
         raise ConfigError(f"unknown VSR method {method!r}; choose 'swap' or 'threshold'")
     if not examples:
         raise ConfigError("no VSR examples to evaluate")
     labels = np.array([e.label for e in examples], dtype=bool)
+    common = {"human_accuracy": HUMAN_ACCURACY / 100.0}
     if method == "threshold":
         s = cosine_scores(clip, [(e.image, e.caption) for e in examples], images)
-        t = float(np.median(s)) if threshold is None else float(threshold)
-        pred = s > t
+        if threshold is not None:
+            t, source = float(threshold), "given"
+        elif dev:
+            ds = cosine_scores(clip, [(e.image, e.caption) for e in dev], images)
+            t, source = fit_threshold(ds, [e.label for e in dev]), f"fitted on {len(dev)} dev rows"
+        else:
+            t, source = float(np.median(s)), "median (label-free)"
+        ok = (s > t) == labels
         return {
-            "accuracy": float((pred == labels).mean()),
-            "n": len(examples),
-            "threshold": t,
-            "threshold_source": "median (label-free)" if threshold is None else "given",
-        }
-    alts = [relation_of(e.caption, e.relation) for e in examples]
+            "accuracy": float(ok.mean()), "n": len(examples), "threshold": t,
+            "threshold_source": source, "baseline_prefer_unmodified": float(labels.mean()),
+            **vsr_breakdown([e.relation for e in examples], ok.tolist()), **common,
+        }  # fmt: skip
+    alts = [swap_caption(e.caption, e.relation) for e in examples]
     keep = [i for i, a in enumerate(alts) if a is not None]
+    no_opposite = sorted({e.relation for e, a in zip(examples, alts, strict=True) if a is None})
+    skipped = {"n_skipped": len(examples) - len(keep), "skipped_relations": no_opposite}
     if not keep:
-        return {"accuracy": float("nan"), "n": 0, "n_skipped": len(examples)}
+        return {"accuracy": float("nan"), "n": 0, **skipped, **common}
     items = [(examples[i].image, examples[i].caption) for i in keep]
     items += [(examples[i].image, alts[i]) for i in keep]  # type: ignore[misc]
     s = cosine_scores(clip, items, images)
     n = len(keep)
-    pred = s[:n] > s[n:]
+    ok = (s[:n] > s[n:]) == labels[keep]
     return {
-        "accuracy": float((pred == labels[keep]).mean()),
-        "n": n,
-        "n_skipped": len(examples) - n,
-    }
+        "accuracy": float(ok.mean()), "n": n, **skipped,
+        "baseline_prefer_unmodified": float(labels[keep].mean()),
+        **vsr_breakdown([examples[i].relation for i in keep], ok.tolist()), **common,
+    }  # fmt: skip
 
 
 def probe_rewards(
@@ -275,6 +316,7 @@ def evaluate_model(
     probe: Sequence[Item] = (),
     vsr_threshold: float | None = None,
     images: ImageCache | Callable[[str], np.ndarray] | None = None,
+    vsr_dev: Sequence[VSRExample] = (),
 ) -> dict[str, Any]:
     """Every available metric as one flat dict (``pref/…``, ``vsr/…``, ``probe/…``)."""
     cache = images if images is not None else ImageCache()
@@ -287,9 +329,12 @@ def evaluate_model(
         out["pref/top1"] = listwise_top1(sets, scores)
     if vsr:
         sw = vsr_accuracy(clip, vsr, "swap", images=cache)
-        th = vsr_accuracy(clip, vsr, "threshold", vsr_threshold, images=cache)
+        th = vsr_accuracy(clip, vsr, "threshold", vsr_threshold, images=cache, dev=vsr_dev)
         out.update({"vsr/swap_accuracy": sw["accuracy"], "vsr/swap_n": sw["n"]})
+        out["vsr/swap_skipped"] = sw["n_skipped"]
         out.update({"vsr/threshold_accuracy": th["accuracy"], "vsr/threshold": th["threshold"]})
+        out["vsr/baseline_prefer_unmodified"] = th["baseline_prefer_unmodified"]
+        out["vsr/human_accuracy"] = th["human_accuracy"]
     if probe:
         out.update({f"probe/{k}": v for k, v in probe_rewards(clip, probe, cache).items()})
     return out

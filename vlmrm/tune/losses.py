@@ -72,6 +72,20 @@ def preference_margin(
     return h
 
 
+def margin_in(h: torch.Tensor, tau: torch.Tensor | float, margin: str = "scaled") -> torch.Tensor:
+    """A margin ``h`` of ``τ·cos`` scores in the unit ``margin`` asks for.
+
+    ``"scaled"`` keeps ``τ·cos`` (ours); ``"cosine"`` divides by ``τ``, the raw cosine
+    margin CLIP-PO scores, so that their β (≈ 10) means what it means there: with CLIP's
+    τ = 100, ``β_cosine = 100·β_scaled`` gives the same loss.
+    """
+    if margin == "scaled":
+        return h
+    if margin != "cosine":
+        raise ConfigError(f"unknown margin {margin!r}; choose 'scaled' or 'cosine'")
+    return h / torch.as_tensor(tau, dtype=h.dtype, device=h.device).detach()
+
+
 def dpo_loss(
     h: torch.Tensor, beta: float, label_smoothing: float = 0.0, weight: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -52,15 +52,22 @@ class Objective:
         n = len(pairs)
         s_w, s_l = s[:n], s[n:]
         w = torch.tensor([p.weight for p in pairs], dtype=torch.float32, device=s.device)
+        stats: Stats = {}
         if cfg.loss == "bt":
             loss = L.bradley_terry_loss(s_w, s_l, w)
             h = (s_w - s_l).detach()
         else:
             ref = self.reference(items)
-            h = L.preference_margin(s_w, s_l, ref[:n], ref[n:])
+            h = L.margin_in(L.preference_margin(s_w, s_l, ref[:n], ref[n:]), self.scorer.tau, cfg.margin)
             loss = pairwise_loss(cfg, h, w)
+            # DPO's implicit rewards β·(s_θ − s_ref) of the chosen and the rejected captions
+            # (TensorBoard train/reward_chosen, train/reward_rejected): both falling means the
+            # model is only pushing rejected captions down.
+            delta = L.margin_in((s - ref.to(s)).detach(), self.scorer.tau, cfg.margin)
+            stats["reward_chosen"] = float(cfg.beta * delta[:n].mean())
+            stats["reward_rejected"] = float(cfg.beta * delta[n:].mean())
         acc = float(((h > 0).float()).mean())
-        return loss, {"margin": float(h.detach().mean()), "pair_acc": acc}
+        return loss, {"margin": float(h.detach().mean()), "pair_acc": acc, **stats}
 
     def _set_scores(self, sets: list[RankedSet], ref: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         items = [it for s in sets for it in s.items()]
@@ -85,7 +92,9 @@ class Objective:
     def _listwise(self, sets: list[RankedSet]) -> tuple[torch.Tensor, Stats]:
         scores, mask, refs = self._set_scores(sets, ref=True)
         w = torch.tensor([s.weight for s in sets], dtype=torch.float32, device=scores.device)
-        loss = L.listwise_dpo_loss(scores, refs, self.cfg.beta, mask, w)  # type: ignore[arg-type]
+        tau = self.scorer.tau
+        scores_m, refs_m = L.margin_in(scores, tau, self.cfg.margin), L.margin_in(refs, tau, self.cfg.margin)  # type: ignore[arg-type]
+        loss = L.listwise_dpo_loss(scores_m, refs_m, self.cfg.beta, mask, w)
         top1 = float((scores.masked_fill(~mask, -1e9).argmax(-1) == 0).float().mean())
         return loss, {"top1": top1}
 
@@ -139,6 +148,7 @@ def eval_loss(
         vals, mask = pad([[score[it] for it in s.items()] for s in sets])
         refs, _ = pad([[ref[it] for it in s.items()] for s in sets])
         w = torch.tensor([s.weight for s in sets])
+        vals, refs = L.margin_in(vals, tau, cfg.margin), L.margin_in(refs, tau, cfg.margin)
         return float(L.listwise_dpo_loss(vals, refs, cfg.beta, mask, w))
     pairs = ranking_to_pairs(sets, cfg.pairs, cfg.pair_weighting)
     s_w = torch.tensor([score[p.chosen] for p in pairs], dtype=torch.float64)
@@ -148,4 +158,5 @@ def eval_loss(
         return float(L.bradley_terry_loss(s_w, s_l, w))
     r_w = torch.tensor([ref[p.chosen] for p in pairs], dtype=torch.float64)
     r_l = torch.tensor([ref[p.rejected] for p in pairs], dtype=torch.float64)
-    return float(pairwise_loss(cfg, L.preference_margin(s_w, s_l, r_w, r_l), w))
+    h = L.margin_in(L.preference_margin(s_w, s_l, r_w, r_l), tau, cfg.margin)
+    return float(pairwise_loss(cfg, h, w))

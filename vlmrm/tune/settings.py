@@ -25,11 +25,14 @@ RESUME_MODES = ("auto", "true", "false")
 PAIR_MODES = ("top", "all", "adjacent")
 PAIR_WEIGHTINGS = ("none", "gap")
 REINFORCE_REWARDS = ("correct", "rank", "confidence")
+#: What a preference margin is measured in: ``scaled`` (τ·cos, our default) or raw
+#: ``cosine`` (CLIP-PO's convention: their β ≈ 100·ours with CLIP's τ = 100).
+MARGINS = ("scaled", "cosine")
 #: Settings that may change between a run and its resumption.
 RESUMABLE_CHANGES = frozenset(
     {
         "steps", "log_every", "eval_every", "checkpoint_every", "tensorboard", "device", "resume",
-        "progress", "out", "vsr", "vsr_image_root", "probe", "probe_size",
+        "progress", "out", "vsr", "vsr_dev", "vsr_image_root", "probe", "probe_size",
     }
 )
 
@@ -50,6 +53,8 @@ class TuneConfig(ClipSettings, RunSettings):
     """Folder image paths are relative to (default: each file's folder)."""
     vsr: str = ""
     """Optional VSR jsonl evaluated before/after."""
+    vsr_dev: str = ""
+    """Optional VSR dev jsonl: the cosine threshold is fitted on it (else the median)."""
     vsr_image_root: str = ""
     """Folder of the VSR images (default: the VSR file's folder)."""
     probe: str = ""
@@ -68,6 +73,9 @@ class TuneConfig(ClipSettings, RunSettings):
     # objective
     beta: float = 0.1
     """β of DPO/IPO/hinge/listwise (the preference margin's scale)."""
+    margin: str = "scaled"
+    """scaled (margins in τ·cos, τ = 100 for CLIP: β = 0.1 here) | cosine (raw cosine
+    margins as CLIP-PO scores them, so their β ≈ 10 carries over unchanged)."""
     label_smoothing: float = 0.0
     """DPO label smoothing ε in [0, 0.5]."""
     pairs: str = "top"
@@ -117,7 +125,7 @@ class TuneConfig(ClipSettings, RunSettings):
         self.check_clip(TRAIN_PRECISIONS)
         for name, options in (
             ("loss", LOSSES), ("pairs", PAIR_MODES), ("pair_weighting", PAIR_WEIGHTINGS),
-            ("reinforce_reward", REINFORCE_REWARDS), ("lock", LOCKS), ("train_params", TRAIN_PARAMS),
+            ("reinforce_reward", REINFORCE_REWARDS), ("lock", LOCKS), ("margin", MARGINS), ("train_params", TRAIN_PARAMS),
         ):
             check_choice(name, getattr(self, name), options)
         self.resume = check_choice("resume", str(self.resume).lower(), RESUME_MODES)

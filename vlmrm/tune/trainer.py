@@ -227,7 +227,8 @@ class Trainer:
             if self.cfg.loss in (*PAIRWISE, "listwise"):
                 ref = self._eval_reference() if self.cfg.loss != "bt" else {}
                 m["loss"] = eval_loss(self.cfg, sets, cos, float(self.tau), ref)
-        m.update(evaluate_model(self.clip, (), vsr=self.data.vsr, probe=self.data.probe, images=self.images))
+        m.update(evaluate_model(self.clip, (), vsr=self.data.vsr, probe=self.data.probe,
+                                images=self.images, vsr_dev=self.data.vsr_dev))  # fmt: skip
         return m
 
     def _eval_reference(self) -> dict[Item, float]:

@@ -31,6 +31,7 @@ class RunData:
     vsr: list[VSRExample] = field(default_factory=list)
     probe: list[Item] = field(default_factory=list)
     units: list[Any] = field(default_factory=list)
+    vsr_dev: list[VSRExample] = field(default_factory=list)
 
     def all_items(self) -> list[Item]:
         """Distinct items of the train and eval sets, in order (the reference table's keys)."""
@@ -74,4 +75,5 @@ def load_run_data(cfg: TuneConfig) -> RunData:
         probe = load_image_captions(cfg.probe, root)[: cfg.probe_size]
     else:
         probe = _default_probe(eval_sets or train_sets, cfg.probe_size)
-    return RunData(train_sets, eval_sets, vsr, probe, training_units(cfg, train_sets))
+    vsr_dev = load_vsr(cfg.vsr_dev, cfg.vsr_image_root or None) if cfg.vsr_dev else []
+    return RunData(train_sets, eval_sets, vsr, probe, training_units(cfg, train_sets), vsr_dev)

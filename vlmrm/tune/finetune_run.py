@@ -1,0 +1,244 @@
+"""CLIP fine-tuning on image–caption data: the supervised and RL stages, validation, WiSE-FT.
+
+Why it is built this way:
+
+* The split is by image (:func:`vlmrm.tune.caption_data.split_by_image`), seeded and
+  saved as ``split.json``; a rerun in the same folder reads it back, so test images never
+  leak into training across reruns.
+* Each epoch pairs every training image with one of its captions (drawn from
+  ``(seed, epoch)``), so all captions are seen over epochs while a batch never holds two
+  rows of the same image (no false negatives).
+* Supervised: the symmetric CLIP cross-entropy over the batch, with τ frozen (the
+  loaded ``exp(logit_scale)``) or learnable (``logit_scale`` trains, capped at 100).
+* RL (as CLIP_RL_FT does): the policy is the softmax over the batch's captions for an
+  image (and over its images for a caption); sampled candidates are rewarded
+  ``+p`` when right and ``−p`` when wrong (correctness × confidence,
+  :func:`vlmrm.tune.losses.candidate_rewards`), REINFORCE with a mean baseline.
+* After every epoch the val split's mean Recall@1 decides whether ``model.safetensors``
+  is replaced: the file always holds the best-on-val weights, a plain open_clip state
+  dict for ``load_clip(ARCH, pretrained=...)``.
+* WiSE-FT (``wise_alpha=α``): ``(1−α)·θ₀ + α·θ`` of every floating-point weight, saved
+  beside the tuned model and scored on test too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vlmrm.errors import ConfigError
+from vlmrm.models import load_clip, resolve_device, training_precision
+from vlmrm.runtime.atomic import atomic_write, atomic_write_json
+from vlmrm.runtime.stop import GracefulStop
+from vlmrm.tune import losses as L
+from vlmrm.tune.caption_data import (
+    CaptionedImage,
+    load_caption_data,
+    load_split,
+    save_split,
+    split_by_image,
+)
+from vlmrm.tune.finetune_settings import FinetuneSettings
+from vlmrm.tune.retrieval import retrieval_metrics
+from vlmrm.tune.scorer import ItemScorer, param_groups
+from vlmrm.tune.vsr import ImageCache
+
+MODEL_FILE = "model.safetensors"
+WISE_FILE = "model_wise.safetensors"
+SPLIT_FILE = "split.json"
+METRICS_FILE = "metrics.json"
+
+
+def prepare_split(cfg: FinetuneSettings) -> dict[str, list[CaptionedImage]]:
+    """The run's train/val/test images: ``out/split.json`` when there, else a new seeded split."""
+    data = load_caption_data(
+        cfg.data, cfg.image_root or None, image_column=cfg.image_column, text_column=cfg.text_column,
+        cache=Path(cfg.out) / "hf_images",
+    )  # fmt: skip
+    saved = Path(cfg.out) / SPLIT_FILE
+    if saved.exists():
+        return load_split(saved, data)
+    split = split_by_image(data, cfg.seed, tuple(cfg.split_fractions))  # type: ignore[arg-type]
+    if not split["train"]:
+        raise ConfigError(f"{cfg.data!r} leaves no training images after the split; add data")
+    save_split(saved, split, cfg.seed)
+    return split
+
+
+def wise_interpolate(original: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """WiSE-FT weights ``(1−α)·θ₀ + α·θ`` (non-float buffers are the tuned ones)."""
+    out = {}
+    for k, v in tuned.items():
+        v0 = original[k].to(v.device)
+        out[k] = torch.lerp(v0.float(), v.float(), float(alpha)).to(v.dtype) if v.is_floating_point() else v
+    return out
+
+
+class Finetuner:
+    """One fine-tuning run; :func:`finetune` is the usual entry point."""
+
+    def __init__(self, cfg: FinetuneSettings) -> None:
+        self.cfg = cfg.validate()
+        self.out = Path(cfg.out)
+        self.say = (lambda *a: print(*a, flush=True)) if cfg.progress else (lambda *a: None)
+        self.images = ImageCache()
+        torch.manual_seed(cfg.seed)
+        self.split = prepare_split(cfg)
+        device = resolve_device(cfg.device)
+        self.clip = load_clip(cfg.model, device=device, pretrained=cfg.pretrained or None,
+                              fast_resize=False, **training_precision(cfg.precision, device))  # fmt: skip
+        self.clip.model.eval()
+        self.original = {k: v.detach().cpu().clone() for k, v in self.clip.model.state_dict().items()}
+        self.trainable = self._select_parameters()
+        self.scorer = ItemScorer(self.clip, self.images, self._tau(), lock=cfg.lock)
+        self.history: list[dict[str, Any]] = []
+        self.best = -1.0
+
+    def _select_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        chosen = []
+        for name, p in self.clip.model.named_parameters():
+            visual = name.startswith("visual.")
+            if name in ("logit_scale", "logit_bias"):
+                train = name == "logit_scale" and self.cfg.temperature == "learnable"
+            else:
+                train = not (self.cfg.lock == "image" and visual or self.cfg.lock == "text" and not visual)
+            p.requires_grad_(train)
+            if train:
+                chosen.append((name, p))
+        return chosen
+
+    def _tau(self) -> torch.Tensor:
+        scale = self.clip.model.logit_scale
+        if self.cfg.temperature == "learnable":
+            return scale.exp().clamp(max=L.MAX_TEMPERATURE)
+        return L.frozen_temperature(scale).to(self.clip.device)
+
+    # ------------------------------------------------------------------ batches
+    def _epoch_pairs(self, epoch: int) -> list[tuple[str, str]]:
+        """Each training image with one of its captions, in a seeded order."""
+        rng = np.random.default_rng([self.cfg.seed, epoch])
+        train = self.split["train"]
+        pairs = [(d.image, d.captions[int(rng.integers(len(d.captions)))]) for d in train]
+        return [pairs[i] for i in rng.permutation(len(pairs))]
+
+    def _logits(self, batch: list[tuple[str, str]]) -> torch.Tensor:
+        paths = [p for p, _ in batch]
+        texts = [t for _, t in batch]
+        img, txt = self.scorer.embed_each(paths, texts)
+        i = torch.nn.functional.normalize(img.float(), dim=-1)
+        t = torch.nn.functional.normalize(txt.float(), dim=-1)
+        return self._tau() * i @ t.T
+
+    def _sft_loss(self, batch: list[tuple[str, str]]) -> torch.Tensor:
+        logits = self._logits(batch)
+        target = torch.arange(logits.shape[0], device=logits.device)
+        return 0.5 * (torch.nn.functional.cross_entropy(logits, target)
+                      + torch.nn.functional.cross_entropy(logits.T, target))  # fmt: skip
+
+    def _rl_loss(self, batch: list[tuple[str, str]], step: int) -> torch.Tensor:
+        logits = self._logits(batch)
+        ranks = 1.0 - torch.eye(logits.shape[0], device=logits.device)  # 0 = the right candidate
+        loss = logits.new_zeros(())
+        for k, lg in enumerate((logits, logits.T)):
+            rewards = L.candidate_rewards(ranks, "confidence", torch.softmax(lg.detach(), -1))
+            g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + 2 * step + k)
+            loss = loss + 0.5 * L.reinforce_loss(lg, rewards, num_samples=self.cfg.num_samples, generator=g).loss
+        return loss
+
+    # ------------------------------------------------------------------ run
+    def evaluate(self, part: str) -> dict[str, float]:
+        return retrieval_metrics(self.clip, self.split[part], self.cfg.batch_size, self.images)
+
+    def _save(self, path: Path, state: dict[str, torch.Tensor] | None = None) -> None:
+        from safetensors.torch import save_file
+
+        sd = state if state is not None else self.clip.model.state_dict()
+        tensors = {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+        atomic_write(path, lambda tmp: save_file(tensors, os.fspath(tmp)))
+
+    def _stage(self, name: str, epochs: int, lr: float, stop: GracefulStop) -> None:
+        cfg = self.cfg
+        opt = torch.optim.AdamW(param_groups(self.trainable, cfg.weight_decay), lr=lr)
+        step = 0
+        for epoch in range(epochs):
+            pairs = self._epoch_pairs(len(self.history))
+            losses = []
+            for s in range(0, len(pairs) - 1, cfg.batch_size):
+                batch = pairs[s : s + cfg.batch_size]
+                if len(batch) < 2:
+                    continue
+                loss = self._sft_loss(batch) if name == "sft" else self._rl_loss(batch, step)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+                step += 1
+                if stop.requested:
+                    break
+            val = self.evaluate("val")
+            row = {"stage": name, "epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+                   **{f"val/{k}": v for k, v in val.items()}}  # fmt: skip
+            self.history.append(row)
+            better = val["mean_R@1"] > self.best
+            if better:
+                self.best = val["mean_R@1"]
+                self._save(self.out / MODEL_FILE)
+            self.say(f"{name} epoch {epoch + 1}: loss {row['loss']:.4f}, val R@1 i2t "
+                     f"{val['i2t_R@1']:.3f} t2i {val['t2i_R@1']:.3f}{' (best, saved)' if better else ''}")  # fmt: skip
+            if stop.requested:
+                return
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        sizes = {k: len(v) for k, v in self.split.items()}
+        self.say(f"fine-tuning on {sizes['train']} images (val {sizes['val']}, test {sizes['test']}); "
+                 f"split saved in {os.fspath(self.out / SPLIT_FILE)}")  # fmt: skip
+        zero_shot = self.evaluate("test")
+        self.best = self.evaluate("val")["mean_R@1"]
+        self._save(self.out / MODEL_FILE)  # the untuned weights until an epoch beats them on val
+        stages = [("sft", cfg.epochs, cfg.lr), ("rl", cfg.rl_epochs, cfg.rl_lr)]
+        chosen = {"sft": stages[:1], "rl": stages[1:], "sft+rl": stages}[cfg.stage]
+        with GracefulStop() as stop:
+            for name, epochs, lr in chosen:
+                self._stage(name, epochs, lr, stop)
+                if stop.requested:
+                    break
+        from safetensors.torch import load_file
+
+        best = load_file(os.fspath(self.out / MODEL_FILE))
+        self.clip.model.load_state_dict(best)
+        doc: dict[str, Any] = {"split": sizes, "zero_shot": zero_shot, "tuned": self.evaluate("test"),
+                               "history": self.history, "interrupted": stop.requested}  # fmt: skip
+        if cfg.wise_alpha is not None:
+            wise = wise_interpolate(self.original, best, float(cfg.wise_alpha))
+            self._save(self.out / WISE_FILE, wise)
+            self.clip.model.load_state_dict(wise)
+            doc["wise"] = {"alpha": float(cfg.wise_alpha), **self.evaluate("test")}
+        atomic_write_json(self.out / METRICS_FILE, doc)
+        self._report(doc)
+        return doc
+
+    def _report(self, doc: dict[str, Any]) -> None:
+        cols = [("zero-shot", doc["zero_shot"]), ("tuned", doc["tuned"])]
+        if "wise" in doc:
+            cols.append((f"WiSE α={doc['wise']['alpha']}", doc["wise"]))
+        self.say("test " + " | ".join(f"{n:>12}" for n, _ in cols))
+        for key in ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10",
+                    "i2t_accuracy", "t2i_accuracy"):  # fmt: skip
+            self.say(f"{key:<12} " + " | ".join(f"{100 * m[key]:>11.1f}%" for _, m in cols))
+        arch = self.cfg.model.partition("/")[0]
+        self.say(f"load the tuned model with load_clip({arch!r}, pretrained={os.fspath(self.out / MODEL_FILE)!r})")
+
+
+def finetune(cfg: FinetuneSettings | None = None, **overrides: Any) -> dict[str, Any]:
+    """Run fine-tuning; returns the metrics document (also written to ``out/metrics.json``)."""
+    cfg = cfg or FinetuneSettings()
+    for k, v in overrides.items():
+        if not hasattr(cfg, k):
+            raise ConfigError(f"unknown fine-tuning setting {k!r}")
+        setattr(cfg, k, v)
+    return Finetuner(cfg).run()
