@@ -181,8 +181,12 @@ def read_run_config(run_dir: str | os.PathLike, key: str = "resume") -> Any:
         cfg = OmegaConf.load(path)
     except Exception as exc:  # noqa: BLE001 - truncated or hand-edited YAML
         raise ConfigError(f"{key}={run_dir}: config.yaml is damaged ({short_error(exc)}); restore it") from None
-    if not isinstance(cfg, DictConfig) or "env" not in cfg or "agent" not in cfg:
-        raise ConfigError(f"{key}={run_dir}: config.yaml is not a training run's config (no env/agent sections)")
+    missing = [k for k in ("env", "agent", "reward") if not isinstance(cfg, DictConfig) or k not in cfg]
+    if missing:
+        raise ConfigError(
+            f"{key}={run_dir}: config.yaml is not a whole training run's config (no {'/'.join(missing)} "
+            "section); restore it"
+        )
     return cfg
 
 
