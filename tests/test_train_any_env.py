@@ -189,7 +189,7 @@ def test_any_gym_env_trains_and_logs_train_scalars(argv, tmp_path):
     assert train_main(argv + ["reward=tiny", "total_steps=300", f"out={tmp_path}"] + QUIET) == 0
     [run] = _runs(tmp_path)
     ckpt = latest_checkpoint(run)
-    assert ckpt["step"] == 300 and (run / "checkpoints" / "step_000000300.zip").is_file()
+    assert ckpt.step == 300 and (run / "checkpoints" / "step_000000300" / "agent.zip").is_file()
     tags = _scalars(run)
     assert any(t.startswith("train/") for t in tags) and "eval/gt_return" in tags, tags
     assert "rollout/ep_rew_mean" not in tags  # SB3's ambiguous name: gt_return/clip_return instead
@@ -282,7 +282,7 @@ def test_a2c_and_ddpg_train(argv, tmp_path):
     assert train_main(argv + ["reward=tiny", "total_steps=40", "n_envs=2", "eval.episodes=0",
                               f"out={tmp_path}"] + QUIET) == 0
     [run] = _runs(tmp_path)
-    assert latest_checkpoint(run)["step"] == 40 and any(t.startswith("train/") for t in _scalars(run))
+    assert latest_checkpoint(run).step == 40 and any(t.startswith("train/") for t in _scalars(run))
 
 
 def test_progress_bar_ends_where_the_run_ends(tmp_path, capsys):
@@ -290,7 +290,7 @@ def test_progress_bar_ends_where_the_run_ends(tmp_path, capsys):
     assert train_main(argv) == 0
     err = capsys.readouterr().err
     assert "the run ends at step 32" in err and "32/32" in err and "36/" not in err
-    assert latest_checkpoint(_runs(tmp_path)[0])["step"] == 32
+    assert latest_checkpoint(_runs(tmp_path)[0]).step == 32
 
 
 def test_record_fails_before_rolling_out_when_the_model_is_missing(tmp_path, monkeypatch, capsys):
