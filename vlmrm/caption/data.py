@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlmrm.errors import ConfigError
-from vlmrm.tta.data import _caption_list, read_annotation_json
+from vlmrm.tta.data import _caption_list, image_paths, image_root, read_annotation_json
 
 SPLITS = ("test", "val", "train", "all")
 
@@ -119,20 +119,6 @@ def load_captions(
         )
     if not entries:
         raise ConfigError(f"{os.fspath(ann)!r} lists no images")
-    root = Path(os.fspath(images)).expanduser() if images else ann.parent
-    if not root.is_dir():
-        raise ConfigError(f"image folder {os.fspath(root)!r} does not exist; set images=<folder>")
-    paths = []
-    for rel, _, _ in entries:
-        p = root / rel
-        if not p.is_file() and (root / Path(rel).name).is_file():
-            p = root / Path(rel).name
-        paths.append(p)
-    if check_files:
-        missing = [p for p in paths if not p.is_file()]
-        if missing:
-            raise ConfigError(
-                f"{len(missing)} of {len(paths)} images listed in {ann.name} are missing under "
-                f"{os.fspath(root)!r}, e.g. {os.fspath(missing[0])!r}; set images=<folder with the images>"
-            )
+    root = image_root(images, ann)
+    paths = image_paths([rel for rel, _, _ in entries], root, ann, check_files)
     return CaptionData(paths, [e[1] for e in entries], [e[2] for e in entries], source)

@@ -294,6 +294,36 @@ def read_annotation_json(path: str | os.PathLike, expected: str) -> tuple[Path, 
         raise ConfigError(f"{os.fspath(ann)!r} is not valid JSON: {exc}") from None
 
 
+def image_root(images: str | os.PathLike | None, ann: Path) -> Path:
+    """The folder an annotation file's image paths are relative to (default: the file's own)."""
+    root = Path(os.fspath(images)).expanduser() if images else ann.parent
+    if not root.is_dir():
+        raise ConfigError(f"image folder {os.fspath(root)!r} does not exist; set images=<folder>")
+    return root
+
+
+def image_paths(rels: Sequence[str], root: Path, ann: Path, check_files: bool = True) -> list[Path]:
+    """The image files an annotation file names, under ``root``.
+
+    A Karpathy ``filepath/filename`` is also found when the images are stored flat under
+    ``root``. With ``check_files`` a missing image is one :class:`ConfigError` (with a count).
+    """
+    paths = []
+    for rel in rels:
+        p = root / rel
+        if not p.is_file() and (root / Path(rel).name).is_file():
+            p = root / Path(rel).name  # Karpathy filepath given but images stored flat
+        paths.append(p)
+    if check_files:
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise ConfigError(
+                f"{len(missing)} of {len(paths)} images listed in {ann.name} are missing under "
+                f"{os.fspath(root)!r}, e.g. {os.fspath(missing[0])!r}; set images=<folder with the images>"
+            )
+    return paths
+
+
 def load_retrieval(
     annotations: str | os.PathLike,
     images: str | os.PathLike | None = None,
@@ -314,30 +344,17 @@ def load_retrieval(
         "for task=retrieve give the caption annotation JSON "
         "(Karpathy {'images': [...]} or a LAVIS list of {'image', 'caption'})",
     )
-    root = Path(os.fspath(images)).expanduser() if images else ann.parent
-    if not root.is_dir():
-        raise ConfigError(f"image folder {os.fspath(root)!r} does not exist")
-
+    root = image_root(images, ann)
     entries, source = _retrieval_entries(raw, ann, split)
     if not entries:
         raise ConfigError(f"{os.fspath(ann)!r} lists no images")
 
-    paths, captions, txt2img, img2txt = [], [], [], []
-    for i, (rel, caps) in enumerate(entries):
-        p = root / rel
-        if not p.is_file() and (root / Path(rel).name).is_file():
-            p = root / Path(rel).name  # Karpathy filepath given but images stored flat
-        paths.append(p)
+    paths = image_paths([rel for rel, _ in entries], root, ann, check_files)
+    captions, txt2img, img2txt = [], [], []
+    for i, (_, caps) in enumerate(entries):
         if caption_norm == "lavis":
             caps = [lavis_caption(c) or c for c in caps]
         img2txt.append(list(range(len(captions), len(captions) + len(caps))))
         captions.extend(caps)
         txt2img.extend([i] * len(caps))
-    if check_files:
-        missing = [p for p in paths if not p.is_file()]
-        if missing:
-            raise ConfigError(
-                f"{len(missing)} of {len(paths)} images listed in {ann.name} are missing under "
-                f"{os.fspath(root)!r}, e.g. {os.fspath(missing[0])!r}; set images=<folder with the images>"
-            )
     return RetrievalData(paths, captions, txt2img, img2txt, source)
