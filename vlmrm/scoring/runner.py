@@ -58,7 +58,6 @@ def _make_out(settings: ScoreSettings) -> Path:
 def load_scoring_clip(settings: ScoreSettings, info: Any = None) -> Any:
     """The CLIP of the scoring settings, on this rank's device (``record`` loads it before
     rolling out, so that a missing model fails before any episode is recorded)."""
-    from vlmrm.compiling import resolve_compile
     from vlmrm.distributed import rank_device
     from vlmrm.models import load_clip
 
@@ -69,20 +68,18 @@ def load_scoring_clip(settings: ScoreSettings, info: Any = None) -> Any:
         device=device,
         precision=settings.precision,
         pretrained=settings.pretrained,
-        compile=resolve_compile(settings.compile) or False,
+        compile=settings.compile or False,
     )
 
 
 def setup(settings: ScoreSettings, info: Any, clip: Any = None) -> Setup:
     """Labels (rank 0), the CLIP on this rank's device (or ``clip``, already loaded), the
     reward and every combination checked."""
-    from vlmrm.compiling import resolve_compile
     from vlmrm.diagnostics import load_labels
     from vlmrm.reward import CLIPReward
     from vlmrm.scoring.core import ClipSweep
 
     settings.validate()  # a no-op after the command line; checks settings built in Python
-    compile_mode = resolve_compile(settings.compile)
     label_table = None
     if info.is_main and settings.labels is not None and settings.labels != "auto":
         label_table = load_labels(settings.labels, settings.label_column)
@@ -94,7 +91,7 @@ def setup(settings: ScoreSettings, info: Any, clip: Any = None) -> Setup:
     # every combination is checked now, not once per video
     sweep = ClipSweep.build(reward, goals, baselines, settings.alpha)
     out = _make_out(settings) if info.is_main else Path(settings.out)  # only rank 0 writes
-    return Setup(settings, reward, sweep, compile_mode, out, label_table)
+    return Setup(settings, reward, sweep, settings.compile, out, label_table)
 
 
 def _progress_option(progress: bool, info: Any) -> Any:

@@ -4,8 +4,8 @@ Both commands score videos the same way, so the scoring keys (prompts, α, outpu
 CLIP) are declared once, in :class:`ScoringSettings`; :class:`ScoreSettings` adds where
 the videos come from, :class:`RecordSettings` how to roll out the env that makes them.
 Everything here is checked without importing torch, so ``--help`` and a bad setting
-answer at once; what needs the model (prompts that embed to the same point, ``compile``)
-is checked when the run starts.
+answer at once; what needs the model (prompts that embed to the same point) is checked
+when the run starts.
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from vlmrm.checks import check_alphas, check_choice, check_int, check_optional_int, check_out_dir
+from vlmrm.checks import (
+    check_alphas,
+    check_choice,
+    check_int,
+    check_optional_int,
+    check_out_dir,
+    resolve_compile,
+)
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
 
@@ -99,6 +106,7 @@ class ScoringSettings(ClipSettings, RunSettings):
         has_baseline = self.baseline is not None or self.goal is None
         self.alpha = check_alphas(self.alpha, has_baseline=has_baseline)
         self.format = check_choice("format", self.format, FORMATS)
+        self.compile = resolve_compile(self.compile)
         if self.label_column is not None:
             cols = self.label_column if isinstance(self.label_column, list) else [self.label_column]
             self.label_column = [str(c) for c in cols]
