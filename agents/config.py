@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from vlmrm.agents.gym_envs import GENERIC_ENV, generic_env_overrides
 from vlmrm.agents.settings import RENAMED, TrainSettings, goal_prompt, renamed_hint  # noqa: F401 (goal_prompt: re-exported)
 from vlmrm.checks import check_int
-from vlmrm.cli.args import check_keys, flat_items, settings_dict
+from vlmrm.cli.args import check_keys, flat_items, read_config_file, settings_dict
 from vlmrm.errors import ConfigError
 
 GROUPS = ("env", "agent", "reward")
@@ -359,17 +359,7 @@ def file_overrides(path: str) -> list[str]:
     Mappings become dotted keys (``reward: {alpha: 0.5}`` → ``reward.alpha=0.5``), group
     names select group files (``env: CartPole``); the command line comes after, and wins.
     """
-    import yaml
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        data = OmegaConf.to_container(OmegaConf.load(path))
-    except (OSError, UnicodeError, yaml.YAMLError, OmegaConfBaseException) as exc:
-        raise ConfigError(f"cannot read config={path!r}: {_one_line(exc)}") from None
-    if data is None or data == {}:
-        raise ConfigError(f"config={path!r} is empty; write one `key: value` setting per line")
-    if not isinstance(data, dict):
-        raise ConfigError(f"config={path!r} must hold a mapping of settings")
+    data = OmegaConf.to_container(read_config_file(path))
     return [f"{key}={_override_value(value)}" for key, value in flat_items(data)]
 
 

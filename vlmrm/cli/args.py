@@ -261,14 +261,22 @@ def split_argv(argv: Sequence[str], positional: str | None = None) -> tuple[list
     return pairs, bare
 
 
-def _read_config_file(path: str) -> Any:
+def read_config_file(path: str) -> Any:
+    """The settings of a ``config=FILE.yaml`` (an OmegaConf mapping), or one clear line.
+
+    A missing, unreadable, non-UTF-8, malformed or empty file, or one that holds no
+    mapping, is a :class:`~vlmrm.errors.ConfigError` naming the file.
+    """
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         data = OmegaConf.load(path)
-    except (OSError, OmegaConfBaseException) as exc:
+    except (OSError, UnicodeError, yaml.YAMLError, OmegaConfBaseException) as exc:
         raise ConfigError(f"cannot read {CONFIG_KEY}={path!r}: {_one_line(exc)}") from None
+    if data is None or (hasattr(data, "keys") and len(data) == 0):
+        raise ConfigError(f"{CONFIG_KEY}={path!r} is empty; write one `key: value` setting per line")
     if not hasattr(data, "keys"):
         raise ConfigError(f"{CONFIG_KEY}={path!r} must hold a mapping of settings")
     return data
@@ -293,7 +301,7 @@ def parse_settings(cls: type[T], argv: Sequence[str], positional: str | None = N
     layers = []
     config_file = cli.pop(CONFIG_KEY, None) if CONFIG_KEY not in _known_keys(cls) else None
     if config_file:
-        layer = _read_config_file(str(config_file))
+        layer = read_config_file(str(config_file))
         check_keys(cls, flat_keys(layer), f" in {config_file}")
         layers.append(layer)
     check_keys(cls, flat_keys(cli))
