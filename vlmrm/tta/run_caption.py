@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from vlmrm.tta.coord import coord_group, dist_info
 from vlmrm.tta.report import caption_metrics
-from vlmrm.tta.results import append, finish
-from vlmrm.tta.runner import Job, load_models, note, order_of, prefetch, start_job
+from vlmrm.tta.results import finish
+from vlmrm.tta.runner import Job, Tally, load_models, note, order_of, prefetch, start_job
 
 if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
     from vlmrm.tta.settings import TTASettings
@@ -105,10 +105,10 @@ def _adapt_shard(job: Job, tta: Any, metric: Any, data: Any) -> list[tuple[dict,
     """Adapt this rank's images ``batch_size`` at a time; returns ``(record, seconds)`` of each."""
     from vlmrm.runtime.images import load_image
 
-    bar, seen = job.bar("RLCF caption")
-    sums = [sum(r["zeroshot_clipscore"] for r in seen), sum(r["clipscore"] for r in seen)]
-    n = len(seen)
-    new: list[tuple[dict, float]] = []
+    tally = Tally(
+        job, "RLCF caption", lambda r: (r["zeroshot_clipscore"], r["clipscore"]),
+        lambda zs, ad: f"CLIPScore zero-shot {zs:.3f} · RLCF {ad:.3f}",
+    )  # fmt: skip
     bs = max(1, int(job.cfg.batch_size))
     batches = [job.mine[i : i + bs] for i in range(0, len(job.mine), bs)]
     loaded = prefetch(lambda b: [load_image(data.image_paths[i]) for i in b], batches)
@@ -122,14 +122,7 @@ def _adapt_shard(job: Job, tta: Any, metric: Any, data: Any) -> list[tuple[dict,
             recs = [
                 _record(i, r, data, s, dt) for i, r, s in zip(batch, results, scores, strict=True)
             ]
-            append(job.live, recs)
-            for rec in recs:
-                new.append((rec, dt))
-                sums[0] += rec["zeroshot_clipscore"]
-                sums[1] += rec["clipscore"]
-            n += len(recs)
-            bar.update(len(recs))
-            bar.set_postfix_str(f"CLIPScore zero-shot {sums[0] / n:.3f} · RLCF {sums[1] / n:.3f}")
+            tally.add(recs, dt)
     finally:
-        bar.close()
-    return new
+        tally.close()
+    return tally.new

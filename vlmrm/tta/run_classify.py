@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from vlmrm.tta.coord import coord_group, dist_info
 from vlmrm.tta.report import classify_metrics
-from vlmrm.tta.results import append, finish
-from vlmrm.tta.runner import Job, load_models, note, order_of, prefetch, start_job
+from vlmrm.tta.results import finish
+from vlmrm.tta.runner import Job, Tally, load_models, note, order_of, prefetch, start_job
 
 if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
     from vlmrm.tta.settings import TTASettings
@@ -89,10 +89,10 @@ def _adapt_shard(job: Job, tta: Any, data: Any, baseline: Any = None) -> list[tu
     from vlmrm.tta.rlcf import seed_for
 
     cfg, mine = job.cfg, job.mine
-    bar, seen = job.bar("RLCF")
-    hits = [sum(r["zeroshot_correct"] for r in seen), sum(r["correct"] for r in seen)]
-    n = len(seen)
-    new: list[tuple[dict, float]] = []
+    tally = Tally(
+        job, "RLCF", lambda r: (r["zeroshot_correct"], r["correct"]),
+        lambda zs, ad: f"zero-shot {100 * zs:.1f}% · RLCF {100 * ad:.1f}%",
+    )  # fmt: skip
     images = prefetch(lambda i: load_image(data.path(i)), mine)
     try:
         for start in range(0, len(mine), cfg.batch_size):
@@ -105,14 +105,7 @@ def _adapt_shard(job: Job, tta: Any, data: Any, baseline: Any = None) -> list[tu
             if baseline is not None:
                 for rec, res in zip(records, baseline.adapt_batch(imgs, [seed_for(cfg.seed, i) for i in idx]), strict=True):
                     rec.update(tpt_pred=res.pred, tpt_correct=res.pred == rec["label"], tpt_top5=res.topk(5))
-            append(job.live, records)
-            for rec in records:
-                hits[0] += rec["zeroshot_correct"]
-                hits[1] += rec["correct"]
-                new.append((rec, dt))
-            n += len(records)
-            bar.update(len(idx))
-            bar.set_postfix_str(f"zero-shot {100 * hits[0] / n:.1f}% · RLCF {100 * hits[1] / n:.1f}%")
+            tally.add(records, dt)
     finally:
-        bar.close()
-    return new
+        tally.close()
+    return tally.new

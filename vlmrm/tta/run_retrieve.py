@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from vlmrm.tta.coord import coord_group, dist_info
 from vlmrm.tta.data import abspath
 from vlmrm.tta.report import retrieve_metrics
-from vlmrm.tta.results import append, finish
-from vlmrm.tta.runner import Job, bar_desc, load_models, note, order_of, prefetch, start_job
+from vlmrm.tta.results import finish
+from vlmrm.tta.runner import Job, Tally, bar_desc, load_models, note, order_of, prefetch, start_job
 
 if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
     from vlmrm.tta.settings import TTASettings
@@ -135,10 +135,10 @@ def _adapt_shard(job: Job, tta: Any, data: Any, direction: str) -> list[tuple[di
     returns ``(record, seconds)`` of each."""
     from vlmrm.runtime.images import load_image
 
-    bar, seen = job.bar(f"RLCF {direction}")
-    hits = [sum(r["zeroshot_rank"] == 0 for r in seen), sum(r["rank"] == 0 for r in seen)]
-    n = len(seen)
-    new: list[tuple[dict, float]] = []
+    tally = Tally(
+        job, f"RLCF {direction}", lambda r: (r["zeroshot_rank"] == 0, r["rank"] == 0),
+        lambda zs, ad: f"R@1 zero-shot {100 * zs:.1f}% · RLCF {100 * ad:.1f}%",
+    )  # fmt: skip
     queries = prefetch(lambda q: load_image(data.image_paths[q]), job.mine) if direction == "i2t" else None
     try:
         step = max(1, int(job.cfg.batch_size))
@@ -151,14 +151,7 @@ def _adapt_shard(job: Job, tta: Any, data: Any, direction: str) -> list[tuple[di
                 results = tta.adapt_texts([data.captions[q] for q in qs], qs)
             dt = (time.perf_counter() - t0) / len(qs)
             records = [_record(q, res, data, direction, dt) for q, res in zip(qs, results, strict=True)]
-            append(job.live, records)
-            for rec in records:
-                new.append((rec, dt))
-                hits[0] += rec["zeroshot_rank"] == 0
-                hits[1] += rec["rank"] == 0
-            n += len(records)
-            bar.update(len(qs))
-            bar.set_postfix_str(f"R@1 zero-shot {100 * hits[0] / n:.1f}% · RLCF {100 * hits[1] / n:.1f}%")
+            tally.add(records, dt)
     finally:
-        bar.close()
-    return new
+        tally.close()
+    return tally.new

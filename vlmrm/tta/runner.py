@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmrm.tta.results import RESULTS, live_path, start
+from vlmrm.tta.results import RESULTS, append, live_path, start
 
 if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
     from vlmrm.tta.settings import TTASettings
@@ -134,6 +134,47 @@ class Job:
             return bar, []
         seen = [self.done[k] for k in self.keys if k in self.done]
         return progress_bar(self.cfg, len(self.keys), len(seen), desc), seen
+
+
+class Tally:
+    """This rank's finished records: appended (and flushed) to its live results file as they
+    come, and the running zero-shot vs adapted score on the progress bar, resumed records
+    included. ``score(record)`` gives the record's ``(zero-shot, adapted)`` values and
+    ``show(zero_shot_mean, adapted_mean)`` the bar's text.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        desc: str,
+        score: Callable[[dict], tuple[float, float]],
+        show: Callable[[float, float], str],
+    ) -> None:
+        self.job, self.score, self.show = job, score, show
+        self.bar, seen = job.bar(desc)
+        self.sums = [0.0, 0.0]
+        for rec in seen:
+            self._count(rec)
+        self.n = len(seen)
+        self.new: list[tuple[dict, float]] = []
+
+    def _count(self, rec: dict) -> None:
+        zeroshot, adapted = self.score(rec)
+        self.sums[0] += zeroshot
+        self.sums[1] += adapted
+
+    def add(self, records: list[dict], seconds: float) -> None:
+        """Keep ``records`` (each took ``seconds``), then move the bar."""
+        append(self.job.live, records)
+        for rec in records:
+            self._count(rec)
+            self.new.append((rec, seconds))
+        self.n += len(records)
+        self.bar.update(len(records))
+        self.bar.set_postfix_str(self.show(self.sums[0] / self.n, self.sums[1] / self.n))
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def start_job(cfg: TTASettings, info: Any, method: dict[str, Any], order: list, keys: list[str]) -> Job:
