@@ -165,3 +165,11 @@ def test_help_is_printed_once_under_torchrun(capsys, monkeypatch):
     monkeypatch.setenv("RANK", "2")
     assert run(DEMO, ["--help"], lambda s: 0) == 0
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(
+    "name, key", [("model", "pretrained"), ("reward_model", "reward_pretrained"), ("reward.model", "reward.pretrained"), ("base", "base_pretrained")]
+)
+def test_the_retired_at_form_names_the_weights_setting_of_its_model(name, key):
+    with pytest.raises(ConfigError, match=rf"{name}=ViT-B-32 {key}=w.pt$"):
+        check_model_spec("ViT-B-32@w.pt", name=name)

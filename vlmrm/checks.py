@@ -125,22 +125,31 @@ def check_out_dir(value: Any, name: str = "out") -> str:
     return text
 
 
+def weights_key(name: str) -> str:
+    """The setting that gives local weights for the model setting ``name``: ``model`` →
+    ``pretrained``, ``reward_model`` → ``reward_pretrained``, ``reward.model`` →
+    ``reward.pretrained``, ``base`` → ``base_pretrained``."""
+    return name[: -len("model")] + "pretrained" if name.endswith("model") else f"{name}_pretrained"
+
+
 def check_model_spec(value: Any, pretrained: Any = None, name: str = "model") -> str:
     """A CLIP model spec (``ARCH/TAG``, ``ARCH``, ``hf-hub:org/repo`` or ``vlmrm-tiny``).
 
-    Refuses the retired ``ARCH@FILE`` form and a tag given twice, with the fix.
+    Refuses the retired ``ARCH@FILE`` form and a tag given twice, with the fix, which names
+    the weights setting that goes with ``name`` (:func:`weights_key`).
     """
     spec = check_text(name, value).strip()
+    weights = weights_key(name)
     if "@" in spec and not spec.startswith("hf-hub:"):
         arch, _, path = spec.partition("@")
         raise ConfigError(
-            f"{name}={spec!r}: local weights are given with pretrained=, e.g. "
-            f"{name}={arch} pretrained={path}"
+            f"{name}={spec!r}: local weights are given with {weights}=, e.g. "
+            f"{name}={arch} {weights}={path}"
         )
     if pretrained not in (None, "") and "/" in spec and not spec.startswith("hf-hub:"):
         raise ConfigError(
             f"{name}={spec!r} already names pretrained weights (the tag after '/'); give either "
-            f"{name}=ARCH/TAG or {name}=ARCH pretrained=FILE_OR_TAG, not both"
+            f"{name}=ARCH/TAG or {name}=ARCH {weights}=FILE_OR_TAG, not both"
         )
     return spec
 

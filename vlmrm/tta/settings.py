@@ -305,7 +305,7 @@ def reward_specs(reward_model: Any, reward_pretrained: Any) -> list[tuple[str, s
             f"reward_pretrained has {len(weights)} entries for {len(specs)} reward models; "
             "give one per reward model (null where none is needed)"
         )
-    return [(_check_reward_spec(s, w), w or None) for s, w in zip(specs, weights, strict=True)]
+    return [(check_model_spec(s, w, name="reward_model"), w or None) for s, w in zip(specs, weights, strict=True)]
 
 
 def _as_list(value: Any, name: str) -> list:
@@ -315,12 +315,3 @@ def _as_list(value: Any, name: str) -> list:
     if isinstance(value, (list, tuple)):
         return [s.strip() if isinstance(s, str) else s for s in value]
     raise ConfigError(f"{name} must be one value or a list of them, got {value!r}")
-
-
-def _check_reward_spec(spec: str, pretrained: str | None) -> str:
-    """:func:`vlmrm.checks.check_model_spec` for a reward model, whose weights key is
-    ``reward_pretrained=``."""
-    try:
-        return check_model_spec(spec, pretrained, name="reward_model")
-    except ConfigError as exc:
-        raise ConfigError(str(exc).replace(" pretrained=", " reward_pretrained=")) from None
