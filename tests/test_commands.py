@@ -33,6 +33,8 @@ ENTRY_POINTS = {
     "vlmrm.tune.finetune": "stage=magic",
     "vlmrm.tune.vsr_pairs": "false_rows=maybe",
     "vlmrm.tune.eval": "per_relation=maybe",
+    "vlmrm.label": "sample=everything",
+    "vlmrm.label.agreement": "alpha=2",
 }
 
 

@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tune.eval": ("vlmrm.tune.eval", "evaluate a CLIP checkpoint: VSR, preferences, retrieval vs untuned"),
     "tune.vsr_pairs": ("vlmrm.tune.vsr_pairs", "preference pairs from VSR rows (relation swaps)"),
     "tune.finetune": ("vlmrm.tune.finetune", "fine-tune CLIP on image-caption data (SFT, RL, WiSE-FT)"),
+    "label": ("vlmrm.label.cli", "labelling sheets of frames from training runs or videos"),
+    "label.agreement": ("vlmrm.label.agreement", "a CLIP reward's agreement with filled labelling sheets"),
 }
 #: other spellings users type
 ALIASES = {"rollouts": "tune.rollouts", "build": "tune.build"}
