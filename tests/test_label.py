@@ -262,3 +262,12 @@ def test_label_spellings():
     for bad in ("maybe", "2", "0.5", "yess"):
         with pytest.raises(ValueError):
             parse_label(bad)
+
+
+def test_package_face_resolves_lazily():
+    import vlmrm.label as label
+
+    for name in label.__all__:
+        assert callable(getattr(label, name)), name
+    with pytest.raises(AttributeError):
+        label.no_such_name  # noqa: B018
