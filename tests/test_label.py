@@ -120,6 +120,16 @@ def test_episode_end_takes_the_last_frame_of_each_video(sources, capsys):
     np.testing.assert_array_equal(iio.imread(out / row["image"]), last)
 
 
+def test_episode_end_notes_runs_with_several_episodes_per_video(sources, capsys):
+    root, run = sources
+    (run / "config.yaml").write_text("env: {name: CartPole}\neval: {episodes: 3}\n")
+    assert label_cli.main([str(run), "sample=episode_end", f"out={root / 'ends'}", "progress=false"]) == 0
+    err = capsys.readouterr().err
+    assert "hold 3 evaluation episodes each" in err and str(run) in err
+    assert label_cli.main([str(run), f"out={root / 'frames'}", "progress=false"]) == 0
+    assert "evaluation episodes" not in capsys.readouterr().err
+
+
 def test_a_folder_of_runs_is_every_run(sources, capsys):
     root, run = sources
     assert _sheets([str(root / "runs"), "sample=episode_end", f"out={root / 'all'}"], capsys) == 0

@@ -37,8 +37,7 @@ def _body(settings: SheetSettings) -> int:
     from vlmrm.label.sheets import make_sheets
     from vlmrm.runtime.console import make_console
 
-    out, rows = make_sheets(settings)
-    print_sheets(out, rows, make_console())
+    print_sheets(make_sheets(settings), make_console(), make_console(stderr=True))
     return 0
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 from vlmrm.label.agreement_run import Agreement
+from vlmrm.label.sheets import Sheets
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -49,8 +49,11 @@ def print_agreement(result: Agreement, console: Any) -> None:
     console.print("wrote: " + ", ".join(result.files), highlight=False, markup=False, soft_wrap=True)
 
 
-def print_sheets(out: Path, rows: list[dict[str, Any]], console: Any) -> None:
-    """Where the sheets are and what to do next."""
+def print_sheets(sheets: Sheets, console: Any, err: Any) -> None:
+    """Where the sheets are and what to do next (notes on stderr)."""
+    out, rows = sheets.out, sheets.rows
+    for note in sheets.notes:
+        err.print(note, highlight=False, markup=False, soft_wrap=True)
     n_sheets = len({r["sheet"] for r in rows})
     n_videos = len({r["video"] for r in rows})
     console.print(

@@ -34,7 +34,7 @@ import numpy as np
 from vlmrm.errors import ConfigError
 from vlmrm.label.grid import draw_sheet
 from vlmrm.label.settings import SheetSettings
-from vlmrm.label.sources import resolve_sources
+from vlmrm.label.sources import episode_end_notes, resolve_sources
 from vlmrm.runtime.atomic import fsync_dir, fsync_file
 from vlmrm.runtime.images import save_png
 from vlmrm.video import iter_frames
@@ -162,10 +162,20 @@ def publish_folder(tmp: Path, out: Path, overwrite: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def make_sheets(settings: SheetSettings) -> tuple[Path, list[dict[str, Any]]]:
-    """Draw, shuffle and write a sheet folder; its path and the rows of its ``labels.csv``."""
+@dataclass
+class Sheets:
+    """A written sheet folder: where, the rows of its ``labels.csv``, and notes for the user."""
+
+    out: Path
+    rows: list[dict[str, Any]]
+    notes: list[str]
+
+
+def make_sheets(settings: SheetSettings) -> Sheets:
+    """Draw, shuffle and write a sheet folder (see the module docstring)."""
     settings.validate()  # a no-op after the command line; checks settings built in Python
     videos = resolve_sources(settings.sources)
+    notes = episode_end_notes(videos) if settings.sample == "episode_end" else []
     drawn, counts = sample_videos(videos, settings.sample, settings.per_video, settings.seed, settings.progress)
     out = Path(settings.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -177,4 +187,4 @@ def make_sheets(settings: SheetSettings) -> tuple[Path, list[dict[str, Any]]]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out, rows
+    return Sheets(out, rows, notes)

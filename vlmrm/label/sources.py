@@ -63,3 +63,33 @@ def resolve_sources(sources: list[str]) -> list[str]:
         for video in videos_of(source):
             seen.setdefault(video, None)
     return list(seen)
+
+
+def episodes_per_video(video: str) -> int | None:
+    """How many evaluation episodes a training run put back to back in each of its videos
+    (its ``config.yaml``'s ``eval.episodes``); ``None`` when the video is not a run's."""
+    path = Path(video)
+    config = path.parent.parent / "config.yaml"
+    if path.parent.name != "videos" or not config.is_file():
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        return int(data["eval"]["episodes"])
+    except Exception:  # noqa: BLE001 - only for a note; an odd config is no reason to stop
+        return None
+
+
+def episode_end_notes(videos: list[str]) -> list[str]:
+    """Runs whose videos hold several episodes: ``sample=episode_end`` sees only the last one's end."""
+    runs: dict[str, int] = {}
+    for video in videos:
+        n = episodes_per_video(video)
+        if n is not None and n > 1:
+            runs[str(Path(video).parent.parent)] = n
+    return [
+        f"note: the videos of {run} hold {n} evaluation episodes each (eval.episodes={n}); "
+        "sample=episode_end takes the last frame of each video, the end of its last episode"
+        for run, n in runs.items()
+    ]
