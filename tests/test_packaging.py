@@ -38,6 +38,11 @@ def test_wheel_contents(wheel):
         local = {p.name for p in (ROOT / mapped).glob("*.py")}
         shipped = {Path(n).name for n in names if n.startswith(f"vlmrm/{mapped}/") and n.endswith(".py")}
         assert local <= shipped, f"{mapped}: missing {local - shipped}"
+    # every sub-package of vlmrm/ ships whole (setuptools' explicit package list is easy to miss)
+    for init in (ROOT / "vlmrm").rglob("__init__.py"):
+        folder = init.parent.relative_to(ROOT)
+        local = {f"{folder.as_posix()}/{p.name}" for p in init.parent.glob("*.py")}
+        assert local <= names, f"{folder}: missing {sorted(local - names)}"
     for yaml in (ROOT / "configs").rglob("*.yaml"):
         assert f"vlmrm/configs/{yaml.relative_to(ROOT / 'configs')}" in names
     # nothing generic at the top level of site-packages
