@@ -286,13 +286,20 @@ def test_long_and_large_videos_are_thinned_and_downscaled(tmp_path, tiny_clip):
         assert _centroid(got) == pytest.approx(_centroid(small), abs=0.5)
 
 
-def test_report_setting_is_checked():
+def test_report_setting_is_checked(capsys):
+    from vlmrm.scoring.html_report import PAGE_FRAMES, PAGE_HEIGHT
+
     def parse(argv):
         return parse_settings(score_cli.COMMAND.settings, argv, score_cli.COMMAND.positional)
 
     assert parse(["a.mp4", "goal=x", "report=html"]).report == "html"
     with pytest.raises(ConfigError, match=r"report='pdf' is not one of: terminal, html"):
         parse(["a.mp4", "goal=x", "report=pdf"])
+    # --help states the page's limits as the code applies them
+    assert score_cli.main(["--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"at most {PAGE_HEIGHT} px tall" in help_text
+    assert f"more than {PAGE_FRAMES} scored frames" in help_text
 
 
 def test_a_video_that_cannot_be_read_again_keeps_its_curves(tmp_path):
