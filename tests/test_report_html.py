@@ -275,7 +275,7 @@ def test_long_and_large_videos_are_thinned_and_downscaled(tmp_path, tiny_clip):
     page = encode_page_video(scores, max_height=32, max_frames=4)
     assert page.picks == [0, 2, 4]  # every 2nd scored frame: source frames 0, 4, 8
     assert page.fps == pytest.approx(6 / 2 / 2)  # real speed: 1.5 page frames per second
-    assert page.size == (32, 32)
+    assert page.size == (32, 32) and page.source_size == (96, 96)
     (tmp_path / "page.webm").write_bytes(page.data)
     decoded = read_video(tmp_path / "page.webm")
     assert decoded.shape == (3, 32, 32, 3)

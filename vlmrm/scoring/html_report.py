@@ -62,6 +62,7 @@ class PageVideo:
     fps: float
     picks: list[int]
     size: tuple[int, int]
+    source_size: tuple[int, int]
 
 
 @dataclass
@@ -119,11 +120,12 @@ def encode_page_video(
                     small = _downscale(frame, max_height)
                     w.write(small)
                     size = (small.shape[1], small.shape[0])
+                    source_size = (frame.shape[1], frame.shape[0])
                 pos += 1
         if pos < n:
             raise ConfigError(f"{scores.video!r} has fewer frames than when it was scored")
         data = path.read_bytes()
-    return PageVideo(data, fps, list(range(0, n, k)), size)
+    return PageVideo(data, fps, list(range(0, n, k)), size, source_size)
 
 
 def page_entry(stem: str, scores: VideoScores, labels: dict[str, np.ndarray] | None) -> PageEntry:
@@ -137,9 +139,12 @@ def page_entry(stem: str, scores: VideoScores, labels: dict[str, np.ndarray] | N
         entry.problem = f"{type(exc).__name__}: {exc}"
         return entry
     v = entry.video
-    if v.picks[-1:] and len(v.picks) < len(scores):
-        step = v.picks[1] - v.picks[0]
-        entry.notes.append(f"the page plays every {step}-th scored frame, {v.size[1]} px tall")
+    if v.size != v.source_size:
+        entry.notes.append(
+            f"shown at {v.size[0]}×{v.size[1]} (the video is {v.source_size[0]}×{v.source_size[1]})"
+        )
+    if len(v.picks) < len(scores):
+        entry.notes.append(f"the page plays every {v.picks[1] - v.picks[0]}-th scored frame")
     return entry
 
 
