@@ -9,8 +9,9 @@ Usage (``key=value`` settings, OmegaConf syntax; bare arguments are video paths)
 
 Writes to ``out``: ``scores.csv`` (``video, frame, time, goal, baseline, alpha, reward``;
 or everything in ``scores.json`` with ``format=json``), ``summary.csv``, one
-``<video>.png`` plot per video, ``<video>.reward.mp4`` with ``video_out=true``, and
-``diagnostics.csv`` when labels are given. Prints a summary table (mean / min / max /
+``<video>.png`` plot per video, ``<video>.reward.mp4`` with ``video_out=true``,
+``diagnostics.csv`` when labels are given, and with ``report=html`` ``report.html``: one
+self-contained page with each video playing beside its reward curves and the tables. Prints a summary table (mean / min / max /
 argmax frame per video and combination) and, with labels, how well the reward tracks
 them (Pearson, Spearman, ROC-AUC, EPIC distance: see :mod:`vlmrm.diagnostics`).
 

@@ -387,7 +387,9 @@ class VideoWriter:
     """Write frames one at a time to an mp4/webm/... through ffmpeg (streaming, no buffering).
 
     Odd sizes are padded by one edge row/column rather than rescaled, so every original
-    pixel survives. ``quality`` is imageio-ffmpeg's 1–10 scale (libx264: CRF = 51·(1 − q/10)).
+    pixel survives. ``quality`` is imageio-ffmpeg's 1–10 scale (libx264: CRF = 51·(1 − q/10));
+    ``None`` leaves the rate to ``output_params``. ``codec`` overrides the container's
+    encoder (e.g. ``libvpx-vp9`` for ``.webm``); ``output_params`` go to ffmpeg as they are.
 
     Example:
         >>> with VideoWriter("out.mp4", fps=30) as w:  # doctest: +SKIP
@@ -395,10 +397,18 @@ class VideoWriter:
         ...         w.write(frame)
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float = 30.0, quality: float = 8.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float = 30.0,
+        quality: float | None = 8.0,
+        *,
+        codec: str | None = None,
+        output_params: list[str] | None = None,
+    ) -> None:
         if not fps or fps <= 0:
             raise ConfigError(f"fps must be positive, got {fps!r}")
-        if not 1 <= quality <= 10:
+        if quality is not None and not 1 <= quality <= 10:
             raise ConfigError(f"quality must be in [1, 10], got {quality!r}")
         if Path(path).suffix.lower() in _PILLOW_VIDEO_EXTS:
             raise ConfigError(
@@ -406,7 +416,9 @@ class VideoWriter:
             )
         self.path = Path(path)
         self.fps = float(fps)
-        self.quality = float(quality)
+        self.quality = None if quality is None else float(quality)
+        self.codec = codec or _CODECS.get(self.path.suffix.lower())
+        self.output_params = list(output_params or [])
         self.n_frames = 0
         self._gen = None
         self._size: tuple[int, int] | None = None
@@ -427,7 +439,8 @@ class VideoWriter:
                 # the float back into the same rational, e.g. 29.97 -> 2997/100)
                 fps=float(Fraction(self.fps).limit_denominator(10000)),
                 quality=self.quality,
-                codec=_CODECS.get(self.path.suffix.lower()),
+                codec=self.codec,
+                output_params=self.output_params,
                 macro_block_size=2,
                 ffmpeg_log_level="error",
             )

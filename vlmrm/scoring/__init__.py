@@ -8,6 +8,7 @@
 * :mod:`~vlmrm.scoring.settings`: the commands' settings (torch-free);
 * :mod:`~vlmrm.scoring.runner`: ``python -m vlmrm.score`` (one process or torchrun);
 * :mod:`~vlmrm.scoring.outputs` and :mod:`~vlmrm.scoring.report`: its files and tables;
+* :mod:`~vlmrm.scoring.html_report`: the self-contained page of ``report=html``;
 * :mod:`~vlmrm.scoring.recorder`: ``python -m vlmrm.record``.
 
 Names are imported on first use, so the settings (and ``--help``) load without torch.

@@ -160,6 +160,7 @@ class Outputs:
         self.csv_rows = 0
         self.json_videos: list[dict[str, Any]] = []
         self.labelled: list[tuple[Any, dict[str, np.ndarray]]] = []
+        self.pages: list[Any] = []  # report=html: each video's entry on the page
 
     def _print(self, text: str) -> None:
         self.err.print(text, markup=True, highlight=False, soft_wrap=True)
@@ -189,6 +190,8 @@ class Outputs:
         else:
             self.json_videos.append(_json_video(scores, summary, labels))
         self._draw(item, labels)
+        if self.settings.report == "html":
+            self._page(item, labels)
 
     def _labels(self, video: str, scores: Any) -> dict[str, np.ndarray] | None:
         """This video's ground truth, if any; unusable labels are a failure, not a crash."""
@@ -241,6 +244,20 @@ class Outputs:
             self.result.failures.append((item.video, f"plot/video: {type(exc).__name__}: {exc}"))
             self._print(f"[red]could not draw[/red] {escape(item.video)}: {escape(str(exc))}")
 
+    def _page(self, item: Scored, labels: dict[str, np.ndarray] | None) -> None:
+        """The video's entry on the HTML page; a video that cannot be re-read shows its curves only."""
+        from rich.markup import escape
+
+        from vlmrm.scoring.html_report import page_entry
+
+        entry = page_entry(item.stem, item.scores, labels)
+        if entry.problem is not None:
+            self.result.failures.append((item.video, f"report video: {entry.problem}"))
+            self._print(
+                f"[red]could not embed[/red] {escape(item.video)} in the report: {escape(entry.problem)}"
+            )
+        self.pages.append(entry)
+
     def abort(self) -> None:
         """An interrupted run: drop the unpublished ``scores.csv``."""
         temporary_path(self.csv_path).unlink(missing_ok=True)
@@ -256,7 +273,17 @@ class Outputs:
                 0,
                 str(atomic_write_text(out / "scores.json", json.dumps(self._json_doc(), indent=1))),
             )
-            return
+        else:
+            self._publish_csv()
+        if self.settings.report == "html":
+            from vlmrm.scoring.html_report import write_html_report
+
+            result.files.append(
+                write_html_report(out / "report.html", self.settings, result, self.pages)
+            )
+
+    def _publish_csv(self) -> None:
+        result, out = self.result, self.out
         if self.csv_rows:
             # the rows are already in the temporary file: publishing is the rename alone
             result.files.insert(0, str(atomic_write(self.csv_path, lambda tmp: None)))

@@ -20,7 +20,8 @@ from vlmrm.video import FrameSource
 _CURSOR_RGB = (220, 30, 30)
 
 
-def _curve_label(scores: VideoScores, g: Prompt, b: Prompt | None) -> str:
+def curve_label(scores: VideoScores, g: Prompt, b: Prompt | None) -> str:
+    """A curve's legend text: the goal and/or baseline, whichever several were scored."""
     multi_g, multi_b = len(scores.goals) > 1, len(scores.baselines) > 1
     if not multi_g and not multi_b:
         return short(prompt_label(g))
@@ -48,7 +49,7 @@ def _draw_panel(
                 scores.rewards[gi, bi, ai],
                 color=_COLORS[k % 10],
                 lw=1.4,
-                label=_curve_label(scores, g, b),
+                label=curve_label(scores, g, b),
             )
             handles.append(h)
             k += 1

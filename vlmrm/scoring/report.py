@@ -1,12 +1,47 @@
-"""The tables ``python -m vlmrm.score`` prints: rewards per video, diagnostics, failures."""
+"""The tables ``python -m vlmrm.score`` prints: rewards per video, diagnostics, failures.
+
+Each table is first laid out as a :class:`TableSpec` (headers and text cells), then drawn
+by rich for the terminal or as HTML for ``report=html``
+(:mod:`vlmrm.scoring.html_report`), so both reports always show the same numbers.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from vlmrm.scoring.outputs import ScoreRun
 from vlmrm.scoring.scores import base_name, short
+
+SUMMARY_TITLE = "CLIP reward per video"
+DIAGNOSTICS_TITLE = "Does the reward track the ground truth?"
+DIAGNOSTICS_CAPTION = (
+    "ROC-AUC: 0.5 = chance; EPIC distance: 0 = same up to affine map, 0.71 = unrelated"
+)
+
+
+@dataclass
+class Column:
+    """A table column: its header and how rich lays it out (numbers right-aligned)."""
+
+    name: str
+    numeric: bool = False
+    no_wrap: bool = False
+
+    @property
+    def fold(self) -> bool:
+        return not self.numeric and not self.no_wrap
+
+
+@dataclass
+class TableSpec:
+    """A table as text: title, columns, one list of cells per row, optional caption."""
+
+    title: str
+    columns: list[Column] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    caption: str | None = None
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -15,71 +50,70 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
-def _prompt_columns(table: Any, rows: list[dict[str, Any]]) -> tuple[bool, bool]:
-    """Add goal/baseline columns only when several were scored; say which were added."""
+def _prompt_columns(rows: list[dict[str, Any]]) -> tuple[list[Column], tuple[bool, bool]]:
+    """The video column, plus goal/baseline columns only when several were scored."""
     multi_goal = len({r["goal"] for r in rows}) > 1
     multi_base = len({r["baseline"] for r in rows}) > 1
-    table.add_column("video", overflow="fold")
+    cols = [Column("video")]
     if multi_goal:
-        table.add_column("goal", overflow="fold")
+        cols.append(Column("goal"))
     if multi_base:
-        table.add_column("baseline", overflow="fold")
-    return multi_goal, multi_base
+        cols.append(Column("baseline"))
+    return cols, (multi_goal, multi_base)
 
 
 def _prompt_cells(
-    row: dict[str, Any], multi: tuple[bool, bool], widths: tuple[int, int]
+    row: dict[str, Any], multi: tuple[bool, bool], widths: tuple[int, int] | None
 ) -> list[str]:
+    def cut(text: str, n: int) -> str:
+        return text if widths is None else short(text, n)
+
     cells = [base_name(row["video"])]
     if multi[0]:
-        cells.append(short(row["goal"], widths[0]))
+        cells.append(cut(row["goal"], widths[0] if widths else 0))
     if multi[1]:
-        cells.append(short(row["baseline"], widths[1]))
+        cells.append(cut(row["baseline"], widths[1] if widths else 0))
     return cells
 
 
-def summary_table(summary: list[dict[str, Any]]) -> Any:
-    """Mean / min / max / argmax frame per video and combination."""
-    from rich.table import Table
-    from rich.text import Text
-
-    t = Table(title="CLIP reward per video", title_justify="left")
-    multi = _prompt_columns(t, summary)
-    for name in ("α", "frames", "mean", "min", "max", "argmax frame"):
-        t.add_column(name, justify="right")
+def summary_spec(
+    summary: list[dict[str, Any]], widths: tuple[int, int] | None = (40, 30)
+) -> TableSpec:
+    """Mean / min / max / argmax frame per video and combination (``widths=None``: full prompts)."""
+    cols, multi = _prompt_columns(summary)
+    cols += [Column(n, numeric=True) for n in ("α", "frames", "mean", "min", "max", "argmax frame")]
+    spec = TableSpec(SUMMARY_TITLE, cols)
     for r in summary:
-        cells = _prompt_cells(r, multi, (40, 30)) + [
-            f"{r['alpha']:g}",
-            str(r["n_frames"]),
-            _fmt(r["mean"]),
-            _fmt(r["min"]),
-            _fmt(r["max"]),
-            str(r["argmax_frame"]),
-        ]
-        t.add_row(*(Text(c) for c in cells))  # Text: no markup parsing of paths/prompts
-    return t
+        spec.rows.append(
+            _prompt_cells(r, multi, widths)
+            + [
+                f"{r['alpha']:g}",
+                str(r["n_frames"]),
+                _fmt(r["mean"]),
+                _fmt(r["min"]),
+                _fmt(r["max"]),
+                str(r["argmax_frame"]),
+            ]
+        )
+    return spec
 
 
-def diagnostics_table(diags: list[dict[str, Any]]) -> Any:
-    """How well the reward tracks each ground-truth column."""
-    from rich.table import Table
-    from rich.text import Text
-
+def diagnostics_spec(
+    diags: list[dict[str, Any]], widths: tuple[int, int] | None = (30, 24)
+) -> TableSpec:
+    """How well the reward tracks each ground-truth column (``widths=None``: full prompts)."""
     any_note = any(d["note"] for d in diags)
-    t = Table(
-        title="Does the reward track the ground truth?",
-        title_justify="left",
-        caption="ROC-AUC: 0.5 = chance; EPIC distance: 0 = same up to affine map, 0.71 = unrelated",
-    )
-    multi = _prompt_columns(t, diags)
-    t.add_column("α", justify="right", no_wrap=True)
-    t.add_column("label", no_wrap=True)
-    for name in ("n", "pearson", "spearman", "ROC-AUC", "EPIC"):
-        t.add_column(name, justify="right", no_wrap=True)
+    cols, multi = _prompt_columns(diags)
+    cols += [Column("α", numeric=True, no_wrap=True), Column("label", no_wrap=True)]
+    cols += [
+        Column(n, numeric=True, no_wrap=True)
+        for n in ("n", "pearson", "spearman", "ROC-AUC", "EPIC")
+    ]
     if any_note:
-        t.add_column("note", overflow="fold")
+        cols.append(Column("note"))
+    spec = TableSpec(DIAGNOSTICS_TITLE, cols, caption=DIAGNOSTICS_CAPTION)
     for d in diags:
-        cells = _prompt_cells(d, multi, (30, 24)) + [
+        cells = _prompt_cells(d, multi, widths) + [
             f"{d['alpha']:g}",
             d["label"],
             str(d["n"]),
@@ -90,8 +124,34 @@ def diagnostics_table(diags: list[dict[str, Any]]) -> Any:
         ]
         if any_note:
             cells.append(d["note"])
-        t.add_row(*(Text(c) for c in cells))
+        spec.rows.append(cells)
+    return spec
+
+
+def rich_table(spec: TableSpec) -> Any:
+    """A :class:`TableSpec` as a rich ``Table``."""
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=spec.title, title_justify="left", caption=spec.caption)
+    for c in spec.columns:
+        if c.numeric:
+            t.add_column(c.name, justify="right", no_wrap=c.no_wrap)
+        else:
+            t.add_column(c.name, no_wrap=c.no_wrap, overflow="ellipsis" if c.no_wrap else "fold")
+    for row in spec.rows:
+        t.add_row(*(Text(c) for c in row))  # Text: no markup parsing of paths/prompts
     return t
+
+
+def summary_table(summary: list[dict[str, Any]]) -> Any:
+    """Mean / min / max / argmax frame per video and combination, for the terminal."""
+    return rich_table(summary_spec(summary))
+
+
+def diagnostics_table(diags: list[dict[str, Any]]) -> Any:
+    """How well the reward tracks each ground-truth column, for the terminal."""
+    return rich_table(diagnostics_spec(diags))
 
 
 def print_report(result: ScoreRun, console: Any, err: Any) -> None:

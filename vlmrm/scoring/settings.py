@@ -27,6 +27,7 @@ from vlmrm.errors import ConfigError
 
 DEFAULT_MODEL = "ViT-B-32/openai"
 FORMATS = ("csv", "json")
+REPORTS = ("terminal", "html")
 SB3_ALGOS = ("PPO", "SAC", "TD3", "A2C", "DQN", "DDPG")
 
 
@@ -91,6 +92,12 @@ class ScoringSettings(ClipSettings, RunSettings):
     """Write <video>.png reward plots."""
     video_out: bool = False
     """Write <video>.reward.mp4 with the reward curve beside the frames."""
+    report: str = "terminal"
+    """terminal: print the tables; html: also write report.html, one self-contained page
+    (open it offline) with each video playing beside its reward curves, a marker at the
+    shown frame (click a curve to seek), and the tables. Page videos are re-encoded (VP9
+    WebM) at most 240 px tall; a video of more than 900 scored frames keeps every k-th,
+    played at real speed."""
     label_column: Any = None
     """Ground-truth column(s) to compare with (default: all numeric columns)."""
     compile: Any = False
@@ -106,6 +113,7 @@ class ScoringSettings(ClipSettings, RunSettings):
         has_baseline = self.baseline is not None or self.goal is None
         self.alpha = check_alphas(self.alpha, has_baseline=has_baseline)
         self.format = check_choice("format", self.format, FORMATS)
+        self.report = check_choice("report", self.report, REPORTS)
         self.compile = resolve_compile(self.compile)
         if self.label_column is not None:
             cols = self.label_column if isinstance(self.label_column, list) else [self.label_column]
