@@ -173,11 +173,11 @@ def _serving_rank(cfg: DictConfig, info: Any) -> TrainResult:
     served = DistributedReward(reward, info)
     with GracefulStop() as stop:  # a Ctrl-C: keep serving until rank 0 has saved its checkpoint
         status = served.serve()
-    _say(f"rank {info.rank} scored {served.frames} frames")
     if status == FAILED:
         message = agree(None, info)
         raise AgreedError(message or "rank 0 failed")
     if status == ABORTED:
         raise KeyboardInterrupt
+    _say(f"rank {info.rank} scored {served.frames} frames")
     return TrainResult(Path(str(cfg.out)), 0, stop.requested, stop.name)
 

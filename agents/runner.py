@@ -59,6 +59,7 @@ from vlmrm.agents.vec_env import (
 )
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write_text
+from vlmrm.runtime.epilogue import last_word
 from vlmrm.runtime.stop import GracefulStop
 from vlmrm.wrappers import CLIPRewardVecEnvWrapper
 
@@ -261,9 +262,9 @@ def _learn(
         info = _finish(cfg, model, venv, stopper, relabeller, evaluator, run_dir, stop)
     if progress is not None:
         progress.close(info["step"])
-    if stopper.stopped:
-        _say(
-            f"{stop.name}: stopped at step {info['step']}, checkpoint saved; "
+    if stopper.stopped:  # (last_word: under torchrun, after the launcher's own lines)
+        last_word(
+            f"[vlmrm.train] {stop.name}: stopped at step {info['step']}, checkpoint saved; "
             f"continue with: python -m vlmrm.train resume={run_dir}"
         )
     else:
