@@ -16,7 +16,9 @@ picks the port, nothing here is fixed):
   chunk with its own CLIP replica, and the rewards are gathered back. Ranks > 0 run
   :meth:`DistributedReward.serve` until rank 0 closes the reward (or exits). We chose this
   over one-agent-per-GPU because it keeps the training algorithm and its hyper-parameters
-  exactly those of the single-GPU run; only the reward is faster.
+  exactly those of the single-GPU run; only the reward is faster. ``python -m vlmrm.train
+  reward.distributed=true`` under torchrun runs it (:mod:`vlmrm.agents.distributed_reward`).
+  Its frames and rewards are CPU tensors, so its process group is gloo's.
 
 Backend: NCCL when every local rank has a GPU of its own, gloo otherwise (so it runs, and
 is tested, on a CPU, and with more ranks than GPUs).

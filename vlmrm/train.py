@@ -22,6 +22,7 @@ configuration, 130 aborted (second Ctrl-C).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -137,7 +138,8 @@ def _multirun(argv: list[str], show_config: bool) -> int:
         results.append(_train_or_explain(cfg, job.argv))
         if results[-1].interrupted:
             break
-    make_console().print(summary_table(jobs[: len(results)], results))
+    if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun, rank 0 alone has the runs
+        make_console().print(summary_table(jobs[: len(results)], results))
     return 0
 
 
