@@ -16,8 +16,10 @@ import re
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -118,7 +120,8 @@ def _open_run(cfg: DictConfig, argv: list[str] | None) -> Path:
 
 
 def train(
-    cfg: DictConfig, argv: list[str] | None = None, stop: GracefulStop | None = None, wrap_reward=None
+    cfg: DictConfig, argv: list[str] | None = None, stop: GracefulStop | None = None,
+    wrap_reward: Callable[[Any], Any] | None = None,
 ) -> TrainResult:
     """Run (or resume) one training job described by a resolved, validated config.
 

@@ -18,9 +18,10 @@ from vlmrm.runtime.stop import GracefulStop
 from vlmrm.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
-#: Random actions only (learning never starts), so the frames of a run depend on the seed alone.
+#: Random actions only (learning never starts), so the frames of a run depend on the seed alone;
+#: CLIP in fp32 on the CPU (on a GPU, fp16 results may depend on how a batch is split).
 RANDOM_AGENT = ["env=CartPole", "reward=tiny", "n_envs=2", "env.render_size=[64,64]", "agent.learning_starts=100000",
-                "eval.episodes=0", "progress=false"]
+                "eval.episodes=0", "progress=false", "reward.device=cpu", "device=cpu"]
 
 
 def _scored(log: str, rank: int) -> int:

@@ -133,12 +133,14 @@ def _multirun(argv: list[str], show_config: bool) -> int:
             _print_config((cfg, job.argv))
         return 0
     results = []
+    main_rank = os.environ.get("RANK", "0") in ("", "0")  # under torchrun, rank 0 alone has the runs
     for job, cfg in zip(jobs, configs, strict=True):
-        print(f"[vlmrm.train] sweep job {job.index + 1}/{len(jobs)}: {job.label}", file=sys.stderr, flush=True)
+        if main_rank:
+            print(f"[vlmrm.train] sweep job {job.index + 1}/{len(jobs)}: {job.label}", file=sys.stderr, flush=True)
         results.append(_train_or_explain(cfg, job.argv))
         if results[-1].interrupted:
             break
-    if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun, rank 0 alone has the runs
+    if main_rank:
         make_console().print(summary_table(jobs[: len(results)], results))
     return 0
 
