@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from _runs import tb_scalars as _tb_scalars
 
 from vlmrm.agents.best import BestAgent, read_best, resolve_best_metric
 from vlmrm.errors import ConfigError
@@ -16,18 +17,6 @@ from vlmrm.evaluate import main as evaluate_main
 from vlmrm.train import main as train_main
 
 QUIET = ["progress=false"]
-
-
-def _tb_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    out: dict[str, list[tuple[int, float]]] = {}
-    for f in sorted((run_dir / "tb").glob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(f))
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
-    return out
 
 
 class FakeAgent:

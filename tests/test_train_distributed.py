@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _runs import tb_scalars
 from _torchrun import alive, ctrl_c, left_behind, needs_proc, torchrun
 
 from vlmrm.agents import latest_checkpoint, load_replay_buffer
@@ -18,10 +19,13 @@ from vlmrm.runtime.stop import GracefulStop
 from vlmrm.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
-#: Random actions only (learning never starts), so the frames of a run depend on the seed alone;
-#: CLIP in fp32 on the CPU (on a GPU, fp16 results may depend on how a batch is split).
-RANDOM_AGENT = ["env=CartPole", "reward=tiny", "n_envs=2", "env.render_size=[64,64]", "agent.learning_starts=100000",
-                "eval.episodes=0", "progress=false", "reward.device=cpu", "device=cpu"]
+#: The agent learns (from step 50, on the served rewards) but always explores (ε = 1), so the
+#: frames of a run depend on the seed alone and runs can be compared frame by frame; CLIP in
+#: fp32 on the CPU (on a GPU, fp16 results may depend on how a batch is split).
+RANDOM_AGENT = ["env=CartPole", "reward=tiny", "n_envs=2", "env.render_size=[64,64]", "agent.learning_starts=50",
+                "agent.train_freq=10", "agent.gradient_steps=2", "agent.exploration_initial_eps=1.0",
+                "agent.exploration_final_eps=1.0", "eval.episodes=0", "progress=false", "reward.device=cpu",
+                "device=cpu"]
 
 
 def _scored(log: str, rank: int) -> int:
@@ -64,6 +68,7 @@ def test_two_processes_relabel_like_one(two_process_run, tmp_path):
     assert "each scoring batch split over 2 ranks" in log
     assert _scored(log, 1) > 100 and _scored(log, 0) > 100  # both ranks did score
     assert log.count("run directory:") == 1 and not (run.parent / "one").exists()  # rank 0 alone writes
+    assert np.isfinite(tb_scalars(run)["train/loss"][-1][1])  # it trained on them
     assert train_main([*RANDOM_AGENT, "total_steps=300", f"out={tmp_path}", "run_name=one"]) == 0
     _same_rewards(run, tmp_path / "one", 300)
 
