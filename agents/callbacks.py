@@ -149,7 +149,8 @@ class EvalVideo(BaseCallback):
     """Every ``every`` env steps: deterministic episodes on ``env``, an mp4, eval metrics.
 
     Writes ``<video_dir>/step_<N>.mp4`` and logs ``eval/gt_return``, ``eval/clip_return``,
-    ``eval/success_rate`` and ``eval/ep_length``.
+    ``eval/success_rate`` and ``eval/ep_length``; ``on_eval(model, summary)`` follows each
+    evaluation (the run's best agent, :mod:`vlmrm.agents.best`).
     """
 
     def __init__(
@@ -162,8 +163,10 @@ class EvalVideo(BaseCallback):
         reward_model: Callable | None = None,
         fps: float = 30.0,
         seed: int | None = None,
+        on_eval: Callable | None = None,
     ) -> None:
         super().__init__()
+        self.on_eval = on_eval  # on_eval(model, summary) after each evaluation (e.g. agents.best.BestAgent)
         self.env = env
         self.every = int(every)
         self.n_episodes = int(episodes)
@@ -210,6 +213,8 @@ class EvalVideo(BaseCallback):
             if value is not None:
                 self.logger.record(key, value)
         self.logger.dump(step)
+        if self.on_eval is not None:
+            self.on_eval(self.model, summary)
         return summary
 
 

@@ -271,13 +271,17 @@ def latest_checkpoint(run_dir: str | os.PathLike, warn: Callable[[str], None] = 
 
 
 def find_checkpoint(run_dir: str | os.PathLike, which: str = "last") -> Path:
-    """The agent file of ``last`` (newest complete), a step number, or a checkpoint folder/file.
+    """The agent file of ``last`` (newest complete), ``best``, a step number, or a checkpoint folder/file.
 
     A checkpoint folder is verified first; a plain ``.zip`` path is taken as given.
     """
     which = "last" if which in ("last", "latest", None) else str(which)
     if which == "last":
         return latest_checkpoint(run_dir).agent_path
+    if which == "best":  # checkpoints/best.zip, checked against best.json
+        from vlmrm.agents.best import best_agent_path
+
+        return best_agent_path(run_dir)
     ckpt = checkpoint_dir(run_dir)
     dirs = [Path(which), ckpt / which]
     if which.isdigit():

@@ -437,6 +437,10 @@ def _migrate(cfg: DictConfig) -> DictConfig:
                 cfg[new] = cfg.pop(old)
         if cfg.get("reward") is not None and cfg.reward.get("device", "auto") is None:
             cfg.reward.device = "auto"
+        if cfg.get("reward") is not None and "distributed" not in cfg.reward:
+            cfg.reward.distributed = False
+        if cfg.get("eval") is not None and "best_metric" not in cfg.eval:
+            cfg.eval.best_metric = "auto"
     return cfg
 
 

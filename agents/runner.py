@@ -16,8 +16,10 @@ import re
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,6 +30,7 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 
 from vlmrm.agents import builders
+from vlmrm.agents.best import BestAgent, check_metric_reported
 from vlmrm.agents.builders import OFF_POLICY, build_agent, check_action_space, load_agent
 from vlmrm.agents.callbacks import (
     EpisodeStats,
@@ -58,6 +61,7 @@ from vlmrm.agents.vec_env import (
 )
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write_text
+from vlmrm.runtime.epilogue import last_word
 from vlmrm.runtime.stop import GracefulStop
 from vlmrm.wrappers import CLIPRewardVecEnvWrapper
 
@@ -115,16 +119,21 @@ def _open_run(cfg: DictConfig, argv: list[str] | None) -> Path:
     return run_dir
 
 
-def train(cfg: DictConfig, argv: list[str] | None = None, stop: GracefulStop | None = None) -> TrainResult:
+def train(
+    cfg: DictConfig, argv: list[str] | None = None, stop: GracefulStop | None = None,
+    wrap_reward: Callable[[Any], Any] | None = None,
+) -> TrainResult:
     """Run (or resume) one training job described by a resolved, validated config.
 
     ``stop`` (default: a fresh :class:`GracefulStop`) is what SIGINT/SIGTERM trigger
     while ``learn`` runs; call ``stop.request()`` from a callback to stop programmatically.
+    ``wrap_reward(reward_model)`` replaces the built CLIP reward (multi-rank scoring,
+    :mod:`vlmrm.agents.distributed_reward`).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(torch_threads(cfg.get("threads", "auto")))
     try:
-        return _train(cfg, argv, stop)
+        return _train(cfg, argv, stop, wrap_reward)
     finally:
         torch.set_num_threads(threads)
 
@@ -157,7 +166,7 @@ def _describe_reward(cfg: DictConfig, goal: str, reward_model) -> str:
     )
 
 
-def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None) -> TrainResult:
+def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None, wrap_reward=None) -> TrainResult:
     resuming = cfg.get("resume") is not None
     ckpt = None
     if resuming:
@@ -177,8 +186,11 @@ def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None) -
     venv: VecEnv | None = None
     try:
         check_action_space(algo, eval_env.action_space, cfg.env.id)
+        check_metric_reported(cfg.eval.best_metric if cfg.eval.episodes > 0 else None, eval_env)
         goal = goal_prompt(cfg.env.goal_template, cfg.goal) if cfg.reward.get("model") is not None else None
         reward_model = builders.build_reward_model(cfg.reward, goal, cfg.get("baseline"))
+        if wrap_reward is not None and reward_model is not None:
+            reward_model = wrap_reward(reward_model)
         timed = TimedReward(reward_model) if reward_model is not None else None
         venv = make_training_env(
             factory, cfg.n_envs, seed=cfg.seed, subprocess=cfg.subprocess, render_frames=timed is not None
@@ -227,6 +239,7 @@ def _learn(
         reward_model=reward_model,
         fps=render_fps(eval_env),
         seed=cfg.seed + 10_000,
+        on_eval=BestAgent(run_dir, cfg.eval.best_metric, _say) if cfg.eval.episodes > 0 else None,
     )
     keep = int(cfg.get("keep_checkpoints", 0) or 0)
     checkpointer = PeriodicCheckpoint(run_dir, cfg.checkpoint_every, relabeller, keep=keep)
@@ -252,9 +265,9 @@ def _learn(
         info = _finish(cfg, model, venv, stopper, relabeller, evaluator, run_dir, stop)
     if progress is not None:
         progress.close(info["step"])
-    if stopper.stopped:
-        _say(
-            f"{stop.name}: stopped at step {info['step']}, checkpoint saved; "
+    if stopper.stopped:  # (last_word: under torchrun, after the launcher's own lines)
+        last_word(
+            f"[vlmrm.train] {stop.name}: stopped at step {info['step']}, checkpoint saved; "
             f"continue with: python -m vlmrm.train resume={run_dir}"
         )
     else:

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlmrm.agents.best import resolve_best_metric
 from vlmrm.checks import (
     check_alpha,
     check_choice,
@@ -71,11 +72,20 @@ class RewardSettings(ClipSettings):
     auto (episode for sac/td3/ddpg/dqn, step for ppo/a2c)."""
     max_pending_frames: int = 4096
     """Episode relabelling scores its stored frames at least this often."""
+    distributed: bool = False
+    """Under torchrun: spread every scoring batch over all ranks' CLIP replicas (envs and
+    agent stay on rank 0; ranks > 0 only score). Without torchrun (or with one process)
+    it falls back to scoring in the one process, with a notice."""
 
     def check(self) -> None:
         """Torch-free checks of a CLIP reward section (ground truth: nothing to check)."""
         self.relabel = check_choice("reward.relabel", self.relabel, RELABEL_MODES)
+        if not isinstance(self.distributed, bool):
+            raise ConfigError(f"reward.distributed must be true or false, got {self.distributed!r}")
         if self.model is None:
+            if self.distributed:
+                raise ConfigError("reward.distributed=true spreads a CLIP reward over ranks, but "
+                                  "reward=ground_truth has none; drop reward.distributed")
             return
         self.model = check_model_spec(self.model, self.pretrained, "reward.model")
         self.device = check_device(self.device, "reward.device")
@@ -96,6 +106,10 @@ class PeriodicEvalSettings:
     """Deterministic episodes per evaluation (0: none)."""
     video: bool = True
     """Write videos/step_<N>.mp4 of the evaluation episodes."""
+    best_metric: str = "auto"
+    """What checkpoints/best.zip maximises over the evaluations: clip_return, gt_return or
+    success (the success rate, for envs that report it); auto: clip_return with a CLIP
+    reward, gt_return with reward=ground_truth."""
 
 
 @dataclass
@@ -210,6 +224,7 @@ class TrainSettings(RunSettings):
             goal_prompt(self.env.get("goal_template"), self.goal)
         self._check_agent()
         self._check_reward()
+        self.eval.best_metric = resolve_best_metric(self.eval.best_metric, self.reward.model is not None)
         return self
 
     def _check_agent(self) -> None:

@@ -17,6 +17,7 @@ values the user set on the command line, and prints one notice that says what ch
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Collection
 
@@ -97,4 +98,6 @@ def fit_short_run(cfg: DictConfig, user_keys: Collection[str], say=None) -> dict
 
 
 def _say(msg: str) -> None:
+    if os.environ.get("RANK", "0") not in ("", "0"):  # under torchrun every rank composes the config: once
+        return
     print(f"[vlmrm.train] {msg}", file=sys.stderr, flush=True)

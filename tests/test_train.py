@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _runs import tb_scalars as _tb_scalars
 from omegaconf import OmegaConf
 
 import vlmrm
@@ -29,18 +30,6 @@ def _run_dir(out: Path) -> Path:
     dirs = [d for d in out.iterdir() if d.is_dir()]
     assert len(dirs) == 1, dirs
     return dirs[0]
-
-
-def _tb_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    out: dict[str, list[tuple[int, float]]] = {}
-    for f in sorted((run_dir / "tb").glob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(f))
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
-    return out
 
 
 # -- configuration ---------------------------------------------------------------------

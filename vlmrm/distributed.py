@@ -16,7 +16,9 @@ picks the port, nothing here is fixed):
   chunk with its own CLIP replica, and the rewards are gathered back. Ranks > 0 run
   :meth:`DistributedReward.serve` until rank 0 closes the reward (or exits). We chose this
   over one-agent-per-GPU because it keeps the training algorithm and its hyper-parameters
-  exactly those of the single-GPU run; only the reward is faster.
+  exactly those of the single-GPU run; only the reward is faster. ``python -m vlmrm.train
+  reward.distributed=true`` under torchrun runs it (:mod:`vlmrm.agents.distributed_reward`).
+  Its frames and rewards are CPU tensors, so its process group is gloo's.
 
 Backend: NCCL when every local rank has a GPU of its own, gloo otherwise (so it runs, and
 is tested, on a CPU, and with more ranks than GPUs).
@@ -256,6 +258,7 @@ class DistributedReward:
         self.reward_fn = reward_fn
         self.info = info or init_distributed()
         self._closed = False
+        self.frames = 0  # frames this rank scored (padding excluded)
 
     def __enter__(self) -> DistributedReward:
         return self
@@ -284,30 +287,33 @@ class DistributedReward:
         mine = torch.empty_like(chunks[0])
         dist.scatter(mine, chunks, src=0)
         rewards = self._local(mine)
+        self.frames += min(per, n)
         gathered = [torch.empty(per, dtype=torch.float32) for _ in range(world)]
         dist.gather(rewards, gathered, dst=0)
         return torch.cat(gathered)[:n].numpy()
 
-    def serve(self) -> None:
-        """Ranks > 0: answer rank 0's batches until it closes the reward."""
+    def serve(self) -> int:
+        """Ranks > 0: answer rank 0's batches until it closes the reward; returns its ``status``."""
         if not self.info.enabled or self.info.is_main:
-            return
+            return 0
         while True:
             header = torch.empty(6, dtype=torch.int64)
             _interruptible(dist.broadcast(header, src=0, async_op=True))  # rank 0 may step envs a while
             n, per, h, w, c, is_float = (int(v) for v in header)
             if n == _STOP:
-                return
+                return per
             mine = torch.empty((per, h, w, c), dtype=torch.float32 if is_float else torch.uint8)
             dist.scatter(mine, None, src=0)
             rewards = self._local(mine)
+            self.frames += max(0, min(per, n - self.info.rank * per))
             dist.gather(rewards, None, dst=0)
 
-    def close(self) -> None:
-        """Rank 0: release the serving ranks."""
+    def close(self, status: int = 0) -> None:
+        """Rank 0: release the serving ranks; ``status`` (what :meth:`serve` returns there)
+        tells them how rank 0 ended (0: normally; the caller gives other codes a meaning)."""
         if self._closed or not self.info.enabled or not self.info.is_main:
             self._closed = True
             return
         self._closed = True
         if dist.is_initialized():
-            dist.broadcast(torch.tensor([_STOP, 0, 0, 0, 0, 0], dtype=torch.int64), src=0)
+            dist.broadcast(torch.tensor([_STOP, int(status), 0, 0, 0, 0], dtype=torch.int64), src=0)

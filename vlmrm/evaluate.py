@@ -4,6 +4,7 @@ Usage::
 
     python -m vlmrm.evaluate run=runs/CartPole-pole-upright-20240101-120000
     python -m vlmrm.evaluate run=<dir> checkpoint=128000 episodes=10 deterministic=false
+    python -m vlmrm.evaluate run=<dir> checkpoint=best                 # the best periodic evaluation's agent
     python -m vlmrm.evaluate run=<dir> reward_model=ViT-L-14/laion2b_s32b_b82k   # score with another CLIP
     python -m vlmrm.evaluate run=<dir> reward_pretrained=tuned.safetensors   # the run's CLIP, other weights
 
@@ -36,7 +37,8 @@ class EvaluateSettings:
     run: str | None = None
     """A run folder made by python -m vlmrm.train (required)."""
     checkpoint: str = "last"
-    """Which checkpoint: last, a step number (128000), or a checkpoint file."""
+    """Which checkpoint: last, best (checkpoints/best.zip, the best periodic evaluation),
+    a step number (128000), or a checkpoint file."""
     episodes: int = 5
     """How many episodes."""
     deterministic: bool = True
@@ -114,6 +116,7 @@ COMMAND = Command(
     examples=(
         "python -m vlmrm.evaluate run=runs/<run> episodes=5",
         "python -m vlmrm.evaluate run=runs/<run> checkpoint=128000 deterministic=false",
+        "python -m vlmrm.evaluate run=runs/<run> checkpoint=best episodes=10",
         "python -m vlmrm.evaluate run=runs/<run> reward_model=ViT-L-14/laion2b_s32b_b82k",
         "python -m vlmrm.evaluate run=runs/<run> reward_model=ViT-B-32 reward_pretrained=tuned.safetensors",
         "python -m vlmrm.evaluate run=runs/<run> reward_pretrained=runs/tune/model.safetensors",

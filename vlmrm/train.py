@@ -9,6 +9,7 @@ Usage::
     python -m vlmrm.train env=Acrobot-v1 goal="the tip swung high" baseline="an acrobot"   # any Gymnasium id
     python -m vlmrm.train -m seed=0,1,2 reward.alpha=0,0.5                 # a sweep: one run each
     python -m vlmrm.train env=CartPole --cfg job                           # print the config only
+    torchrun --standalone --nproc-per-node=4 -m vlmrm.train env=Humanoid reward.distributed=true  # CLIP on 4 GPUs
 
 Settings are ``key=value`` overrides of the config tree in ``configs/`` (``train.yaml``
 and the groups ``env/``, ``agent/``, ``reward/``), composed with Hydra; ``--help`` lists
@@ -21,6 +22,7 @@ configuration, 130 aborted (second Ctrl-C).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -49,7 +51,11 @@ def _summary() -> str:
         "env.* and agent.* are documented in their group files; agent.<key> is any argument\n"
         "of the SB3 class; agent.config=hparams.yml reads an rl_zoo3 hyper-parameter file.\n"
         "A run writes <out>/<env>-<goal>-<time>/: config.yaml, tb/, videos/, checkpoints/.\n"
-        "Ctrl-C or SIGTERM saves a checkpoint; resume=<run> continues it.\n"
+        "Ctrl-C or SIGTERM saves a checkpoint; resume=<run> continues it. Periodic evaluations keep\n"
+        "checkpoints/best.zip (+ best.json) by eval.best_metric; evaluate it with checkpoint=best.\n"
+        "Several GPUs/processes: torchrun --standalone --nproc-per-node=N -m vlmrm.train ...\n"
+        "reward.distributed=true keeps envs and agent on rank 0 and splits every CLIP scoring batch\n"
+        "over the ranks (gloo); without torchrun it falls back to one process, with a notice.\n"
         "Hydra flags: -m (a sweep: seed=0,1,2 reward.alpha=0,0.5 runs every combination, one run\n"
         "each, then a summary table); --cfg job prints the resolved config and trains nothing."
     )
@@ -67,16 +73,19 @@ COMMAND = Command(
         'python -m vlmrm.train env=Pendulum-v1 agent=td3 goal="a pendulum pointing up" baseline="a pendulum"',
         "python -m vlmrm.train -m env=CartPole reward=tiny total_steps=300 seed=0,1",
         "python -m vlmrm.train env=CartPole --cfg job",
+        "torchrun --standalone --nproc-per-node=4 -m vlmrm.train env=Humanoid reward.distributed=true",
     ),
     parser=lambda argv: (resolve_config(argv), list(argv)),
 )
 
 
 def train(cfg: DictConfig, argv: list[str] | None = None, stop: GracefulStop | None = None) -> TrainResult:
-    """Run (or resume) the job of a composed config: :func:`vlmrm.agents.runner.train`."""
-    from vlmrm.agents.runner import train as run_job
+    """Run (or resume) the job of a composed config: :func:`vlmrm.agents.runner.train`
+    (under torchrun with ``reward.distributed=true``, on every rank:
+    :func:`vlmrm.agents.distributed_reward.train_job`)."""
+    from vlmrm.agents.distributed_reward import train_job
 
-    return run_job(cfg, argv, stop)
+    return train_job(cfg, argv, stop)
 
 
 def _run(args: tuple[DictConfig, list[str]]) -> int:
@@ -124,12 +133,15 @@ def _multirun(argv: list[str], show_config: bool) -> int:
             _print_config((cfg, job.argv))
         return 0
     results = []
+    main_rank = os.environ.get("RANK", "0") in ("", "0")  # under torchrun, rank 0 alone has the runs
     for job, cfg in zip(jobs, configs, strict=True):
-        print(f"[vlmrm.train] sweep job {job.index + 1}/{len(jobs)}: {job.label}", file=sys.stderr, flush=True)
+        if main_rank:
+            print(f"[vlmrm.train] sweep job {job.index + 1}/{len(jobs)}: {job.label}", file=sys.stderr, flush=True)
         results.append(_train_or_explain(cfg, job.argv))
         if results[-1].interrupted:
             break
-    make_console().print(summary_table(jobs[: len(results)], results))
+    if main_rank:
+        make_console().print(summary_table(jobs[: len(results)], results))
     return 0
 
 

@@ -8,13 +8,28 @@ once (``KeyboardInterrupt``) for when saving hangs.
 
 Cluster schedulers send SIGTERM before killing a preempted job, so the same path makes
 preemption resumable with ``resume=<run dir>``.
+
+Under torchrun a Ctrl-C reaches each worker twice: from the terminal (it signals the whole
+process group) and, a moment later, passed on by the launcher. A repeat of the signal
+within :data:`ECHO_S` seconds of the first is taken for that echo, not for a second Ctrl-C,
+so that a worker still saves its checkpoint (torchrun waits 30 s before killing it).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 from types import FrameType
+
+#: Under torchrun: a repeated signal this soon after the first is the launcher passing it on.
+ECHO_S = 2.0
+
+
+def _launcher_echoes() -> bool:
+    """Whether this process is a torchrun worker (its launcher passes signals on)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
 
 
 class GracefulStop:
@@ -28,9 +43,12 @@ class GracefulStop:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self) -> None:
+    def __init__(self, echo_s: float | None = None) -> None:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
+        self._first = 0.0
+        #: A repeat within this many seconds is ignored (default: ECHO_S under torchrun, else 0).
+        self.echo_s = (ECHO_S if _launcher_echoes() else 0.0) if echo_s is None else float(echo_s)
 
     @property
     def requested(self) -> bool:
@@ -49,9 +67,12 @@ class GracefulStop:
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
+            if time.monotonic() - self._first < self.echo_s:
+                return  # the launcher passing the same Ctrl-C on
             self._restore()
             raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: aborting without a checkpoint")
         self.signum = signum
+        self._first = time.monotonic()
 
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
