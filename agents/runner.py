@@ -43,7 +43,7 @@ from vlmrm.agents.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from vlmrm.agents.config import torch_threads
+from vlmrm.agents.config import apply_torch_threads
 from vlmrm.agents.loggers import make_logger
 from vlmrm.agents.progress import StepProgress
 from vlmrm.agents.relabel import EpisodeRelabeller, TimedReward
@@ -122,7 +122,7 @@ def train(cfg: DictConfig, argv: list[str] | None = None, stop: GracefulStop | N
     while ``learn`` runs; call ``stop.request()`` from a callback to stop programmatically.
     """
     threads = torch.get_num_threads()
-    torch.set_num_threads(torch_threads(cfg.get("threads", "auto")))
+    apply_torch_threads(cfg, _say)
     try:
         return _train(cfg, argv, stop)
     finally:
