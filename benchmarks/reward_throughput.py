@@ -16,7 +16,7 @@ fidelity of the toolkit's rewards to fp32 rewards (Spearman) and the max |Δrewa
 ``--load N`` keeps N busy processes (one spinning core each) running during every
 measurement, the baseline's included, as env worker processes do during training;
 ``--threads`` sets torch's thread count for both paths (``auto``: the trainer's policy,
-the cores left after the load, see ``vlmrm.agents.config.torch_threads``).
+the load counted as env workers, see ``vlmrm.agents.config.torch_threads``).
 
 Columns: the frames per reward call (``batch``) and per tower call of the toolkit
 (``chunk``; the baseline, like the reference, runs the whole batch at once); frames/s of
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         "--threads",
         type=thread_counts,
         default=["auto"],
-        help="torch threads of both paths: auto (the cores left after --load) or N, comma-separated",
+        help="torch threads of both paths: auto (the trainer's policy, --load counted as env workers) or N, comma-separated",
     )
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOP/s at this precision")
     args = p.parse_args(argv)
@@ -255,7 +255,13 @@ def main(argv: list[str] | None = None) -> None:
         for model in args.model.split(","):
             for precision in args.precision.split(","):
                 for compile in args.compile.split(","):
+                    loading = time.perf_counter()
                     ref_clip, clip = load_pair(args, model, precision, compile)
+                    print(
+                        f"({model} {clip.precision}{'+c' if clip.compile else ''}, {threads} threads: "
+                        f"loaded{' and compiled' if clip.compile else ''} in {time.perf_counter() - loading:.0f} s)",
+                        flush=True,
+                    )
                     for load in args.load:
                         wanted = {torch_threads(t if t == "auto" else int(t), load) for t in args.threads}
                         if threads not in wanted:
