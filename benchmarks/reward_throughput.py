@@ -90,7 +90,9 @@ def thread_counts(text: str) -> list[str]:
 @contextlib.contextmanager
 def busy_cores(n: int) -> Iterator[list[subprocess.Popen]]:
     """``n`` processes that each keep one core busy until the block ends."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    # Each spins until its parent is gone, so none outlives a killed benchmark.
+    spin = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n)]
     try:
         time.sleep(0.2 if n else 0)  # let them start spinning before the timing starts
         yield procs

@@ -72,7 +72,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="CartPole")
     p.add_argument("--model", default="vlmrm-tiny", help="load_clip spec of the reward model")
-    p.add_argument("--steps", type=int, default=4000, help="env steps per run")
+    p.add_argument("--steps", type=int, default=2000, help="env steps per run")
     p.add_argument("--n-envs", type=int, nargs="+", default=[1, 8])
     p.add_argument("--modes", nargs="+", default=["ground_truth", "render", "episode", "step"],
                    choices=["ground_truth", "render", "episode", "step"])
