@@ -360,23 +360,19 @@ def env_workers(cfg: Mapping) -> int:
     return n_envs if cfg.get("subprocess") and n_envs > 1 else 0
 
 
-def apply_torch_threads(cfg: Mapping, say: Any = print) -> int:
-    """Set torch's thread count for a training run from ``cfg.threads`` and say it, once.
+def train_threads(cfg: Mapping) -> int:
+    """The torch thread count of a training run: ``cfg.threads`` with its env workers."""
+    return torch_threads(cfg.get("threads", "auto"), env_workers(cfg))
 
-    Returns the count set; ``say`` gets one line naming the count and why.
-    """
-    import torch
 
+def describe_threads(cfg: Mapping) -> str:
+    """``torch threads: N (why)``: the line a training run prints once with its setup."""
     value = cfg.get("threads", "auto")
-    workers = env_workers(cfg)
-    n = torch_threads(value, workers)
     if value in (None, "auto"):
-        why = f"auto: {available_cores()} cores, {workers} env worker processes; threads=N overrides"
+        why = f"auto: {available_cores()} cores, {env_workers(cfg)} env worker processes; threads=N overrides"
     else:
         why = f"threads={value}"
-    torch.set_num_threads(n)
-    say(f"torch threads: {n} ({why})")
-    return n
+    return f"torch threads: {train_threads(cfg)} ({why})"
 
 
 def validate_train_config(cfg: DictConfig) -> DictConfig:

@@ -4,9 +4,14 @@ override, and one line saying the choice."""
 from __future__ import annotations
 
 import pytest
-import torch
 
-from vlmrm.agents.config import MAX_AUTO_THREADS, apply_torch_threads, env_workers, torch_threads
+from vlmrm.agents.config import (
+    MAX_AUTO_THREADS,
+    describe_threads,
+    env_workers,
+    torch_threads,
+    train_threads,
+)
 from vlmrm.errors import ConfigError
 
 
@@ -45,20 +50,20 @@ def test_env_workers_count_only_subprocess_envs() -> None:
     assert env_workers({"n_envs": 1, "subprocess": True}) == 0  # one env steps in-process
 
 
-def test_the_choice_is_set_and_said_once() -> None:
-    before = torch.get_num_threads()
-    said: list[str] = []
-    try:
-        n = apply_torch_threads({"threads": 1, "n_envs": 4, "subprocess": True}, said.append)
-        assert n == 1 and torch.get_num_threads() == 1
-        assert said == ["torch threads: 1 (threads=1)"]
-        said.clear()
-        n = apply_torch_threads({"threads": "auto", "n_envs": 64, "subprocess": True}, said.append)
-        assert n == 1 and torch.get_num_threads() == 1
-        assert len(said) == 1 and said[0].startswith("torch threads: 1 (auto: ")
-        assert "64 env worker processes" in said[0]
-    finally:
-        torch.set_num_threads(before)
+def test_the_choice_and_its_reason_in_one_line() -> None:
+    from vlmrm.agents.config import available_cores
+
+    cfg = {"threads": 1, "n_envs": 4, "subprocess": True}
+    assert train_threads(cfg) == 1
+    assert describe_threads(cfg) == "torch threads: 1 (threads=1)"
+    cfg = {"threads": "auto", "n_envs": 64, "subprocess": True}
+    assert train_threads(cfg) == 1
+    cores = available_cores()
+    assert describe_threads(cfg) == (
+        f"torch threads: 1 (auto: {cores} cores, 64 env worker processes; threads=N overrides)"
+    )
+    cfg = {"threads": "auto", "n_envs": 1, "subprocess": False}
+    assert train_threads(cfg) == torch_threads("auto", 0, cores=cores)
 
 
 def _benchmark():

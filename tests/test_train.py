@@ -333,7 +333,7 @@ def test_ppo_online_rewards_and_ground_truth(tmp_path, monkeypatch, capsys):
            f"out={tmp_path / 'ppo'}"]
     assert train_main(ppo + QUIET) == 0
     said = [ln for ln in capsys.readouterr().err.splitlines() if "torch threads:" in ln]
-    assert len(said) == 1 and said[0].startswith("[vlmrm.train] torch threads: "), said  # the choice, once
+    assert len(said) == 1 and "steps to go; torch threads: " in said[0] and "(auto: " in said[0], said  # once
     run = _run_dir(tmp_path / "ppo")
     assert compiled == ["default"] and OmegaConf.load(run / "config.yaml").reward.compile == "default"
     assert latest_checkpoint(run).step == 64
