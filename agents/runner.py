@@ -46,7 +46,7 @@ from vlmrm.agents.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from vlmrm.agents.config import torch_threads
+from vlmrm.agents.config import describe_threads, train_threads
 from vlmrm.agents.loggers import make_logger
 from vlmrm.agents.progress import StepProgress
 from vlmrm.agents.relabel import EpisodeRelabeller, TimedReward
@@ -131,7 +131,7 @@ def train(
     :mod:`vlmrm.agents.distributed_reward`).
     """
     threads = torch.get_num_threads()
-    torch.set_num_threads(torch_threads(cfg.get("threads", "auto")))
+    torch.set_num_threads(train_threads(cfg))
     try:
         return _train(cfg, argv, stop, wrap_reward)
     finally:
@@ -250,7 +250,7 @@ def _learn(
     where = " in subprocesses" if cfg.subprocess and cfg.n_envs > 1 else ""
     _say(
         f"{algo} on {cfg.env.id}, {cfg.n_envs} env{'s' if cfg.n_envs > 1 else ''}{where}: "
-        f"{max(remaining, 0)} of {cfg.total_steps} steps to go"
+        f"{max(remaining, 0)} of {cfg.total_steps} steps to go; {describe_threads(cfg)}"
     )
     # Signals stay graceful until the final checkpoint is written: a Ctrl-C during the
     # final evaluation or save is recorded and the save completes; a second one aborts.

@@ -157,8 +157,8 @@ class TrainSettings(RunSettings):
     device: str = "auto"
     """Torch device of the agent: auto (cuda when present, else cpu), cpu, cuda, cuda:N."""
     threads: Any = "auto"
-    """Torch CPU threads of the main process (auto: min(4, cores/2)); small MLP updates
-    slow down badly on oversubscribed cores."""
+    """Torch CPU threads of the main process (auto: min(4, cores/2, cores - env worker
+    processes)); small MLP updates and CLIP calls slow down badly on oversubscribed cores."""
     eval: PeriodicEvalSettings = field(default_factory=PeriodicEvalSettings)
     checkpoint_every: int | None = None
     """Env steps between checkpoints (0: only at the end) (default: the env's)."""

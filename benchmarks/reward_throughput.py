@@ -11,6 +11,12 @@ fidelity of the toolkit's rewards to fp32 rewards (Spearman) and the max |Δrewa
     python benchmarks/reward_throughput.py --model ViT-B-32,ViT-L-14 --frame-size 224x224,480x480,400x600 \
         --batch-size 1,16,256,1024 --precision fp16          # a sweep: one table row per setting
     python benchmarks/reward_throughput.py --model ViT-B-32 --batch-size 1024 --precision fp16 --compile true
+    python benchmarks/reward_throughput.py --precision int8 --load 0,1 --threads auto,2   # idle and loaded
+
+``--load N`` keeps N busy processes (one spinning core each) running during every
+measurement, the baseline's included, as env worker processes do during training;
+``--threads`` sets torch's thread count for both paths (``auto``: the trainer's policy,
+the load counted as env workers, see ``vlmrm.agents.config.torch_threads``).
 
 Columns: the frames per reward call (``batch``) and per tower call of the toolkit
 (``chunk``; the baseline, like the reference, runs the whole batch at once); frames/s of
@@ -26,8 +32,12 @@ toolkit's tower is compiled (``--compile``; the bare-tower column is then compil
 from __future__ import annotations
 
 import argparse
+import contextlib
+import subprocess
+import sys
 import time
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -55,6 +65,41 @@ def reference_rewards(clip: vlmrm.ClipModel, reward: vlmrm.CLIPReward, frames: t
     proj = d.T @ d / d.norm() ** 2
     m = reward.alpha * proj + (1 - reward.alpha) * torch.eye(proj.shape[0], device=proj.device)
     return 1 - (((emb - g) @ m).norm(dim=-1) ** 2) / 2
+
+
+def counts(text: str) -> list[int]:
+    """``"0,1"`` → ``[0, 1]``: a comma list of non-negative integers (``--load``)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = [-1]
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative integers separated by commas, got {text!r}")
+    return values
+
+
+def thread_counts(text: str) -> list[str]:
+    """``"auto,2"``: ``auto`` or positive integers, comma-separated (``--threads``)."""
+    values = [v.strip() for v in text.split(",")]
+    for v in values:
+        if v != "auto" and not (v.isdigit() and int(v) > 0):
+            raise argparse.ArgumentTypeError(f"expected 'auto' or positive integers separated by commas, got {text!r}")
+    return values
+
+
+@contextlib.contextmanager
+def busy_cores(n: int) -> Iterator[list[subprocess.Popen]]:
+    """``n`` processes that each keep one core busy until the block ends."""
+    # Each spins until its parent is gone, so none outlives a killed benchmark.
+    spin = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n)]
+    try:
+        time.sleep(0.2 if n else 0)  # let them start spinning before the timing starts
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def sync() -> None:
@@ -177,36 +222,70 @@ def main(argv: list[str] | None = None) -> None:
         "comma-separated to compare",
     )
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--load",
+        type=counts,
+        default=[0],
+        help="busy background processes during every measurement, comma-separated to compare (0,1)",
+    )
+    p.add_argument(
+        "--threads",
+        type=thread_counts,
+        default=["auto"],
+        help="torch threads of both paths: auto (the trainer's policy, --load counted as env workers) or N, comma-separated",
+    )
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOP/s at this precision")
     args = p.parse_args(argv)
+    started = time.perf_counter()
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.frame_size.split(",")]
     batches = [int(b) for b in args.batch_size.split(",")]
-    print(f"torch={torch.__version__} threads={torch.get_num_threads()} cuda={torch.cuda.is_available()}")
+    from vlmrm.agents.config import available_cores, torch_threads
+
+    print(f"torch={torch.__version__} cores={available_cores()} cuda={torch.cuda.is_available()}")
     header = (
-        f"{'model':<10} {'frames':>9} {'batch':>5} {'chunk':>5} {'prec':>7} {'fast':>5} {'baseline/s':>10} {'vlmrm/s':>9} "
+        f"{'model':<10} {'frames':>9} {'batch':>5} {'chunk':>5} {'prec':>7} {'fast':>5} {'load':>4} {'thr':>3} "
+        f"{'baseline/s':>10} {'vlmrm/s':>9} "
         f"{'speedup':>7} {'tower/s':>9} {'path/tower':>10} {'TFLOP/s':>8} {'of peak':>7} {'spearman':>8} "
         f"{'max|dR|':>8} {'spread':>8}"
     )
     print(header)
-    for model in args.model.split(","):
-        for precision in args.precision.split(","):
-            for compile in args.compile.split(","):
-                ref_clip, clip = load_pair(args, model, precision, compile)
-                for h, w in sizes:
-                    for batch in batches:
-                        m = measure(args, ref_clip, clip, h, w, batch)
-                        peak = f"{m['tflops'] / args.peak_tflops:7.1%}" if args.peak_tflops else f"{'-':>7}"
-                        print(
-                            f"{model:<10} {f'{h}x{w}':>9} {batch:>5} {m['tower_batch']:>5} {m['precision']:>7} "
-                            f"{str(m['fast_resize']):>5} {m['ref_fps']:10.1f} {m['fps']:9.1f} "
-                            f"{m['ref_fps'] and m['fps'] / m['ref_fps']:6.2f}x {m['tower_fps']:9.1f} "
-                            f"{m['fps'] / m['tower_fps']:10.2f} {m['tflops']:8.3f} {peak} "
-                            f"{m['spearman']:8.4f} {m['max_dr']:8.1e} {m['spread']:8.1e}",
-                            flush=True,
-                        )
-                del ref_clip, clip
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+    # Threads outermost: a compiled CPU graph keeps the thread count it was compiled with.
+    for threads in dict.fromkeys(
+        torch_threads(t if t == "auto" else int(t), load) for t in args.threads for load in args.load
+    ):
+        torch.set_num_threads(threads)
+        for model in args.model.split(","):
+            for precision in args.precision.split(","):
+                for compile in args.compile.split(","):
+                    loading = time.perf_counter()
+                    ref_clip, clip = load_pair(args, model, precision, compile)
+                    print(
+                        f"({model} {clip.precision}{'+c' if clip.compile else ''}, {threads} threads: "
+                        f"loaded{' and compiled' if clip.compile else ''} in {time.perf_counter() - loading:.0f} s)",
+                        flush=True,
+                    )
+                    for load in args.load:
+                        wanted = {torch_threads(t if t == "auto" else int(t), load) for t in args.threads}
+                        if threads not in wanted:
+                            continue
+                        with busy_cores(load):
+                            for h, w in sizes:
+                                for batch in batches:
+                                    m = measure(args, ref_clip, clip, h, w, batch)
+                                    peak = f"{m['tflops'] / args.peak_tflops:7.1%}" if args.peak_tflops else f"{'-':>7}"
+                                    print(
+                                        f"{model:<10} {f'{h}x{w}':>9} {batch:>5} {m['tower_batch']:>5} "
+                                        f"{m['precision']:>7} {str(m['fast_resize']):>5} {load:>4} {threads:>3} "
+                                        f"{m['ref_fps']:10.1f} {m['fps']:9.1f} "
+                                        f"{m['ref_fps'] and m['fps'] / m['ref_fps']:6.2f}x {m['tower_fps']:9.1f} "
+                                        f"{m['fps'] / m['tower_fps']:10.2f} {m['tflops']:8.3f} {peak} "
+                                        f"{m['spearman']:8.4f} {m['max_dr']:8.1e} {m['spread']:8.1e}",
+                                        flush=True,
+                                    )
+                    del ref_clip, clip
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+    print(f"(run time {time.perf_counter() - started:.0f} s)")
     print(f"(fp32 toolkit vs reference pipeline: max |dR| = {m['ref_dr']:.1e}; tower GFLOPs/image = {m['gflops']:.1f})")
 
 

@@ -314,13 +314,15 @@ def test_humanoid_smoke_run(tmp_path):
     assert "rollout/clip_return" in _tb_scalars(run)
 
 
-def test_ppo_online_rewards_and_ground_truth(tmp_path, monkeypatch):
+def test_ppo_online_rewards_and_ground_truth(tmp_path, monkeypatch, capsys):
     compiled = []  # reward.compile reaches load_clip (compiling itself is tested in test_models)
     monkeypatch.setattr(vlmrm.ClipModel, "enable_compile", lambda self, mode: compiled.append(mode))
     ppo = ["env=CartPole", "agent=ppo", "reward=tiny", "total_steps=64", "n_envs=2", "agent.n_steps=16",
            "agent.batch_size=16", "agent.n_epochs=1", "eval.episodes=0", "reward.compile=true",
            f"out={tmp_path / 'ppo'}"]
     assert train_main(ppo + QUIET) == 0
+    said = [ln for ln in capsys.readouterr().err.splitlines() if "torch threads:" in ln]
+    assert len(said) == 1 and "steps to go; torch threads: " in said[0] and "(auto: " in said[0], said  # once
     run = _run_dir(tmp_path / "ppo")
     assert compiled == ["default"] and OmegaConf.load(run / "config.yaml").reward.compile == "default"
     assert latest_checkpoint(run).step == 64

@@ -7,7 +7,15 @@ model, so it is paid once, at load, on a dummy batch: a missing compiler or an
 unsupported op then fails there with one clear line, not mid-training.
 
 The batch dimension is compiled as dynamic, so the remainders of episode-batched
-relabelling (every flush has its own size) reuse one graph instead of recompiling.
+relabelling (every flush has its own size) reuse one graph instead of recompiling; the
+warm-up also compiles batch 1 (its own graph: per-step rewards of one env), so no batch
+size a run uses compiles mid-run.
+
+Compiled code is cached on disk by Inductor (its FX graph cache, on by default, in
+``TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_<user>``): a second load of the
+same model, precision and thread count skips code generation and C++ compilation
+(ViT-B-32 int8: see the README for cold and warm times). Point the variable at a
+persistent folder to keep the cache across reboots.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ def compile_image_encoder(
     """A compiled ``model.encode_image``, already compiled for ``example``'s shape.
 
     The warm-up marks the batch dimension dynamic, so the graph it compiles serves every
-    later batch size of two or more (batch 1 gets a graph of its own).
+    later batch size of two or more; it then runs batch 1, which gets a graph of its own.
 
     ``example`` is a batch of model input (dtype and device of real calls); ``autocast``
     returns the autocast context real calls run under, so the warm-up traces the same graph.
@@ -44,6 +52,8 @@ def compile_image_encoder(
             example = example.clone()
             torch._dynamo.maybe_mark_dynamic(example, 0)
             compiled(example)
+            if example.shape[0] > 1:
+                compiled(example[:1].clone())
     except Exception as exc:  # Dynamo and Inductor raise many types; all mean the same here
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = lines[0][:300] if lines else type(exc).__name__
