@@ -101,7 +101,6 @@ class RewardSettings(ClipSettings):
         if self.relabel == "none":
             raise ConfigError("reward.relabel=none needs reward=ground_truth; use episode or step")
 
-
     def check_centring(self) -> None:
         """``reward.center``, ``center_frames``, ``offset`` and ``scale``: kinds and ranges."""
         if self.center is None:  # a reward section without the key (runs saved before it existed)
@@ -119,7 +118,7 @@ class RewardSettings(ClipSettings):
         if self.scale == 0:
             raise ConfigError("reward.scale=0 makes every reward 0; use a non-zero factor (default 1)")
         if self.offset is not None and not self.center:
-            raise ConfigError("reward.offset is the offset of a centred reward; add reward.center=true or drop it")
+            raise ConfigError("reward.offset is the offset of a centred reward; add reward.center=true, or reward.offset=null")
 
 
 @dataclass
