@@ -279,7 +279,7 @@ def _train_agent(
         shutil.rmtree(run_dir)
     result = train(cfg, overrides)
     offset = cfg.reward.get("offset") if cfg.reward.get("center") else None  # set by the trainer
-    return Path(latest_checkpoint(result.run_dir)["model_path"]), offset
+    return latest_checkpoint(result.run_dir).agent_path, offset
 
 
 def _hydra_value(v: Any) -> str:
