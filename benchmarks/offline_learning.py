@@ -227,12 +227,15 @@ def _train_agent(
     out_dir: Path,
     size: int,
     weights: Path | None,
-) -> tuple[Path, float | None]:
+    reuse: bool = False,
+) -> tuple[Path, float | None, bool]:
     """Train the env's agent through ``vlmrm.train`` on a CLIP reward or the ground truth.
 
     ``*_centred`` arms add ``reward.center=true``; the others keep the env's default
-    (MountainCar's env file centres, CartPole's does not). Returns the agent file and the
-    centring offset the trainer measured (``None`` when the reward was not centred).
+    (MountainCar's env file centres, CartPole's does not). Returns the agent file, the
+    centring offset the trainer measured (``None`` when the reward was not centred), and
+    whether the agent was reused: with ``reuse``, a finished run of the same settings
+    (its saved config, the measured offset aside) is evaluated again, not retrained.
     """
     from vlmrm.agents.checkpoint import latest_checkpoint
     from vlmrm.agents.config import compose_train_config
@@ -273,13 +276,37 @@ def _train_agent(
             overrides.append("reward.center=true")
     cfg = compose_train_config(overrides)
     run_dir = out_dir / f"{arm}-seed{seed}"
+    finished = _finished_run(run_dir, cfg, steps) if reuse else None
+    if finished is not None:
+        return finished[0], finished[1], True
     if (run_dir / "checkpoints").exists():
         import shutil
 
         shutil.rmtree(run_dir)
     result = train(cfg, overrides)
     offset = cfg.reward.get("offset") if cfg.reward.get("center") else None  # set by the trainer
-    return latest_checkpoint(result.run_dir).agent_path, offset
+    return latest_checkpoint(result.run_dir).agent_path, offset, False
+
+
+def _finished_run(run_dir: Path, cfg: Any, steps: int) -> tuple[Path, float | None] | None:
+    """``(agent file, offset)`` of a run in ``run_dir`` that trained ``cfg`` to ``steps``, else ``None``."""
+    from omegaconf import OmegaConf
+
+    from vlmrm.agents.checkpoint import latest_checkpoint
+    from vlmrm.errors import ConfigError
+
+    try:
+        ckpt = latest_checkpoint(run_dir, warn=lambda msg: None)
+        saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+    except (ConfigError, OSError):  # no run, no checkpoint (NoCheckpoint is a ConfigError)
+        return None
+    wanted = {k: v for k, v in OmegaConf.to_container(cfg).items() if k != "resume"}
+    offset = saved["reward"].get("offset")
+    saved["reward"]["offset"] = wanted["reward"].get("offset")
+    if saved != wanted or ckpt.step < steps:
+        return None
+    say(f"{run_dir.name}: reusing the finished agent (step {ckpt.step})")
+    return ckpt.agent_path, offset
 
 
 def _hydra_value(v: Any) -> str:
@@ -439,10 +466,11 @@ def _agents(res: SeedResult, args: argparse.Namespace, root: Path, weights: Path
             t = time.perf_counter()
             w = weights if arm.startswith("clip") else None
             patch.loaded.clear()
-            ckpt, offset = _train_agent(args.env, arm, res.seed, args.rl_steps, runs, args.size, w)
+            ckpt, offset, reused = _train_agent(args.env, arm, res.seed, args.rl_steps, runs, args.size, w,
+                                                reuse=args.reuse)
             if offset is not None:
                 res.offsets[arm] = float(offset)
-            if w is not None and not any(os.fspath(w) in name for name in patch.loaded):
+            if w is not None and not reused and not any(os.fspath(w) in name for name in patch.loaded):
                 raise RuntimeError(
                     f"the {arm} agent was not trained with {w} (reward models: {patch.loaded})"
                 )
@@ -533,7 +561,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="runs/offline_learning")
     p.add_argument(
-        "--reuse", action="store_true", help="reuse the dataset and tuned weights already in --out"
+        "--reuse", action="store_true",
+        help="reuse the dataset, tuned weights and finished agents (same settings) already in --out"
     )
     p.add_argument("--verbose", action="store_true")
     return p
