@@ -48,6 +48,8 @@ def _valid_params(algo: str) -> list[str]:
 def check_agent_params(algo: str, agent: Mapping[str, Any]) -> None:
     """Raise a :class:`ConfigError` naming the first key SB3's ``algo`` would not accept."""
     valid = set(_valid_params(algo))
+    if "action_noise" in agent:
+        parse_action_noise(agent["action_noise"], algo)
     for key in agent:
         if key in ("algo", "policy"):
             continue
@@ -109,20 +111,58 @@ def schedule(key: str, value: str):
     return lambda progress_remaining: progress_remaining * start
 
 
-def action_noise(value: Any, space: gym.Space):
-    """``"normal:0.1"`` / ``"ornstein-uhlenbeck:0.1"`` (rl_zoo3's noise_type:noise_std) as SB3 noise."""
+#: Agents that add ``agent.action_noise`` to their actions: off-policy, continuous actions.
+NOISY_ALGORITHMS = ("sac", "td3", "ddpg")
+NOISE_KINDS = ("normal", "ornstein-uhlenbeck")
+
+
+def parse_action_noise(value: Any, algo: str) -> tuple[str, float] | None:
+    """``"normal:0.1"`` → ``("normal", 0.1)``; ``None`` for no noise; a ConfigError otherwise.
+
+    Only the off-policy continuous agents (sac, td3, ddpg) take exploration noise on their
+    actions; dqn explores with ε-greedy (``agent.exploration_*``) and ppo/a2c by sampling
+    their stochastic policy (``agent.ent_coef``, ``agent.use_sde``).
+    """
+    if value is None:
+        return None
+    if algo not in NOISY_ALGORITHMS:
+        how = ("ε-greedy: agent.exploration_fraction, agent.exploration_final_eps" if algo == "dqn"
+               else "sampling its stochastic policy: agent.ent_coef, agent.use_sde")
+        raise ConfigError(
+            f"agent.action_noise is exploration noise of the off-policy continuous agents "
+            f"({', '.join(NOISY_ALGORITHMS)}); {algo} explores by {how}"
+        )
+    kind, _, std = str(value).partition(":")
+    try:
+        sigma = float(std) if std else 0.1
+    except ValueError:
+        sigma = float("nan")
+    if kind not in NOISE_KINDS or not sigma > 0 or sigma == float("inf"):
+        raise ConfigError(
+            f"agent.action_noise={value!r}: use normal:<std> or ornstein-uhlenbeck:<std> with std > 0, "
+            "e.g. agent.action_noise=normal:0.1"
+        )
+    return kind, sigma
+
+
+def action_noise(value: Any, space: gym.Space, algo: str = "sac"):
+    """``"normal:0.1"`` / ``"ornstein-uhlenbeck:0.1"`` (rl_zoo3's noise_type:noise_std) as SB3 noise.
+
+    The std is per action dimension, in the action space's units (SB3 adds the noise to
+    the action before clipping it to the space's bounds).
+    """
     from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
-    if value is None or not isinstance(value, str):
-        return value
-    kind, _, std = value.partition(":")
+    if value is not None and not isinstance(value, str):
+        return value  # an SB3 ActionNoise object (Python API)
+    parsed = parse_action_noise(value, algo)
+    if parsed is None:
+        return None
+    if not isinstance(space, gym.spaces.Box):
+        raise ConfigError(f"agent.action_noise needs continuous (Box) actions, got {space}")
     kinds = {"normal": NormalActionNoise, "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise}
-    if kind not in kinds or not isinstance(space, gym.spaces.Box):
-        raise ConfigError(
-            f"agent.action_noise={value!r}: use normal:<std> or ornstein-uhlenbeck:<std> (continuous actions)"
-        )
     n = int(np.prod(space.shape))
-    return kinds[kind](mean=np.zeros(n), sigma=float(std or 0.1) * np.ones(n))
+    return kinds[parsed[0]](mean=np.zeros(n), sigma=parsed[1] * np.ones(n))
 
 
 def check_action_space(algo: str, space: gym.Space, env_name: str = "the env") -> None:
@@ -143,7 +183,7 @@ def build_agent(agent: Mapping[str, Any], env, *, seed: int | None = None, devic
     check_action_space(algo, env.action_space)
     kwargs = agent_kwargs(agent)
     if "action_noise" in kwargs:
-        kwargs["action_noise"] = action_noise(kwargs["action_noise"], env.action_space)
+        kwargs["action_noise"] = action_noise(kwargs["action_noise"], env.action_space, algo)
     try:
         return cls(agent.get("policy", "MlpPolicy"), env, seed=seed, device=device, verbose=verbose, **kwargs)
     except (ValueError, TypeError, AssertionError) as exc:
@@ -168,10 +208,12 @@ def load_agent(path: str, algo: str, env=None, device: str = "auto") -> BaseAlgo
         raise ConfigError(f"cannot load {path} as an SB3 {algo.upper()} agent: {first}") from None
 
 
-def build_reward_model(reward: Mapping[str, Any], goal: str, baseline: str | None):
+def build_reward_model(reward: Mapping[str, Any], goal: str | list[str], baseline: str | list[str] | None):
     """The CLIP reward of a reward section, or ``None`` for ``reward=ground_truth``.
 
-    ``goal`` is the full goal prompt (the env's template already applied).
+    ``goal`` is the full goal prompt (the env's template already applied), or a list of
+    them; ``baseline`` a prompt or a list. A list's prompt embeddings are averaged
+    (:class:`vlmrm.CLIPReward`, as in VLM-RM).
     """
     import vlmrm
 
@@ -186,4 +228,11 @@ def build_reward_model(reward: Mapping[str, Any], goal: str, baseline: str | Non
         pretrained=reward.get("pretrained") or None,
         compile=reward.get("compile") or False,
     )
-    return vlmrm.CLIPReward(clip, goal=goal, baseline=baseline or None, alpha=reward.get("alpha", 0.0))
+    return vlmrm.CLIPReward(clip, goal=_prompts(goal), baseline=_prompts(baseline) or None, alpha=reward.get("alpha", 0.0))
+
+
+def _prompts(value: Any) -> str | list[str] | None:
+    """A prompt or a list of prompts (averaged by the reward) as plain Python values."""
+    if value is None or isinstance(value, str):
+        return value
+    return [str(v) for v in value]

@@ -41,6 +41,8 @@ from vlmrm.errors import ConfigError
 GROUPS = ("env", "agent", "reward")
 #: Keys whose values are free text: quoted for Hydra, so ",", "{", "(" etc. are literal.
 TEXT_KEYS = frozenset({"goal", "baseline", "goal_template", "run_name", "out", "resume", "name", "id", "model", "pretrained"})
+#: Prompt keys that also take a list of prompts (``goal='[kneeling,"on its knees"]'``).
+PROMPT_KEYS = frozenset({"goal", "baseline"})
 #: Settings that are free-form keyword mappings handed to SB3: any key may be set in them.
 #: (every ``agent.<key>``: SB3's signature checks them; ``policy_kwargs`` takes any key)
 FREE_MAPPINGS = ("agent",)
@@ -82,6 +84,12 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "\\'") + "'"
 
 
+def _is_list(value: str) -> bool:
+    """Whether an override value is written as a Hydra list (``[a,"b c"]``)."""
+    value = value.strip()
+    return value.startswith("[") and value.endswith("]")
+
+
 def _split(arg: str) -> tuple[str, str]:
     if "=" not in arg:
         raise ConfigError(
@@ -113,6 +121,8 @@ def normalize_overrides(overrides: Sequence[str]) -> list[str]:
             if match is None:
                 raise ConfigError(f"unknown {bare} {value!r}; choose one of: {', '.join(options)}")
             value = match
+        elif bare.rsplit(".", 1)[-1] in PROMPT_KEYS and _is_list(value):
+            pass  # a list of prompts (averaged): Hydra parses it, each item quoted as needed
         elif bare.rsplit(".", 1)[-1] in TEXT_KEYS and value.strip().lower() not in ("null", "none"):
             value = _quote(value)
         out.append(f"{key}={value}")
@@ -275,7 +285,7 @@ def hydra_value(value: Any) -> str:
 
 #: ``env.*`` keys whose values became top-level settings (``goal``, ``total_steps``...) or
 #: were merged into ``agent``: the resolved config drops them so that each value shows once.
-DERIVED_ENV_KEYS = ("goal", "baseline", "alpha", "total_steps", "n_envs", "subprocess", "eval_every",
+DERIVED_ENV_KEYS = ("goal", "baseline", "alpha", "center", "total_steps", "n_envs", "subprocess", "eval_every",
                     "checkpoint_every", "agent_params")
 #: Settings that name files or folders: made absolute when a run starts, so that a run
 #: can be evaluated, loaded and resumed from any working directory.

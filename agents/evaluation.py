@@ -19,7 +19,8 @@ from vlmrm.video import write_video
 def evaluate(settings: Any) -> dict:
     """Run the evaluation of :class:`vlmrm.evaluate.EvaluateSettings`; returns the results."""
     run = load_run(settings.run, settings.checkpoint, device=settings.device,
-                   reward_model=settings.reward_model, reward_pretrained=settings.reward_pretrained)
+                   reward_model=settings.reward_model, reward_pretrained=settings.reward_pretrained,
+                   goal=getattr(settings, "goal", None), baseline=getattr(settings, "baseline", None))
     with run:
         env = run.base_env
         summary = run_episodes(

@@ -27,6 +27,7 @@ import torchvision  # noqa: F401, I001
 from omegaconf import DictConfig, OmegaConf
 
 from vlmrm.agents.builders import build_reward_model, load_agent
+from vlmrm.agents.centring import ShiftedReward
 from vlmrm.agents.checkpoint import find_checkpoint
 from vlmrm.agents.settings import goal_prompt
 from vlmrm.agents.vec_env import check_env_factory, env_factory
@@ -110,6 +111,13 @@ def reward_section(run_reward: dict[str, Any], spec: str | None, pretrained: str
     return reward
 
 
+def _run_shift(reward_cfg: Any, reward: Any) -> Any:
+    """The run's reward with its training centring and scale (unchanged when there are none)."""
+    offset = float(reward_cfg.get("offset") or 0.0) if reward_cfg.get("center") else 0.0
+    scale = float(reward_cfg.get("scale") or 1.0)
+    return ShiftedReward(reward, offset, scale) if (offset or scale != 1.0) else reward
+
+
 def load_run(
     run: str | Path,
     checkpoint: str = "last",
@@ -117,12 +125,18 @@ def load_run(
     device: str = "auto",
     reward_model: str | None = RUN_REWARD,
     reward_pretrained: str | None = None,
+    goal: Any = None,
+    baseline: Any = None,
 ) -> LoadedRun:
     """The agent of ``checkpoint`` (``last``, a step, a file), the reward and the env of a run.
 
     ``reward_model``: ``"run"`` (the run's CLIP; with ``reward_pretrained`` its
     architecture with other weights), any ``load_clip`` spec, or ``None`` (no CLIP: the
-    env is returned unwrapped).
+    env is returned unwrapped). ``goal``/``baseline`` (a prompt or a list of prompts,
+    averaged; the run's ``env.goal_template`` applied to each goal) score with other
+    prompts than the run's. The run's own reward (its CLIP and prompts) keeps the run's
+    centring and scale (``reward.center``, ``reward.offset``, ``reward.scale``), so it is
+    the reward the agent was trained on; another CLIP or other prompts are not shifted.
     """
     import vlmrm
 
@@ -133,8 +147,11 @@ def load_run(
     try:
         agent = load_agent(str(ckpt), cfg.agent.algo, device=device)
         reward_cfg = reward_section(OmegaConf.to_container(cfg.reward), reward_model, reward_pretrained)
-        goal = goal_prompt(cfg.env.goal_template, cfg.goal) if reward_cfg.get("model") else None
-        reward = build_reward_model(reward_cfg, goal, cfg.get("baseline")) if goal else None
+        own = reward_model == RUN_REWARD and reward_pretrained is None and goal is None and baseline is None
+        goal = goal_prompt(cfg.env.goal_template, cfg.goal if goal is None else goal) if reward_cfg.get("model") else None
+        reward = build_reward_model(reward_cfg, goal, cfg.get("baseline") if baseline is None else baseline) if goal else None
+        if reward is not None and own:
+            reward = _run_shift(cfg.reward, reward)
     except BaseException:
         env.close()
         raise

@@ -39,6 +39,7 @@ from vlmrm.agents.callbacks import (
     StopOnSignal,
     relabeller_state,
 )
+from vlmrm.agents.centring import shifted_reward
 from vlmrm.agents.checkpoint import (
     NoCheckpoint,
     latest_checkpoint,
@@ -82,6 +83,11 @@ def _slug(text: str, limit: int = 40) -> str:
     return slug[:limit].rstrip("-") or "goal"
 
 
+def _first(prompts) -> str:
+    """The goal of a run folder's name: the goal, or the first of a list of goals."""
+    return prompts if isinstance(prompts, str) else str(list(prompts)[0])
+
+
 def _new_run_dir(cfg: DictConfig) -> Path:
     root = Path(cfg.out)
     if cfg.get("run_name"):
@@ -89,7 +95,7 @@ def _new_run_dir(cfg: DictConfig) -> Path:
         if (run_dir / "checkpoints").exists():
             raise ConfigError(f"{run_dir} already holds a run; use resume={run_dir} or another run_name")
     else:
-        goal = "ground-truth" if cfg.reward.get("model") is None else _slug(cfg.goal)
+        goal = "ground-truth" if cfg.reward.get("model") is None else _slug(_first(cfg.goal))
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = root / f"{cfg.env.name}-{goal}-{stamp}"
         n = 1
@@ -157,11 +163,16 @@ def _resume_agent(ckpt, algo: str, venv, device: str):
     return model, state
 
 
+def _plain(value):
+    """A prompt setting as plain Python (a list of prompts prints as a list)."""
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
 def _describe_reward(cfg: DictConfig, goal: str, reward_model) -> str:
     if reward_model is None:
         return "reward: the environment's ground truth"
     return (
-        f"reward: {cfg.reward.model} goal={goal!r} baseline={cfg.get('baseline')!r} alpha={cfg.reward.alpha} "
+        f"reward: {cfg.reward.model} goal={_plain(goal)!r} baseline={_plain(cfg.get('baseline'))!r} alpha={cfg.reward.alpha} "
         f"({cfg.reward.relabel} rewards, CLIP on {reward_model.clip.device})"
     )
 
@@ -191,6 +202,7 @@ def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None, w
         reward_model = builders.build_reward_model(cfg.reward, goal, cfg.get("baseline"))
         if wrap_reward is not None and reward_model is not None:
             reward_model = wrap_reward(reward_model)
+        reward_model = shifted_reward(cfg.reward, reward_model, factory, cfg.seed, say=_say)
         timed = TimedReward(reward_model) if reward_model is not None else None
         venv = make_training_env(
             factory, cfg.n_envs, seed=cfg.seed, subprocess=cfg.subprocess, render_frames=timed is not None
@@ -209,6 +221,8 @@ def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None, w
         if resuming:
             _say(f"resuming from checkpoints/{ckpt.name} at step {model.num_timesteps}")
         model.set_logger(make_logger(cfg, run_dir))
+        if cfg.reward.get("center") and reward_model is not None:
+            model.logger.record("reward/offset", float(cfg.reward.offset))
         return _learn(cfg, model, venv, eval_env, run_dir, reward_model, timed, stop or GracefulStop(), resume_state)
     finally:
         if venv is not None:

@@ -18,7 +18,8 @@ A default of ``null`` on a key marked "(default: the env's)" means the env file 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from vlmrm.checks import (
     check_optional_int,
     check_out_dir,
     check_precision,
+    check_prompts_setting,
     check_text,
     resolve_compile,
 )
@@ -76,6 +78,17 @@ class RewardSettings(ClipSettings):
     """Under torchrun: spread every scoring batch over all ranks' CLIP replicas (envs and
     agent stay on rank 0; ranks > 0 only score). Without torchrun (or with one process)
     it falls back to scoring in the one process, with a notice."""
+    center: bool | None = None
+    """Subtract the mean CLIP reward of random-policy frames (collected when training
+    starts), so that a positive reward no longer pays for merely staying alive, nor makes
+    reaching a terminal goal a loss (default: the env's; MountainCar: true)."""
+    center_frames: int = 1000
+    """How many random-policy frames (seeded by seed) measure the centring offset."""
+    offset: float | None = None
+    """The centring offset; null: measured when the run starts (reward.center=true) and
+    saved here, so a resumed run keeps it."""
+    scale: float = 1.0
+    """Multiplies the CLIP reward (after centring): scale * (reward - offset)."""
 
     def check(self) -> None:
         """Torch-free checks of a CLIP reward section (ground truth: nothing to check)."""
@@ -86,14 +99,36 @@ class RewardSettings(ClipSettings):
             if self.distributed:
                 raise ConfigError("reward.distributed=true spreads a CLIP reward over ranks, but "
                                   "reward=ground_truth has none; drop reward.distributed")
+            if self.center:
+                raise ConfigError("reward.center=true centres a CLIP reward; reward=ground_truth has none (drop it)")
             return
         self.model = check_model_spec(self.model, self.pretrained, "reward.model")
         self.device = check_device(self.device, "reward.device")
         self.precision = check_precision(self.precision, name="reward.precision")
         self.batch_size = check_optional_int("reward.batch_size", self.batch_size, 1)
         self.max_pending_frames = check_int("reward.max_pending_frames", self.max_pending_frames, 1)
+        self.check_centring()
         if self.relabel == "none":
             raise ConfigError("reward.relabel=none needs reward=ground_truth; use episode or step")
+
+    def check_centring(self) -> None:
+        """``reward.center``, ``center_frames``, ``offset`` and ``scale``: kinds and ranges."""
+        if self.center is None:  # a reward section without the key (runs saved before it existed)
+            self.center = False
+        if not isinstance(self.center, bool):
+            raise ConfigError(f"reward.center must be true or false, got {self.center!r}")
+        self.center_frames = check_int("reward.center_frames", self.center_frames, 1)
+        for name in ("scale", "offset"):
+            value = getattr(self, name)
+            if value is None and name == "offset":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"reward.{name} must be a finite number, got {value!r}")
+            setattr(self, name, float(value))
+        if self.scale == 0:
+            raise ConfigError("reward.scale=0 makes every reward 0; use a non-zero factor (default 1)")
+        if self.offset is not None and not self.center:
+            raise ConfigError("reward.offset is the offset of a centred reward; add reward.center=true, or reward.offset=null")
 
 
 @dataclass
@@ -142,12 +177,13 @@ class TrainSettings(RunSettings):
     e.g. agent.learning_rate=3e-4, agent.policy_kwargs.net_arch=[64,64];
     agent.config=hparams.yml reads rl_zoo3-style hyper-parameters first."""
     reward: RewardSettings = field(default_factory=RewardSettings)
-    goal: str | None = None
-    """The task in words; the CLIP goal prompt is env.goal_template with {goal} replaced
-    (default: the env's)."""
-    baseline: str | None = None
-    """The baseline prompt of goal-baseline regularisation, used when reward.alpha > 0
-    (default: the env's)."""
+    goal: Any = None
+    """The task in words, or a list of wordings whose prompt embeddings are averaged
+    (goal='[kneeling,"on its knees"]'); each CLIP goal prompt is env.goal_template with
+    {goal} replaced (default: the env's)."""
+    baseline: Any = None
+    """The baseline prompt of goal-baseline regularisation, used when reward.alpha > 0, or a
+    list of prompts (averaged) (default: the env's)."""
     total_steps: int | None = None
     """Environment steps, all sub-envs together; 1e6 is accepted (default: the env's)."""
     n_envs: int | None = None
@@ -221,7 +257,10 @@ class TrainSettings(RunSettings):
                     f"goal= is required for env={self.env.get('id')} (the task in words, e.g. "
                     'goal="the pendulum pointing up"), or reward=ground_truth'
                 )
+            self.goal = check_prompts_setting("goal", self.goal)
             goal_prompt(self.env.get("goal_template"), self.goal)
+            if self.baseline is not None:
+                self.baseline = check_prompts_setting("baseline", self.baseline)
         self._check_agent()
         self._check_reward()
         self.eval.best_metric = resolve_best_metric(self.eval.best_metric, self.reward.model is not None)
@@ -275,8 +314,13 @@ def check_env_section(env: Mapping[str, Any]) -> None:
         raise ConfigError(f"env.kwargs must be a mapping, got {env['kwargs']!r}")
 
 
-def goal_prompt(template: str, goal: str) -> str:
-    """``template.format(goal=goal)``, with a clear error for templates that do not fit."""
+def goal_prompt(template: str, goal: str | list[str]) -> str | list[str]:
+    """``template.format(goal=goal)``, with a clear error for templates that do not fit.
+
+    A list of goals gives the list of their prompts (the template applied to each).
+    """
+    if not isinstance(goal, str) and isinstance(goal, Sequence):  # a list (or OmegaConf's ListConfig)
+        return [goal_prompt(template, g) for g in check_prompts_setting("goal", list(goal))]
     check_text("env.goal_template", template)
     check_text("goal", goal)
     if "{goal}" not in template:

@@ -27,10 +27,13 @@ trained on the goal *sentence* through ``vlmrm.train``. Per seed:
 Controls (``--arms``). CartPole ends an episode when the pole falls, so *any* positive
 per-step reward teaches the agent to survive, whatever its shape: ``untuned`` (the
 random ``vlmrm-tiny``, whose reward is unrelated to the angle) is that control. The
-``*_centred`` arms subtract the reward's mean over the dataset's training frames (EPIC's
-canonical form: the same reward up to shaping, with no bonus for being alive), so only a
-reward that ranks upright frames above average can teach balancing: ``clip_centred``
-should still learn and ``untuned_centred`` should not.
+``*_centred`` arms train with ``reward.center=true``: the trainer subtracts the reward's
+mean over random-policy frames of the env (EPIC's canonical form: the same reward up to
+shaping, with no bonus for being alive), so only a reward that ranks upright frames above
+that average can teach balancing: ``clip_centred`` should still learn and
+``untuned_centred`` should not. MountainCar ends an episode at the flag, where a positive
+per-step reward would make arriving a loss: its env file centres by default, so its
+``clip`` arm is already centred (``clip_centred`` is the same run).
 
 Agents: rl-zoo's settings (constant schedules) through ``agent.<key>=`` overrides. CartPole
 uses PPO rather than the config's DQN: the reference DQN setting starts learning after
@@ -125,54 +128,31 @@ def say(msg: str) -> None:
 
 @dataclass
 class RewardBuilderPatch:
-    """What :func:`reward_weights_support` found and which reward models training built."""
+    """Which reward models training built (their names contain the weights file's path)."""
 
     loaded: list[str] = field(default_factory=list)
-    offset: float | None = None  # subtracted from every reward while set (centred arms)
-
-
-class OffsetReward:
-    """A reward model minus a constant; everything else is the wrapped model's.
-
-    ``r − E_D[r]`` is EPIC's canonical form of a state-only reward (see
-    :mod:`vlmrm.diagnostics`): the same reward up to shaping, but with no "bonus for
-    being alive". On CartPole, whose episodes end when the pole falls, any positive
-    per-step reward teaches survival whatever its shape; a centred one only pays for
-    states it ranks above average, so it tests the reward's shape.
-    """
-
-    def __init__(self, model: Any, offset: float) -> None:
-        self.model = model
-        self.offset = float(offset)
-
-    def __call__(self, frames: Any, *args: Any, **kwargs: Any) -> Any:
-        return self.model(frames, *args, **kwargs) - self.offset
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.model, name)
 
 
 @contextlib.contextmanager
 def reward_weights_support() -> Iterator[RewardBuilderPatch]:
-    """Record which reward models ``vlmrm.train`` builds, and offset them for centred arms.
+    """Record which reward models ``vlmrm.train`` builds.
 
     ``vlmrm.agents.builders.build_reward_model`` (which loads ``reward.pretrained``) is
     wrapped for the duration of the block, both in :mod:`vlmrm.agents.builders` and
     wherever it was imported by name (:mod:`vlmrm.train`). The wrapper records the name of
     every model built (names of models loaded from a file contain the file's path), so the
-    caller can check that training really scored frames with the tuned weights.
+    caller can check that training really scored frames with the tuned weights. It changes
+    nothing else: centring is the trainer's own ``reward.center=true``.
     """
     from vlmrm.agents import builders
 
     original = builders.build_reward_model
     patch = RewardBuilderPatch()
 
-    def build_reward_model(reward: Any, goal: str, baseline: str | None):
+    def build_reward_model(reward: Any, goal: Any, baseline: Any):
         model = original(reward, goal, baseline)
         if model is not None:
             patch.loaded.append(model.clip.name)
-            if patch.offset is not None:
-                model = OffsetReward(model, patch.offset)
         return model
 
     modules = [builders, *(m for m in (sys.modules.get("vlmrm.train"),) if m is not None)]
@@ -236,15 +216,6 @@ def reward_agreement(
     return {"spearman": d.spearman, "pearson": d.pearson, "epic": d.epic_distance, "n": d.n}
 
 
-def mean_reward(reward: vlmrm.CLIPReward, data_dir: Path, split: str | None = "train") -> float:
-    """Mean reward over a dataset's frames: the constant that centres the reward (EPIC)."""
-    import imageio.v3 as iio
-
-    rows = _read_states(data_dir / "states.csv", split)
-    frames = np.stack([iio.imread(data_dir / r["image"]) for r in rows])
-    return float(np.mean(reward(frames)))
-
-
 # --------------------------------------------------------------------------- RL
 
 
@@ -256,8 +227,16 @@ def _train_agent(
     out_dir: Path,
     size: int,
     weights: Path | None,
-) -> Path:
-    """Train the env's agent through ``vlmrm.train`` on a CLIP reward or the ground truth."""
+    reuse: bool = False,
+) -> tuple[Path, float | None, bool]:
+    """Train the env's agent through ``vlmrm.train`` on a CLIP reward or the ground truth.
+
+    ``*_centred`` arms add ``reward.center=true``; the others keep the env's default
+    (MountainCar's env file centres, CartPole's does not). Returns the agent file, the
+    centring offset the trainer measured (``None`` when the reward was not centred), and
+    whether the agent was reused: with ``reuse``, a finished run of the same settings
+    (its saved config, the measured offset aside) is evaluated again, not retrained.
+    """
     from vlmrm.agents.checkpoint import latest_checkpoint
     from vlmrm.agents.config import compose_train_config
     from vlmrm.train import train
@@ -293,14 +272,41 @@ def _train_agent(
         if weights is not None:
             prefix = "" if "pretrained" in base.reward else "+"
             overrides.append(f"{prefix}reward.pretrained='{weights}'")
+        if arm.endswith("_centred"):
+            overrides.append("reward.center=true")
     cfg = compose_train_config(overrides)
     run_dir = out_dir / f"{arm}-seed{seed}"
+    finished = _finished_run(run_dir, cfg, steps) if reuse else None
+    if finished is not None:
+        return finished[0], finished[1], True
     if (run_dir / "checkpoints").exists():
         import shutil
 
         shutil.rmtree(run_dir)
     result = train(cfg, overrides)
-    return Path(latest_checkpoint(result.run_dir)["model_path"])
+    offset = cfg.reward.get("offset") if cfg.reward.get("center") else None  # set by the trainer
+    return latest_checkpoint(result.run_dir).agent_path, offset, False
+
+
+def _finished_run(run_dir: Path, cfg: Any, steps: int) -> tuple[Path, float | None] | None:
+    """``(agent file, offset)`` of a run in ``run_dir`` that trained ``cfg`` to ``steps``, else ``None``."""
+    from omegaconf import OmegaConf
+
+    from vlmrm.agents.checkpoint import latest_checkpoint
+    from vlmrm.errors import ConfigError
+
+    try:
+        ckpt = latest_checkpoint(run_dir, warn=lambda msg: None)
+        saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+    except (ConfigError, OSError):  # no run, no checkpoint (NoCheckpoint is a ConfigError)
+        return None
+    wanted = {k: v for k, v in OmegaConf.to_container(cfg).items() if k != "resume"}
+    offset = saved["reward"].get("offset")
+    saved["reward"]["offset"] = wanted["reward"].get("offset")
+    if saved != wanted or ckpt.step < steps:
+        return None
+    say(f"{run_dir.name}: reusing the finished agent (step {ckpt.step})")
+    return ckpt.agent_path, offset
 
 
 def _hydra_value(v: Any) -> str:
@@ -424,17 +430,15 @@ def _tune_stages(
 
 def _agreement(
     res: SeedResult, args: argparse.Namespace, data: Path, heldout: Path, weights: dict[str, Path | None]
-) -> dict[str, float]:
-    """Stage 3: rank agreement of the training reward on held-out frames; mean rewards (centring)."""
+) -> None:
+    """Stage 3: rank agreement of the training reward on held-out frames."""
     goal, baseline, alpha = env_reward_settings(args.env)
-    offsets: dict[str, float] = {}
     for name, path in weights.items():
         clip = vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32", pretrained=path)
         reward = vlmrm.CLIPReward(clip, goal=goal, baseline=baseline, alpha=alpha)
         res.agreement[name] = reward_agreement(reward, data, "eval", balance=True, seed=res.seed)
         res.agreement[f"{name}_all"] = reward_agreement(reward, data, "eval")
         res.agreement[f"{name}_natural"] = reward_agreement(reward, heldout, None)
-        offsets[name] = mean_reward(reward, data, "train")
     a = res.agreement
     say(
         f"seed {res.seed}: Spearman(reward, -goal distance) on held-out episodes: tuned "
@@ -443,10 +447,9 @@ def _agreement(
         f"unbalanced rollouts; contrastive only {a['contrastive']['spearman']:.3f}; untuned "
         f"{a['untuned']['spearman']:.3f}"
     )
-    return offsets
 
 
-def _agents(res: SeedResult, args: argparse.Namespace, root: Path, weights: Path, offsets: dict[str, float]) -> None:
+def _agents(res: SeedResult, args: argparse.Namespace, root: Path, weights: Path) -> None:
     """Stages 4-5: train each arm's agent and measure its ground-truth return."""
     from stable_baselines3 import PPO, SAC
 
@@ -463,11 +466,11 @@ def _agents(res: SeedResult, args: argparse.Namespace, root: Path, weights: Path
             t = time.perf_counter()
             w = weights if arm.startswith("clip") else None
             patch.loaded.clear()
-            patch.offset = (
-                offsets["tuned" if w else "untuned"] if arm.endswith("_centred") else None
-            )
-            ckpt = _train_agent(args.env, arm, res.seed, args.rl_steps, runs, args.size, w)
-            if w is not None and not any(os.fspath(w) in name for name in patch.loaded):
+            ckpt, offset, reused = _train_agent(args.env, arm, res.seed, args.rl_steps, runs, args.size, w,
+                                                reuse=args.reuse)
+            if offset is not None:
+                res.offsets[arm] = float(offset)
+            if w is not None and not reused and not any(os.fspath(w) in name for name in patch.loaded):
                 raise RuntimeError(
                     f"the {arm} agent was not trained with {w} (reward models: {patch.loaded})"
                 )
@@ -478,7 +481,6 @@ def _agents(res: SeedResult, args: argparse.Namespace, root: Path, weights: Path
             say(
                 f"seed {res.seed}: {arm} agent ground-truth return {res.returns[arm]:.1f} ± {res.return_std[arm]:.1f}"
             )
-        patch.offset = None
 
 
 def run_seed(args: argparse.Namespace, seed: int) -> SeedResult:
@@ -504,8 +506,8 @@ def run_seed(args: argparse.Namespace, seed: int) -> SeedResult:
     _tune_stages(args, seed, data, contrastive_ckpt, tuned_ckpt, reuse)
     res.seconds["tune"] = time.perf_counter() - t
     weights = {"untuned": None, "contrastive": contrastive_ckpt, "tuned": tuned_ckpt}
-    res.offsets = _agreement(res, args, data, heldout, weights)
-    _agents(res, args, root, tuned_ckpt, res.offsets)
+    _agreement(res, args, data, heldout, weights)
+    _agents(res, args, root, tuned_ckpt)
     res.seconds["total"] = time.perf_counter() - t_all
     return res
 
@@ -559,7 +561,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="runs/offline_learning")
     p.add_argument(
-        "--reuse", action="store_true", help="reuse the dataset and tuned weights already in --out"
+        "--reuse", action="store_true",
+        help="reuse the dataset, tuned weights and finished agents (same settings) already in --out"
     )
     p.add_argument("--verbose", action="store_true")
     return p

@@ -26,6 +26,78 @@ HUMANOID_XML: str = str(resources.files(__package__).joinpath("assets", "humanoi
 
 #: Name of the camera (``mode="trackcom"``) in the textured model used for rendering.
 TRACKING_CAMERA = "track"
+#: The keys of ``camera_config`` (see :func:`place_camera`).
+CAMERA_KEYS = ("distance", "elevation", "azimuth", "body", "lookat")
+#: The VLM-RM reference's view: its model's tracking camera 4 m to the side of the torso,
+#: level with it (``pos="0 -4 0"``, looking along +y). The shipped env config uses it.
+REFERENCE_CAMERA = {"distance": 4.0, "elevation": 0.0, "azimuth": 90.0, "body": "torso", "lookat": [0.0, 0.0, 0.0]}
+
+
+def camera_view(model: Any, camera: int) -> dict[str, Any]:
+    """A tracking camera's view as :data:`CAMERA_KEYS` (the inverse of :func:`place_camera`).
+
+    ``lookat`` is the point on the view axis closest to the tracked body's origin, relative
+    to it, in the initial pose; ``distance`` the camera's distance to that point.
+    """
+    import mujoco
+
+    body = int(model.cam_bodyid[camera])
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    offset = model.cam_poscom0[camera] + data.subtree_com[body] - data.xpos[body]  # camera - body origin
+    forward = -model.cam_mat0[camera].reshape(3, 3)[:, 2]
+    distance = float(-offset @ forward)
+    return {
+        "distance": distance,
+        "elevation": float(np.degrees(np.arcsin(np.clip(forward[2], -1.0, 1.0)))),
+        "azimuth": float(np.degrees(np.arctan2(forward[1], forward[0]))),
+        "body": mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, body),
+        "lookat": [float(v) for v in offset + distance * forward],
+    }
+
+
+def place_camera(model: Any, camera: int, config: dict[str, Any]) -> dict[str, Any]:
+    """Move the tracking camera ``camera`` of ``model`` to the view of ``config``; returns the view.
+
+    ``distance`` (metres from the look-at point), ``elevation`` (degrees; negative looks
+    down), ``azimuth`` (degrees around the vertical; 90 looks along +y, the humanoid's
+    side) and ``body`` (the body whose centre of mass the camera follows) are MuJoCo's
+    free-camera conventions; ``lookat`` is the looked-at point relative to that body's
+    origin in the initial pose. Keys left out (or ``None``) keep the camera's current
+    value, so a single setting changes only itself. The camera keeps ``trackcom``: it
+    moves with the body's centre of mass and never turns.
+    """
+    import mujoco
+
+    unknown = sorted(set(config) - set(CAMERA_KEYS))
+    if unknown:
+        raise ValueError(f"camera_config: unknown key(s) {unknown}; use {', '.join(CAMERA_KEYS)}")
+    view = camera_view(model, camera)
+    view.update({k: v for k, v in config.items() if v is not None})
+    distance = float(view["distance"])
+    if not np.isfinite(distance) or distance <= 0:
+        raise ValueError(f"camera_config.distance must be a positive number of metres, got {view['distance']!r}")
+    elevation, azimuth = float(view["elevation"]), float(view["azimuth"])
+    if not -90.0 < elevation < 90.0:
+        raise ValueError(f"camera_config.elevation must be in (-90, 90) degrees, got {elevation}")
+    body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, str(view["body"]))
+    if body < 0:
+        raise ValueError(f"camera_config.body {view['body']!r} is no body of the model (e.g. torso, pelvis)")
+    lookat = np.asarray(view["lookat"], dtype=np.float64)
+    if lookat.shape != (3,):
+        raise ValueError(f"camera_config.lookat must be [x, y, z], got {view['lookat']!r}")
+    el, az = np.radians(elevation), np.radians(azimuth)
+    forward = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(-forward, right)
+    model.cam_bodyid[camera] = body
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    position = data.xpos[body] + lookat - distance * forward  # in the initial pose
+    model.cam_poscom0[camera] = position - data.subtree_com[body]
+    model.cam_mat0[camera] = np.stack([right, up, -forward], axis=1).reshape(-1)
+    return view
 
 
 def render_modes() -> list[str]:
@@ -52,6 +124,10 @@ class TexturedHumanoidEnv(HumanoidEnv):
             the floor); episodes then end only by truncation after ``max_episode_steps``.
             Conflicts with an explicit ``terminate_when_unhealthy=True``.
         camera_name: camera to render from; defaults to the body-tracking camera.
+        camera_config: the tracking camera's view, a mapping of ``distance``,
+            ``elevation``, ``azimuth``, ``body`` and ``lookat`` (see :func:`place_camera`;
+            keys left out keep the model's camera); ``None``: the model's side-front
+            camera. The shipped env config sets :data:`REFERENCE_CAMERA`.
         xml_file: MJCF model; defaults to the textured model shipped with the package.
         **kwargs: any other argument of gymnasium's ``HumanoidEnv`` (reward weights,
             ``reset_noise_scale``, ``camera_id``, ...).
@@ -69,6 +145,7 @@ class TexturedHumanoidEnv(HumanoidEnv):
         fixed_length: bool = True,
         camera_name: str | None = TRACKING_CAMERA,
         xml_file: str = HUMANOID_XML,
+        camera_config: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         modes = render_modes()
@@ -93,6 +170,12 @@ class TexturedHumanoidEnv(HumanoidEnv):
             **kwargs,
         )
         self.fixed_length = fixed_length
+        self.camera_config = dict(camera_config) if camera_config else None
+        if self.camera_config:
+            camera = self.mujoco_renderer.camera_id if camera_name is not None else -1
+            if camera is None or camera < 0:
+                raise ValueError("camera_config moves a named tracking camera; pass camera_name (e.g. 'track')")
+            place_camera(self.model, camera, self.camera_config)
         self.metadata = {**self.metadata, "render_modes": modes}
         # HumanoidEnv recorded its own positional arguments for pickling; record ours so
         # that a pickled copy is rebuilt through this class with the same settings.
@@ -104,6 +187,7 @@ class TexturedHumanoidEnv(HumanoidEnv):
             fixed_length=fixed_length,
             camera_name=camera_name,
             xml_file=xml_file,
+            camera_config=self.camera_config,
             **user_kwargs,
         )
 

@@ -76,7 +76,9 @@ def test_env_defaults_are_read_from_the_env_config_files():
         section = OmegaConf.to_container(OmegaConf.load(str(folder / f"{name}.yaml")).env)
         assert env_defaults_from_config(section) == defaults, name
         assert gym.spec(defaults.env_id).kwargs["width"] == section["render_size"][0]
-    assert ENV_DEFAULTS["Humanoid"].env_kwargs == {"fixed_length": True}
+    from vlmrm.envs.humanoid import REFERENCE_CAMERA
+
+    assert ENV_DEFAULTS["Humanoid"].env_kwargs == {"fixed_length": True, "camera_config": REFERENCE_CAMERA}
     assert gym.spec("vlmrm/Humanoid-v0").kwargs["fixed_length"] is True
 
 

@@ -103,6 +103,28 @@ def check_text(name: str, value: Any) -> str:
     return value
 
 
+def check_prompts_setting(name: str, value: Any) -> str | list[str]:
+    """A prompt setting: one non-empty string, or a non-empty list of them (averaged).
+
+    Lists come from the command line as ``goal='[kneeling,"on its knees"]'``; the reward
+    averages the embeddings of a list's prompts (VLM-RM's several-prompt reward).
+    """
+    if isinstance(value, str):
+        return check_text(name, value)
+    if isinstance(value, Sequence):  # a list, or OmegaConf's ListConfig
+        value = list(value)
+        if not value:
+            raise ConfigError(f"{name} is an empty list; give at least one prompt, e.g. {name}='[kneeling]'")
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                raise ConfigError(
+                    f"{name} prompts must be non-empty strings, got {item!r} in {list(value)!r}; "
+                    f"quote each prompt, e.g. {name}='[\"a\",\"b\"]'"
+                )
+        return [str(item) for item in value]
+    raise ConfigError(f"{name} must be a prompt or a list of prompts, got {value!r}; quote it: {name}='...'")
+
+
 def check_out_dir(value: Any, name: str = "out") -> str:
     """An output folder path that can be created: no part of it is a regular file.
 

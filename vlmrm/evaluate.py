@@ -20,8 +20,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from vlmrm.checks import check_device, check_int, check_model_spec, check_out_dir, check_text
+from vlmrm.checks import (
+    check_device,
+    check_int,
+    check_model_spec,
+    check_out_dir,
+    check_prompts_setting,
+    check_text,
+)
 from vlmrm.cli.args import Command, entry_point
 from vlmrm.errors import ConfigError
 
@@ -54,6 +62,11 @@ class EvaluateSettings:
     """Weights for the reward model: an open_clip tag or a local weights file (e.g. a tuned
     checkpoint), for a bare ARCH reward_model or, with reward_model=run, for the run's own
     architecture."""
+    goal: Any = None
+    """Score with this goal instead of the run's: a prompt or a list of prompts (averaged),
+    goal='[kneeling,"on its knees"]'; the run's env.goal_template is applied to each."""
+    baseline: Any = None
+    """Score with this baseline instead of the run's: a prompt or a list (averaged)."""
     device: str = "auto"
     """Torch device of the agent: auto (cuda when present, else cpu), cpu, cuda, cuda:N."""
     out: str | None = None
@@ -74,6 +87,11 @@ class EvaluateSettings:
             self.reward_model = None
         elif spec != RUN_REWARD:
             self.reward_model = check_model_spec(spec, self.reward_pretrained, "reward_model")
+        for key in ("goal", "baseline"):
+            if getattr(self, key) is not None:
+                setattr(self, key, check_prompts_setting(key, getattr(self, key)))
+        if self.reward_model is None and (self.goal is not None or self.baseline is not None):
+            raise ConfigError("goal=/baseline= are prompts of a reward model, but reward_model=none scores nothing")
         if self.reward_pretrained is not None and self.reward_model is None:
             raise ConfigError(
                 "reward_pretrained= gives weights to a reward model, but reward_model=none scores nothing"

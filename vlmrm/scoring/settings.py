@@ -20,6 +20,7 @@ from vlmrm.checks import (
     check_int,
     check_optional_int,
     check_out_dir,
+    check_text,
     resolve_compile,
 )
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
@@ -42,17 +43,23 @@ def check_prompt_value(value: Any, key: str, required: bool) -> Any:
             f"{key} was read as a mapping ({value!r}); quote prompts that contain ': ', e.g. {key}='...'"
         )
     if isinstance(value, str):
-        return value
+        return check_text(key, value)
     if not isinstance(value, list):
         raise ConfigError(
             f"{key} must be text or a list of texts, got {value!r}; quote it: {key}='...'"
         )
+    if not value:
+        raise ConfigError(f"{key} is an empty list; give at least one prompt, e.g. {key}='[a pole standing upright]'")
     for v in value:
         if isinstance(v, list):
-            if not all(isinstance(x, str) for x in v):
-                raise ConfigError(f"{key} prompts must be text, got {v!r}")
+            if not v or not all(isinstance(x, str) and x.strip() for x in v):
+                raise ConfigError(
+                    f"{key}: each averaged prompt list [[p1,p2]] needs non-empty text prompts, got {v!r} in {value!r}"
+                )
         elif not isinstance(v, str):
             raise ConfigError(f"{key} prompts must be text, got {v!r}; quote it: {key}='...'")
+        else:
+            check_text(f"{key} prompts", v)
     return value
 
 
