@@ -285,7 +285,7 @@ def hydra_value(value: Any) -> str:
 
 #: ``env.*`` keys whose values became top-level settings (``goal``, ``total_steps``...) or
 #: were merged into ``agent``: the resolved config drops them so that each value shows once.
-DERIVED_ENV_KEYS = ("goal", "baseline", "alpha", "center", "total_steps", "n_envs", "subprocess", "eval_every",
+DERIVED_ENV_KEYS = ("goal", "baseline", "alpha", "center", "terminal", "total_steps", "n_envs", "subprocess", "eval_every",
                     "checkpoint_every", "agent_params")
 #: Settings that name files or folders: made absolute when a run starts, so that a run
 #: can be evaluated, loaded and resumed from any working directory.
@@ -491,6 +491,8 @@ def _migrate(cfg: DictConfig) -> DictConfig:
             cfg.reward.device = "auto"
         if cfg.get("reward") is not None and "distributed" not in cfg.reward:
             cfg.reward.distributed = False
+        if cfg.get("reward") is not None and "terminal" not in cfg.reward:
+            cfg.reward.terminal = "end"
         if cfg.get("eval") is not None and "best_metric" not in cfg.eval:
             cfg.eval.best_metric = "auto"
     return cfg

@@ -129,6 +129,10 @@ class EpisodeRelabeller(BaseCallback):
         max_pending_frames: score early when this many frames wait (bounds memory).
         on_episode: called with ``(env_index, reward_return, length)`` for every episode
             whose last transition was relabelled (CLIP returns for logging).
+        absorbing_horizon: the episodes' time limit, to treat a *terminated* episode's last
+            state as absorbing: its reward is paid again for every step left until the
+            limit, discounted by the agent's ``gamma`` (see :func:`absorbing_bonus`);
+            ``None``: an episode that ends earns nothing more.
 
     See the module docstring for why training only ever samples relabelled rewards.
     """
@@ -141,6 +145,7 @@ class EpisodeRelabeller(BaseCallback):
         resize_mode: str | None = None,
         max_pending_frames: int = 4096,
         on_episode: Callable[[int, float, int], None] | None = None,
+        absorbing_horizon: int | None = None,
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
@@ -152,6 +157,7 @@ class EpisodeRelabeller(BaseCallback):
         self.resize_mode = resize_mode or mode
         self.max_pending_frames = int(max_pending_frames)
         self.on_episode = on_episode
+        self.absorbing_horizon = absorbing_horizon
         # Frames wait in one preallocated uint8 array (pages are only touched as frames
         # arrive), so scoring reads a view of it: no per-step arrays to concatenate, and
         # peak memory stays at what is stored.
@@ -252,7 +258,8 @@ class EpisodeRelabeller(BaseCallback):
         dones = np.stack([d for _, d in self._pending])
         n_steps, n_envs = dones.shape
         rewards = score_frames(self.reward_model, frames).reshape(n_steps, n_envs)
-        buffer.rewards[positions] = rewards
+        bonus = self._absorbing_bonus(rewards, dones, positions)
+        buffer.rewards[positions] = rewards + bonus
         if self._in_flight is not None:  # a stored step not yet committed moves to the front
             n = self._in_flight[1].shape[0]
             self._frames[:n] = self._frames[self._pending_frames : self._pending_frames + n].copy()
@@ -269,3 +276,44 @@ class EpisodeRelabeller(BaseCallback):
                 self._returns[i] = 0.0
                 self._lengths[i] = 0
         return n_steps * n_envs
+
+    def _absorbing_bonus(self, rewards: np.ndarray, dones: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Per transition, what an absorbing terminal state adds (zero but at terminations).
+
+        A transition is a termination when its episode ended (``dones``) and SB3 did not
+        mark it a time-limit truncation (``replay_buffer.timeouts``); its episode's length
+        so far comes from the same counters that :meth:`flush` keeps.
+        """
+        bonus = np.zeros_like(rewards, dtype=np.float32)
+        if self.absorbing_horizon is None or not dones.any():
+            return bonus
+        buffer = self.model.replay_buffer
+        timeouts = getattr(buffer, "timeouts", None)
+        truncated = timeouts[positions].astype(bool) if timeouts is not None else np.zeros_like(dones)
+        lengths = self._lengths.copy()
+        for t in range(dones.shape[0]):
+            lengths += 1
+            for i in np.flatnonzero(dones[t]):
+                if not truncated[t, i]:
+                    left = self.absorbing_horizon - int(lengths[i])
+                    bonus[t, i] = absorbing_bonus(float(rewards[t, i]), left, float(self.model.gamma))
+                lengths[i] = 0
+        return bonus
+
+
+def absorbing_bonus(reward: float, steps_left: int, gamma: float) -> float:
+    """``sum_{k=1..steps_left} gamma**k * reward``: the last state's reward, paid until the limit.
+
+    A CLIP reward pays for states, so on an env whose episodes end at the goal the agent
+    loses every payment it would have collected by staying near the goal instead: circling
+    just short of a terminal goal earns more than reaching it. Treating the terminal state
+    as absorbing (the episode is over because the task is done, and the goal state would
+    keep paying) removes that loss; with a centred reward a failure state keeps costing
+    in the same way (CartPole's fallen pole).
+    """
+    if steps_left <= 0:
+        return 0.0
+    if gamma >= 1.0:
+        return reward * steps_left
+    return reward * gamma * (1.0 - gamma**steps_left) / (1.0 - gamma)
+

@@ -240,7 +240,10 @@ def _learn(
     relabeller = None
     if cfg.reward.relabel == "episode":
         relabeller = EpisodeRelabeller(
-            timed, max_pending_frames=cfg.reward.max_pending_frames, on_episode=stats.add_clip_episode
+            timed,
+            max_pending_frames=cfg.reward.max_pending_frames,
+            on_episode=stats.add_clip_episode,
+            absorbing_horizon=absorbing_horizon(cfg, eval_env),
         )
         saved = resume_state.get("relabeller") or {}
         relabeller.relabelled = int(saved.get("relabelled", 0))
@@ -318,6 +321,19 @@ def _finish(cfg, model, venv, stopper, relabeller, evaluator, run_dir: Path, sto
     model.logger.dump(model.num_timesteps)
     model.logger.close()
     return info
+
+
+def absorbing_horizon(cfg: DictConfig, env) -> int | None:
+    """The time limit up to which a terminal state keeps paying (``reward.terminal=absorbing``)."""
+    if cfg.reward.get("terminal", "end") != "absorbing":
+        return None
+    limit = cfg.env.get("episode_length") or getattr(getattr(env, "spec", None), "max_episode_steps", None)
+    if not limit:
+        raise ConfigError(
+            f"reward.terminal=absorbing pays a terminal state until the time limit, but {cfg.env.id} "
+            "has none; set env.episode_length=<steps>"
+        )
+    return int(limit)
 
 
 def _record_run_fps(model) -> None:

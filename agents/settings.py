@@ -45,6 +45,8 @@ from vlmrm.errors import ConfigError
 RELABEL_MODES = ("auto", "episode", "step", "none")
 #: The SB3 algorithms ``agent.algo`` may name (classes in :mod:`vlmrm.agents.builders`).
 ALGORITHM_NAMES = ("sac", "ppo", "dqn", "td3", "ddpg", "a2c")
+#: What a terminated episode earns afterwards (see ``reward.terminal``).
+TERMINAL_MODES = ("end", "absorbing")
 #: Algorithms with a replay buffer, whose rewards can be relabelled after the fact.
 OFF_POLICY = frozenset({"sac", "dqn", "td3", "ddpg"})
 #: Where the scalars go: TensorBoard always (tb/), Weights & Biases as well with logger=wandb.
@@ -89,6 +91,12 @@ class RewardSettings(ClipSettings):
     saved here, so a resumed run keeps it."""
     scale: float = 1.0
     """Multiplies the CLIP reward (after centring): scale * (reward - offset)."""
+    terminal: str = "end"
+    """What an episode that *terminates* (not a time-limit truncation) earns afterwards:
+    end (nothing), or absorbing (its last state's reward again for every step left until
+    the time limit, discounted by the agent's gamma: reaching a terminal goal is then no
+    loss against circling near it; episode relabelling only) (default: the env's;
+    MountainCar: absorbing)."""
 
     def check(self) -> None:
         """Torch-free checks of a CLIP reward section (ground truth: nothing to check)."""
@@ -108,6 +116,7 @@ class RewardSettings(ClipSettings):
         self.batch_size = check_optional_int("reward.batch_size", self.batch_size, 1)
         self.max_pending_frames = check_int("reward.max_pending_frames", self.max_pending_frames, 1)
         self.check_centring()
+        self.terminal = check_choice("reward.terminal", self.terminal or "end", TERMINAL_MODES)
         if self.relabel == "none":
             raise ConfigError("reward.relabel=none needs reward=ground_truth; use episode or step")
 
@@ -292,6 +301,11 @@ class TrainSettings(RunSettings):
         algo = self.agent["algo"]
         if reward.relabel == "auto":
             reward.relabel = "episode" if algo in OFF_POLICY else "step"
+        if reward.terminal == "absorbing" and reward.relabel == "step":
+            raise ConfigError(
+                "reward.terminal=absorbing rewrites the replay buffer's terminal rewards, which "
+                f"per-step scoring ({algo}) has not; use an off-policy agent or reward.terminal=end"
+            )
         elif reward.relabel == "episode" and algo not in OFF_POLICY:
             raise ConfigError(
                 f"reward.relabel=episode relabels a replay buffer, which {algo} has not; "

@@ -32,8 +32,10 @@ mean over random-policy frames of the env (EPIC's canonical form: the same rewar
 shaping, with no bonus for being alive), so only a reward that ranks upright frames above
 that average can teach balancing: ``clip_centred`` should still learn and
 ``untuned_centred`` should not. MountainCar ends an episode at the flag, where a positive
-per-step reward would make arriving a loss: its env file centres by default, so its
-``clip`` arm is already centred (``clip_centred`` is the same run).
+per-step reward would make arriving a loss: its env file centres by default and treats
+the flag state as absorbing (``reward.terminal=absorbing``: a terminated episode's last
+reward is paid on until the time limit, so circling below the flag earns less than
+reaching it), so its ``clip`` arm is already centred (``clip_centred`` is the same run).
 
 Agents: rl-zoo's settings (constant schedules) through ``agent.<key>=`` overrides. CartPole
 uses PPO rather than the config's DQN: the reference DQN setting starts learning after
