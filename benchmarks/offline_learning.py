@@ -33,7 +33,9 @@ shaping, with no bonus for being alive), so only a reward that ranks upright fra
 that average can teach balancing: ``clip_centred`` should still learn and
 ``untuned_centred`` should not. MountainCar ends an episode at the flag, where a positive
 per-step reward would make arriving a loss: its env file centres by default, so its
-``clip`` arm is already centred (``clip_centred`` is the same run).
+``clip`` arm is already centred (``clip_centred`` is the same run). Centring on
+random-policy frames does not stop the agent from circling below the flag, where the
+tuned reward is still far above the random policy's mean (``benchmarks/RESULTS.md``).
 
 Agents: rl-zoo's settings (constant schedules) through ``agent.<key>=`` overrides. CartPole
 uses PPO rather than the config's DQN: the reference DQN setting starts learning after
