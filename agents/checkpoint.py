@@ -181,11 +181,15 @@ def read_run_config(run_dir: str | os.PathLike, key: str = "resume") -> Any:
         cfg = OmegaConf.load(path)
     except Exception as exc:  # noqa: BLE001 - truncated or hand-edited YAML
         raise ConfigError(f"{key}={run_dir}: config.yaml is damaged ({short_error(exc)}); restore it") from None
-    missing = [k for k in ("env", "agent", "reward") if not isinstance(cfg, DictConfig) or k not in cfg]
+    # Sections and keys every trainer-written config has, spread over the file: a file cut
+    # short (a copy interrupted, a full disk) loses some of them and is refused, instead of
+    # silently falling back to defaults (another goal, another step count).
+    missing = [k for k in ("env", "agent", "reward", "goal", "total_steps", "eval")
+               if not isinstance(cfg, DictConfig) or k not in cfg]
     if missing:
         raise ConfigError(
-            f"{key}={run_dir}: config.yaml is not a whole training run's config (no {'/'.join(missing)} "
-            "section); restore it"
+            f"{key}={run_dir}: config.yaml is not a whole training run's config (no {'/'.join(missing)}); "
+            "restore it"
         )
     return cfg
 

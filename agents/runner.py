@@ -238,12 +238,13 @@ def _learn(
     stopper = StopOnSignal(stop, total_steps=int(cfg.total_steps) if algo in OFF_POLICY else None)
     stats = EpisodeStats(reward_stats=timed.stats if timed is not None else None)
     relabeller = None
+    horizon = absorbing_horizon(cfg, eval_env)
     if cfg.reward.relabel == "episode":
         relabeller = EpisodeRelabeller(
             timed,
             max_pending_frames=cfg.reward.max_pending_frames,
             on_episode=stats.add_clip_episode,
-            absorbing_horizon=absorbing_horizon(cfg, eval_env),
+            absorbing_horizon=horizon,
         )
         saved = resume_state.get("relabeller") or {}
         relabeller.relabelled = int(saved.get("relabelled", 0))
@@ -326,6 +327,10 @@ def _finish(cfg, model, venv, stopper, relabeller, evaluator, run_dir: Path, sto
 def absorbing_horizon(cfg: DictConfig, env) -> int | None:
     """The time limit up to which a terminal state keeps paying (``reward.terminal=absorbing``)."""
     if cfg.reward.get("terminal", "end") != "absorbing":
+        return None
+    if cfg.reward.relabel != "episode":
+        _say(f"note: reward.terminal=absorbing rewrites replay-buffer rewards; {cfg.agent.algo} scores "
+             "every step, so a terminated episode earns nothing more (reward.terminal=end)")
         return None
     limit = cfg.env.get("episode_length") or getattr(getattr(env, "spec", None), "max_episode_steps", None)
     if not limit:

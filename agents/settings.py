@@ -91,12 +91,12 @@ class RewardSettings(ClipSettings):
     saved here, so a resumed run keeps it."""
     scale: float = 1.0
     """Multiplies the CLIP reward (after centring): scale * (reward - offset)."""
-    terminal: str = "end"
+    terminal: str | None = None
     """What an episode that *terminates* (not a time-limit truncation) earns afterwards:
     end (nothing), or absorbing (its last state's reward again for every step left until
     the time limit, discounted by the agent's gamma: reaching a terminal goal is then no
-    loss against circling near it; episode relabelling only) (default: the env's;
-    MountainCar: absorbing)."""
+    loss against circling near it; episode relabelling, i.e. off-policy agents: with per-step
+    scoring it is ignored, with a notice) (default: the env's; MountainCar: absorbing)."""
 
     def check(self) -> None:
         """Torch-free checks of a CLIP reward section (ground truth: nothing to check)."""
@@ -301,12 +301,7 @@ class TrainSettings(RunSettings):
         algo = self.agent["algo"]
         if reward.relabel == "auto":
             reward.relabel = "episode" if algo in OFF_POLICY else "step"
-        if reward.terminal == "absorbing" and reward.relabel == "step":
-            raise ConfigError(
-                "reward.terminal=absorbing rewrites the replay buffer's terminal rewards, which "
-                f"per-step scoring ({algo}) has not; use an off-policy agent or reward.terminal=end"
-            )
-        elif reward.relabel == "episode" and algo not in OFF_POLICY:
+        if reward.relabel == "episode" and algo not in OFF_POLICY:
             raise ConfigError(
                 f"reward.relabel=episode relabels a replay buffer, which {algo} has not; "
                 "use an off-policy agent (sac, dqn) or reward.relabel=step"

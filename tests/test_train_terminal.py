@@ -28,8 +28,8 @@ def test_env_defaults_and_checks():
         assert compose_train_config([f"env={env}", "reward=tiny"]).reward.terminal == "end"
     with pytest.raises(ConfigError, match="reward.terminal"):
         compose_train_config(["env=CartPole", "reward=tiny", "reward.terminal=forever"])
-    with pytest.raises(ConfigError, match="per-step scoring"):
-        compose_train_config(["env=CartPole", "reward=tiny", "agent=ppo", "reward.terminal=absorbing"])
+    # on-policy agents score every step: the env's default is noted and not applied
+    assert compose_train_config(["env=MountainCar", "reward=tiny", "agent=a2c"]).reward.terminal == "absorbing"
 
 
 def test_terminal_transitions_pay_the_last_state_until_the_time_limit(tmp_path, monkeypatch):
@@ -58,3 +58,11 @@ def test_terminal_transitions_pay_the_last_state_until_the_time_limit(tmp_path, 
             length = 0
     np.testing.assert_allclose(buffer.rewards[:n, 0], expected, rtol=0, atol=5e-5)
     assert not np.allclose(expected, raw)  # the bonus was paid somewhere
+
+
+def test_per_step_scoring_notes_that_absorbing_does_not_apply(tmp_path, capsys):
+    args = [*TINY_CARTPOLE, "agent=ppo", "agent.n_steps=32", "agent.batch_size=32", "reward.terminal=absorbing",
+            "total_steps=32", f"out={tmp_path}", "run_name=ppo"]
+    assert train_main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("note: reward.terminal=absorbing") == 1 and "ppo scores every step" in err
