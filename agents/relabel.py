@@ -258,8 +258,6 @@ class EpisodeRelabeller(BaseCallback):
         dones = np.stack([d for _, d in self._pending])
         n_steps, n_envs = dones.shape
         rewards = score_frames(self.reward_model, frames).reshape(n_steps, n_envs)
-        bonus = self._absorbing_bonus(rewards, dones, positions)
-        buffer.rewards[positions] = rewards + bonus
         if self._in_flight is not None:  # a stored step not yet committed moves to the front
             n = self._in_flight[1].shape[0]
             self._frames[:n] = self._frames[self._pending_frames : self._pending_frames + n].copy()
@@ -267,38 +265,26 @@ class EpisodeRelabeller(BaseCallback):
         self._pending_frames = 0
         self.relabelled += n_steps * n_envs
         self.flushes += 1
+        stored = rewards.copy()  # plus, with absorbing_horizon, each termination's bonus
+        terminated = dones & ~self._truncated(positions, dones.shape)
         for t in range(n_steps):
             self._returns += rewards[t]
             self._lengths += 1
             for i in np.flatnonzero(dones[t]):
+                if self.absorbing_horizon is not None and terminated[t, i]:
+                    left = self.absorbing_horizon - int(self._lengths[i])
+                    stored[t, i] += absorbing_bonus(float(rewards[t, i]), left, float(self.model.gamma))
                 if self.on_episode is not None:
                     self.on_episode(int(i), float(self._returns[i]), int(self._lengths[i]))
                 self._returns[i] = 0.0
                 self._lengths[i] = 0
+        buffer.rewards[positions] = stored
         return n_steps * n_envs
 
-    def _absorbing_bonus(self, rewards: np.ndarray, dones: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Per transition, what an absorbing terminal state adds (zero but at terminations).
-
-        A transition is a termination when its episode ended (``dones``) and SB3 did not
-        mark it a time-limit truncation (``replay_buffer.timeouts``); its episode's length
-        so far comes from the same counters that :meth:`flush` keeps.
-        """
-        bonus = np.zeros_like(rewards, dtype=np.float32)
-        if self.absorbing_horizon is None or not dones.any():
-            return bonus
-        buffer = self.model.replay_buffer
-        timeouts = getattr(buffer, "timeouts", None)
-        truncated = timeouts[positions].astype(bool) if timeouts is not None else np.zeros_like(dones)
-        lengths = self._lengths.copy()
-        for t in range(dones.shape[0]):
-            lengths += 1
-            for i in np.flatnonzero(dones[t]):
-                if not truncated[t, i]:
-                    left = self.absorbing_horizon - int(lengths[i])
-                    bonus[t, i] = absorbing_bonus(float(rewards[t, i]), left, float(self.model.gamma))
-                lengths[i] = 0
-        return bonus
+    def _truncated(self, positions: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Which stored transitions SB3 marked as time-limit truncations (not terminations)."""
+        timeouts = getattr(self.model.replay_buffer, "timeouts", None)
+        return timeouts[positions].astype(bool) if timeouts is not None else np.zeros(shape, dtype=bool)
 
 
 def absorbing_bonus(reward: float, steps_left: int, gamma: float) -> float:
