@@ -21,7 +21,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from vlmrm.agents.checkpoint import save_checkpoint
 from vlmrm.agents.relabel import EpisodeRelabeller, RewardStats
 from vlmrm.agents.rollout import run_episodes
-from vlmrm.runtime.atomic import atomic_write
+from vlmrm.runtime.atomic import append_jsonl, atomic_write
 from vlmrm.runtime.stop import GracefulStop
 from vlmrm.video import write_video
 
@@ -151,6 +151,13 @@ class EvalVideo(BaseCallback):
     Writes ``<video_dir>/step_<N>.mp4`` and logs ``eval/gt_return``, ``eval/clip_return``,
     ``eval/success_rate`` and ``eval/ep_length``; ``on_eval(model, summary)`` follows each
     evaluation (the run's best agent, :mod:`vlmrm.agents.best`).
+
+    With ``record`` (the run's ``evaluations.jsonl``) each evaluation also appends one JSON
+    line, on disk before the next step: ``step``, ``gt_return``, ``clip_return``,
+    ``success_rate``, ``ep_length``, ``episodes``, ``time`` (Unix) and ``final`` (the
+    evaluation after ``learn``). TensorBoard's event files are buffered and awkward to read
+    while a run is alive; this file is what a study of many runs reads
+    (:mod:`vlmrm.study`). A resumed run may append a step again; readers keep the last.
     """
 
     def __init__(
@@ -164,6 +171,7 @@ class EvalVideo(BaseCallback):
         fps: float = 30.0,
         seed: int | None = None,
         on_eval: Callable | None = None,
+        record: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.on_eval = on_eval  # on_eval(model, summary) after each evaluation (e.g. agents.best.BestAgent)
@@ -174,6 +182,7 @@ class EvalVideo(BaseCallback):
         self.reward_model = reward_model
         self.fps = fps
         self.seed = seed
+        self.record = Path(record) if record is not None else None
         self._last = 0
         self.videos: list[Path] = []
 
@@ -187,8 +196,11 @@ class EvalVideo(BaseCallback):
             self.evaluate()
         return True
 
-    def evaluate(self):
-        """Run the evaluation now; returns the :class:`~vlmrm.agents.rollout.EvalSummary`."""
+    def evaluate(self, final: bool = False):
+        """Run the evaluation now; returns the :class:`~vlmrm.agents.rollout.EvalSummary`.
+
+        ``final`` marks the record of the evaluation that ends a run.
+        """
         step = int(self.model.num_timesteps)
         summary = run_episodes(
             self.model,
@@ -213,6 +225,12 @@ class EvalVideo(BaseCallback):
             if value is not None:
                 self.logger.record(key, value)
         self.logger.dump(step)
+        if self.record is not None:
+            append_jsonl(self.record, {
+                "step": step, "gt_return": summary.gt_return, "clip_return": summary.clip_return,
+                "success_rate": summary.success_rate, "ep_length": summary.length,
+                "episodes": len(summary.episodes), "time": time.time(), "final": bool(final),
+            })
         if self.on_eval is not None:
             self.on_eval(self.model, summary)
         return summary

@@ -6,7 +6,8 @@ folder exists; then ``learn`` runs under :class:`~vlmrm.runtime.stop.GracefulSto
 Ctrl-C or SIGTERM ends it with a checkpoint (a second signal aborts).
 
 A run writes ``<out>/<env>-<goal>-<time>/``: ``config.yaml`` (resolved), ``command.txt``,
-``tb/`` (TensorBoard), ``videos/step_<N>.mp4``, ``checkpoints/step_<N>/`` (agent, replay
+``tb/`` (TensorBoard), ``evaluations.jsonl`` (one line per evaluation),
+``videos/step_<N>.mp4``, ``checkpoints/step_<N>/`` (agent, replay
 buffer, RNG states, manifest; see :mod:`vlmrm.agents.checkpoint`).
 """
 
@@ -258,6 +259,7 @@ def _learn(
         fps=render_fps(eval_env),
         seed=cfg.seed + 10_000,
         on_eval=BestAgent(run_dir, cfg.eval.best_metric, _say) if cfg.eval.episodes > 0 else None,
+        record=run_dir / "evaluations.jsonl",
     )
     keep = int(cfg.get("keep_checkpoints", 0) or 0)
     checkpointer = PeriodicCheckpoint(run_dir, cfg.checkpoint_every, relabeller, keep=keep)
@@ -307,7 +309,7 @@ def _finish(cfg, model, venv, stopper, relabeller, evaluator, run_dir: Path, sto
             model.num_timesteps = stopper.rollout_start_steps
     if relabeller is not None:
         relabeller.flush()
-    summary = evaluator.evaluate() if not stopper.stopped and cfg.eval.episodes > 0 else None
+    summary = evaluator.evaluate(final=True) if not stopper.stopped and cfg.eval.episodes > 0 else None
     reason = f"interrupted ({stop.name})" if stopper.stopped else "final"
     info = save_checkpoint(
         model, run_dir, reason=reason, keep=int(cfg.get("keep_checkpoints", 0) or 0),

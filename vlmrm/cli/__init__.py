@@ -15,6 +15,7 @@ import sys
 #: same ``main`` (a package's through its ``__main__``)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vlmrm.train", "train an SB3 agent on a CLIP reward"),
+    "study": ("vlmrm.study.cli", "a sweep's table: IQM over seeds with bootstrap intervals, curves, HTML"),
     "evaluate": ("vlmrm.evaluate", "roll out a trained checkpoint: video, returns, success"),
     "score": ("vlmrm.score", "score videos with a CLIP reward (CSV, plots, diagnostics)"),
     "record": ("vlmrm.record", "roll out an env, record a video and score it"),
