@@ -35,6 +35,7 @@ ENTRY_POINTS = {
     "vlmrm.tune.eval": "per_relation=maybe",
     "vlmrm.label": "sample=everything",
     "vlmrm.label.agreement": "alpha=2",
+    "vlmrm.study": "reps=3",
 }
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _runs import tb_scalars
+from test_report_html import browser  # noqa: F401 - the scoring report's headless Chromium fixture
 
 from vlmrm.study import statistics
 from vlmrm.study.cli import main as study_main
@@ -387,3 +388,52 @@ def test_help_and_a_whole_study_import_no_torch(trained, tmp_path):
     assert "python -m vlmrm.study runs/multirun/alpha-sweep" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "False"  # torch never imported
     assert (folder / "study.csv").is_file()
+
+
+# --------------------------------------------------------------------------- the page, in a browser
+
+
+def test_the_page_opens_offline_with_its_plot_and_the_csv_numbers(trained, tmp_path_factory, request):
+    chromium = request.getfixturevalue("browser")  # skips, saying why, without a Chromium
+    folder = make_sweep(trained, tmp_path_factory.mktemp("page") / "sweep")
+    assert study_main([str(folder), "reps=300"]) == 0
+    context = chromium.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    problems, requests = [], []
+    page.on("console", lambda m: m.type in ("error", "warning") and problems.append(m.text))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
+               else route.abort())
+    try:
+        page.goto((folder / "study.html").as_uri())
+        page.wait_for_function("document.querySelector('img.curves').complete", timeout=10_000)
+        assert problems == [] and all(u.startswith(("file:", "data:")) for u in requests), requests
+        assert page.title() == "Sweep study: sweep"
+        # the plot: the very bytes of curves.png, decoded by the browser and shown
+        img = page.locator("img.curves")
+        assert img.is_visible()
+        w, h, src = img.evaluate("i => [i.naturalWidth, i.naturalHeight, i.src]")
+        png = (folder / "curves.png").read_bytes()
+        assert (w, h) == (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) and w > 0 < h
+        import base64
+
+        assert base64.b64decode(src.split(",", 1)[1]) == png
+        box = img.bounding_box()
+        assert box["width"] > 300 and box["height"] > 200
+        # the table: the CSV's rows, its numbers as printed (6 significant digits)
+        head, rows = page.evaluate(
+            """[Array.from(document.querySelectorAll('table.study th')).map(c => c.textContent),
+                Array.from(document.querySelectorAll('table.study tbody tr')).map(r =>
+                  Array.from(r.cells).map(c => c.textContent))]"""
+        )
+        assert head == ["metric", KEY, "n", "IQM", "CI low", "CI high", "mean", "std", "median"]
+        csv_rows = read_csv(folder / "study.csv")
+        assert len(rows) == len(csv_rows) == 4
+        for cells, want in zip(rows, csv_rows, strict=True):
+            assert cells[:3] == [want["metric"], want[KEY], want["n"]]
+            for cell, key in zip(cells[3:], ("iqm", "ci_low", "ci_high", "mean", "std", "median"), strict=True):
+                assert float(cell) == pytest.approx(float(want[key]), rel=1e-5), key
+        assert page.locator(".partial").count() == 0  # a finished sweep is not marked partial
+    finally:
+        context.close()
