@@ -267,7 +267,13 @@ def test_curves_are_the_iqm_over_seeds_at_each_evaluation(trained, tmp_path):
     from vlmrm.study.reading import read_sweep
 
     folder = make_sweep(trained, tmp_path / "sweep")
-    study = aggregate.study(read_sweep(folder), None, ["gt_return"], reps=300, seed=0)
+    # a run that crashed after evaluating step 32 and resumed evaluates it again: the last counts;
+    # a line cut short by a kill is skipped (and said)
+    log = folder / "runs/000/evaluations.jsonl"
+    log.write_text('{"step": 32, "gt_return": 9999.0, "final": false}\n' + log.read_text() + '{"step": 80, "gt')
+    sweep = read_sweep(folder)
+    assert sweep.notes == [f"{log}: skipped 1 damaged line(s)"]
+    study = aggregate.study(sweep, None, ["gt_return"], reps=300, seed=0)
     assert [c.setting for c in study.curves] == [{KEY: v} for v in VALUES]
     for curve in study.curves:
         assert list(curve.steps) == [16, 32, 48, 64] and curve.seeds == 3
@@ -309,6 +315,17 @@ def test_a_running_sweep_is_reported_partial_and_failed_jobs_are_listed(trained,
     assert f"not aggregated: job 4 (seed=1, {KEY}=0.99): failed: error: env='Nope-v0'" in err
     page = (folder / "study.html").read_text()
     assert 'class="partial"' in page and "3 of 6 jobs finished" in page and "Nope-v0" in page
+
+
+def test_a_setting_with_no_finished_job_keeps_its_row(trained, tmp_path, capsys):
+    folder = make_sweep(trained, tmp_path / "sweep", states={3: "pending", 4: "running", 5: "failed"})
+    rc, out, err = _study([folder, "reps=200"], capsys)
+    assert rc == 0, err
+    rows = [r for r in read_csv(folder / "study.csv") if r[KEY] == "0.99"]
+    assert [r["metric"] for r in rows] == ["gt_return", "clip_return"]
+    for r in rows:
+        assert (r["n"], r["iqm"], r["ci_low"], r["mean"], r["partial"], r["failed"]) == ("0", "", "", "", "true", "1")
+    assert "partial: 2 jobs unfinished; 1 failed" in " ".join(out.split())
 
 
 def test_a_done_job_without_evaluations_falls_back_to_sweep_json_or_is_listed(trained, tmp_path, capsys):

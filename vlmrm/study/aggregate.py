@@ -3,7 +3,8 @@
 A *setting* is one combination of the grouping keys (the swept settings other than
 ``seed`` by default); its *seeds* are its done jobs that have a final evaluation. Jobs
 still pending, running or pre-empted make the row ``partial``; failed jobs are counted
-and listed, never averaged in.
+and listed, never averaged in. A setting none of whose jobs has finished yet keeps its
+rows, with ``n = 0`` and no numbers, so that the table shows what is missing.
 """
 
 from __future__ import annotations
@@ -175,10 +176,12 @@ def study(sweep: Sweep, by: list[str] | None, metrics: list[str] | None, reps: i
     groups = group_jobs(sweep, keys)
     for metric in chosen:
         for setting, jobs in groups:
-            done = [j for j in jobs if j.state == "done" and _value(j.final, metric) is not None]
-            if not done:
-                continue
-            values = [_value(j.final, metric) for j in done]
+            finished = [j for j in jobs if j.state == "done" and j.final is not None]
+            done = [j for j in finished if _value(j.final, metric) is not None]
+            if finished and not done:
+                continue  # this setting's runs do not report the metric (no CLIP reward)
+            # a setting with no finished job yet keeps its row (n=0), so the CSV shows it
+            values = [v for j in done if (v := _value(j.final, metric)) is not None]
             est = statistics.estimate(np.array(values), reps, seed)
             rows.append(Row(
                 metric, setting, values, float(est.iqm[0]), float(est.low[0]), float(est.high[0]),

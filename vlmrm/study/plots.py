@@ -44,7 +44,7 @@ def curves_png(curves: list[Curve], metrics: list[str], dpi: int = 100) -> bytes
         if key not in settings:
             settings.append(key)
     ncol = 1 if len(settings) <= 4 else 2
-    legend_in = 0.25 * math.ceil(len(settings) / ncol) + 0.2
+    legend_in = 0.22 * math.ceil(len(settings) / ncol) + 0.05
     fig = Figure(figsize=(5.2 * len(shown), 3.6 + legend_in), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(shown), squeeze=False)[0]
