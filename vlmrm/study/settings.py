@@ -55,7 +55,10 @@ class StudySettings:
     """Seed of the bootstrap resampling: the same seed and reps give the same intervals."""
 
     def validate(self) -> None:
-        folders = [self.sweep] if isinstance(self.sweep, str) else list(self.sweep or [])
+        if self.sweep is None:
+            folders = []
+        else:
+            folders = list(self.sweep) if isinstance(self.sweep, (list, tuple)) else [self.sweep]
         if not folders:
             raise ConfigError(
                 "no sweep folder given; pass the folder a -m sweep wrote, e.g. "

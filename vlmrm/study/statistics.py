@@ -56,9 +56,13 @@ def fallback_notice() -> str | None:
     problem = rliable_problem()
     if problem is None:
         return None
+    if problem.startswith(("ModuleNotFoundError", "ImportError")):
+        fix = "pip install 'vlmrm[study]' for rliable"
+    else:  # installed but broken: arch 7 under pandas 3
+        fix = "rliable 1.2 needs arch<8, which does not import with pandas 3: pip install 'pandas<3'"
     return (
         f"note: rliable is not importable ({problem}); IQM and bootstrap intervals computed "
-        "with scipy.stats instead (pip install 'vlmrm[study]' for rliable)"
+        f"with scipy.stats instead ({fix})"
     )
 
 
