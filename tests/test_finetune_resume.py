@@ -145,3 +145,19 @@ def test_resume_refuses_other_settings_and_resume_false_starts_over(data, straig
     assert main([*argv, "resume=false", "epochs=1", "stage=sft"]) == 0
     assert units(out) == ["step_000000002", "step_000000003"]  # the earlier run's later ones are gone
     assert "resuming" not in capsys.readouterr().err
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_with_one_line(data, straight, tmp_path, capsys):
+    import shutil
+
+    out = Path(shutil.copytree(straight[0], tmp_path / "run"))
+    state = out / "checkpoints" / f"step_{STEPS:09d}" / "trainer_state.pt"
+    state.write_bytes(state.read_bytes()[:100])  # truncated
+    trained: list[int] = []
+    doc = finetune(**kwargs(settings(data, out)), callback=lambda step, row: trained.append(step))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(f"[vlmrm.tune.finetune] skipping damaged checkpoint step_{STEPS:09d}: "
+                             "trainer_state.pt has 100 bytes"), err
+    assert err[1].startswith(f"resuming {out} at step 8") and len(err) == 2, err
+    assert trained == [9]
+    assert_same_run(out, doc, straight)
