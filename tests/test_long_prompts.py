@@ -102,3 +102,16 @@ def test_train_shows_one_readable_line(tmp_path, capsys):
     assert main(argv) == 0
     lines = _warning_lines(capsys.readouterr().err)
     assert len(lines) == 1 and lines[0].startswith("warning: prompt '"), lines
+
+
+def test_many_long_prompts_are_reported_five_times_then_once_in_all(clip):
+    prompts = [f"{i} {LONG}" for i in range(9)]  # e.g. a caption data set of long captions
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        clip.embed_texts(prompts[:3])
+        clip.embed_texts(prompts[3:])
+        clip.tokenize(prompts)
+    got = long_warnings(record)
+    assert len(got) == 6, got
+    assert all(got[i].startswith(f"prompt '{i} a humanoid robot") for i in range(5)), got
+    assert got[5].startswith("more prompts are longer than the 77 tokens the text tower of vlmrm-tiny reads")

@@ -207,7 +207,8 @@ class ClipModel:
         Every prompt reaches the text tower through here, so this is where a prompt longer
         than the context is noticed: the tokenizer cuts it silently, and a user comparing
         goals would never learn that the end of theirs changed nothing. Each such prompt
-        gets one :class:`~vlmrm.errors.LongPromptWarning` per model.
+        gets one :class:`~vlmrm.errors.LongPromptWarning` per model (the first five; then
+        one warning says that more are cut, so a data set of long captions is not a flood).
         """
         texts = check_prompts(texts, "texts")
         tokens = self.tokenizer(texts)
@@ -225,6 +226,13 @@ class ClipModel:
             if count is not None and count <= context:
                 continue
             self._warned_prompts.add(text)
+            reported = len(self._warned_prompts)
+            if reported > _LONG_PROMPT_REPORTS + 1:
+                continue
+            if reported == _LONG_PROMPT_REPORTS + 1:  # e.g. a caption data set full of long captions
+                warn(f"more prompts are longer than the {context} tokens the text tower of {self.name} "
+                     "reads; they are cut off too, and not reported one by one", LongPromptWarning)  # fmt: skip
+                continue
             many = f"{count} tokens" if count is not None else "more tokens"
             warn(
                 f"prompt {_abbreviate(text)!r} has {many}, more than the {context} (start and end "
@@ -377,6 +385,10 @@ def _call_with(model: torch.nn.Module, method: str, params: dict[str, torch.Tens
     wrapper = _BoundMethod(model, method)
     named = {f"model.{k}": v for k, v in params.items()}
     return torch.func.functional_call(wrapper, named, args, strict=False)
+
+
+#: Long prompts reported one by one per model; past these, one line says that more follow.
+_LONG_PROMPT_REPORTS = 5
 
 
 def _pad_id(tokenizer: object) -> int:
