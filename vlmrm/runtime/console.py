@@ -43,7 +43,11 @@ def _isatty(stream: Any) -> bool:
 def warnings_as_lines() -> Iterator[None]:
     """While a command runs, a :class:`~vlmrm.errors.VLMRMWarning` prints as one
     ``warning: <message>`` line on stderr, not as Python's two lines (a source location
-    inside the toolkit and a line of its code); other warnings keep Python's format."""
+    inside the toolkit and a line of its code); other warnings keep Python's format.
+
+    Under torchrun only rank 0 prints them: every rank loads the same model and prompts, so
+    the others would repeat its lines (what one rank alone meets, such as a damaged video,
+    a command gathers to rank 0 itself)."""
     from vlmrm.errors import VLMRMWarning
 
     previous = warnings.showwarning
@@ -52,6 +56,8 @@ def warnings_as_lines() -> Iterator[None]:
              file: Any = None, line: str | None = None) -> None:  # fmt: skip
         if not issubclass(category, VLMRMWarning):
             previous(message, category, filename, lineno, file, line)
+            return
+        if os.environ.get("RANK", "0") != "0":
             return
         stream = sys.stderr if file is None else file
         try:
