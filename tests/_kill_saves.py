@@ -1,18 +1,27 @@
 """Fault injection for checkpoint saves: SIGKILL at every file-system step of a save, then resume.
 
-Run as a script (``python tests/_kill_saves.py WORKDIR``) by ``tests/test_faults.py``; it
-prints one JSON line per kill point and a last line ``{"golden": ...}``.
+Run as a script (``python tests/_kill_saves.py WORKDIR [REWARD]``) by ``tests/test_faults.py``;
+it prints one JSON line per kill point and a last line ``{"golden": ...}``.
 
-A short CartPole DQN run (ground-truth reward, ``keep_checkpoints=2``) trains normally.
-Each time it starts a checkpoint save, the process forks once per kill point: the child
-copies the run folder, runs the same save into the copy and SIGKILLs itself right
-before its ``k``-th file-system step (the fsync of a written file or folder, an
-``os.replace``, a ``shutil.rmtree``). The copy is then exactly what
-a ``kill -9`` of the training process at that point leaves on disk. Enumeration of a
-save ends when a child finishes its save without reaching ``k``.
+A short CartPole DQN run (``keep_checkpoints=2``) trains normally, on the ground-truth
+reward (``REWARD=ground_truth``, the default) or on the ``vlmrm-tiny`` CLIP reward with
+episode relabelling (``REWARD=tiny``: frames are stored and scored in batches, so a
+checkpoint holds rewards that were pending a moment before the save). Each time it starts
+a checkpoint save, the process forks once per kill point: the child copies the run
+folder, runs the same save into the copy and SIGKILLs itself right before its ``k``-th
+file-system step (the fsync of a written file or folder, an ``os.replace``, a
+``shutil.rmtree``). The copy is then exactly what a ``kill -9`` of the training process at
+that point leaves on disk. Enumeration of a save ends when a child finishes its save
+without reaching ``k``; that last copy is the save done whole.
 
-Afterwards every killed copy is resumed (``resume=<copy> total_steps=RESUME_TO``) and
-its final replay buffer is compared with the uninterrupted run's.
+Afterwards every killed copy is resumed (``resume=<copy> total_steps=RESUME_TO``) and its
+final replay buffer is compared with the uninterrupted run's. With the CLIP reward only
+the kill points that decide where a resume starts are resumed — right before and right
+after the checkpoint folder is published by its rename, in the saves of steps 80 and 120
+(every other point of a save leaves the same files as one of these two, and a kill
+between saves, with frames pending, leaves what "right after" does) — and each one's
+buffer is also compared, reward by reward, with a resume of the save done whole from the
+same step: the run without the kill.
 """
 
 from __future__ import annotations
@@ -37,10 +46,14 @@ from vlmrm.agents.runner import train  # noqa: E402
 
 TOTAL, EVERY, RESUME_TO = 120, 40, 140
 ARGS = [
-    "env=CartPole", "reward=ground_truth", "n_envs=1", "subprocess=false", f"total_steps={TOTAL}",
+    "env=CartPole", "n_envs=1", "subprocess=false", f"total_steps={TOTAL}",
     f"checkpoint_every={EVERY}", "keep_checkpoints=2", "agent.learning_starts=20", "agent.train_freq=10",
     "agent.gradient_steps=1", "agent.buffer_size=1000", "eval.episodes=0", "progress=false", "threads=1",
 ]
+REWARDS = {"ground_truth": ["reward=ground_truth"], "tiny": ["reward=tiny", "reward.relabel=episode"]}
+#: With the CLIP reward: the saves whose kill points are resumed.
+CLIP_SAVES = (80, 120)
+KEYS = ("observations", "next_observations", "actions", "rewards", "dones")
 
 
 def _killing_save(real_save, case_root: Path, cases: list[dict]):
@@ -66,9 +79,9 @@ def _killing_save(real_save, case_root: Path, cases: list[dict]):
                 k += 1
                 continue
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
-            shutil.rmtree(case, ignore_errors=True)
             if code != 3:
                 raise RuntimeError(f"the save child at step {step}, k={k} failed (exit {code})")
+            os.replace(case, case_root / f"step{step}-whole")  # the save done whole: a reference
             break
         return real_save(model, run_dir, **kwargs)
 
@@ -109,8 +122,18 @@ def _buffer(run: Path):
     return ckpt, checkpoint.load_replay_buffer(ckpt.replay_buffer_path)
 
 
-def _check(case: dict, golden) -> dict:
-    """Resume a killed copy to RESUME_TO steps; compare its buffer with the uninterrupted run's."""
+def _resume(run: Path):
+    """Resume ``run`` to RESUME_TO steps; its final checkpoint and replay buffer."""
+    train(load_resume_config(run, [f"total_steps={RESUME_TO}"]))
+    return _buffer(run)
+
+
+def _check(case: dict, golden, reference=None) -> dict:
+    """Resume a killed copy to RESUME_TO steps; compare its buffer with the uninterrupted run's.
+
+    ``reference(step)``: the buffer of the same run resumed from the save of ``step`` done
+    whole (CLIP reward), compared row by row.
+    """
     run = Path(case["case"])
     lines: list[str] = []
     try:
@@ -118,39 +141,66 @@ def _check(case: dict, golden) -> dict:
     except checkpoint.NoCheckpoint:  # killed in the first save: the run starts over
         s = 0
     result = {**case, "resumed_from": s, "warnings": lines}
-    train(load_resume_config(run, [f"total_steps={RESUME_TO}"]))
-    ckpt, buf = _buffer(run)
+    ckpt, buf = _resume(run)
     n = int(buf.pos)
     chain_ok = all(
         np.array_equal(buf.next_observations[i], buf.observations[i + 1])
         for i in range(s, n - 1)
         if not buf.dones[i].any()
     )
-    prefix_ok = all(
-        np.array_equal(getattr(buf, key)[:s], getattr(golden, key)[:s])
-        for key in ("observations", "next_observations", "actions", "rewards", "dones")
-    )
+    prefix_ok = all(np.array_equal(getattr(buf, key)[:s], getattr(golden, key)[:s]) for key in KEYS)
     result.update(final_step=ckpt.step, buffer_rows=n, chain_ok=bool(chain_ok), prefix_ok=bool(prefix_ok))
+    if reference is not None:
+        ref = reference(s)
+        rewards = buf.rewards[:n]
+        result.update(
+            # a pending frame lost would leave its NaN placeholder; each transition scored once
+            no_placeholder=bool(np.isfinite(rewards).all()),
+            relabelled=int(ckpt.state().get("relabeller", {}).get("relabelled", -1)),
+            same_as_whole_save=bool(int(ref.pos) == n and all(
+                np.array_equal(getattr(buf, key)[:n], getattr(ref, key)[:n]) for key in KEYS)),
+            reward_mean=float(rewards.mean()),
+        )
     return result
 
 
-def main(workdir: str) -> None:
+def _publish_points(cases: list[dict]) -> list[dict]:
+    """Per save of :data:`CLIP_SAVES`: the kill right before its folder's rename, and right after."""
+    chosen = []
+    for step in CLIP_SAVES:
+        saved = [c for c in cases if c["save_step"] == step]
+        rename = next(i for i, c in enumerate(saved) if c["what"].startswith("replace") and c["what"].endswith(".partial"))
+        chosen += saved[rename : rename + 2]
+    return chosen
+
+
+def main(workdir: str, reward: str = "ground_truth") -> None:
     root = Path(workdir)
     os.environ["KILL_LOG"] = str(root / "kill.log")
     cases: list[dict] = []
     real = checkpoint.save_checkpoint
     save = _killing_save(real, root / "cases", cases)
     callbacks.save_checkpoint = runner.save_checkpoint = save
-    cfg = compose_train_config(ARGS + [f"out={root}", "run_name=golden"])
+    cfg = compose_train_config(ARGS + REWARDS[reward] + [f"out={root}", "run_name=golden"])
     try:
         train(cfg)
     finally:
         callbacks.save_checkpoint = runner.save_checkpoint = real
     _, golden = _buffer(root / "golden")
+    reference = None
+    if reward != "ground_truth":
+        cases = _publish_points(cases)
+        resumed: dict[int, object] = {}
+
+        def reference(step: int):
+            if step not in resumed:
+                resumed[step] = _resume(root / "cases" / f"step{step}-whole")[1]
+            return resumed[step]
+
     for case in cases:
-        print(json.dumps(_check(case, golden)), flush=True)
+        print(json.dumps(_check(case, golden, reference)), flush=True)
     print(json.dumps({"golden": int(golden.pos)}), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

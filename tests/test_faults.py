@@ -2,7 +2,8 @@
 
 The kill points are enumerated by ``tests/_kill_saves.py`` (one forked copy of the
 training process per point, killed with SIGKILL); each copy is resumed and its replay
-buffer checked against the uninterrupted run.
+buffer checked against the uninterrupted run — on the ground-truth reward at every point,
+and on the CLIP reward with episode relabelling at the points around each publish.
 """
 
 from __future__ import annotations
@@ -55,6 +56,37 @@ def test_every_kill_point_of_a_save_resumes_with_an_exact_buffer(kill_cases):
         assert r["warnings"] == [], where  # a published checkpoint is always complete
         published = r["k"] > _rename_index(rows, r["save_step"])
         assert r["resumed_from"] == (r["save_step"] if published else previous[r["save_step"]]), where
+
+
+@pytest.fixture(scope="module")
+def clip_kill_cases(tmp_path_factory):
+    """The kill points that decide where a resume starts, with the CLIP reward relabelled per episode."""
+    work = tmp_path_factory.mktemp("clip-kills")
+    res = subprocess.run([sys.executable, str(HERE / "_kill_saves.py"), str(work), "tiny"], capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    return rows[:-1], rows[-1]
+
+
+def test_kills_around_a_save_neither_lose_nor_rescore_pending_clip_frames(clip_kill_cases):
+    """Episode relabelling keeps frames pending until a rollout ends; every save flushes them
+    first. Killed right before or right after a checkpoint is published, the resumed run
+    must hold each transition once with its CLIP reward: no NaN placeholder left (a frame
+    lost), every transition scored once (the relabeller's count equals the rows), the
+    checkpointed rewards unchanged, and the whole buffer equal to the run without the kill."""
+    rows, golden = clip_kill_cases
+    assert golden == {"golden": 120}
+    points = [(r["save_step"], r["what"].split()[0], r["resumed_from"]) for r in rows]
+    # before the folder's rename the previous checkpoint is the newest; right after it, this one
+    assert points == [(80, "replace", 40), (80, "fsync_dir", 80), (120, "replace", 80), (120, "fsync_dir", 120)]
+    for r in rows:
+        where = f"killed at save {r['save_step']} before {r['what']}"
+        assert r["final_step"] == 140 and r["buffer_rows"] == 140 and r["warnings"] == [], where
+        assert r["no_placeholder"] and r["relabelled"] == 140, where
+        assert r["prefix_ok"] and r["chain_ok"], where
+        assert r["same_as_whole_save"], where
+        assert 0.3 < r["reward_mean"] < 0.7, where  # CLIP rewards, not CartPole's +1 per step
 
 
 def _rename_index(rows, step):

@@ -23,7 +23,7 @@ _EXPORTS = {
         "CLIPReward", "CLIPScoreReward", "RewardModel", "goal_baseline_reward", "clip_score",
     ),
     "vlmrm.models": ("ClipModel", "load_clip"),
-    "vlmrm.errors": ("ConfigError", "VLMRMError", "WeightsNotFoundError"),
+    "vlmrm.errors": ("ConfigError", "LongPromptWarning", "VLMRMError", "VLMRMWarning", "WeightsNotFoundError"),
     "vlmrm.fidelity": ("RankFidelity", "rank_fidelity"),
     "vlmrm.scoring": ("VideoScores", "score_video"),
     "vlmrm.diagnostics": ("diagnose", "epic_distance"),
@@ -45,10 +45,12 @@ __all__ = [
     "ClipModel",
     "ConfigError",
     "LoadedRun",
+    "LongPromptWarning",
     "RankFidelity",
     "RenderFrameToInfo",
     "RewardModel",
     "VLMRMError",
+    "VLMRMWarning",
     "VideoScores",
     "WeightsNotFoundError",
     "clip_score",
@@ -73,7 +75,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from vlmrm.agents.config import compose_train_config
     from vlmrm.agents.load import LoadedRun, load_run
     from vlmrm.diagnostics import diagnose, epic_distance
-    from vlmrm.errors import ConfigError, VLMRMError, WeightsNotFoundError
+    from vlmrm.errors import (
+        ConfigError,
+        LongPromptWarning,
+        VLMRMError,
+        VLMRMWarning,
+        WeightsNotFoundError,
+    )
     from vlmrm.fidelity import RankFidelity, rank_fidelity
     from vlmrm.models import ClipModel, load_clip
     from vlmrm.reward import (

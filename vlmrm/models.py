@@ -30,7 +30,7 @@ from vlmrm.checks import (
     resolve_compile,
 )
 from vlmrm.compiling import compile_image_encoder
-from vlmrm.errors import ConfigError
+from vlmrm.errors import ConfigError, LongPromptWarning, warn
 from vlmrm.preprocess import RESIZE_MODES, FrameBatch, as_frame_tensor, preprocess
 from vlmrm.quantize import quantize_image_tower
 from vlmrm.weights import (  # noqa: F401 - TINY, RANDOM_WEIGHTS_SEED: re-exported
@@ -150,6 +150,7 @@ class ClipModel:
     amp_dtype: str | None = None
     _text_cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _compiled_encoder: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
+    _warned_prompts: set[str] = field(default_factory=set, repr=False)
     image_calls: int = field(default=0, repr=False)
 
     @property
@@ -194,9 +195,51 @@ class ClipModel:
 
     # -- the encoders, with gradients: TTA, tuning and captioning train through these --
 
+    @property
+    def context_length(self) -> int:
+        """Tokens the text tower reads, start and end tokens included (77 for CLIP)."""
+        length = getattr(self.tokenizer, "context_length", None) or getattr(self.model, "context_length", None)
+        return int(length) if length else int(self.tokenizer(["a"]).shape[-1])
+
     def tokenize(self, texts: str | Sequence[str]) -> torch.Tensor:
-        """Token ids ``(N, L)`` of prompts on the model's device."""
-        return self.tokenizer(check_prompts(texts, "texts")).to(self.device)
+        """Token ids ``(N, L)`` of prompts on the model's device.
+
+        Every prompt reaches the text tower through here, so this is where a prompt longer
+        than the context is noticed: the tokenizer cuts it silently, and a user comparing
+        goals would never learn that the end of theirs changed nothing. Each such prompt
+        gets one :class:`~vlmrm.errors.LongPromptWarning` per model (the first five; then
+        one warning says that more are cut, so a data set of long captions is not a flood).
+        """
+        texts = check_prompts(texts, "texts")
+        tokens = self.tokenizer(texts)
+        self._warn_long_prompts(texts, tokens)
+        return tokens.to(self.device)
+
+    def _warn_long_prompts(self, texts: list[str], tokens: torch.Tensor) -> None:
+        # A prompt that was cut fills every position, so only full rows need counting.
+        context = int(tokens.shape[-1])
+        full = (tokens[:, -1] != _pad_id(self.tokenizer)).tolist()
+        for text, is_full in zip(texts, full, strict=True):
+            if not is_full or text in self._warned_prompts:
+                continue
+            count = token_count(self.tokenizer, text)
+            if count is not None and count <= context:
+                continue
+            self._warned_prompts.add(text)
+            reported = len(self._warned_prompts)
+            if reported > _LONG_PROMPT_REPORTS + 1:
+                continue
+            if reported == _LONG_PROMPT_REPORTS + 1:  # e.g. a caption data set full of long captions
+                warn(f"more prompts are longer than the {context} tokens the text tower of {self.name} "
+                     "reads; they are cut off too, and not reported one by one", LongPromptWarning)  # fmt: skip
+                continue
+            many = f"{count} tokens" if count is not None else "more tokens"
+            warn(
+                f"prompt {_abbreviate(text)!r} has {many}, more than the {context} (start and end "
+                f"tokens included) that the text tower of {self.name} reads; the rest is cut off "
+                "and does not change the embedding: shorten the prompt",
+                LongPromptWarning,
+            )
 
     def image_features(
         self,
@@ -342,6 +385,41 @@ def _call_with(model: torch.nn.Module, method: str, params: dict[str, torch.Tens
     wrapper = _BoundMethod(model, method)
     named = {f"model.{k}": v for k, v in params.items()}
     return torch.func.functional_call(wrapper, named, args, strict=False)
+
+
+#: Long prompts reported one by one per model; past these, one line says that more follow.
+_LONG_PROMPT_REPORTS = 5
+
+
+def _pad_id(tokenizer: object) -> int:
+    """The id that fills a short prompt's row (0 for open_clip's BPE, the HF tokenizer's own)."""
+    pad = getattr(getattr(tokenizer, "tokenizer", None), "pad_token_id", None)
+    return 0 if pad is None else int(pad)
+
+
+def token_count(tokenizer: object, text: str) -> int | None:
+    """How many tokens ``text`` has for ``tokenizer``, start and end tokens included, before any
+    cut to the context length; ``None`` for a tokenizer this does not know how to ask."""
+    if isinstance(tokenizer, open_clip.tokenizer.SimpleTokenizer):
+        return len(tokenizer.encode(text)) + 2  # + start and end of text
+    hf = getattr(tokenizer, "tokenizer", None)
+    if callable(hf):  # open_clip's wrappers of Hugging Face tokenizers
+        clean = getattr(tokenizer, "clean_fn", None)
+        try:
+            return len(hf(clean(text) if callable(clean) else text, verbose=False)["input_ids"])
+        except Exception:  # noqa: BLE001 - an unusual tokenizer: say "more tokens" instead
+            return None
+    return None
+
+
+def _abbreviate(text: str, width: int = 60) -> str:
+    """The start and the end of a long prompt, with the middle elided."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    head = text[: width * 2 // 3].rsplit(" ", 1)[0]
+    tail = text[-(width - len(head) - 5) :].split(" ", 1)[-1]
+    return f"{head} ... {tail}"
 
 
 def check_prompts(prompts: str | Sequence[str], what: str = "prompts") -> list[str]:

@@ -39,6 +39,7 @@ import numpy as np
 
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.images import load_image, to_rgb_uint8
+from vlmrm.runtime.paths import missing_reason
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 #: Extensions read through Pillow (frame by frame); everything else goes to ffmpeg.
@@ -127,10 +128,13 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
 
 def _check_path(path: str | os.PathLike) -> Path:
     p = Path(path)
-    if not p.exists():
+    reason = missing_reason(p)
+    if reason == "does not exist":
         raise VideoError(
             f"video {str(path)!r} does not exist; check the path (relative paths start at {os.getcwd()})"
         )
+    if reason is not None:
+        raise VideoError(f"video {str(path)!r} {reason}; point it at a video file or a folder of frames")
     if p.is_file() and p.stat().st_size == 0:
         raise VideoError(
             f"video file {str(path)!r} is empty (0 bytes); was the recording interrupted?"

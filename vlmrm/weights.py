@@ -22,6 +22,7 @@ import open_clip
 import torch
 
 from vlmrm.errors import ConfigError, WeightsNotFoundError
+from vlmrm.runtime.paths import missing_reason
 
 TINY = "vlmrm-tiny"
 RANDOM_WEIGHTS_SEED = 0
@@ -181,8 +182,9 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 def _weights_file(arch: str, pretrained: str | os.PathLike) -> str:
     path = os.fspath(pretrained)
     if not os.path.isfile(path):
+        reason = missing_reason(path) or "is a folder, not a file"
         raise WeightsNotFoundError(
-            f"weights file {path!r} does not exist; pass the path of a "
+            f"weights file {path!r} {reason}; pass the path of a "
             f".safetensors/.pt/.bin file saved from a {arch!r} model, or an open_clip tag of "
             f"{arch!r} (open_clip.list_pretrained_tags_by_model({arch!r}))"
         )

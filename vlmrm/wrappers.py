@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from vlmrm.errors import ConfigError
+from vlmrm.preprocess import as_frame_tensor
 from vlmrm.reward import RewardModel, score_frames
 
 FRAME_KEY = "frame"
@@ -49,8 +50,27 @@ def rgb_only_metadata(env: gym.Env) -> dict[str, Any]:
     return {**env.metadata, "render_modes": ["rgb_array"]}
 
 
+def check_scorable_frame(frame: Any, where: str = "env.render()") -> np.ndarray:
+    """One rendered frame that the reward core can score, checked by the core's own rule.
+
+    A wrapper hands the frame straight to the reward model, so it accepts exactly what
+    :class:`vlmrm.CLIPReward` accepts — ``(H, W, 3)`` or ``(3, H, W)``, uint8 in [0, 255]
+    or float in [0, 1] — and refuses the rest with the same message
+    (:func:`vlmrm.preprocess.as_frame_tensor`, the one check of frames). Only the number
+    of frames is the wrapper's own rule: a render is one frame.
+    """
+    if getattr(frame, "ndim", None) != 3:
+        raise ConfigError(
+            f"{where} must return one frame, (H, W, 3) or (3, H, W), got {type(frame).__name__} "
+            f"with shape {getattr(frame, 'shape', None)}"
+        )
+    as_frame_tensor(frame)
+    return frame
+
+
 def check_frame(frame: Any, where: str = "env.render()") -> np.ndarray:
-    """A rendered frame must be a ``(H, W, 3)`` uint8 array."""
+    """A frame that is kept (in ``info``, a replay relabeller's store, a video) must be a
+    ``(H, W, 3)`` uint8 array: what every env renders, and a quarter of float's memory."""
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] != 3:
         shape = getattr(frame, "shape", None)
         raise ConfigError(
@@ -86,7 +106,9 @@ class CLIPRewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Replace an env's reward by a CLIP reward of the rendered frame.
 
     Args:
-        env: any env created with ``render_mode="rgb_array"``.
+        env: any env created with ``render_mode="rgb_array"``; it may render what
+            :class:`vlmrm.CLIPReward` accepts: ``(H, W, 3)`` or ``(3, H, W)``, uint8 or
+            float in [0, 1] (:func:`check_scorable_frame`).
         reward_model: a :class:`vlmrm.CLIPReward` or any callable frames → rewards.
         env_reward_weight: the returned reward is ``clip + env_reward_weight * env_reward``.
         frame_in_info: also return the rendered frame in ``info["frame"]`` (for logging).
@@ -123,7 +145,7 @@ class CLIPRewardWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action):
         obs, env_reward, terminated, truncated, info = self.env.step(action)
-        frame = check_frame(self.env.render())
+        frame = check_scorable_frame(self.env.render())
         clip_reward = float(score_frames(self.reward_model, frame[None])[0])
         info = dict(info)
         info["original_reward"] = env_reward

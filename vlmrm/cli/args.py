@@ -399,8 +399,10 @@ def run(command: Command, argv: Sequence[str] | None, body: Callable[[Any], int 
     except VLMRMError as exc:
         report_error(exc, shared=True)
         return 2
+    from vlmrm.runtime.console import warnings_as_lines
+
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), warnings_as_lines():
             return int(body(settings) or 0)
     except VLMRMError as exc:
         report_error(exc)

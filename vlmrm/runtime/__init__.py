@@ -4,7 +4,8 @@
 - :mod:`~vlmrm.runtime.atomic`: write a file completely, then publish it by one rename;
 - :mod:`~vlmrm.runtime.units`: checkpoints as folders published whole, verified on load;
 - :mod:`~vlmrm.runtime.epilogue`: a job's closing line, once, last on screen under torchrun;
-- :mod:`~vlmrm.runtime.images`: read any image file as RGB ``uint8``, write PNGs.
+- :mod:`~vlmrm.runtime.images`: read any image file as RGB ``uint8``, write PNGs;
+- :mod:`~vlmrm.runtime.paths`: why an input path cannot be opened (missing, broken link, loop).
 
 Video reading and writing live in :mod:`vlmrm.video`; distributed agree/gather in
 :mod:`vlmrm.distributed`. Nothing here imports torch.

@@ -7,7 +7,8 @@
 * :mod:`vlmrm.tune.trainer` — the trainer behind ``python -m vlmrm.tune``;
 * :mod:`vlmrm.tune.evaluate` — balanced preference accuracy, VSR accuracy, probe rewards;
 * :mod:`vlmrm.tune.finetune_run` — CLIP fine-tuning on image–caption data
-  (``python -m vlmrm.tune.finetune``), :mod:`vlmrm.tune.caption_data` its readers and split,
+  (``python -m vlmrm.tune.finetune``), :mod:`vlmrm.tune.finetune_checkpoint` its resumable
+  checkpoints, :mod:`vlmrm.tune.caption_data` its readers and split,
   :mod:`vlmrm.tune.retrieval` Recall@K; ``python -m vlmrm.tune.eval`` evaluates any
   checkpoint; :mod:`vlmrm.tune.vsr_relations` VSR's relations, their opposites and categories.
 

@@ -67,13 +67,18 @@ def save_checkpoint(out: Path, model: torch.nn.Module, cfg: TuneConfig, step: in
     }
     name = step_name(step)
     write_unit(root, name, writers, {"step": step, "arch": meta["arch"], "loss": cfg.loss})
-    published = atomic_write(out / MODEL_FILE, lambda tmp: _link_or_copy(root / name / MODEL_FILE, tmp))
+    published = atomic_write(out / MODEL_FILE, lambda tmp: link_or_copy(root / name / MODEL_FILE, tmp))
     (out / STATE_FILE).unlink(missing_ok=True)  # an older layout's state: superseded
     prune_units(root, KEEP)
     return published
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link of ``src`` (no second copy on disk), or a copy where links fail.
+
+    Safe for files that are only ever replaced by a rename (:func:`atomic_write`): the
+    link keeps the old contents when ``src``'s name moves on to a new file.
+    """
     try:
         os.link(src, dst)
     except OSError:  # a filesystem without hard links

@@ -4,8 +4,10 @@ A supervised stage (the symmetric CLIP cross-entropy over in-batch pairs) and/or
 stage (REINFORCE over in-batch candidate captions, reward = correctness × confidence),
 validated every epoch on a seeded 10% of the images, the best checkpoint kept, and the
 test 10% scored (Recall@1/5/10 and matching accuracy, both ways) for the untuned and the
-tuned model; ``wise_alpha=`` also saves the WiSE-FT interpolation. The work is in
-:mod:`vlmrm.tune.finetune_run`; this module stays torch-free.
+tuned model; ``wise_alpha=`` also saves the WiSE-FT interpolation. Ctrl-C, SIGTERM or a
+kill leaves a checkpoint (:mod:`vlmrm.tune.finetune_checkpoint`); the same command
+continues the run. The work is in :mod:`vlmrm.tune.finetune_run`; this module stays
+torch-free.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ COMMAND = Command(
     summary=(
         "Fine-tune CLIP on image–caption data (supervised contrastive, RL, or both) with a seeded "
         "80/10/10 split by image; the best-on-val weights load with "
-        "load_clip(ARCH, pretrained=<out>/model.safetensors)."
+        "load_clip(ARCH, pretrained=<out>/model.safetensors). The same command continues a "
+        "stopped run."
     ),
     examples=(
         "python -m vlmrm.tune.finetune data=coco/annotations/captions_train2017.json "
@@ -32,10 +35,18 @@ COMMAND = Command(
 
 
 def body(settings: FinetuneSettings) -> int:
-    """Run the fine-tuning; 130 when a signal stopped it (the best checkpoint so far is kept)."""
+    """Run the fine-tuning; 130 when a signal stopped it (a checkpoint is saved: the same
+    command continues the run)."""
+    import sys
+
     from vlmrm.tune.finetune_run import finetune
 
-    return 130 if finetune(settings).get("interrupted") else 0
+    doc = finetune(settings)
+    if not doc.get("interrupted"):
+        return 0
+    print(f"{doc['signal']}: stopped at step {doc['step']}, checkpoint saved in {settings.out}; "
+          "run the same command to continue", file=sys.stderr, flush=True)  # fmt: skip
+    return 130
 
 
 main = entry_point(COMMAND, body)

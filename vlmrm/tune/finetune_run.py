@@ -19,11 +19,19 @@ Why it is built this way:
   dict for ``load_clip(ARCH, pretrained=...)``.
 * WiSE-FT (``wise_alpha=α``): ``(1−α)·θ₀ + α·θ`` of every floating-point weight, saved
   beside the tuned model and scored on test too.
+* A run resumes (:mod:`vlmrm.tune.finetune_checkpoint`): every ``checkpoint_every`` steps,
+  at every epoch's end and on Ctrl-C/SIGTERM the trainer (weights, best weights, optimiser,
+  position in the epoch, RNG states, histories) is saved as one checkpoint unit, and the
+  same command continues from the newest complete one — with the batches, weights and
+  history rows a straight run would have had (each step and epoch once).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +49,16 @@ from vlmrm.tune.caption_data import (
     load_split,
     save_split,
     split_by_image,
+)
+from vlmrm.tune.finetune_checkpoint import (
+    CHECKPOINTS,
+    WEIGHTS,
+    load_checkpoint,
+    restore_best,
+    rng_states,
+    save_checkpoint,
+    set_rng_states,
+    write_weights,
 )
 from vlmrm.tune.finetune_settings import FinetuneSettings
 from vlmrm.tune.retrieval import retrieval_metrics
@@ -78,12 +96,28 @@ def wise_interpolate(original: dict[str, torch.Tensor], tuned: dict[str, torch.T
     return out
 
 
-class Finetuner:
-    """One fine-tuning run; :func:`finetune` is the usual entry point."""
+@dataclass
+class Position:
+    """Where training stands: the next batch to train is ``batch`` of epoch ``epoch`` (both
+    0-based) of stage ``stage``; ``stage_step`` counts that stage's steps so far."""
 
-    def __init__(self, cfg: FinetuneSettings) -> None:
+    stage: int = 0
+    epoch: int = 0
+    batch: int = 0
+    stage_step: int = 0
+
+
+class Finetuner:
+    """One fine-tuning run; :func:`finetune` is the usual entry point.
+
+    ``callback(step, row)`` is called after every optimiser step with that step's history
+    row (for tests and notebooks).
+    """
+
+    def __init__(self, cfg: FinetuneSettings, callback: Callable[[int, dict[str, Any]], None] | None = None) -> None:
         self.cfg = cfg.validate()
         self.out = Path(cfg.out)
+        self.callback = callback
         self.say = (lambda *a: print(*a, flush=True)) if cfg.progress else (lambda *a: None)
         self.images = ImageCache()
         torch.manual_seed(cfg.seed)
@@ -95,8 +129,14 @@ class Finetuner:
         self.original = {k: v.detach().cpu().clone() for k, v in self.clip.model.state_dict().items()}
         self.trainable = self._select_parameters()
         self.scorer = ItemScorer(self.clip, self.images, self._tau(), lock=cfg.lock)
-        self.history: list[dict[str, Any]] = []
+        self.history: list[dict[str, Any]] = []  # one row per finished epoch
+        self.steps: list[dict[str, Any]] = []  # one row per optimiser step
+        self.step = 0  # optimiser steps over all stages
+        self.position = Position()
+        self.epoch_losses: list[float] = []
         self.best = -1.0
+        self.zero_shot: dict[str, float] = {}
+        self._optimizer_state: dict[str, Any] | None = None
 
     def _select_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         chosen = []
@@ -125,6 +165,12 @@ class Finetuner:
         pairs = [(d.image, d.captions[int(rng.integers(len(d.captions)))]) for d in train]
         return [pairs[i] for i in rng.permutation(len(pairs))]
 
+    def _epoch_batches(self, epoch: int) -> list[list[tuple[str, str]]]:
+        """The epoch's batches (a last batch of one pair has no negatives and is dropped)."""
+        pairs, bs = self._epoch_pairs(epoch), self.cfg.batch_size
+        batches = [pairs[s : s + bs] for s in range(0, len(pairs) - 1, bs)]
+        return [b for b in batches if len(b) >= 2]
+
     def _logits(self, batch: list[tuple[str, str]]) -> torch.Tensor:
         paths = [p for p, _ in batch]
         texts = [t for _, t in batch]
@@ -149,70 +195,131 @@ class Finetuner:
             loss = loss + 0.5 * L.reinforce_loss(lg, rewards, num_samples=self.cfg.num_samples, generator=g).loss
         return loss
 
+    # ------------------------------------------------------------------ checkpoints
+    def _save(self, path: Path, state: dict[str, torch.Tensor] | None = None) -> None:
+        sd = state if state is not None else self.clip.model.state_dict()
+        atomic_write(path, lambda tmp: write_weights(tmp, sd))
+
+    def _checkpoint(self, optimizer: torch.optim.Optimizer) -> None:
+        """The whole trainer as one checkpoint unit at the current step and position."""
+        state = {
+            "position": asdict(self.position), "epoch_losses": list(self.epoch_losses),
+            "history": self.history, "steps": self.steps, "best": self.best, "zero_shot": self.zero_shot,
+            "optimizer": optimizer.state_dict(), "rng": rng_states(), "settings": asdict(self.cfg),
+        }  # fmt: skip
+        save_checkpoint(self.out, self.step, self.clip.model, state)
+
+    def _resume(self) -> bool:
+        """Load the newest checkpoint of ``out`` (``resume=auto|true``); True when resumed."""
+        found = load_checkpoint(self.cfg, self.out)
+        if found is None:
+            return False
+        unit, state = found
+        from safetensors.torch import load_file
+
+        self.clip.model.load_state_dict(load_file(os.fspath(unit / WEIGHTS), device=str(self.clip.device)))
+        restore_best(self.out, unit)
+        self.step = int(state["step"])
+        self.position = Position(**state["position"])
+        self.epoch_losses = list(state["epoch_losses"])
+        self.history, self.steps = list(state["history"]), list(state["steps"])
+        self.best, self.zero_shot = float(state["best"]), dict(state["zero_shot"])
+        self._optimizer_state = state["optimizer"]
+        set_rng_states(state["rng"])
+        p = self.position
+        print(f"resuming {self.out} at step {self.step} (stage {p.stage + 1}, epoch {p.epoch + 1}, "
+              f"batch {p.batch + 1}) from {CHECKPOINTS}/{unit.name}", file=sys.stderr, flush=True)  # fmt: skip
+        return True
+
     # ------------------------------------------------------------------ run
     def evaluate(self, part: str) -> dict[str, float]:
         return retrieval_metrics(self.clip, self.split[part], self.cfg.batch_size, self.images)
 
-    def _save(self, path: Path, state: dict[str, torch.Tensor] | None = None) -> None:
-        from safetensors.torch import save_file
+    def _train_step(self, name: str, batch: list[tuple[str, str]], optimizer: torch.optim.Optimizer) -> float:
+        p = self.position
+        loss = self._sft_loss(batch) if name == "sft" else self._rl_loss(batch, p.stage_step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        self.step += 1
+        p.stage_step += 1
+        return float(loss.detach())
 
-        sd = state if state is not None else self.clip.model.state_dict()
-        tensors = {k: v.detach().contiguous().cpu() for k, v in sd.items()}
-        atomic_write(path, lambda tmp: save_file(tensors, os.fspath(tmp)))
+    def _end_epoch(self, name: str, epoch: int) -> None:
+        """Validate, record the epoch's row, and keep the weights when they are the best yet."""
+        val = self.evaluate("val")
+        losses = self.epoch_losses
+        row = {"stage": name, "epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+               **{f"val/{k}": v for k, v in val.items()}}  # fmt: skip
+        self.history.append(row)
+        better = val["mean_R@1"] > self.best
+        if better:
+            self.best = val["mean_R@1"]
+            self._save(self.out / MODEL_FILE)
+        self.say(f"{name} epoch {epoch + 1}: loss {row['loss']:.4f}, val R@1 i2t "
+                 f"{val['i2t_R@1']:.3f} t2i {val['t2i_R@1']:.3f}{' (best, saved)' if better else ''}")  # fmt: skip
 
-    def _stage(self, name: str, epochs: int, lr: float, stop: GracefulStop) -> None:
-        cfg = self.cfg
-        opt = torch.optim.AdamW(param_groups(self.trainable, cfg.weight_decay), lr=lr)
-        step = 0
-        for epoch in range(epochs):
-            pairs = self._epoch_pairs(len(self.history))
-            losses = []
-            for s in range(0, len(pairs) - 1, cfg.batch_size):
-                batch = pairs[s : s + cfg.batch_size]
-                if len(batch) < 2:
-                    continue
-                loss = self._sft_loss(batch) if name == "sft" else self._rl_loss(batch, step)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-                step += 1
+    def _train(self, stages: list[tuple[str, int, float]], stop: GracefulStop) -> bool:
+        """Train from :attr:`position` to the end; True when a signal stopped it (checkpoint saved).
+
+        A checkpoint is saved every ``checkpoint_every`` steps, at every epoch's end and when
+        a signal arrives (after the step in progress), so a rerun sees the same batches a
+        straight run would.
+        """
+        cfg, p = self.cfg, self.position
+        while p.stage < len(stages):
+            name, epochs, lr = stages[p.stage]
+            optimizer = torch.optim.AdamW(param_groups(self.trainable, cfg.weight_decay), lr=lr)
+            if self._optimizer_state is not None:  # resumed inside this stage
+                optimizer.load_state_dict(self._optimizer_state)
+                self._optimizer_state = None
+            while p.epoch < epochs:
+                batches = self._epoch_batches(len(self.history))
+                while p.batch < len(batches):
+                    loss = self._train_step(name, batches[p.batch], optimizer)
+                    p.batch += 1
+                    self.epoch_losses.append(loss)
+                    row = {"step": self.step, "stage": name, "epoch": p.epoch + 1, "loss": loss}
+                    self.steps.append(row)
+                    if self.callback is not None:
+                        self.callback(self.step, row)
+                    if stop.requested:
+                        self._checkpoint(optimizer)
+                        return True
+                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and p.batch < len(batches):
+                        self._checkpoint(optimizer)
+                self._end_epoch(name, p.epoch)
+                p.epoch, p.batch, self.epoch_losses = p.epoch + 1, 0, []
+                self._checkpoint(optimizer)
                 if stop.requested:
-                    break
-            val = self.evaluate("val")
-            row = {"stage": name, "epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
-                   **{f"val/{k}": v for k, v in val.items()}}  # fmt: skip
-            self.history.append(row)
-            better = val["mean_R@1"] > self.best
-            if better:
-                self.best = val["mean_R@1"]
-                self._save(self.out / MODEL_FILE)
-            self.say(f"{name} epoch {epoch + 1}: loss {row['loss']:.4f}, val R@1 i2t "
-                     f"{val['i2t_R@1']:.3f} t2i {val['t2i_R@1']:.3f}{' (best, saved)' if better else ''}")  # fmt: skip
-            if stop.requested:
-                return
+                    return True
+            self.position = p = Position(stage=p.stage + 1)
+        return False
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         sizes = {k: len(v) for k, v in self.split.items()}
         self.say(f"fine-tuning on {sizes['train']} images (val {sizes['val']}, test {sizes['test']}); "
                  f"split saved in {os.fspath(self.out / SPLIT_FILE)}")  # fmt: skip
-        zero_shot = self.evaluate("test")
-        self.best = self.evaluate("val")["mean_R@1"]
-        self._save(self.out / MODEL_FILE)  # the untuned weights until an epoch beats them on val
+        if not self._resume():
+            self.zero_shot = self.evaluate("test")
+            self.best = self.evaluate("val")["mean_R@1"]
+            self._save(self.out / MODEL_FILE)  # the untuned weights until an epoch beats them on val
         stages = [("sft", cfg.epochs, cfg.lr), ("rl", cfg.rl_epochs, cfg.rl_lr)]
         chosen = {"sft": stages[:1], "rl": stages[1:], "sft+rl": stages}[cfg.stage]
         with GracefulStop() as stop:
-            for name, epochs, lr in chosen:
-                self._stage(name, epochs, lr, stop)
-                if stop.requested:
-                    break
+            interrupted = self._train(chosen, stop)
+        doc: dict[str, Any] = {"split": sizes, "zero_shot": self.zero_shot, "step": self.step,
+                               "history": self.history, "steps": self.steps, "interrupted": interrupted,
+                               "signal": stop.name if interrupted else None}  # fmt: skip
+        if interrupted:  # the checkpoint is saved; testing is for the finished run
+            atomic_write_json(self.out / METRICS_FILE, doc)
+            return doc
         from safetensors.torch import load_file
 
         best = load_file(os.fspath(self.out / MODEL_FILE))
         self.clip.model.load_state_dict(best)
-        doc: dict[str, Any] = {"split": sizes, "zero_shot": zero_shot, "tuned": self.evaluate("test"),
-                               "history": self.history, "interrupted": stop.requested}  # fmt: skip
+        doc["tuned"] = self.evaluate("test")
         if cfg.wise_alpha is not None:
             wise = wise_interpolate(self.original, best, float(cfg.wise_alpha))
             self._save(self.out / WISE_FILE, wise)
@@ -234,11 +341,19 @@ class Finetuner:
         self.say(f"load the tuned model with load_clip({arch!r}, pretrained={os.fspath(self.out / MODEL_FILE)!r})")
 
 
-def finetune(cfg: FinetuneSettings | None = None, **overrides: Any) -> dict[str, Any]:
-    """Run fine-tuning; returns the metrics document (also written to ``out/metrics.json``)."""
+def finetune(
+    cfg: FinetuneSettings | None = None,
+    callback: Callable[[int, dict[str, Any]], None] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Run fine-tuning, continuing the run in ``out`` if it holds a checkpoint
+    (``resume=auto``); returns the metrics document (also written to ``out/metrics.json``).
+
+    ``callback(step, row)`` is called after every optimiser step.
+    """
     cfg = cfg or FinetuneSettings()
     for k, v in overrides.items():
         if not hasattr(cfg, k):
             raise ConfigError(f"unknown fine-tuning setting {k!r}")
         setattr(cfg, k, v)
-    return Finetuner(cfg).run()
+    return Finetuner(cfg, callback).run()

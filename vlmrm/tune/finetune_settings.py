@@ -15,6 +15,9 @@ from vlmrm.errors import ConfigError
 STAGES = ("sft", "rl", "sft+rl")
 TEMPERATURES = ("frozen", "learnable")
 FINETUNE_LOCKS = ("none", "image", "text")
+RESUME_MODES = ("auto", "true", "false")
+#: Settings that may change when a run resumes (they do not change what is learned).
+RESUMABLE_CHANGES = frozenset({"progress", "device", "resume", "checkpoint_every", "out", "wise_alpha"})
 
 
 @dataclass
@@ -38,7 +41,7 @@ class FinetuneSettings(ClipSettings, RunSettings):
     """Image–caption pairs per step (the in-batch candidates of both losses)."""
     out: str = "runs/finetune"
     """Output folder: split.json, model.safetensors (best on val), model_wise.safetensors,
-    metrics.json."""
+    metrics.json, checkpoints/ (to resume)."""
     stage: str = "sft"
     """sft (contrastive cross-entropy) | rl (REINFORCE, reward = correctness × confidence) |
     sft+rl (RL after the supervised stage)."""
@@ -62,6 +65,12 @@ class FinetuneSettings(ClipSettings, RunSettings):
     """WiSE-FT: also save (1-α)·original + α·tuned weights as model_wise.safetensors (0 < α < 1)."""
     split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     """Train/val/test fractions of the images (seeded by seed=, saved as split.json)."""
+    checkpoint_every: int = 500
+    """Save a checkpoint every N steps (0: only at each epoch's end); one is also saved at
+    every epoch's end and on Ctrl-C/SIGTERM. The same command continues from the newest."""
+    resume: str = "auto"
+    """auto (continue the run in out= when it holds a checkpoint) | true (require one) |
+    false (start over)."""
 
     def validate(self) -> FinetuneSettings:
         """Check every setting without torch; each problem is one :class:`ConfigError` line."""
@@ -75,6 +84,8 @@ class FinetuneSettings(ClipSettings, RunSettings):
         self.rl_epochs = check_int("rl_epochs", self.rl_epochs, 0)
         self.batch_size = check_int("batch_size", self.batch_size, 2)
         self.num_samples = check_int("num_samples", self.num_samples, 1)
+        self.checkpoint_every = check_int("checkpoint_every", self.checkpoint_every, 0)
+        self.resume = check_choice("resume", str(self.resume).lower(), RESUME_MODES)
         for name in ("lr", "rl_lr"):
             v = float(getattr(self, name))
             if not v > 0 or not math.isfinite(v):
