@@ -71,7 +71,7 @@ def _sweep_values(arg: str, text_keys: frozenset[str]) -> tuple[str, list[str]] 
         raise ConfigError(f"cannot sweep {arg!r}: {str(exc).splitlines()[0]}") from None
     if not values:
         raise ConfigError(f"{arg!r} sweeps no value")
-    # Hydra escapes its special characters in an unquoted value (``gym\\:Env-v0``); the
+    # Hydra escapes its special characters in an unquoted value (``gym\:Env-v0``); the
     # command reads the value as typed.
     return key, [v if _quoted(v[:1]) else re.sub(r"\\(.)", r"\1", v) for v in values]
 
