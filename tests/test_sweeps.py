@@ -211,3 +211,15 @@ def test_sigusr2_saves_a_checkpoint_named_after_it_and_exits_0(tmp_path):
     assert stopped == [f"[vlmrm.train] SIGUSR2: stopped at step {ckpt.step}, checkpoint saved; "
                        f"continue with: python -m vlmrm.train resume={run}"], stopped
     assert os.path.isfile(run / "config.yaml")
+
+
+def test_sigusr1_and_sigusr2_are_graceful_stops_while_active():
+    from vlmrm.runtime.stop import GracefulStop
+
+    before = signal.getsignal(signal.SIGUSR1)
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):
+        with GracefulStop() as stop:
+            os.kill(os.getpid(), sig)
+            _poll(lambda stop=stop: stop.requested, "the signal to be recorded", 5)
+            assert stop.name == sig.name and GracefulStop.last == sig
+    assert signal.getsignal(signal.SIGUSR1) == before  # restored when the stop ends

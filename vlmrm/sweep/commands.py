@@ -63,17 +63,17 @@ class SweepCommand:
 
 
 def _execute_main(command: SweepCommand, argv: list[str]) -> Outcome:
-    """Any command: its ``main(argv)``; status 130 after a graceful stop is a signal's stop."""
+    """Any command: its ``main(argv)``; status 130 is a stop by a signal (the one its graceful stop took)."""
     from vlmrm.cli import load_main
     from vlmrm.runtime import stop
 
     stop.GracefulStop.last = None
     status = int(load_main(command.module)(argv) or 0)
     last = stop.GracefulStop.last
-    if status == 130 and last is not None:
+    if status == 130:  # stopped by a signal (saved what it can resume from), not failed
         import signal
 
-        return Outcome(0, signal.Signals(last).name)
+        return Outcome(0, signal.Signals(last).name if last is not None else "SIGINT")
     return Outcome(status)
 
 
@@ -82,7 +82,7 @@ def _execute_train(command: SweepCommand, argv: list[str]) -> Outcome:
 
     status, result = run_job(argv)
     if result is None:
-        return Outcome(status)
+        return Outcome(0, "SIGINT") if status == 130 else Outcome(status)
     if result.interrupted:
         return Outcome(status, result.signal or "SIGINT")
     return Outcome(status, "", {"steps": int(result.steps), "final_eval": result.final_eval})
