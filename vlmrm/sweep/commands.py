@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -62,13 +63,20 @@ class SweepCommand:
         return _EXECUTORS.get(self.name, _execute_main)(self, argv)
 
 
+def _command_module(name: str) -> Any:
+    """A command's module, imported by name as the console dispatcher does: the sweep layer
+    sits under the commands and imports none of them."""
+    import importlib
+
+    return importlib.import_module(name)
+
+
 def _execute_main(command: SweepCommand, argv: list[str]) -> Outcome:
     """Any command: its ``main(argv)``; status 130 is a stop by a signal (the one its graceful stop took)."""
-    from vlmrm.cli import load_main
     from vlmrm.runtime import stop
 
     stop.GracefulStop.last = None
-    status = int(load_main(command.module)(argv) or 0)
+    status = int(_command_module(command.module).main(argv) or 0)
     last = stop.GracefulStop.last
     if status == 130:  # stopped by a signal (saved what it can resume from), not failed
         import signal
@@ -78,9 +86,7 @@ def _execute_main(command: SweepCommand, argv: list[str]) -> Outcome:
 
 
 def _execute_train(command: SweepCommand, argv: list[str]) -> Outcome:
-    from vlmrm.train import run_job
-
-    status, result = run_job(argv)
+    status, result = _command_module(command.module).run_job(argv)
     if result is None:
         return Outcome(0, "SIGINT") if status == 130 else Outcome(status)
     if result.interrupted:
