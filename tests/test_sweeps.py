@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
@@ -223,3 +224,28 @@ def test_sigusr1_and_sigusr2_are_graceful_stops_while_active():
             _poll(lambda stop=stop: stop.requested, "the signal to be recorded", 5)
             assert stop.name == sig.name and GracefulStop.last == sig
     assert signal.getsignal(signal.SIGUSR1) == before  # restored when the stop ends
+
+
+def test_a_tune_sweep_places_each_job_in_the_sweep_folder(tmp_path, capsys):
+    """The same entry for vlmrm.tune: one out= folder per job under the sweep folder, all done."""
+    from vlmrm.runtime.images import save_png
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "img").mkdir()
+    colours = ["red", "green", "blue", "white"]
+    with open(tmp_path / "ranked.jsonl", "w") as fh:
+        for k in range(8):
+            save_png(tmp_path / "img" / f"{k}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+            ranked = [f"a {colours[k % 4]} square"] + [f"a {c} square" for c in colours if c != colours[k % 4]][:2]
+            fh.write(json.dumps({"image": f"img/{k}.png", "captions": ranked}) + "\n")
+    args = [f"data={tmp_path / 'ranked.jsonl'}", "model=vlmrm-tiny", "device=cpu", "steps=2", "batch_size=4",
+            "warmup_steps=0", "tensorboard=false", "progress=false", "log_every=0", f"out={tmp_path / 'out'}"]
+    assert load_main("vlmrm.tune.cli")(["-m", *args, "loss=dpo,ipo", "run_name=losses"]) == 0
+    folder = tmp_path / "out" / "multirun" / "losses"
+    doc = json.loads((folder / "sweep.json").read_text())
+    assert doc["command"] == "tune" and [j["swept"] for j in doc["jobs"]] == [{"loss": "dpo"}, {"loss": "ipo"}]
+    for job in doc["jobs"]:
+        assert job["state"] == "done", job
+        assert (folder / job["run_dir"] / "model.safetensors").is_file()
+    assert load_main("vlmrm.tune.cli")(["-m", f"resume={folder}"]) == 0  # nothing left to run
+    assert "(0 jobs to run, launcher=basic)" in capsys.readouterr().err
