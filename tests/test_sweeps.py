@@ -192,6 +192,7 @@ def test_resume_takes_a_sweep_folder_and_only_launcher_keys(tmp_path, capsys):
 # -- SIGUSR2 on a plain run ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sigusr2_saves_a_checkpoint_named_after_it_and_exits_0(tmp_path):
     run = tmp_path / "r"
     proc = subprocess.Popen(

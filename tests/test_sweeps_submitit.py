@@ -11,12 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from _slurm_stub import install
 from omegaconf import OmegaConf
 
 import vlmrm
 from vlmrm.agents import latest_checkpoint
 from vlmrm.agents.checkpoint import load_replay_buffer, verify_checkpoint
+
+pytestmark = pytest.mark.slow  # worker processes each import torch and SB3
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["n_envs=2", "eval.video=false", "progress=false"]
@@ -78,8 +81,8 @@ def test_submitit_local_runs_a_2x2_sweep_two_at_a_time(tmp_path):
 
 
 def test_sigusr2_under_submitit_local_requeues_and_finishes_like_an_uninterrupted_job(tmp_path):
-    steps = 2000
-    proc = _train("env=CartPole", "reward=ground_truth", f"total_steps={steps}", "checkpoint_every=200",
+    steps = 1200
+    proc = _train("env=CartPole", "reward=ground_truth", f"total_steps={steps}", "checkpoint_every=100",
                   "keep_checkpoints=0", "eval.episodes=0", *FAST, "seed=0,1", f"out={tmp_path}", "run_name=pre",
                   "launcher=submitit_local", "launcher.parallel=2")
     folder = tmp_path / "multirun" / "pre"
@@ -137,3 +140,35 @@ def test_submitit_slurm_runs_a_job_array_through_sbatch(tmp_path):
     assert all(j["result"]["steps"] == 32 for j in doc["jobs"])
     jobs = doc["jobs"]
     assert jobs[0]["ended"] <= jobs[1]["started"]  # the array throttle %1: one after the other
+
+
+def test_ctrl_c_stops_a_local_sweep_at_a_checkpoint_and_another_launcher_finishes_it(tmp_path, capsys):
+    steps = 1200
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlmrm.train", "-m", "env=CartPole", "reward=ground_truth", f"total_steps={steps}",
+         "checkpoint_every=100", "keep_checkpoints=0", "eval.episodes=0", *FAST, "seed=0", f"out={tmp_path}",
+         "run_name=stop", "launcher=submitit_local", "launcher.parallel=1"],
+        cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    folder = tmp_path / "multirun" / "stop"
+    try:
+        _poll(lambda: any((folder / "runs" / "000" / "checkpoints").glob("step_*")), "the job's first checkpoint")
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
+    finally:
+        out, err = _finish(proc)
+    assert proc.returncode == 130, err[-3000:]
+    assert f"continue with: python -m vlmrm.train -m resume={folder}" in err
+    [job] = _doc(folder)["jobs"]
+    stopped = latest_checkpoint(folder / job["run_dir"])
+    assert job["state"] == "preempted" and job["signal"] == "SIGINT" and job["requeues"] == 0
+    assert stopped.manifest["reason"] == "interrupted (SIGINT)" and 0 < stopped.step < steps
+
+    from vlmrm.train import main as train_main
+
+    assert train_main(["-m", f"resume={folder}", "launcher=basic"]) == 0  # started local, continued here
+    err = capsys.readouterr().err
+    assert f"resuming from checkpoints/step_{stopped.step:09d} at step {stopped.step}" in err
+    doc = _doc(folder)
+    [job] = doc["jobs"]
+    assert doc["launcher"]["name"] == "basic" and job["state"] == "done" and job["result"]["steps"] == steps
+    last = latest_checkpoint(folder / job["run_dir"])
+    assert last.step == steps and last.manifest["reason"] == "final"

@@ -167,10 +167,13 @@ def multirun(command: Any, argv: Sequence[str]) -> int:
         return 2
     say(f"sweep folder: {state.folder} ({len(todo)} job{'s' if len(todo) != 1 else ''} to run, "
         f"launcher={settings.name})")
+    from vlmrm.cli.args import sigterm_as_interrupt
+
     interrupted = False
     try:
-        if todo:
-            launch(state, settings, todo)
+        with sigterm_as_interrupt():  # a scheduler's SIGTERM stops the sweep as Ctrl-C does
+            if todo:
+                launch(state, settings, todo)
     except KeyboardInterrupt:
         interrupted = True
     doc = state.read()

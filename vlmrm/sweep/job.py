@@ -72,6 +72,8 @@ def _job_id() -> str | None:
 def run_job(folder: str | os.PathLike, index: int, cpus: list[int] | None = None,
             under_submitit: bool = False) -> str:
     """Run job ``index`` of the sweep in ``folder``; returns its new state."""
+    if under_submitit and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops this job
     state = SweepState(folder)
     doc = state.read()
     command = COMMANDS[doc["command"]]

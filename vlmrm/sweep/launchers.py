@@ -15,10 +15,11 @@ line as a job's state changes; a job whose process ended without recording an ou
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vlmrm.errors import ConfigError
@@ -29,6 +30,8 @@ from vlmrm.sweep.state import FINAL, SweepState
 POLL_S = 0.25
 #: How often it asks SLURM (sacct) whether a job is still there.
 SLURM_POLL_S = 15.0
+#: After Ctrl-C, how long the local launcher waits for each job to save its checkpoint.
+STOP_WAIT_S = 300.0
 
 
 def say(msg: str) -> None:
@@ -137,19 +140,41 @@ def _local(state: SweepState, settings: LauncherSettings, indices: list[int]) ->
                 cpus = _cpu_slice(slot, share)
                 if gpus:
                     executor.update_parameters(visible_gpus=[gpus[slot % len(gpus)]], gpus_per_node=1)
-                job = executor.submit(function, index, cpus)
+                with _sigint_ignored():  # the controller ignores Ctrl-C (the job takes it)
+                    job = executor.submit(function, index, cpus)
                 state.update_job(index, job_id=str(job.job_id))
                 running[index] = (job, slot)
             watcher.report()
             time.sleep(POLL_S)
     except KeyboardInterrupt:
+        # Ctrl-C reached every job of the terminal's process group: each saves a checkpoint
+        # and ends preempted. Wait for them, so that the summary says where each stopped.
+        say("stopping: each running job saves a checkpoint")
         for job, _ in running.values():
-            job.cancel(check=False)  # SIGINT: each job saves a checkpoint and ends preempted
-        for job, _ in running.values():
-            _wait(job.done, 60)
+            _wait(job.done, STOP_WAIT_S)
+        for index, (job, _) in running.items():
+            if job.done():
+                watcher.ended(index, job)
         watcher.report()
         raise
     watcher.report()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Start a process that inherits SIGINT ignored.
+
+    submitit's local controller would answer a terminal's Ctrl-C by killing its task a
+    second later, before the task's checkpoint is saved; ignoring it there leaves the stop
+    to the task (:func:`vlmrm.sweep.job.run_job` takes SIGINT back).
+    """
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _cpu_slice(slot: int, share: int) -> list[int] | None:
