@@ -103,10 +103,12 @@ def test_launcher_keys_are_taken_out_and_typed():
     (["launcher.partiton=gpu"], "unknown setting 'launcher.partiton' (did you mean 'launcher.partition'?)"),
     (["launcher.parallel=0"], "launcher.parallel=0: must be at least 1"),
     (["launcher=submitit_slurm"], "launcher=submitit_slurm needs a SLURM cluster (sbatch not found)"),
+    (["launcher.parallel=2"], "launcher= and launcher.* are sweep settings: add -m"),  # without -m
 ])
 def test_bad_launcher_settings_are_one_error_line(args, expected, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))  # no sbatch here
-    assert train_main(["-m", "env=CartPole", "reward=ground_truth", "seed=0,1", f"out={tmp_path}", *args]) == 2
+    flag = [] if args == ["launcher.parallel=2"] else ["-m"]
+    assert train_main([*flag, "env=CartPole", "reward=ground_truth", "seed=0,1", f"out={tmp_path}", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
     assert not (tmp_path / "multirun").exists()

@@ -398,8 +398,9 @@ def run(command: Command, argv: Sequence[str] | None, body: Callable[[Any], int 
         if _rank() == 0:  # under torchrun, once for the job
             print_text(help_text(command))
         return 0
-    if any(a in ("-m", "--multirun") for a in args):  # a sweep: the one shared entry
-        from vlmrm.sweep.cli import multirun
+    if any(a in ("-m", "--multirun") or a.split("=")[0].split(".")[0].lstrip("+") == "launcher"
+           for a in args):
+        from vlmrm.sweep.cli import multirun  # a sweep (or its keys): the one shared entry
 
         return multirun(command, args)
     try:

@@ -159,6 +159,9 @@ def multirun(command: Any, argv: Sequence[str]) -> int:
     try:
         if spec is None:
             raise ConfigError(f"{command.prog} takes no -m (sweeps: {', '.join(COMMANDS)})")
+        if not any(a in MULTIRUN_FLAGS for a in argv):
+            raise ConfigError(f"launcher= and launcher.* are sweep settings: add -m ({spec.prog} -m "
+                              "seed=0,1 launcher=submitit_local)")
         folder, rest = _resume_folder(args)
         state, settings, todo = (resume_sweep(spec, folder, rest) if folder is not None
                                  else new_sweep(command, spec, args))
