@@ -116,14 +116,14 @@ def _local(state: SweepState, settings: LauncherSettings, indices: list[int]) ->
     parallel = default_parallel(settings)
     gpus = cuda_devices()
     share = settings.cpus_per_job or max(1, cores() // parallel)
-    executor = submitit.LocalExecutor(folder=str(state.folder / ".submitit"))
+    executor = submitit.LocalExecutor(folder=str(state.folder.resolve() / ".submitit"))
     executor.update_parameters(
         timeout_min=settings.time_min or 7 * 24 * 60, signal_delay_s=settings.signal_delay_s,
         **({"setup": list(settings.setup)} if settings.setup else {}),
     )
     say(f"submitit_local: {len(indices)} jobs, {parallel} at once"
         + (f", one GPU each of {len(gpus)}" if gpus else f", {share} core(s) each"))
-    function = SweepJob(str(state.folder))
+    function = SweepJob(str(state.folder.resolve()))  # the workers may start elsewhere
     watcher = _Watcher(state)
     watcher.report()
     waiting = list(indices)
@@ -222,9 +222,9 @@ def _slurm(state: SweepState, settings: LauncherSettings, indices: list[int]) ->
 
     from vlmrm.sweep.job import SweepJob
 
-    executor = submitit.SlurmExecutor(folder=str(state.folder / ".submitit" / "%j"))
+    executor = submitit.SlurmExecutor(folder=str(state.folder.resolve() / ".submitit" / "%j"))
     executor.update_parameters(**slurm_parameters(settings, len(indices)))
-    jobs = executor.map_array(SweepJob(str(state.folder)), indices, [None] * len(indices))
+    jobs = executor.map_array(SweepJob(str(state.folder.resolve())), indices, [None] * len(indices))
     for index, job in zip(indices, jobs, strict=True):
         state.update_job(index, job_id=str(job.job_id))
     say(f"submitit_slurm: {len(jobs)} jobs as array {jobs[0].job_id.split('_')[0]}; "
