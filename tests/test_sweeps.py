@@ -162,6 +162,18 @@ def test_a_failing_job_is_marked_failed_the_others_run_and_resume_reruns_it(tmp_
     assert doc["jobs"][1]["error"].startswith(bad) and doc["jobs"][1]["result"] is None
     assert err.strip().splitlines()[-1].startswith("error: 1 of 3 jobs failed: 1 (env=sweep_test_envs:CartPole-v1)")
     assert all(j["result"]["steps"] == 32 for j in doc["jobs"][::2])
+    # the sweep.json contract the study reads
+    assert {"version", "command", "command_line", "argv", "name", "created", "launcher", "swept_keys",
+            "jobs"} <= doc.keys()
+    assert doc["version"] == 1 and doc["command"] == "train" and doc["swept_keys"] == ["env"]
+    assert doc["command_line"].startswith("python -m vlmrm.train -m env=CartPole,sweep_test_envs")
+    assert doc["launcher"]["name"] == "basic" and doc["argv"] == argv[1:]
+    for job in doc["jobs"]:
+        assert {"index", "swept", "argv", "run_dir", "state", "started", "ended", "job_id", "requeues", "error",
+                "result"} <= job.keys()
+        assert job["run_dir"] == f"runs/{job['index']:03d}" and job["requeues"] == 0
+    final = doc["jobs"][0]["result"]["final_eval"]
+    assert final.keys() >= {"gt_return", "clip_return", "success_rate"} and final["gt_return"] > 0
 
     # The cause is fixed (the module now exists): resume reruns job 1 alone.
     (mods / "sweep_test_envs.py").write_text('"""CartPole-v1 is registered by gymnasium itself."""\n')
