@@ -55,12 +55,15 @@ def _doc(folder: Path) -> dict:
     return json.loads((folder / "sweep.json").read_text())
 
 
-def test_submitit_local_runs_a_2x2_sweep_two_at_a_time(tmp_path):
-    proc = _train("env=CartPole", "reward=ground_truth", "total_steps=32", "eval.episodes=1", "checkpoint_every=0", *FAST,
-                  "seed=0,1", "reward.alpha=0,1", f"out={tmp_path}", "run_name=grid",
-                  "launcher=submitit_local", "launcher.parallel=2")
-    out, err = _finish(proc)
-    assert proc.returncode == 0, err[-3000:]
+def test_submitit_local_runs_a_2x2_sweep_two_at_a_time(tmp_path, monkeypatch, capsys):
+    from vlmrm.sweep import launchers
+    from vlmrm.train import main as train_main
+
+    monkeypatch.setattr(launchers, "cuda_devices", lambda: [0, 1])  # as on a machine with 2 GPUs
+    assert train_main(["-m", "env=CartPole", "reward=ground_truth", "total_steps=32", "eval.episodes=1",
+                       "checkpoint_every=0", *FAST, "seed=0,1", "reward.alpha=0,1", f"out={tmp_path}",
+                       "run_name=grid", "launcher=submitit_local", "launcher.parallel=2"]) == 0
+    out = capsys.readouterr().out
     folder = tmp_path / "multirun" / "grid"
     doc = _doc(folder)
     assert doc["launcher"] == {"name": "submitit_local", "parallel": 2, "signal_delay_s": 120}
@@ -68,6 +71,7 @@ def test_submitit_local_runs_a_2x2_sweep_two_at_a_time(tmp_path):
     for job in doc["jobs"]:
         assert job["state"] == "done" and job["requeues"] == 0 and job["error"] is None, job
         assert job["job_id"] and job["started"] < job["ended"] and job["result"]["steps"] == 32
+        assert job["gpus"] in ("0", "1")  # one GPU each
         cfg = OmegaConf.load(folder / job["run_dir"] / "config.yaml")
         assert (cfg.seed, cfg.reward.alpha) == (int(job["swept"]["seed"]), float(job["swept"]["reward.alpha"]))
         run = vlmrm.load_run(folder / job["run_dir"])
@@ -77,6 +81,7 @@ def test_submitit_local_runs_a_2x2_sweep_two_at_a_time(tmp_path):
     overlapping = [(a["index"], b["index"]) for a in jobs for b in jobs
                    if a["index"] < b["index"] and a["started"] < b["ended"] and b["started"] < a["ended"]]
     assert overlapping, [(j["started"], j["ended"]) for j in jobs]
+    assert all(jobs[a]["gpus"] != jobs[b]["gpus"] for a, b in overlapping)  # never two on one GPU
     assert "4 jobs, 4 done" in out and len({j["pid"] for j in jobs}) == 4  # a worker process each
 
 

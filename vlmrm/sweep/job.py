@@ -81,7 +81,7 @@ def run_job(folder: str | os.PathLike, index: int, cpus: list[int] | None = None
     run_dir = (state.folder / entry["run_dir"]).resolve()
     state.update_job(index, state="running", started=entry.get("started") or time.time(), ended=None,
                      pid=os.getpid(), host=socket.gethostname(), job_id=_job_id() or entry.get("job_id"),
-                     error=None)
+                     error=None, gpus=os.environ.get("CUDA_VISIBLE_DEVICES") if under_submitit else None)
     threads = None
     if cpus:
         try:
