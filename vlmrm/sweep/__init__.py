@@ -13,5 +13,5 @@ or through submitit (``launcher=submitit_local`` / ``launcher=submitit_slurm``).
 * :mod:`~vlmrm.sweep.launchers`: ``basic``, ``submitit_local``, ``submitit_slurm``;
 * :mod:`~vlmrm.sweep.cli`: :func:`~vlmrm.sweep.cli.multirun`, the entry :func:`vlmrm.cli.args.run` hands ``-m`` to.
 
-Nothing here is imported by ``import vlmrm``; a command imports it when it sees ``-m``.
+Nothing here is imported by ``import vlmrm``; a command imports it for ``-m`` and ``--help``.
 """
