@@ -23,12 +23,14 @@ must exit with status 0. Installing (``pip``, ``venv``) and ``python -m pytest``
 suite) are not run.
 
 A block that needs what a test machine has not got starts with a visible marker line,
-``# needs: weights | a GPU | dataset | minutes``. Its commands run unchanged, with an empty
+``# needs: weights | a GPU | dataset | minutes | a cluster``. Its commands run unchanged, with an empty
 Hugging Face cache and ``HF_HUB_OFFLINE=1``, and must fail fast (exit status 2, within
 seconds) with the one ``error:`` line that names what is missing: the weights, or the data
 (``torchrun`` commands run as one process: without the data they fail the same way);
 ``--help`` in such a block must answer.
 ``# needs: minutes`` (benchmarks): each script must answer ``--help``.
+``# needs: a cluster`` (SLURM): run without ``sbatch`` on ``PATH``, each command must fail
+fast with the one line saying that it needs a SLURM cluster.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ README = REPO / "README.md"
 MISSING = {
     "weights": r"not in the local cache|cannot be downloaded",
     "dataset": r"does not exist|not found|no such file|cannot read|is missing",
+    "cluster": r"needs a SLURM cluster \(sbatch not found\)",
 }
 FAST_S = 60  # a marked command must fail within this many seconds (torch import included)
 
@@ -81,7 +84,7 @@ def readme_blocks(path: Path = README) -> list[Block]:
                 needs = set()
                 if first.startswith("# needs:"):
                     words = first.split(":", 1)[1].lower()
-                    needs = {w for w in ("weights", "gpu", "dataset", "minutes") if w in words}
+                    needs = {w for w in ("weights", "gpu", "dataset", "minutes", "cluster") if w in words}
                 blocks.append(Block(lang, start, text, needs))
             lang = None
             continue
@@ -178,6 +181,8 @@ def tiny(command: str, args: list[str], root: Path) -> list[str]:
         if not any(a.startswith("model=") for a in args):
             args.append("model=vlmrm-tiny")  # their default is a real model
     if command == "train" and "--help" not in args:
+        if "-m" in args and any(a.startswith("resume=") for a in args):
+            return args  # resuming a sweep: its own settings
         if any(a.startswith("resume=") for a in args):
             return _set(args, "total_steps", "64") + ["progress=false"]
         args = _set(args, "total_steps", "32") + _TRAIN_SMALL
@@ -255,6 +260,12 @@ def check_marked_block(block: Block, monkeypatch, tmp_path: Path) -> None:
     where = f"README.md line {block.line}"
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if "cluster" in block.needs:  # a machine outside a cluster: no sbatch on PATH
+        import os
+        import shutil
+
+        monkeypatch.setenv("PATH", os.pathsep.join(
+            d for d in os.environ.get("PATH", "").split(os.pathsep) if not shutil.which("sbatch", path=d)))
     for tokens in shell_commands(block.text):
         line = " ".join(tokens)
         tokens = _env_prefix(list(tokens), monkeypatch)
@@ -284,7 +295,7 @@ def check_marked_block(block: Block, monkeypatch, tmp_path: Path) -> None:
             assert lines and lines[-1].startswith("error: "), f"{where}: {line!r}: {message[-1000:]}"
             message = lines[-1]
         elapsed = time.perf_counter() - start
-        expected = "|".join(MISSING[n] for n in ("weights", "dataset") if n in block.needs)
+        expected = "|".join(MISSING[n] for n in ("weights", "dataset", "cluster") if n in block.needs)
         assert re.search(expected, message, re.IGNORECASE), f"{where}: {line!r} said {message!r}"
         assert elapsed < FAST_S, f"{where}: {line!r} took {elapsed:.0f} s to fail"
 

@@ -201,7 +201,7 @@ def test_sweep_writes_a_run_each_and_a_table(tmp_path):
                           "total_steps=300", "seed=0,1", "n_envs=4", "eval.video=false", f"out={tmp_path}",
                           "progress=false"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
-    runs = _runs(tmp_path)
+    runs = sorted((tmp_path / "multirun").glob("*/runs/*"))  # the sweep folder's run folders
     assert len(runs) == 2
     assert sorted(OmegaConf.load(r / "config.yaml").seed for r in runs) == [0, 1]
     rows = [ln for ln in res.stdout.splitlines() if "seed=" in ln]

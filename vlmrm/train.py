@@ -22,7 +22,6 @@ configuration, 130 aborted (second Ctrl-C).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -57,7 +56,8 @@ def _summary() -> str:
         "reward.distributed=true keeps envs and agent on rank 0 and splits every CLIP scoring batch\n"
         "over the ranks (gloo); without torchrun it falls back to one process, with a notice.\n"
         "Hydra flags: -m (a sweep: seed=0,1,2 reward.alpha=0,0.5 runs every combination, one run\n"
-        "each, then a summary table); --cfg job prints the resolved config and trains nothing."
+        "each, then a summary table; quoted prompts sweep: \"goal='a b','c, d'\"; goal_file=FILE\n"
+        "sweeps its lines); --cfg job prints the resolved config and trains nothing."
     )
 
 
@@ -72,6 +72,7 @@ COMMAND = Command(
         "python -m vlmrm.train resume=runs/<run> total_steps=2e6",
         'python -m vlmrm.train env=Pendulum-v1 agent=td3 goal="a pendulum pointing up" baseline="a pendulum"',
         "python -m vlmrm.train -m env=CartPole reward=tiny total_steps=300 seed=0,1",
+        "python -m vlmrm.train -m env=CartPole reward=tiny seed=0,1,2 launcher=submitit_local launcher.parallel=2",
         "python -m vlmrm.train env=CartPole --cfg job",
         "torchrun --standalone --nproc-per-node=4 -m vlmrm.train env=Humanoid reward.distributed=true",
     ),
@@ -119,30 +120,34 @@ def _flags(argv: list[str]) -> tuple[bool, str | None, list[str]]:
     return multirun, cfg, rest
 
 
-def _multirun(argv: list[str], show_config: bool) -> int:
-    """``-m``: every combination of the swept values, one run each, then a summary table."""
-    from vlmrm.agents.config import TEXT_KEYS
-    from vlmrm.agents.sweep import expand_sweep, summary_table
-    from vlmrm.runtime.console import make_console
+def _print_sweep_configs(argv: list[str]) -> int:
+    """``-m ... --cfg job``: each job's resolved config; nothing runs and nothing is written."""
+    from vlmrm.sweep.cli import text_keys
+    from vlmrm.sweep.expand import expand_sweep
+    from vlmrm.sweep.settings import split_sweep_args
 
-    jobs = expand_sweep(argv, TEXT_KEYS)
-    configs = [resolve_config(job.argv) for job in jobs]  # every job checked before any trains
-    if show_config:
-        for job, cfg in zip(jobs, configs, strict=True):
-            print_text(f"# job {job.index}: {job.label}")
-            _print_config((cfg, job.argv))
-        return 0
-    results = []
-    main_rank = os.environ.get("RANK", "0") in ("", "0")  # under torchrun, rank 0 alone has the runs
+    _, _, rest = split_sweep_args(argv)
+    jobs = expand_sweep(rest, text_keys())
+    configs = [resolve_config(job.argv) for job in jobs]  # every job checked before printing
     for job, cfg in zip(jobs, configs, strict=True):
-        if main_rank:
-            print(f"[vlmrm.train] sweep job {job.index + 1}/{len(jobs)}: {job.label}", file=sys.stderr, flush=True)
-        results.append(_train_or_explain(cfg, job.argv))
-        if results[-1].interrupted:
-            break
-    if main_rank:
-        make_console().print(summary_table(jobs[: len(results)], results))
+        print_text(f"# job {job.index}: {job.label}")
+        _print_config((cfg, job.argv))
     return 0
+
+
+def run_job(argv: list[str]) -> tuple[int, TrainResult | None]:
+    """One job of a sweep (:mod:`vlmrm.sweep`): the exit status and the run's result.
+
+    The command's own argument layer and error policy, in this process.
+    """
+    results: list[TrainResult] = []
+
+    def body(args: tuple[DictConfig, list[str]]) -> int:
+        results.append(_train_or_explain(*args))
+        return 0
+
+    status = run(COMMAND, argv, body)
+    return status, results[0] if results else None
 
 
 def _train_or_explain(cfg: DictConfig, argv: list[str]) -> TrainResult:
@@ -159,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     The argument layer's policy (:func:`vlmrm.cli.args.run`): ``--help`` and every
     settings error answer before torch is imported; one ``error:`` line and status 2 for a
     bad setting or missing weights, 130 for an abort (a second Ctrl-C). Hydra's ``-m``
-    (a sweep, :mod:`vlmrm.agents.sweep`) and ``--cfg job`` (print the resolved config,
+    (a sweep, :mod:`vlmrm.sweep`, with ``launcher=`` basic|submitit_local|submitit_slurm) and ``--cfg job`` (print the resolved config,
     train nothing) work as Hydra users expect.
     """
     args = list(sys.argv[1:] if argv is None else argv)
@@ -168,9 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         report_error(exc, shared=True)
         return 2
-    if multirun and not wants_help(rest):
+    if multirun and show_config is not None and not wants_help(rest):
         command = replace(COMMAND, parser=lambda a: a)
-        return run(command, rest, lambda a: _multirun(a, show_config is not None))
+        return run(command, rest, _print_sweep_configs)
+    if multirun:  # the shared sweep entry of the argument layer (vlmrm.sweep)
+        return run(COMMAND, ["-m", *rest], _run)
     return run(COMMAND, rest, _print_config if show_config else _run)
 
 

@@ -158,6 +158,12 @@ def help_text(command: Command) -> str:
             lines.extend(textwrap.wrap(doc, width, initial_indent="      ", subsequent_indent="      "))
     lines.append(f"  {CONFIG_KEY}=FILE")
     lines.append("      a YAML file of these settings, read before the command line")
+    from vlmrm.sweep.commands import by_prog
+
+    if by_prog(command.prog) is not None:  # -m sweeps: the launcher keys
+        from vlmrm.sweep.settings import help_section
+
+        lines += ["", help_section()]
     if command.examples:
         lines += ["", "examples:"] + [f"  {e}" for e in command.examples]
     return "\n".join(lines)
@@ -385,12 +391,18 @@ def run(command: Command, argv: Sequence[str] | None, body: Callable[[Any], int 
 
     0 (or what ``body`` returns) on success, 2 with one ``error:`` line for any
     :class:`~vlmrm.errors.VLMRMError`, 130 on Ctrl-C. ``--help`` prints :func:`help_text`.
+    ``-m``/``--multirun`` runs a sweep of the command instead (:func:`vlmrm.sweep.cli.multirun`).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if wants_help(args):
         if _rank() == 0:  # under torchrun, once for the job
             print_text(help_text(command))
         return 0
+    if any(a in ("-m", "--multirun") or a.split("=")[0].split(".")[0].lstrip("+") == "launcher"
+           for a in args):
+        from vlmrm.sweep.cli import multirun  # a sweep (or its keys): the one shared entry
+
+        return multirun(command, args)
     try:
         if command.parser is not None:
             settings = command.parser(args)

@@ -1,4 +1,4 @@
-"""Stop a long job cleanly on Ctrl-C (SIGINT) or SIGTERM: the one graceful-stop handler.
+"""Stop a long job cleanly on Ctrl-C (SIGINT), SIGTERM, SIGUSR1 or SIGUSR2: the one graceful-stop handler.
 
 A signal must not interrupt a job in the middle of writing a transition or a checkpoint.
 :class:`GracefulStop` only records it; the job polls :attr:`GracefulStop.requested` at a
@@ -6,8 +6,10 @@ safe point (SB3 training through :class:`vlmrm.agents.callbacks.StopOnSignal`, t
 after each optimiser step), saves a checkpoint and returns. A second signal aborts at
 once (``KeyboardInterrupt``) for when saving hangs.
 
-Cluster schedulers send SIGTERM before killing a preempted job, so the same path makes
-preemption resumable with ``resume=<run dir>``.
+Cluster schedulers send SIGTERM before killing a preempted job, and SLURM sends SIGUSR1 or
+SIGUSR2 (``sbatch --signal``) before a pre-emption or a time limit, so the same path makes
+pre-emption resumable with ``resume=<run dir>``; under a sweep's submitit launcher the job
+is then requeued (:mod:`vlmrm.sweep.job`).
 
 Under torchrun a Ctrl-C reaches each worker twice: from the terminal (it signals the whole
 process group) and, a moment later, passed on by the launcher. A repeat of the signal
@@ -33,7 +35,7 @@ def _launcher_echoes() -> bool:
 
 
 class GracefulStop:
-    """Context manager: while active, SIGINT/SIGTERM set :attr:`signum` instead of killing.
+    """Context manager: while active, SIGINT/SIGTERM/SIGUSR1/SIGUSR2 set :attr:`signum` instead of killing.
 
     Example:
         >>> with GracefulStop() as stop:
@@ -41,7 +43,9 @@ class GracefulStop:
         ...         break
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+    #: The last signal any instance took (a sweep's job reads it after a command returned).
+    last: int | None = None
 
     def __init__(self, echo_s: float | None = None) -> None:
         self.signum: int | None = None
@@ -72,6 +76,7 @@ class GracefulStop:
             self._restore()
             raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: aborting without a checkpoint")
         self.signum = signum
+        GracefulStop.last = signum
         self._first = time.monotonic()
 
     def __enter__(self) -> GracefulStop:
