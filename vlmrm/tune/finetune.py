@@ -11,6 +11,7 @@ tuned model; ``wise_alpha=`` also saves the WiSE-FT interpolation. The work is i
 from __future__ import annotations
 
 from vlmrm.cli.args import Command, entry_point
+from vlmrm.runtime.lock import one_writer
 from vlmrm.tune.finetune_settings import FinetuneSettings
 
 COMMAND = Command(
@@ -38,7 +39,7 @@ def body(settings: FinetuneSettings) -> int:
     return 130 if finetune(settings).get("interrupted") else 0
 
 
-main = entry_point(COMMAND, body)
+main = entry_point(COMMAND, one_writer(body, lambda s: s.out))
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
