@@ -409,7 +409,7 @@ def run(command: Command, argv: Sequence[str] | None, body: Callable[[Any], int 
     except OSError as exc:  # a full disk, read-only folder, quota, permission: one line
         from vlmrm.runtime.storage import storage_error_line
 
-        line = storage_error_line(exc)
+        line = storage_error_line(exc, getattr(settings, "out", None))
         if line is None:
             raise
         report_error(VLMRMError(line))

@@ -108,11 +108,12 @@ def free_space(folder: str | os.PathLike) -> str | None:
     return f"{_size(usage.free)} free of {_size(usage.total)}"
 
 
-def storage_error_line(exc: BaseException) -> str | None:
+def storage_error_line(exc: BaseException, out: str | os.PathLike | None = None) -> str | None:
     """The one line for a storage error (without ``error:``), or None if ``exc`` is another problem.
 
-    Names the folder being written (the run folder when a run lock was held), the file,
-    the free space for a full disk or quota, what was kept and how to go on.
+    Names the folder being written (the run folder when a run lock was held, else the
+    written file's folder, else ``out``: the command's output setting), the file, the free
+    space for a full disk or quota, what was kept and how to go on.
     """
     code = storage_errno(exc)
     if code is None:
@@ -131,8 +132,11 @@ def storage_error_line(exc: BaseException) -> str | None:
         from vlmrm.runtime.lock import held_lock
 
         lock = held_lock()
-        folder = lock.folder if lock is not None else (target.parent if target is not None else None)
+        folder = lock.folder if lock is not None else (
+            target.parent if target is not None else (Path(out) if out else None))
         kept = lock.what_was_kept() if lock is not None else None
+        if lock is None and target is not None and target.name.endswith(".lock"):
+            kept = "nothing was written"  # refused while taking the run's lock, before any write
     what, fix = PROBLEMS[code]
     where = f"{folder}" if folder is not None else "the output folder"
     detail = []
@@ -145,7 +149,7 @@ def storage_error_line(exc: BaseException) -> str | None:
         space = free_space(folder)
         if space:
             detail.append(space)
-    head = f"{what} for {where}" + (f" ({'; '.join(detail)})" if detail else "")
+    head = f"{where}: {what}" + (f" ({'; '.join(detail)})" if detail else "")
     kept = kept or "files written before are intact"
     how = "and run the same command again"
     if "resume with:" in kept:  # "...; resume with: <command>" → "<fix> and resume with: <command>"
