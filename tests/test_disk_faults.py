@@ -215,3 +215,23 @@ def test_a_wrapped_storage_error_under_a_run_lock_becomes_one_line(tmp_path):
     assert str(caught.value).endswith(
         f"the checkpoint of step 7 is intact; free space and resume with: python -m vlmrm.train resume={tmp_path}"
     )
+
+
+def test_a_full_disk_under_label_sheets_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    from vlmrm.label.cli import main as label_main
+    from vlmrm.video import write_video
+
+    video = tmp_path / "v.mp4"
+    write_video(video, np.random.default_rng(1).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8), fps=4)
+    with tmpfs(tmp_path / "disk", 512) as disk:
+        out = disk / "sheets"
+        filler = fill(disk)
+        capsys.readouterr()
+        assert label_main([str(video), f"out={out}", "progress=false"]) == 2
+        line = _one_error(capsys.readouterr().err)
+        assert line.startswith(f"error: {out}: no space left on the device (") and "free of 524.3 kB" not in line
+        assert line.endswith("files written before are intact; free space and run the same command again"), line
+        assert sorted(p.name for p in disk.iterdir()) == [".sheets.lock", "filler"]  # no half-written folder
+        filler.unlink()
+        assert label_main([str(video), f"out={out}", "progress=false"]) == 0
+        assert (out / "labels.csv").read_text().count("\n") == 5

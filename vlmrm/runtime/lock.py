@@ -95,7 +95,8 @@ class RunLock:
         command: what the holder runs, shown to a refused second writer (default: this
             process's command line).
         kept: called when a storage error ends the run: what was kept and how to resume,
-            e.g. ``"the checkpoint of step 200 is intact; free space and resume with: ..."``.
+            e.g. ``"the checkpoint of step 200 is intact; resume with: python -m ..."``
+            (default: files written before are intact; run the same command again).
         lock_file: the lock file (default ``<folder>/.lock``); a folder that is replaced
             whole when published (label sheets) is locked through a file beside it.
 
@@ -203,7 +204,7 @@ class RunLock:
                 return self.kept()
             except Exception:  # noqa: BLE001 - a message must never fail
                 pass
-        return "the files written before are intact; free space and run the same command again to continue"
+        return "files written before are intact"
 
 
 def writing_rank() -> bool:
