@@ -111,10 +111,11 @@ def test_two_trainings_started_together_into_one_run_name_one_refuses(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_second_resume_is_refused_before_loading_and_a_killed_holder_leaves_no_lock(tmp_path):
+def test_a_second_resume_is_refused_before_loading_and_a_killed_holder_leaves_no_lock(tmp_path, capsys):
+    from vlmrm.train import main as train_main
+
     run = tmp_path / "run"
-    first = _train(*GT, "total_steps=200", f"out={tmp_path}", "run_name=run")
-    assert first.wait(timeout=240) == 0, first.communicate()[1]
+    assert train_main([*GT, "total_steps=200", f"out={tmp_path}", "run_name=run"]) == 0
     holder = _train(f"resume={run}", "total_steps=1000000", "checkpoint_every=100")
     try:
         _wait_for(lambda: _holder_pid(run) == holder.pid, 240, "the resumed run to hold the lock", holder)
@@ -137,10 +138,9 @@ def test_a_second_resume_is_refused_before_loading_and_a_killed_holder_leaves_no
     from vlmrm.agents import latest_checkpoint
 
     step = latest_checkpoint(run).step
-    again = _train(f"resume={run}", f"total_steps={step + 100}")
-    out, err = again.communicate(timeout=240)
-    assert again.returncode == 0, err
-    assert f"resuming from checkpoints/step_{step:09d}" in err
+    capsys.readouterr()
+    assert train_main([f"resume={run}", f"total_steps={step + 100}"]) == 0
+    assert f"resuming from checkpoints/step_{step:09d}" in capsys.readouterr().err
     assert latest_checkpoint(run).step == step + 100
 
 
@@ -248,6 +248,18 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path):
         os.write(w, b"x")
         os.close(w)
         os.waitpid(pid, 0)
+
+
+def test_a_finished_run_removes_its_lock_file_and_a_killed_one_leaves_it_unlocked(tmp_path):
+    with RunLock(tmp_path, "python -m vlmrm.train x") as held:
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid() and held.locked
+    assert not (tmp_path / ".lock").exists()
+    killed = subprocess.run([sys.executable, "-c", "import os, signal, sys; from vlmrm.runtime.lock import RunLock; "
+                             f"RunLock({str(tmp_path)!r}).acquire(); os.kill(os.getpid(), signal.SIGKILL)"])
+    assert killed.returncode == -signal.SIGKILL
+    assert (tmp_path / ".lock").exists()  # left behind by the killed holder, but not locked:
+    with RunLock(tmp_path):
+        pass
 
 
 def test_the_same_folder_twice_in_one_process_is_refused(tmp_path):

@@ -9,7 +9,7 @@ before it writes anything there. The lock is ``flock(LOCK_EX | LOCK_NB)`` on a l
 * it is refused at once, never waited for: a second writer ends with one line naming the
   holder (PID, host, start time and command, recorded in the lock file by the holder);
 * the OS releases it when the holder dies, however it dies, so a ``kill -9`` never leaves a
-  stale lock behind (the file stays; only the lock on it matters);
+  stale lock behind (its file stays, unlocked; a run that ends removes it);
 * taking it first and checking the folder afterwards makes "does this folder already hold
   a run?" race-free.
 
@@ -117,41 +117,49 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         """Take the lock (see the class docstring); returns ``self``."""
-        global _warned
         if self._fd is not None:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
             import fcntl
         except ImportError:  # pragma: no cover - no flock on this platform
             fcntl = None  # type: ignore[assignment]
-        try:
-            if fcntl is not None:
+        for _ in range(100):  # a holder removing the file as we open it: open it again
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            if fcntl is None:  # pragma: no cover - no flock on this platform
+                break
+            try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                self._cannot_lock(fd, exc)  # refused (RunInUse), or a filesystem without locks
+                break
+            if _same_file(fd, self.path):
                 self.locked = True
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                holder = _read_holder(fd)
-                os.close(fd)
-                raise RunInUse(
-                    f"{self.folder} is in use by {_describe(holder)}; wait for it or stop it"
-                ) from None
-            if exc.errno not in _UNSUPPORTED:
-                os.close(fd)
-                raise
-            if not _warned:
-                _warned = True
-                print(f"warning: the filesystem of {self.folder} cannot lock files ({exc.strerror}); "
-                      "make sure no other process writes this run folder", file=sys.stderr, flush=True)
-        if fcntl is None and not _warned:  # pragma: no cover
-            _warned = True
+                break
+            os.close(fd)  # we locked a file its last holder had just removed
+        else:  # pragma: no cover - 100 holders in a row, each gone as we came
+            raise RunInUse(f"{self.folder} is taken and released by other processes in turn; stop them")
         self._fd = fd
         _OPEN_FDS.add(fd)
         _HELD.append(self)
         if self.locked:
             self._record()
         return self
+
+    def _cannot_lock(self, fd: int, exc: OSError) -> None:
+        """``flock`` failed: another holder (refuse), or no lock support (warn once, go on)."""
+        global _warned
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise RunInUse(f"{self.folder} is in use by {_describe(holder)}; wait for it or stop it") from None
+        if exc.errno not in _UNSUPPORTED:
+            os.close(fd)
+            raise exc
+        if not _warned:
+            _warned = True
+            print(f"warning: the filesystem of {self.folder} cannot lock files ({exc.strerror}); "
+                  "make sure no other process writes this run folder", file=sys.stderr, flush=True)
 
     def _record(self) -> None:
         """Write who holds the lock into the lock file (read by a refused second writer)."""
@@ -164,12 +172,19 @@ class RunLock:
             pass  # the lock holds without the note (a full disk: the run reports it on its own write)
 
     def release(self) -> None:
-        """Let the folder go (the lock file stays; only the lock on it mattered)."""
+        """Let the folder go, removing the lock file (a killed holder's file stays, unlocked)."""
         if self._fd is None:
             return
         if self in _HELD:
             _HELD.remove(self)
         _OPEN_FDS.discard(self._fd)
+        try:
+            if self.locked and _same_file(self._fd, self.path):
+                # Removed while still locked: whoever opened it meanwhile finds it gone
+                # after locking it (acquire checks) and opens the path again.
+                self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
         try:
             os.close(self._fd)
         finally:
@@ -235,6 +250,15 @@ def one_writer(body: Callable[[T], R], folder: Callable[[T], str | os.PathLike],
     locked.__doc__ = body.__doc__
     locked.__name__ = getattr(body, "__name__", "body")
     return locked
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
 
 
 def held_lock() -> RunLock | None:
