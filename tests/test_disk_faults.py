@@ -2,17 +2,17 @@
 folder, the free space and what was kept; no half-written checkpoint left taking the space;
 the run resumes once there is space again.
 
-The disk is a real one: a small ``tmpfs`` mounted for the test (as root, where ``mount``
-works), and a read-only bind mount of a run folder. Where that is impossible the tests are
-skipped, saying so; the message itself is also checked on synthetic errors.
+The full disk is a real one where the test may mount a small ``tmpfs`` (root), else ``ENOSPC``
+injected into every write under the folder (:mod:`_full_disk`; each test prints which it
+used, ``pytest -rP`` shows it; ``VLMRM_TEST_INJECT_DISK_FAULTS=1`` forces the injections). The
+read-only disk is a read-only bind mount of a run folder, else ``EROFS`` injected into the
+opening of its files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _full_disk import INJECT, _mount, full_disk
 
 from vlmrm.runtime.storage import StorageError, storage_error_line
 
@@ -27,50 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 GT = ["env=CartPole", "reward=ground_truth", "n_envs=1", "subprocess=false", "checkpoint_every=100",
       "agent.learning_starts=20", "agent.train_freq=10", "agent.gradient_steps=1", "agent.buffer_size=1000",
       "agent.target_update_interval=100", "eval.episodes=0", "progress=false", "threads=1"]
-
-
-def _mount(*args: str) -> str | None:
-    """Run ``mount ARGS``; the reason it failed, or None."""
-    if os.name != "posix" or shutil.which("mount") is None:
-        return "no mount command"
-    if os.geteuid() != 0:
-        return "mounting needs root"
-    r = subprocess.run(["mount", *args], capture_output=True, text=True)
-    return None if r.returncode == 0 else (r.stderr.strip() or f"mount exited {r.returncode}")
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size_kb: int):
-    """A ``size_kb`` tmpfs mounted at ``path`` for the block (skips the test where it cannot)."""
-    path.mkdir(parents=True, exist_ok=True)
-    problem = _mount("-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(path))
-    if problem is not None:
-        pytest.skip(f"full disk not tested: cannot mount a {size_kb} kB tmpfs here ({problem})")
-    print(f"full disk: a {size_kb} kB tmpfs at {path}")  # which disk the test used (pytest -s / -rP)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-def fill(folder: Path) -> Path:
-    """Write a file until the disk of ``folder`` is full; returns it (delete it to free the space)."""
-    filler = folder / "filler"
-    block = b"\0" * 65536
-    with open(filler, "wb", buffering=0) as fh:
-        try:
-            while True:
-                fh.write(block)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC, exc
-    try:  # and the last few bytes
-        with open(filler, "ab", buffering=0) as fh:
-            while True:
-                fh.write(b"\0")
-    except OSError:
-        pass
-    assert shutil.disk_usage(folder).free == 0
-    return filler
 
 
 def _wait_for(condition, timeout: float, what: str, proc: subprocess.Popen) -> None:
@@ -95,16 +52,18 @@ def test_a_full_disk_during_training_keeps_the_last_checkpoint_and_resumes(tmp_p
     from vlmrm.agents import latest_checkpoint
     from vlmrm.train import main as train_main
 
-    with tmpfs(tmp_path / "disk", 8192) as disk:
-        run = disk / "r"
+    with full_disk(tmp_path / "disk", 8192) as disk:
+        run = disk.path / "r"
+        train = [*GT, "total_steps=1000000", f"out={disk.path}", "run_name=r"]
+        prefix = ["-m"] if disk.tmpfs else ["-c", INJECT.format(tests=str(REPO / "tests")), str(disk.path), "-m"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "vlmrm.train", *GT, "total_steps=1000000", f"out={disk}", "run_name=r"],
+            [sys.executable, *prefix, "vlmrm.train", *train],
             cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         try:
             _wait_for(lambda: (run / "checkpoints" / "latest.json").exists(), 240, "the first checkpoint", proc)
-            filler = fill(disk)
+            disk.fill()
             _, err = proc.communicate(timeout=240)
         finally:
             if proc.poll() is None:
@@ -118,32 +77,55 @@ def test_a_full_disk_during_training_keeps_the_last_checkpoint_and_resumes(tmp_p
         assert line.endswith(f"the checkpoint of step {kept.step} is intact; free space and resume with: "
                              f"python -m vlmrm.train resume={run}"), line
         assert not list(run.rglob("*.partial")) and not list(run.rglob("*.tmp*"))  # the space came back
-        filler.unlink()
+        disk.free()
         capsys.readouterr()
         assert train_main([f"resume={run}", f"total_steps={kept.step + 100}"]) == 0
         assert f"resuming from checkpoints/step_{kept.step:09d}" in capsys.readouterr().err
         assert latest_checkpoint(run).step == kept.step + 100
 
 
-def test_a_full_disk_under_the_score_outputs_is_one_line(tmp_path, capsys):
+def test_a_full_disk_under_the_score_outputs_is_one_line(tmp_path, capsys, monkeypatch):
     from vlmrm.score import main as score_main
     from vlmrm.video import write_video
 
     video = tmp_path / "move.mp4"
     write_video(video, np.random.default_rng(0).integers(0, 255, (6, 48, 64, 3), dtype=np.uint8), fps=6)
     argv = [str(video), "goal=a white square", "model=vlmrm-tiny", "device=cpu", "progress=false"]
-    with tmpfs(tmp_path / "disk", 1024) as disk:
-        out = disk / "scores"
-        filler = fill(disk)
+    with full_disk(tmp_path / "disk", 1024, monkeypatch) as disk:
+        out = disk.path / "scores"
+        disk.fill()
         capsys.readouterr()
         assert score_main([*argv, f"out={out}"]) == 2
         line = _one_error(capsys.readouterr().err)
-        assert line.startswith(f"error: {out}: no space left on the device") and "B free of 1.0 MB" in line, line
+        assert line.startswith(f"error: {out}: no space left on the device"), line
+        assert ("0 B free of 1.0 MB" if disk.tmpfs else " free of ") in line, line
         assert line.endswith("free space and run the same command again"), line
         assert not [p for p in out.rglob("*") if p.is_file()]  # nothing half-written left
-        filler.unlink()
+        disk.free()
         assert score_main([*argv, f"out={out}"]) == 0
         assert (out / "scores.csv").read_text().count("\n") == 7  # a header and the 6 frames
+
+
+def _read_only(run: Path, where: Path, monkeypatch) -> tuple[Path, str]:
+    """``run`` on a read-only disk: a read-only bind mount at ``where``, else EROFS injected."""
+    where.mkdir()
+    forced = os.environ.get("VLMRM_TEST_INJECT_DISK_FAULTS")
+    problem = "VLMRM_TEST_INJECT_DISK_FAULTS is set" if forced else _mount("--bind", str(run), str(where))
+    if problem is None:
+        problem = _mount("-o", "remount,ro,bind", str(where))
+        if problem is None:
+            return where, "a read-only bind mount"
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+    real_open = os.open
+
+    def read_only_open(path, flags, *args, **kwargs):
+        writes = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC)
+        if writes and os.path.abspath(os.fsdecode(path)).startswith(str(run) + os.sep):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+    return run, f"injected EROFS ({problem})"
 
 
 def test_resume_on_a_read_only_disk_fails_at_once(tmp_path, capsys, monkeypatch):
@@ -151,16 +133,8 @@ def test_resume_on_a_read_only_disk_fails_at_once(tmp_path, capsys, monkeypatch)
     from vlmrm.train import main as train_main
 
     assert train_main([*GT, "total_steps=100", f"out={tmp_path}", "run_name=r"]) == 0
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    problem = _mount("--bind", str(tmp_path / "r"), str(ro))
-    if problem is not None:
-        pytest.skip(f"read-only disk not tested: cannot bind-mount here ({problem})")
+    ro, method = _read_only(tmp_path / "r", tmp_path / "ro", monkeypatch)
     try:
-        problem = _mount("-o", "remount,ro,bind", str(ro))
-        if problem is not None:
-            pytest.skip(f"read-only disk not tested: cannot remount read-only here ({problem})")
-        print(f"read-only disk: a read-only bind mount at {ro}")
 
         def loaded(*a, **k):
             raise AssertionError("the environment was built before the read-only folder was refused")
@@ -174,7 +148,9 @@ def test_resume_on_a_read_only_disk_fails_at_once(tmp_path, capsys, monkeypatch)
         assert line == (f"error: {ro}: the file system is read-only (writing .lock); nothing was written; "
                         "make it writable (or copy the folder to a writable disk) and run the same command again")
     finally:
-        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
+        print(f"read-only disk: {method} at {ro}")
+        if ro != tmp_path / "r":
+            subprocess.run(["umount", "-l", str(ro)], capture_output=True)
 
 
 # -- the message, on synthetic errors ---------------------------------------------------------
@@ -215,21 +191,21 @@ def test_a_wrapped_storage_error_under_a_run_lock_becomes_one_line(tmp_path):
     )
 
 
-def test_a_full_disk_under_label_sheets_is_one_line_and_leaves_nothing(tmp_path, capsys):
+def test_a_full_disk_under_label_sheets_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
     from vlmrm.label.cli import main as label_main
     from vlmrm.video import write_video
 
     video = tmp_path / "v.mp4"
     write_video(video, np.random.default_rng(1).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8), fps=4)
-    with tmpfs(tmp_path / "disk", 512) as disk:
-        out = disk / "sheets"
-        filler = fill(disk)
+    with full_disk(tmp_path / "disk", 512, monkeypatch) as disk:
+        out = disk.path / "sheets"
+        disk.fill()
         capsys.readouterr()
         assert label_main([str(video), f"out={out}", "progress=false"]) == 2
         line = _one_error(capsys.readouterr().err)
-        assert line.startswith(f"error: {out}: no space left on the device (") and "free of 524.3 kB" not in line
+        assert line.startswith(f"error: {out}: no space left on the device (") and " free of " in line
         assert line.endswith("files written before are intact; free space and run the same command again"), line
-        assert sorted(p.name for p in disk.iterdir()) == ["filler"]  # no half-written folder, no lock file
-        filler.unlink()
+        assert [p.name for p in disk.path.iterdir() if p.name not in disk.extra()] == []  # nor a lock file
+        disk.free()
         assert label_main([str(video), f"out={out}", "progress=false"]) == 0
         assert (out / "labels.csv").read_text().count("\n") == 5

@@ -17,7 +17,8 @@ Forked children (data loader workers, the closing-line waiter) close their copy 
 file, so a finished run's lock is released when the run's process exits, not when its last
 child does. On a filesystem without ``flock`` support the lock warns once and the run goes
 on unlocked. A storage error (full disk, read-only, quota, permission) raised while the lock
-is held is annotated with the folder and what was kept (:mod:`vlmrm.runtime.storage`).
+is held is annotated with the folder and what was kept (:mod:`vlmrm.runtime.storage`), and
+a writer thread's storage error (TensorBoard's) is left to the run's own thread to report.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import os
 import shlex
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +65,29 @@ def _close_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_close_in_child)
+
+
+def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    """While a run is held, a writer thread's storage error is not printed with a traceback.
+
+    TensorBoard writes its event file from a thread; on a full disk that thread dies with a
+    traceback, and the writer re-raises the same error in the run's own thread at its next
+    write, which ends the run with the one line (:mod:`vlmrm.runtime.storage`).
+    """
+    from vlmrm.runtime.storage import storage_errno
+
+    if _HELD and args.exc_value is not None and storage_errno(args.exc_value) is not None:
+        return
+    _PREVIOUS_HOOK[0](args)
+
+
+_PREVIOUS_HOOK: list = []
+
+
+def _install_thread_hook() -> None:
+    if not _PREVIOUS_HOOK:
+        _PREVIOUS_HOOK.append(threading.excepthook)
+        threading.excepthook = _thread_excepthook
 
 
 def command_line() -> str:
@@ -140,6 +165,7 @@ class RunLock:
         else:  # pragma: no cover - 100 holders in a row, each gone as we came
             raise RunInUse(f"{self.folder} is taken and released by other processes in turn; stop them")
         self._fd = fd
+        _install_thread_hook()
         _OPEN_FDS.add(fd)
         _HELD.append(self)
         if self.locked:
