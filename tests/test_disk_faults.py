@@ -209,3 +209,23 @@ def test_a_full_disk_under_label_sheets_is_one_line_and_leaves_nothing(tmp_path,
         disk.free()
         assert label_main([str(video), f"out={out}", "progress=false"]) == 0
         assert (out / "labels.csv").read_text().count("\n") == 5
+
+
+def test_a_writer_threads_storage_error_is_left_to_the_run(tmp_path, monkeypatch):
+    """TensorBoard's writer thread dies on a full disk; its error reaches the run's own thread."""
+    import threading
+
+    from vlmrm.runtime.lock import RunLock
+
+    seen = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_type))
+
+    def fails(exc: BaseException) -> None:
+        thread = threading.Thread(target=lambda: (_ for _ in ()).throw(exc))
+        thread.start()
+        thread.join()
+
+    with RunLock(tmp_path):
+        fails(OSError(errno.ENOSPC, "No space left on device"))  # quiet: the run reports it once
+        fails(ValueError("a bug"))  # anything else is printed as before
+    assert seen == [ValueError]

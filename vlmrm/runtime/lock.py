@@ -85,8 +85,8 @@ _PREVIOUS_HOOK: list = []
 
 
 def _install_thread_hook() -> None:
-    if not _PREVIOUS_HOOK:
-        _PREVIOUS_HOOK.append(threading.excepthook)
+    if threading.excepthook is not _thread_excepthook:  # (again, if someone replaced it since)
+        _PREVIOUS_HOOK[:] = [threading.excepthook]
         threading.excepthook = _thread_excepthook
 
 
