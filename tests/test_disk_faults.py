@@ -229,3 +229,22 @@ def test_a_writer_threads_storage_error_is_left_to_the_run(tmp_path, monkeypatch
         fails(OSError(errno.ENOSPC, "No space left on device"))  # quiet: the run reports it once
         fails(ValueError("a bug"))  # anything else is printed as before
     assert seen == [ValueError]
+
+
+def test_a_video_on_a_full_disk_is_named_as_a_full_disk(tmp_path):
+    """ffmpeg, out of space, only shows Python a broken pipe: the full disk under it is named."""
+    from vlmrm.runtime.atomic import atomic_write
+    from vlmrm.video import write_video
+
+    if os.environ.get("VLMRM_TEST_INJECT_DISK_FAULTS"):
+        pytest.skip("ffmpeg writes outside Python: only a real full disk (tmpfs) shows this")
+    frames = np.random.default_rng(0).integers(0, 255, (30, 64, 64, 3), dtype=np.uint8)
+    with full_disk(tmp_path / "disk", 256) as disk:
+        if not disk.tmpfs:
+            pytest.skip("ffmpeg writes outside Python: only a real full disk (tmpfs) shows this")
+        disk.fill()
+        with pytest.raises(OSError) as caught:
+            atomic_write(disk.path / "v.mp4", lambda tmp: write_video(tmp, frames, fps=10))
+        line = storage_error_line(caught.value)
+        assert line is not None and line.startswith(f"{disk.path}: no space left on the device (writing v.mp4; 0 B free")
+        assert disk.extra() == ["filler"] and sorted(p.name for p in disk.path.iterdir()) == ["filler"]

@@ -10,8 +10,9 @@ argument layer turns the exception into one ``error:`` line with :func:`storage_
 (exit 2, no traceback). A checkpoint unit removes its half-written ``.partial`` folder on
 the way out, so the space comes back.
 
-Errors that other libraries wrap (torch's ``file write failed``, an ffmpeg pipe) are
-recognised by the system's message text in the exception or its causes.
+Errors that other libraries wrap (torch's ``file write failed``) are recognised by the
+system's message text in the exception or its causes; a write that fails without saying
+why (ffmpeg's broken pipe) counts as a full disk when the disk it wrote to is full.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ _TEXTS = {
     "read-only file system": errno.EROFS,
 }
 _PATH_ATTR = "_vlmrm_write_path"
+_ERRNO_ATTR = "_vlmrm_errno"
+#: Free bytes under which a write that failed without saying why is taken for a full disk.
+NEARLY_FULL = 1 << 20
 _RUN_ATTR = "_vlmrm_run"
 
 
@@ -52,9 +56,17 @@ def _chain(exc: BaseException):
         exc = exc.__cause__ or exc.__context__
 
 
-def storage_errno(exc: BaseException) -> int | None:
-    """The storage errno behind ``exc`` (itself, a cause, or the system's message in it), else None."""
+def storage_errno(exc: BaseException, folder: str | os.PathLike | None = None) -> int | None:
+    """The storage errno behind ``exc`` (itself, a cause, or the system's message in it), else None.
+
+    With ``folder`` (where the failed write went), a failed write whose error says nothing
+    (ffmpeg's broken pipe when the disk under a video fills) counts as a full disk when that
+    disk has (almost) no space left; the finding is remembered on the exception.
+    """
     for link in _chain(exc):
+        code = getattr(link, _ERRNO_ATTR, None)
+        if code is not None:
+            return code
         if isinstance(link, OSError) and link.errno in PROBLEMS:
             return link.errno
     for link in _chain(exc):
@@ -62,7 +74,20 @@ def storage_errno(exc: BaseException) -> int | None:
         for needle, code in _TEXTS.items():
             if needle in text:
                 return code
+    if folder is not None and isinstance(exc, (OSError, RuntimeError)) and _nearly_full(folder):
+        _attach(exc, _ERRNO_ATTR, errno.ENOSPC)
+        return errno.ENOSPC
     return None
+
+
+def _nearly_full(folder: str | os.PathLike) -> bool:
+    path = Path(folder).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free < NEARLY_FULL
+    except OSError:
+        return False
 
 
 def _attach(exc: BaseException, attr: str, value: object) -> None:
@@ -76,13 +101,13 @@ def _attach(exc: BaseException, attr: str, value: object) -> None:
 
 def note_path(exc: BaseException, path: str | os.PathLike) -> None:
     """Remember the file ``exc`` interrupted the write of (the innermost writer's note wins)."""
-    if storage_errno(exc) is not None:
+    if storage_errno(exc, Path(path).parent) is not None:
         _attach(exc, _PATH_ATTR, Path(path))
 
 
 def annotate(exc: BaseException, folder: str | os.PathLike, kept: Callable[[], str] | str | None) -> None:
     """Remember the run folder and what it kept, computed now (while the run's lock is held)."""
-    if storage_errno(exc) is None:
+    if storage_errno(exc, folder) is None:
         return
     text = kept() if callable(kept) else kept
     _attach(exc, _RUN_ATTR, (Path(folder), text))
