@@ -78,7 +78,7 @@ def test_classify_two_gloo_ranks_match_one_process(tmp_path):
     assert len(one) == 9 and [r["index"] for r in one] == list(range(9))
     assert two == one  # predictions, top-5, rewards, and the order
     assert _metrics(tmp_path / "two") == _metrics(tmp_path / "one")
-    assert sorted(p.name for p in (tmp_path / "two").iterdir() if p.name != ".lock") == [
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
         "config.json",
         "metrics.json",
         "results.jsonl",
