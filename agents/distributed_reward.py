@@ -36,9 +36,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from vlmrm.agents.runner import TrainResult
+from vlmrm.agents.runner import TrainResult, kept_and_resume
 from vlmrm.agents.runner import train as train_one
-from vlmrm.distributed import _one_line
+from vlmrm.distributed import RankLost, _one_line
 from vlmrm.errors import VLMRMError
 from vlmrm.runtime.stop import GracefulStop
 
@@ -124,6 +124,8 @@ def _main_rank(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop, info
 
     try:
         result = train_one(cfg, argv, stop, wrap_reward=wrap)
+    except RankLost:  # a peer died: nobody is left to release or agree with
+        raise
     except VLMRMError as exc:
         message = _one_line(exc)
         if state["served"] is not None:  # the others serve: release them, then tell them
@@ -136,9 +138,23 @@ def _main_rank(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop, info
         if state["served"] is not None:
             _release_quietly(state["served"])
         raise
-    state["served"].close(DONE)
+    try:
+        state["served"].close(DONE)
+    except RankLost as exc:  # it died after rank 0's last scoring batch
+        raise RankLost(f"{exc}; {kept_and_resume(result.run_dir)}") from None
     _say(f"rank 0 scored {state['served'].frames} frames")
     return result
+
+
+def _resume_hint(cfg: DictConfig) -> str:
+    """A serving rank's view of what rank 0 kept: its run folder is known when named."""
+    if cfg.get("resume") is not None:
+        run = str(cfg.resume)
+    elif cfg.get("run_name"):
+        run = str(Path(str(cfg.out)) / str(cfg.run_name))
+    else:
+        return f"its last checkpoint is intact; resume with: python -m vlmrm.train resume=<its run folder in {cfg.out}>"
+    return f"its last checkpoint is intact; resume with: python -m vlmrm.train resume={run}"
 
 
 def _release_quietly(served: Any) -> None:
@@ -172,7 +188,10 @@ def _serving_rank(cfg: DictConfig, info: Any) -> TrainResult:
         raise AgreedError(agreed)
     served = DistributedReward(reward, info)
     with GracefulStop() as stop:  # a Ctrl-C: keep serving until rank 0 has saved its checkpoint
-        status = served.serve()
+        try:
+            status = served.serve()
+        except RankLost as exc:
+            raise RankLost(f"{exc}; {_resume_hint(cfg)}") from None
     if status == FAILED:
         message = agree(None, info)
         raise AgreedError(message or "rank 0 failed")

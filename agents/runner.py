@@ -13,6 +13,7 @@ buffer, RNG states, manifest; see :mod:`vlmrm.agents.checkpoint`).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import sys
@@ -61,10 +62,13 @@ from vlmrm.agents.vec_env import (
     make_training_env,
     render_fps,
 )
+from vlmrm.distributed import RankLost
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write_text
 from vlmrm.runtime.epilogue import last_word
+from vlmrm.runtime.lock import RunLock
 from vlmrm.runtime.stop import GracefulStop
+from vlmrm.runtime.units import list_units
 from vlmrm.wrappers import CLIPRewardVecEnvWrapper
 
 
@@ -89,36 +93,74 @@ def _first(prompts) -> str:
     return prompts if isinstance(prompts, str) else str(list(prompts)[0])
 
 
-def _new_run_dir(cfg: DictConfig) -> Path:
+def _new_run_dir(cfg: DictConfig, lock: Callable[[Path], Any]) -> Path:
+    """Create the folder of a new run and ``lock`` it before anything is written there.
+
+    The lock comes first and the "already holds a run" check second, so two trainings
+    started together with one ``run_name=`` cannot both pass it; a timestamped folder is
+    claimed by ``mkdir`` itself (one of two runs of the same second gets ``-2``).
+    """
     root = Path(cfg.out)
-    if cfg.get("run_name"):
-        run_dir = root / cfg.run_name
-        if (run_dir / "checkpoints").exists():
-            raise ConfigError(f"{run_dir} already holds a run; use resume={run_dir} or another run_name")
-    else:
-        goal = "ground-truth" if cfg.reward.get("model") is None else _slug(_first(cfg.goal))
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = root / f"{cfg.env.name}-{goal}-{stamp}"
-        n = 1
-        while run_dir.exists():
-            n += 1
-            run_dir = root / f"{cfg.env.name}-{goal}-{stamp}-{n}"
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.get("run_name"):
+            run_dir = root / cfg.run_name
+            run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            goal = "ground-truth" if cfg.reward.get("model") is None else _slug(_first(cfg.goal))
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            root.mkdir(parents=True, exist_ok=True)
+            for n in range(1, 10_000):
+                run_dir = root / (f"{cfg.env.name}-{goal}-{stamp}" + (f"-{n}" if n > 1 else ""))
+                try:
+                    run_dir.mkdir()
+                    break
+                except FileExistsError:
+                    continue
     except OSError as exc:
         raise ConfigError(
-            f"out={cfg.out}: cannot create the run folder {run_dir} ({exc.strerror or exc}); "
-            "pass out=<a writable folder>"
+            f"out={cfg.out}: cannot create the run folder {run_dir if cfg.get('run_name') else root} "
+            f"({exc.strerror or exc}); pass out=<a writable folder>"
         ) from None
+    lock(run_dir)
+    _refuse_a_finished_run(cfg, run_dir)
     return run_dir
+
+
+def _refuse_a_finished_run(cfg: DictConfig, run_dir: Path) -> None:
+    if cfg.get("resume") is None and (run_dir / "checkpoints").exists():
+        raise ConfigError(f"{run_dir} already holds a run; use resume={run_dir} or another run_name")
 
 
 def _say(msg: str) -> None:
     print(f"[vlmrm.train] {msg}", file=sys.stderr, flush=True)
 
 
-def _open_run(cfg: DictConfig, argv: list[str] | None) -> Path:
-    run_dir = Path(cfg.resume) if cfg.get("resume") is not None else _new_run_dir(cfg)
+def kept_and_resume(run_dir: Path) -> str:
+    """What a run that ends on a storage error or a lost rank keeps, and how to go on."""
+    units = list_units(run_dir / "checkpoints")
+    kept = f"the checkpoint of step {units[0][0]} is intact" if units else "no checkpoint was saved yet"
+    return f"{kept}; resume with: python -m vlmrm.train resume={run_dir}"
+
+
+class _RunFolder:
+    """The run folder's lock, taken once (early for ``resume=``), held until :func:`train` returns."""
+
+    def __init__(self, held: contextlib.ExitStack, argv: list[str] | None) -> None:
+        self.held, self.command = held, f"python -m vlmrm.train {shlex.join(argv or [])}".strip()
+        self.path: Path | None = None
+
+    def __call__(self, run_dir: Path) -> None:
+        if self.path is None:
+            self.held.enter_context(RunLock(run_dir, self.command, kept=lambda: kept_and_resume(run_dir)))
+            self.path = run_dir
+
+
+def _open_run(cfg: DictConfig, argv: list[str] | None, lock: _RunFolder) -> Path:
+    if cfg.get("resume") is not None:
+        run_dir = Path(cfg.resume)
+        lock(run_dir)
+    else:
+        run_dir = _new_run_dir(cfg, lock)
     saved = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "resume"])
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(saved))
     with open(run_dir / "command.txt", "a") as fh:
@@ -179,6 +221,23 @@ def _describe_reward(cfg: DictConfig, goal: str, reward_model) -> str:
 
 
 def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None, wrap_reward=None) -> TrainResult:
+    with contextlib.ExitStack() as held:
+        lock = _RunFolder(held, argv)
+        # A folder another process writes is refused before anything loads: resume= at
+        # once, and an existing run_name= folder too (a new one is locked when created).
+        early = Path(cfg.resume) if cfg.get("resume") is not None else (
+            Path(cfg.out) / cfg.run_name if cfg.get("run_name") else None)
+        if early is not None and early.is_dir():
+            lock(early)
+            _refuse_a_finished_run(cfg, early)
+        try:
+            return _train_locked(cfg, argv, stop, wrap_reward, lock)
+        except RankLost as exc:  # a peer rank died: name it, and what this run kept
+            raise RankLost(f"{exc}; {kept_and_resume(lock.path)}" if lock.path is not None else str(exc)) from None
+
+
+def _train_locked(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None, wrap_reward,
+                  lock: _RunFolder) -> TrainResult:
     resuming = cfg.get("resume") is not None
     ckpt = None
     if resuming:
@@ -216,7 +275,7 @@ def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None, w
         else:
             model, resume_state = build_agent(cfg.agent, venv, seed=cfg.seed, device=device, verbose=cfg.verbose), {}
 
-        run_dir = _open_run(cfg, argv)
+        run_dir = _open_run(cfg, argv, lock)
         _say(f"run directory: {run_dir}")
         _say(_describe_reward(cfg, goal, reward_model))
         if resuming:

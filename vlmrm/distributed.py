@@ -183,6 +183,38 @@ class AgreedError(ConfigError):
     shared = True
 
 
+class RankLost(VLMRMError):
+    """A peer rank stopped in the middle of the job (killed, crashed, out of memory).
+
+    The collectives of the survivors then fail inside gloo with a transport error
+    (``Connection reset by peer``); this names the rank instead, and the trainer adds what
+    was kept and how to resume. It is never agreed on: the peer is gone.
+    """
+
+
+def _peer(info: DistInfo, gone: int | None = None) -> str:
+    if gone is not None:
+        return f"rank {gone}"
+    if info.world_size == 2:
+        return f"rank {1 - info.rank}"
+    return "another rank"
+
+
+def rank_lost(info: DistInfo, gone: int | None = None) -> RankLost:
+    """The error of a survivor whose collective failed because a peer is gone."""
+    return RankLost(f"{_peer(info, gone)} stopped (SIGKILL or crash)")
+
+
+def _transport_failed(exc: BaseException) -> bool:
+    """Whether a collective failed because a peer went away (not a bug of the local code)."""
+    if not dist.is_initialized():
+        return False
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc).lower()
+    return any(w in text for w in ("gloo", "connection", "peer", "broken pipe", "timed out"))
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -258,6 +290,7 @@ class DistributedReward:
         self.reward_fn = reward_fn
         self.info = info or init_distributed()
         self._closed = False
+        self._lost = False  # a peer died: no collective can succeed any more
         self.frames = 0  # frames this rank scored (padding excluded)
 
     def __enter__(self) -> DistributedReward:
@@ -275,6 +308,17 @@ class DistributedReward:
             return self._local(as_frame_tensor(frames).permute(0, 2, 3, 1).contiguous()).numpy()
         if not self.info.is_main:
             raise RuntimeError("only rank 0 computes rewards; other ranks call serve()")
+        if self._lost:
+            raise rank_lost(self.info)
+        try:
+            return self._spread(frames)
+        except RuntimeError as exc:  # gloo: "Connection reset by peer" and the like
+            if not _transport_failed(exc):
+                raise
+            self._lost = True
+            raise rank_lost(self.info) from exc
+
+    def _spread(self, frames: Any) -> np.ndarray:
         x = as_frame_tensor(frames).permute(0, 2, 3, 1).contiguous()  # (N, H, W, 3)
         n = x.shape[0]
         world = self.info.world_size
@@ -296,6 +340,14 @@ class DistributedReward:
         """Ranks > 0: answer rank 0's batches until it closes the reward; returns its ``status``."""
         if not self.info.enabled or self.info.is_main:
             return 0
+        try:
+            return self._serve()
+        except RuntimeError as exc:  # rank 0 (or another server) is gone
+            if not _transport_failed(exc):
+                raise
+            raise rank_lost(self.info, 0 if self.info.world_size == 2 else None) from exc
+
+    def _serve(self) -> int:
         while True:
             header = torch.empty(6, dtype=torch.int64)
             _interruptible(dist.broadcast(header, src=0, async_op=True))  # rank 0 may step envs a while
@@ -315,5 +367,11 @@ class DistributedReward:
             self._closed = True
             return
         self._closed = True
+        if self._lost:
+            raise rank_lost(self.info)
         if dist.is_initialized():
-            dist.broadcast(torch.tensor([_STOP, int(status), 0, 0, 0, 0], dtype=torch.int64), src=0)
+            try:
+                dist.broadcast(torch.tensor([_STOP, int(status), 0, 0, 0, 0], dtype=torch.int64), src=0)
+            except RuntimeError as exc:
+                self._lost = True
+                raise rank_lost(self.info) from exc

@@ -14,6 +14,7 @@ import sys
 
 from vlmrm.caption.settings import CaptionTrainSettings
 from vlmrm.cli.args import Command, entry_point
+from vlmrm.runtime.lock import one_writer
 
 COMMAND = Command(
     prog="python -m vlmrm.caption.train",
@@ -50,7 +51,7 @@ def body(settings: CaptionTrainSettings) -> int:
     return 0
 
 
-main = entry_point(COMMAND, body)
+main = entry_point(COMMAND, one_writer(body, lambda s: s.out_dir()))
 
 if __name__ == "__main__":
     raise SystemExit(main())

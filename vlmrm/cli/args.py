@@ -390,7 +390,8 @@ def run(command: Command, argv: Sequence[str] | None, body: Callable[[Any], int 
     """Parse ``argv`` for ``command``, call ``body(settings)`` and return the exit status.
 
     0 (or what ``body`` returns) on success, 2 with one ``error:`` line for any
-    :class:`~vlmrm.errors.VLMRMError`, 130 on Ctrl-C. ``--help`` prints :func:`help_text`.
+    :class:`~vlmrm.errors.VLMRMError` or storage error (:mod:`vlmrm.runtime.storage`),
+    130 on Ctrl-C. ``--help`` prints :func:`help_text`.
     ``-m``/``--multirun`` runs a sweep of the command instead (:func:`vlmrm.sweep.cli.multirun`).
     """
     args = list(sys.argv[1:] if argv is None else argv)
@@ -418,6 +419,14 @@ def run(command: Command, argv: Sequence[str] | None, body: Callable[[Any], int 
             return int(body(settings) or 0)
     except VLMRMError as exc:
         report_error(exc)
+        return 2
+    except OSError as exc:  # a full disk, read-only folder, quota, permission: one line
+        from vlmrm.runtime.storage import storage_error_line
+
+        line = storage_error_line(exc, getattr(settings, "out", None))
+        if line is None:
+            raise
+        report_error(VLMRMError(line))
         return 2
     except KeyboardInterrupt:
         from vlmrm.runtime.epilogue import last_word

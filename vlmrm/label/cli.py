@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from vlmrm.cli.args import Command, entry_point
 from vlmrm.label.settings import SheetSettings
+from vlmrm.runtime.lock import one_writer
 
 COMMAND = Command(
     prog="python -m vlmrm.label",
@@ -41,7 +42,7 @@ def _body(settings: SheetSettings) -> int:
     return 0
 
 
-main = entry_point(COMMAND, _body)
+main = entry_point(COMMAND, one_writer(_body, lambda s: s.out, beside=True))
 
 if __name__ == "__main__":
     raise SystemExit(main())

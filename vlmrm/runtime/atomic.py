@@ -69,8 +69,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
         fsync_file(tmp)
         os.replace(tmp, target)
         fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        from vlmrm.runtime.storage import note_path
+
+        note_path(exc, target)  # a full disk or read-only folder: named in its one-line error
         raise
     return target
 

@@ -72,4 +72,8 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
     import imageio.v3 as iio
 
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-    iio.imwrite(os.fspath(path), to_rgb_uint8(image, f"image for {os.fspath(path)!r}"))
+    # Encoded in memory and written here: imageio's own file handle, on a full disk, fails
+    # again when it is garbage-collected ("Exception ignored in ... __del__" after our error).
+    data = iio.imwrite("<bytes>", to_rgb_uint8(image, f"image for {os.fspath(path)!r}"), extension=".png")
+    with open(path, "wb") as fh:
+        fh.write(data)

@@ -26,6 +26,7 @@ from typing import Any
 
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write_json, fsync_dir, fsync_file
+from vlmrm.runtime.storage import note_path
 
 MANIFEST = "manifest.json"
 FORMAT = 2
@@ -67,12 +68,21 @@ def write_unit(root: Path, name: str, writers: dict[str, Callable[[Path], Any]],
     partial = root / f"{name}.partial"
     partial.mkdir()
     files = {}
-    for file, write in writers.items():
-        write(partial / file)
-        fsync_file(partial / file)
-        files[file] = {"size": (partial / file).stat().st_size, "sha256": sha256(partial / file)}
-    manifest = {"format": FORMAT, **meta, "time": time.time(), "files": files}
-    atomic_write_json(partial / MANIFEST, manifest)  # also flushes the folder
+    file = MANIFEST
+    try:
+        for file, write in writers.items():
+            write(partial / file)
+            fsync_file(partial / file)
+            files[file] = {"size": (partial / file).stat().st_size, "sha256": sha256(partial / file)}
+        file = MANIFEST
+        manifest = {"format": FORMAT, **meta, "time": time.time(), "files": files}
+        atomic_write_json(partial / MANIFEST, manifest)  # also flushes the folder
+    except BaseException as exc:
+        # A failed save (a full disk, above all) gives its space back at once; a kill
+        # here leaves the folder to remove_scratch of the next save instead.
+        note_path(exc, partial / file)
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     final = root / name
     if final.exists():
         aside = root / f"{name}.replaced"

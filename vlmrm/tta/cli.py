@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 
 from vlmrm.cli.args import Command, entry_point
+from vlmrm.runtime.lock import one_writer
 from vlmrm.tta.settings import TTASettings
 
 COMMAND = Command(
@@ -82,7 +83,7 @@ def body(settings: TTASettings) -> int:
     return 0
 
 
-main = entry_point(COMMAND, body)
+main = entry_point(COMMAND, one_writer(body, lambda s: s.out_dir()))
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -9,6 +9,7 @@ interrupted run (Ctrl-C, SIGTERM) saves a checkpoint and exits with 130.
 from __future__ import annotations
 
 from vlmrm.cli.args import Command, entry_point
+from vlmrm.runtime.lock import one_writer
 from vlmrm.tune.settings import TuneConfig
 
 COMMAND = Command(
@@ -35,7 +36,7 @@ def tune(cfg: TuneConfig) -> int:
     return 130 if train(cfg).interrupted else 0
 
 
-main = entry_point(COMMAND, tune)
+main = entry_point(COMMAND, one_writer(tune, lambda cfg: cfg.out))
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

@@ -13,6 +13,7 @@ torch-free.
 from __future__ import annotations
 
 from vlmrm.cli.args import Command, entry_point
+from vlmrm.runtime.lock import one_writer
 from vlmrm.tune.finetune_settings import FinetuneSettings
 
 COMMAND = Command(
@@ -49,7 +50,7 @@ def body(settings: FinetuneSettings) -> int:
     return 130
 
 
-main = entry_point(COMMAND, body)
+main = entry_point(COMMAND, one_writer(body, lambda s: s.out))
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
