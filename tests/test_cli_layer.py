@@ -73,6 +73,14 @@ def test_parse_types_nested_lists_positional_and_validation():
     assert s.seed == 7 and s.kwargs == {"net_arch": [64, 64]}
 
 
+def test_a_number_given_to_the_positional_key_joins_the_bare_words():
+    # videos=3 beside a bare word: a list of both, not a TypeError from list(3)
+    s = parse_settings(Demo, ["videos=3", "a.mp4"], "videos")
+    assert s.videos == ["3", "a.mp4"]
+    s = parse_settings(Demo, ["videos=[x.mp4,y.mp4]", "a.mp4"], "videos")
+    assert s.videos == ["x.mp4", "y.mp4", "a.mp4"]
+
+
 @pytest.mark.parametrize(
     "argv, match",
     [

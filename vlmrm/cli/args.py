@@ -321,7 +321,12 @@ def parse_settings(cls: type[T], argv: Sequence[str], positional: str | None = N
         raise ConfigError(f"bad value for {key!r}: {msg}" if key else f"bad settings: {msg}") from None
     if bare:
         previous = data.get(positional)
-        previous = [] if previous is None else ([previous] if isinstance(previous, str) else list(previous))
+        if previous is None:
+            previous = []
+        elif isinstance(previous, (list, tuple)):
+            previous = list(previous)
+        else:  # one value given as key=value (a number, a word) beside bare words
+            previous = [str(previous)]
         data[positional] = previous + bare
     settings = _build(cls, data)
     validate = getattr(settings, "validate", None)
