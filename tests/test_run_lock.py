@@ -279,3 +279,21 @@ def test_a_filesystem_without_locks_warns_once_and_goes_on(tmp_path, monkeypatch
         assert not a.locked
     err = capsys.readouterr().err
     assert err.count("warning:") == 1 and "cannot lock files" in err and str(tmp_path / "a") in err
+
+
+def test_a_locked_resume_is_refused_before_torch_is_imported(tmp_path):
+    from vlmrm.train import main as train_main
+
+    assert train_main([*GT, "total_steps=100", f"out={tmp_path}", "run_name=r"]) == 0
+    probe = (
+        "import sys\n"
+        "from vlmrm.train import main\n"
+        f"rc = main(['resume={tmp_path / 'r'}', 'total_steps=200'])\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+        "sys.exit(rc)\n"
+    )
+    with RunLock(tmp_path / "r", "python -m vlmrm.train holder"):
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    _in_use_line(done.stderr, os.getpid())
+    assert "torch imported: False" in done.stdout

@@ -76,8 +76,19 @@ COMMAND = Command(
         "python -m vlmrm.train env=CartPole --cfg job",
         "torchrun --standalone --nproc-per-node=4 -m vlmrm.train env=Humanoid reward.distributed=true",
     ),
-    parser=lambda argv: (resolve_config(argv), list(argv)),
+    parser=lambda argv: _parse(argv),
 )
+
+
+def _parse(argv: list[str]) -> tuple[DictConfig, list[str]]:
+    """The run config; a ``resume=`` of a run another process is writing is refused first,
+    in a second, before the config checks import torch and SB3."""
+    from vlmrm.runtime.lock import check_free
+
+    resume = [a.split("=", 1)[1].strip().strip("'\"") for a in argv if a.startswith("resume=")]
+    if resume and resume[-1] not in ("", "null", "None"):
+        check_free(resume[-1])
+    return resolve_config(argv), list(argv)
 
 
 def train(cfg: DictConfig, argv: list[str] | None = None, stop: GracefulStop | None = None) -> TrainResult:

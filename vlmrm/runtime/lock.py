@@ -256,6 +256,19 @@ def writing_rank() -> bool:
         return True
 
 
+def check_free(folder: str | os.PathLike) -> None:
+    """Refuse at once if another process holds ``folder``'s lock (take it and let it go).
+
+    For a command that loads for a while before it writes (training imports torch and
+    builds its model first): a second writer hears the refusal in a second, not after the
+    load. The real lock is still taken before the first write, so a writer that comes in
+    between is refused then.
+    """
+    if writing_rank() and Path(folder).is_dir():
+        with RunLock(folder):
+            pass
+
+
 def one_writer(body: Callable[[T], R], folder: Callable[[T], str | os.PathLike],
                beside: bool = False) -> Callable[[T], R]:
     """``body`` run under :class:`RunLock` of ``folder(settings)`` (on the writing rank only).
