@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
                 served = dreward(frames)
                 if mode == "hang":
                     print("READY", flush=True)
-                    time.sleep(600)
+                    time.sleep(600)  # held in place until the test's Ctrl-C; never waited out
                 np.savez(out, served=served, sharded=np.array([r for _, r in merged]),
                          order=np.array([i for i, _ in merged]), world=info.world_size)
             else:
