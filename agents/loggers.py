@@ -11,6 +11,14 @@ evaluation video (``videos/step_<N>.mp4``) as ``eval/video`` when it is written.
 (``WANDB_MODE=offline`` or ``wandb.mode=offline``) it writes under ``<run>/wandb/`` and
 needs no network (``wandb sync`` uploads it later). The W&B run id is kept in
 ``<run>/wandb_id.txt``, so a resumed run continues the same W&B run.
+
+The run logger is a context manager (``with model.logger: ...``): however the training ends
+(normally, a crash, an abort) its outputs are closed and the W&B run is finished, marked
+failed (exit code 1) when the training raised, so no W&B run is left open in a process that
+goes on (the ``vlmrm.train`` API, an in-process sweep). ``run.finish()`` hands the run's
+last records to W&B's service process, which closes the offline run file
+(``run-<id>.wandb``) moments later; the file is complete once that process has ended
+(``wandb.teardown()``, or the exit of the ``python -m vlmrm.train`` process).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import sys
 import uuid
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -36,6 +45,19 @@ class RunLogger(Logger):
     def record(self, key: str, value: Any, exclude=None) -> None:
         if key not in DROPPED:
             super().record(key, value, exclude)
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Close every output; a W&B run is finished as failed when the training raised."""
+        failed = exc_type is not None
+        for output in self.output_formats:
+            if isinstance(output, WandbOutput):
+                output.close(exit_code=1 if failed else 0)
+        self.close()  # (every output's close may be called again: the normal end closes them first)
 
 
 class WandbOutput(KVWriter):
@@ -63,8 +85,9 @@ class WandbOutput(KVWriter):
         if data:
             self.run.log(data, step=int(step))
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, exit_code: int = 0) -> None:
+        """Finish the W&B run (once: later calls do nothing)."""
+        self.run.finish(exit_code=exit_code)
 
 
 def start_wandb(cfg: DictConfig, run_dir: Path):

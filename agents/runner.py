@@ -283,7 +283,9 @@ def _train_locked(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | 
         model.set_logger(make_logger(cfg, run_dir))
         if cfg.reward.get("center") and reward_model is not None:
             model.logger.record("reward/offset", float(cfg.reward.offset))
-        return _learn(cfg, model, venv, eval_env, run_dir, reward_model, timed, stop or GracefulStop(), resume_state)
+        with model.logger:  # closed, and a W&B run finished, however the training ends
+            return _learn(cfg, model, venv, eval_env, run_dir, reward_model, timed, stop or GracefulStop(),
+                          resume_state)
     finally:
         if venv is not None:
             close_quietly(venv)

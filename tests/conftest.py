@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -20,6 +21,15 @@ import torchvision  # noqa: E402, F401  (before any MuJoCo EGL context, see vlmr
 import vlmrm  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _no_torchrun_job_outlives_its_test():
+    """A torchrun test that fails midway must not leave its job running into the next tests."""
+    yield
+    torchrun_helpers = sys.modules.get("_torchrun")
+    if torchrun_helpers is not None:
+        torchrun_helpers.kill_started()
 
 
 @pytest.fixture(scope="session")

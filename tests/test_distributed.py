@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
                 served = dreward(frames)
                 if mode == "hang":
                     print("READY", flush=True)
-                    time.sleep(600)
+                    time.sleep(600)  # held in place until the test's Ctrl-C; never waited out
                 np.savez(out, served=served, sharded=np.array([r for _, r in merged]),
                          order=np.array([i for i, _ in merged]), world=info.world_size)
             else:
@@ -52,9 +52,9 @@ def test_shard_and_gather_single_process():
 def test_two_gloo_processes_match_one_process(tmp_path, tiny_clip):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
-    proc = torchrun(str(script), str(tmp_path / "two.npz"), "ok", text=True)
-    log, _ = proc.communicate(timeout=240)
-    assert proc.returncode == 0, log
+    job = torchrun(str(script), str(tmp_path / "two.npz"), "ok", text=True)
+    log = job.finish(timeout=240)
+    assert job.returncode == 0, log
     two = np.load(tmp_path / "two.npz")
     assert int(two["world"]) == 2
     frames = np.random.default_rng(0).integers(0, 256, size=(7, 40, 56, 3), dtype=np.uint8)
@@ -71,14 +71,11 @@ def test_ctrl_c_leaves_no_process_behind(tmp_path):
     script = tmp_path / "hang_job.py"
     script.write_text(SCRIPT)
     marker = str(script)
-    proc = torchrun(str(script), str(tmp_path / "x.npz"), "hang", text=True)
-    deadline = time.monotonic() + 180
-    for line in proc.stdout:  # wait until rank 0 is past the first batch and rank 1 is serving
-        if "READY" in line or time.monotonic() > deadline:
-            break
+    job = torchrun(str(script), str(tmp_path / "x.npz"), "hang", text=True)
+    job.printed("READY", timeout=180)  # rank 0 is past the first batch and rank 1 is serving
     assert len(alive(marker)) >= 3  # torchrun + 2 workers
     stopped_at = time.monotonic()
-    ctrl_c(proc)
-    proc.communicate(timeout=60)
-    assert left_behind(marker) == []
-    assert time.monotonic() - stopped_at < 20  # rank 1 waits for batches interruptibly
+    ctrl_c(job)
+    log = job.finish(timeout=60)
+    assert left_behind(marker) == [], log
+    assert time.monotonic() - stopped_at < 20, log  # rank 1 waits for batches interruptibly

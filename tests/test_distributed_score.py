@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import numpy as np
@@ -38,14 +37,14 @@ def test_two_gloo_ranks_write_what_one_process_writes(tmp_path, capsys, monkeypa
     # rank 0 gets a.mp4 and b_png, rank 1 the missing video and c_png
     videos = "videos=[a.mp4,missing.mp4,b_png,c_png]"
 
-    proc = torchrun("-m", "vlmrm.score", videos, *ARGS, "out=two", "progress=false", cwd=tmp_path)
+    job = torchrun("-m", "vlmrm.score", videos, *ARGS, "out=two", "progress=false", cwd=tmp_path)
     monkeypatch.chdir(tmp_path)  # the same relative paths, so the same `video` column
     # the one-process run, while torchrun starts its workers
     assert score_cli.main([videos, *ARGS, "out=one", "progress=false"]) == 1
     capsys.readouterr()
-    log = proc.communicate(timeout=240)[0].decode(errors="replace")
+    log = job.finish(timeout=240)
 
-    assert proc.returncode != 0, log  # rank 0 exits 1: one video failed
+    assert job.returncode != 0, log  # rank 0 exits 1: one video failed
     assert "1 video(s) had problems" in log and "missing.mp4" in log
     assert log.count("CLIP reward per video") == 1  # only rank 0 prints the table
     one, two = tmp_path / "one", tmp_path / "two"
@@ -83,31 +82,23 @@ def test_ctrl_c_mid_run_leaves_no_process_behind(tmp_path):
     out = root / "out"
     # rank 0: long_png, b_png; rank 1: a.mp4, then it waits for rank 0 in the gather
     argv = [f"videos=[{root / 'long_png'},{root / 'a.mp4'},{root / 'b_png'}]", *ARGS, f"out={out}"]
-    proc = torchrun("-m", "vlmrm.score", *argv, cwd=tmp_path)
-
-    log = bytearray()
-    reader = threading.Thread(
-        target=lambda: [log.extend(c) for c in iter(lambda: proc.stdout.read1(4096), b"")]
-    )
-    reader.start()
-    deadline = time.monotonic() + 180
-    while b"[rank 0/2] scoring" not in log or b"[rank 1/2] scoring" not in log:
-        assert proc.poll() is None, log.decode(errors="replace")
-        assert time.monotonic() < deadline, log.decode(errors="replace")
-        time.sleep(0.1)
-    time.sleep(1.5)  # rank 0 in the long video, rank 1 done and waiting for it
+    job = torchrun("-m", "vlmrm.score", *argv, cwd=tmp_path)
+    job.wait_for(lambda: "[rank 0/2] scoring" in job.output() and "[rank 1/2] scoring" in job.output(),
+                 "both ranks to start scoring", timeout=180)
+    # Rank 1's one short video takes a moment; then it waits for rank 0 in a collective. Had it
+    # not finished yet, the Ctrl-C below would find it scoring: every check still holds.
+    time.sleep(1.5)
     assert len(alive(marker)) >= 3  # torchrun + 2 workers
     stopped_at = time.monotonic()
-    ctrl_c(proc)
-    proc.wait(timeout=60)
+    ctrl_c(job)
+    job.wait(timeout=60)
     took = time.monotonic() - stopped_at
-    reader.join(timeout=10)
-    assert left_behind(marker, tries=100) == [], log.decode(errors="replace")
-    assert proc.returncode != 0
+    text = job.finish(timeout=10)  # (the job's last line comes after torchrun has ended)
+    assert left_behind(marker, tries=100) == [], text
+    assert job.returncode != 0, text
     # every rank stops within seconds (rank 1, waiting for rank 0 in a collective, too;
     # torchrun would kill it only after 30 s), and our one line for the job comes last,
     # after torchrun's own SignalException traceback
-    text = log.decode(errors="replace")
     assert took < 20, (took, text)
     ours = [ln for ln in text.splitlines() if ln.startswith("interrupted")]
     assert len(ours) == 1 and text.strip().splitlines()[-1] == ours[0], text[-3000:]

@@ -5,27 +5,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from _caption import caption_set, save_tiny_lm, tiny_captioner
-from _torchrun import ctrl_c, left_behind, needs_proc, torchrun
+from _torchrun import Job, ctrl_c, left_behind, needs_proc, torchrun
 from _tta import TINY, karpathy_split, make_class_folders
 
 from vlmrm.tta.cli import main
 
 
-def _finish(proc: subprocess.Popen, timeout: float = 120) -> str:
-    try:
-        log, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log, _ = proc.communicate()
-        pytest.fail(f"torchrun did not finish in {timeout} s:\n{log}")
-    assert proc.returncode == 0, log
+def _finish(job: Job, timeout: float = 120) -> str:
+    log = job.finish(timeout)
+    assert job.returncode == 0, log
     return log
 
 
@@ -146,18 +140,15 @@ def test_ctrl_c_keeps_finished_samples_and_a_rerun_resumes(tmp_path, how):
     common = ["task=classify", f"data={data}", *TINY, "steps=6"]
     args = [*common, f"out={out}"]
     proc = torchrun("-m", "vlmrm.tta", *args, cwd=tmp_path, text=True)
-    deadline = time.monotonic() + 90
     # interrupt as soon as a rank has finished its first sample
-    while not any(p.stat().st_size for p in out.glob("results.rank*.jsonl")):
-        assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, "no sample finished in time"
-        time.sleep(0.05)
+    proc.wait_for(lambda: any(p.stat().st_size for p in out.glob("results.rank*.jsonl")),
+                  f"a rank's first finished sample in {out}/results.rank*.jsonl", timeout=90, poll_s=0.05)
     stopped_at = time.monotonic()
     if how == "ctrl-c":
         ctrl_c(proc)
     else:  # a scheduler stopping the job: SIGTERM to the launcher alone, which passes it on
         os.kill(proc.pid, signal.SIGTERM)
-    log, _ = proc.communicate(timeout=60)
+    log = proc.finish(timeout=60)
     assert time.monotonic() - stopped_at < 20, log
     assert proc.returncode != 0
     assert left_behind(marker) == []

@@ -51,7 +51,7 @@ def test_kill_9_in_the_middle_of_a_write_leaves_the_previous_file(tmp_path):
                 fh.write(b"new" * 500)
                 fh.flush()
                 print("writing", flush=True)
-                time.sleep(60)
+                time.sleep(60)  # held mid-write until the test's SIGKILL; never waited out
                 fh.write(b"new" * 500)
         atomic_write({str(path)!r}, slow)
         """

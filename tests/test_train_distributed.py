@@ -55,10 +55,10 @@ def _same_rewards(two: Path, one: Path, steps: int) -> None:
 def two_process_run(tmp_path_factory) -> tuple[Path, str]:
     """300 steps with episode relabelling, the reward spread over 2 gloo processes."""
     out = tmp_path_factory.mktemp("dist")
-    proc = torchrun("-m", "vlmrm.train", *RANDOM_AGENT, "total_steps=300", "reward.distributed=true",
-                    f"out={out}", "run_name=two", cwd=REPO, text=True)
-    log, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, log
+    job = torchrun("-m", "vlmrm.train", *RANDOM_AGENT, "total_steps=300", "reward.distributed=true",
+                   f"out={out}", "run_name=two", cwd=REPO, text=True)
+    log = job.finish(timeout=300)
+    assert job.returncode == 0, log
     return out / "two", log
 
 
@@ -95,19 +95,16 @@ def test_one_process_resumes_a_two_process_run(two_process_run, tmp_path, capsys
 def test_ctrl_c_stops_every_rank_and_keeps_a_checkpoint(tmp_path):
     """Per-step scoring this time; SIGINT to the process group as a terminal's Ctrl-C sends it."""
     run = tmp_path / "run"
-    proc = torchrun("-m", "vlmrm.train", *RANDOM_AGENT, "total_steps=100000", "reward.relabel=step",
-                    "checkpoint_every=100", "reward.distributed=true", f"out={tmp_path}", "run_name=run",
-                    cwd=REPO, text=True)
+    job = torchrun("-m", "vlmrm.train", *RANDOM_AGENT, "total_steps=100000", "reward.relabel=step",
+                   "checkpoint_every=100", "reward.distributed=true", f"out={tmp_path}", "run_name=run",
+                   cwd=REPO, text=True)
     marker = str(tmp_path)  # in every process's command line
     latest = run / "checkpoints" / "latest.json"
-    deadline = time.monotonic() + 240
-    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert latest.exists(), proc.communicate(timeout=60)[0] if proc.poll() is not None else "no checkpoint in time"
+    job.wait_for(latest.exists, f"the first checkpoint ({latest})", timeout=240)
     assert len(alive(marker)) >= 3  # torchrun + 2 workers
     stopped_at = time.monotonic()
-    ctrl_c(proc)
-    log, _ = proc.communicate(timeout=90)
+    ctrl_c(job)
+    log = job.finish(timeout=90)
     assert left_behind(marker) == [], log
     assert time.monotonic() - stopped_at < 30, log  # before torchrun's own 30 s deadline
     assert "SIGINT: stopped at step" in log and "aborting" not in log, log
@@ -123,9 +120,9 @@ def test_ctrl_c_stops_every_rank_and_keeps_a_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_several_processes_need_reward_distributed(tmp_path):
-    proc = torchrun("-m", "vlmrm.train", *RANDOM_AGENT, "total_steps=10", f"out={tmp_path}", cwd=REPO, text=True)
-    log, _ = proc.communicate(timeout=240)
-    assert proc.returncode != 0
+    job = torchrun("-m", "vlmrm.train", *RANDOM_AGENT, "total_steps=10", f"out={tmp_path}", cwd=REPO, text=True)
+    log = job.finish(timeout=240)
+    assert job.returncode != 0, log
     errors = [line for line in log.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "add reward.distributed=true" in errors[0], log  # once, from rank 0
     assert not list(tmp_path.iterdir())
