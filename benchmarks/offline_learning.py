@@ -130,7 +130,9 @@ ENVS: dict[str, dict[str, Any]] = {
     "Pendulum-v1": {
         "gym_id": "Pendulum-v1",
         "algo": "sac",
-        "agent": {"learning_rate": 1.0e-3},
+        # rl-zoo's learning rate; [64, 64] networks (SB3's default [256, 256] costs ~3x the
+        # CPU per update, and the 3-number state needs no more)
+        "agent": {"learning_rate": 1.0e-3, "policy_kwargs": {"net_arch": [64, 64]}},
         "n_envs": 1,
         "rl_steps": 20_000,
         "rollout_steps": 200,  # the env's time limit; the swing-up takes ~50-100 steps
@@ -207,12 +209,14 @@ def agent_overrides(env: str, base_agent: Any) -> list[str]:
 
     ``base_agent`` is the ``agent`` section the overrides apply to. Keys that
     ``configs/agent/<algo>.yaml`` does not list are appended with Hydra's "+"; a mapping
-    (policy_kwargs) is deleted and re-added, since Hydra merges it key by key.
+    (policy_kwargs) that is not empty there (the env file's) is deleted and re-added, since
+    Hydra merges it key by key; into an empty one it is merged (the same result, and the
+    trainer takes no ``~key`` override with an env id that has no config file).
     """
     spec = ENVS[env]
     overrides = [f"agent={spec['algo']}", f"n_envs={spec['n_envs']}"]
     for k, v in spec["agent"].items():
-        if isinstance(v, dict) and k in base_agent:
+        if isinstance(v, dict) and base_agent.get(k):
             overrides += [f"~agent.{k}", f"+agent.{k}={_hydra_value(v)}"]
         else:
             overrides.append(f"{'' if k in base_agent else '+'}agent.{k}={_hydra_value(v)}")

@@ -57,8 +57,8 @@ from typing import Any
 #: (RESULTS.md, "Showcase study").
 BUDGETS: dict[str, dict[str, int]] = {
     "CartPole": {"total_steps": 40_000, "eval_every": 0},
-    "MountainCar": {"total_steps": 20_000, "eval_every": 0},
-    "Pendulum-v1": {"total_steps": 12_000, "eval_every": 0},
+    "MountainCar": {"total_steps": 15_000, "eval_every": 0},
+    "Pendulum-v1": {"total_steps": 10_000, "eval_every": 0},
 }
 #: The swept reward presets and the random policy, with their names in the table.
 ARMS = {"tiny": "CLIP (tuned tiny)", "ground_truth": "ground truth", "random": "random"}
@@ -135,6 +135,7 @@ class Plan:
     weights_dir: Path
     eval_episodes: int
     compare_seeds: list[int] | None = None  # the launcher comparison's seeds (None: no comparison)
+    rewards: list[str] = field(default_factory=lambda: [a for a in ARMS if a != "random"])
     weights: dict[str, Path] = field(default_factory=dict)
 
 
@@ -166,7 +167,7 @@ def sweep_command(plan: Plan, env: str, launcher: str, seeds: Sequence[int], run
     cmd = [
         sys.executable, "-m", "vlmrm.train", "-m",
         *fixed_overrides(plan, env),
-        f"reward={','.join(a for a in ARMS if a != 'random')}",
+        f"reward={','.join(plan.rewards)}",
         f"seed={','.join(str(s) for s in seeds)}",
         f"reward.pretrained={plan.weights[env]}",
         f"launcher={launcher}",
@@ -194,10 +195,24 @@ def show(cmd: Sequence[str]) -> str:
     return shlex.join(["python", *cmd[1:]] if cmd and cmd[0] == sys.executable else cmd)
 
 
-def run_timed(cmd: Sequence[str], log: Path) -> tuple[int, float, str]:
-    """Run ``cmd`` (its output to ``log`` and this terminal's stderr); exit status, seconds, output."""
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_timed(cmd: Sequence[str], log: Path) -> tuple[int, float, str, float]:
+    """Run ``cmd`` (its output to ``log`` and this terminal's stderr).
+
+    Returns the exit status, wall seconds, the output and the CPU seconds of the command
+    (with its worker processes): on a shared machine the wall time depends on the others'
+    load, the CPU time much less.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     say(f"$ {show(cmd)}")
+    cpu = _children_cpu()
     t = time.perf_counter()
     lines = []
     with log.open("w", encoding="utf-8") as fh:
@@ -209,7 +224,7 @@ def run_timed(cmd: Sequence[str], log: Path) -> tuple[int, float, str]:
             lines.append(line)
             sys.stderr.write(line)
         status = proc.wait()
-    return status, time.perf_counter() - t, "".join(lines)
+    return status, time.perf_counter() - t, "".join(lines), _children_cpu() - cpu
 
 
 # --------------------------------------------------------------------------- weights
@@ -323,21 +338,21 @@ def print_table(rows: Sequence[Row], times: dict[str, float]) -> None:
 # --------------------------------------------------------------------------- modes
 
 
-FINAL_RE = re.compile(r"final evaluation: ground-truth return (\S+)")
+FINAL_RE = re.compile(r"final evaluation: ground-truth return ([-+0-9.eE]+)")
 
 
 def run_single(plan: Plan) -> int:
     """Each arm once per env without ``-m``: wall time and final ground-truth return."""
-    print(f"{'env':<12} {'arm':<13} {'steps':>7} {'wall s':>7} {'final gt return':>16}")
+    print(f"{'env':<12} {'arm':<13} {'steps':>7} {'wall s':>7} {'cpu s':>7} {'final gt return':>16}")
     failed = 0
     for env in plan.envs:
-        for arm in (a for a in ARMS if a != "random"):
+        for arm in plan.rewards:
             cmd = single_command(plan, env, arm, plan.seeds[0])
-            status, secs, output = run_timed(cmd, plan.out / "logs" / f"single-{env}-{arm}.log")
+            status, secs, output, cpu = run_timed(cmd, plan.out / "logs" / f"single-{env}-{arm}.log")
             found = FINAL_RE.findall(output)
             ret = found[-1] if found else "?"
             failed += status != 0
-            print(f"{env:<12} {arm:<13} {plan.budgets[env]['total_steps']:>7} {secs:>7.0f} {ret:>16}"
+            print(f"{env:<12} {arm:<13} {plan.budgets[env]['total_steps']:>7} {secs:>7.0f} {cpu:>7.0f} {ret:>16}"
                   + ("" if status == 0 else f"  (exit {status})"), flush=True)
     return 1 if failed else 0
 
@@ -345,7 +360,7 @@ def run_single(plan: Plan) -> int:
 def run_sweep(plan: Plan, env: str, launcher: str, seeds: Sequence[int], run_name: str) -> tuple[Path, float, dict]:
     """One sweep of ``env``; its folder, wall seconds and ``sweep.json``."""
     cmd = sweep_command(plan, env, launcher, seeds, run_name)
-    status, secs, _ = run_timed(cmd, plan.out / "logs" / f"sweep-{run_name}.log")
+    status, secs, _, _ = run_timed(cmd, plan.out / "logs" / f"sweep-{run_name}.log")
     folder = plan.out / "multirun" / run_name
     if status != 0:
         say(f"{run_name}: the sweep exited with {status} after {secs:.0f} s (failed jobs are listed in sweep.json)")
@@ -363,7 +378,7 @@ def run_study(plan: Plan) -> int:
         times[env] = secs
         budget = plan.budgets[env]["total_steps"]
         random = random_returns(env, plan.seeds, final_steps(sweep), budget, plan.eval_episodes)
-        status, _, _ = run_timed([sys.executable, "-m", "vlmrm.study", str(folder)],
+        status, _, _, _ = run_timed([sys.executable, "-m", "vlmrm.study", str(folder)],
                                  plan.out / "logs" / f"study-{env}.log")
         if status != 0:
             say(f"{env}: vlmrm.study exited with {status}; the rewards' rows are computed from sweep.json")
@@ -443,6 +458,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--launcher", default="submitit_local", choices=LAUNCHERS)
     p.add_argument("--parallel", type=int, default=2, help="jobs at once (launcher.parallel)")
     p.add_argument("--out", default="runs/showcase", help="sweeps go to <out>/multirun/<env>/")
+    p.add_argument("--rewards", default="tiny,ground_truth",
+                   help="the swept reward presets (a subset of tiny,ground_truth)")
     p.add_argument("--eval-episodes", type=int, default=10,
                    help="episodes of each final evaluation (and of the random policy per seed)")
     p.add_argument("--budget", action="append", default=[], metavar="ENV=STEPS[:EVAL_EVERY]",
@@ -468,12 +485,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.parallel < 1 or args.eval_episodes < 1:
         raise SystemExit("error: --parallel and --eval-episodes must be at least 1")
     seeds = _ints(args.seeds, "--seeds")
+    rewards = [r.strip() for r in args.rewards.split(",") if r.strip()]
+    if not rewards or any(r not in ARMS or r == "random" for r in rewards):
+        raise SystemExit(f"error: --rewards takes a comma list from tiny,ground_truth, got {args.rewards!r}")
     compare = None
     if args.compare_launchers:
         compare = _ints(args.compare_seeds, "--compare-seeds") if args.compare_seeds else seeds
     plan = Plan(envs=envs, seeds=seeds, budgets=_budgets(args.budget), launcher=args.launcher,
                 parallel=args.parallel, out=Path(args.out).resolve(), weights_dir=Path(args.weights_dir),
-                eval_episodes=args.eval_episodes, compare_seeds=compare)
+                eval_episodes=args.eval_episodes, compare_seeds=compare, rewards=rewards)
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     for env in envs:
         if args.dry_run:
@@ -483,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         for env in envs:
             if args.single:
-                for arm in (a for a in ARMS if a != "random"):
+                for arm in plan.rewards:
                     print(show(single_command(plan, env, arm, plan.seeds[0])))
             else:
                 print(show(sweep_command(plan, env, plan.launcher, plan.seeds, env)))
