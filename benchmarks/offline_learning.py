@@ -42,6 +42,13 @@ uses PPO rather than the config's DQN: the reference DQN setting starts learning
 75k steps, far beyond a CPU budget, while PPO learns CartPole in 100k steps in a few
 minutes. MountainCar uses SAC with gSDE (50k steps), rewards relabelled per episode.
 
+Pendulum-v1 is not built in: it shows the loop on a plain gymnasium id. Training uses
+``env=Pendulum-v1`` with the goal and baseline of its :data:`ENVS` entry (SAC, rl-zoo's
+learning rate, 20k steps); the rollouts need ``info["state"]`` and a controller, which
+``benchmarks/pendulum_swingup.py`` adds (a wrapper with the angle, an energy-pumping
+swing-up with a PD stabiliser), and ``benchmarks/pendulum_predicates.yaml`` captions the
+frames by the angle (goal distance ``|θ|/π``).
+
 Usage::
 
     python benchmarks/offline_learning.py                    # CartPole, seed 0 (< 20 min on 2 CPU cores)
@@ -49,6 +56,7 @@ Usage::
     python benchmarks/offline_learning.py --arms clip,gt,untuned,clip_centred,untuned_centred
     python benchmarks/offline_learning.py --reuse --arms clip_centred   # reuse data + tuned weights
     python benchmarks/offline_learning.py --env MountainCar --arms clip,gt,clip_centred
+    python benchmarks/offline_learning.py --env Pendulum-v1
 
 The last line is ``offline_learning: clip_return=<x> random_return=<y> gt_return=<z>``
 (means over seeds); per-seed figures go to ``<out>/results.json``.
@@ -117,8 +125,30 @@ ENVS: dict[str, dict[str, Any]] = {
         "rl_steps": 50_000,
         "rollout_steps": 400,  # the pumping controller needs ~100-300 steps to reach the flag
     },
+    # gymnasium's own env (not built in): trained as ``env=Pendulum-v1`` with these prompts;
+    # its rollouts come from ``rollout_support`` (a module beside this script, see ROLLOUT_SUPPORT).
+    "Pendulum-v1": {
+        "gym_id": "Pendulum-v1",
+        "algo": "sac",
+        # rl-zoo's learning rate; [64, 64] networks, about half the time per step of SB3's
+        # default [256, 256] here, and enough for a 3-number state
+        "agent": {"learning_rate": 1.0e-3, "policy_kwargs": {"net_arch": [64, 64]}},
+        "n_envs": 1,
+        "rl_steps": 20_000,
+        "rollout_steps": 200,  # the env's time limit; the swing-up takes ~50-100 steps
+        "rollout_episodes": 200,
+        "size": 64,  # rollout frames at vlmrm-tiny's input size (see pendulum_swingup.py)
+        "goal": "a pendulum pointing straight up",
+        "baseline": "a pendulum",
+        "rollout_support": "pendulum_swingup",
+    },
 }
 ARMS = ("clip", "gt", "untuned", "clip_centred", "untuned_centred")
+#: What a ``rollout_support`` module of an env without a package controller defines:
+#: ``register()`` (registers a gymnasium id of the env that puts its state in
+#: ``info["state"]``, and returns it), ``PREDICATES`` (the predicate file captioning its
+#: frames) and ``CONTROLLER`` (``action(state, action_space)``, a policy reaching the goal).
+ROLLOUT_SUPPORT = ("register", "PREDICATES", "CONTROLLER")
 
 
 def say(msg: str) -> None:
@@ -168,12 +198,95 @@ def reward_weights_support() -> Iterator[RewardBuilderPatch]:
             m.build_reward_model = original
 
 
+def env_overrides(env: str) -> list[str]:
+    """``env=<env>``, with the goal and baseline of an env that has no config file of its own."""
+    spec = ENVS[env]
+    return [f"env={env}", *(f"{k}={spec[k]}" for k in ("goal", "baseline") if k in spec)]
+
+
+def agent_overrides(env: str, base_agent: Any) -> list[str]:
+    """The env's agent (:data:`ENVS`) as ``vlmrm.train`` overrides: ``agent=``, ``n_envs=``, keys.
+
+    ``base_agent`` is the ``agent`` section the overrides apply to. Keys that
+    ``configs/agent/<algo>.yaml`` does not list are appended with Hydra's "+"; a mapping
+    (policy_kwargs) that is not empty there (the env file's) is deleted and re-added, since
+    Hydra merges it key by key; into an empty one it is merged (the same result, and the
+    trainer takes no ``~key`` override with an env id that has no config file).
+    """
+    spec = ENVS[env]
+    overrides = [f"agent={spec['algo']}", f"n_envs={spec['n_envs']}"]
+    for k, v in spec["agent"].items():
+        if isinstance(v, dict) and base_agent.get(k):
+            overrides += [f"~agent.{k}", f"+agent.{k}={_hydra_value(v)}"]
+        else:
+            overrides.append(f"{'' if k in base_agent else '+'}agent.{k}={_hydra_value(v)}")
+    return overrides
+
+
 def env_reward_settings(env: str) -> tuple[str, str, float]:
     """Goal prompt, baseline and α that ``vlmrm.train env=<env> reward=tiny`` uses."""
     from vlmrm.agents.config import compose_train_config, goal_prompt
 
-    cfg = compose_train_config([f"env={env}", "reward=tiny"])
+    cfg = compose_train_config([*env_overrides(env), "reward=tiny"])
     return goal_prompt(cfg.env.goal_template, cfg.goal), cfg.baseline, float(cfg.reward.alpha)
+
+
+# --------------------------------------------------------------------------- rollouts
+
+
+def rollout_support(env: str) -> Any | None:
+    """The ``rollout_support`` module of an env (a file beside this script), else ``None``."""
+    name = ENVS[env].get("rollout_support")
+    if name is None:
+        return None
+    if name not in sys.modules:  # loaded by path: this script is also run with runpy
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    module = sys.modules[name]
+    missing = [k for k in ROLLOUT_SUPPORT if not hasattr(module, k)]
+    if missing:
+        raise RuntimeError(f"{name}.py defines no {missing}")
+    return module
+
+
+@contextlib.contextmanager
+def scripted_controller(action: Any | None) -> Iterator[None]:
+    """Rollouts' ``scripted`` policy is ``action(info["state"], action_space)`` in this block.
+
+    :func:`vlmrm.envs.controllers.make_policy` knows the package's envs only; for the
+    block it is wrapped (as :func:`reward_weights_support` wraps the reward builder) so
+    that a scripted episode uses ``action`` with the same per-episode noise: a random
+    action with probability ``noise``, drawn from the rollout's generator. ``None``
+    changes nothing.
+    """
+    if action is None:
+        yield
+        return
+    from vlmrm.envs import controllers
+
+    original = controllers.make_policy
+
+    def make_policy(kind: str, env: Any, rng: np.random.Generator, noise: float = 0.0):
+        if kind != "scripted":
+            return original(kind, env, rng, noise)
+        space = env.action_space
+
+        def scripted(obs: Any, info: dict) -> Any:
+            if rng.random() < noise:
+                return controllers.random_action(space, rng)
+            return action(np.asarray(info["state"], dtype=np.float64), space)
+
+        return scripted
+
+    controllers.make_policy = make_policy
+    try:
+        yield
+    finally:
+        controllers.make_policy = original
 
 
 # --------------------------------------------------------------------------- diagnostics
@@ -243,13 +356,10 @@ def _train_agent(
     from vlmrm.agents.config import compose_train_config
     from vlmrm.train import train
 
-    spec = ENVS[env]
     overrides = [
-        f"env={env}",
-        f"agent={spec['algo']}",
+        *env_overrides(env),
         f"seed={seed}",
         f"total_steps={steps}",
-        f"n_envs={spec['n_envs']}",
         f"env.render_size=[{size},{size}]",
         "eval.episodes=0",
         "eval.video=false",
@@ -259,14 +369,8 @@ def _train_agent(
         f"out={out_dir}",
         f"run_name={arm}-seed{seed}",
     ]
-    base = compose_train_config([f"env={env}", f"agent={spec['algo']}", "reward=tiny"])
-    # Keys that configs/agent/<algo>.yaml does not list are appended with Hydra's "+"; a
-    # mapping (policy_kwargs) is deleted and re-added, since Hydra merges it key by key.
-    for k, v in spec["agent"].items():
-        if isinstance(v, dict) and k in base.agent:
-            overrides += [f"~agent.{k}", f"+agent.{k}={_hydra_value(v)}"]
-        else:
-            overrides.append(f"{'' if k in base.agent else '+'}agent.{k}={_hydra_value(v)}")
+    base = compose_train_config([*env_overrides(env), f"agent={ENVS[env]['algo']}", "reward=tiny"])
+    overrides += agent_overrides(env, base.agent)
     if arm == "gt":
         overrides.append("reward=ground_truth")
     else:
@@ -359,30 +463,39 @@ class SeedResult:
 
 
 def _build_datasets(args: argparse.Namespace, seed: int, data: Path, heldout: Path) -> None:
-    """Stage 1: the tuning dataset, and fresh unbalanced rollouts (all eval, another seed)."""
+    """Stage 1: the tuning dataset, and fresh unbalanced rollouts (all eval, another seed).
+
+    An env with a ``rollout_support`` module is rolled out as its id with ``info["state"]``,
+    captioned by its predicate file (unless ``--labels``) and driven by its controller.
+    """
     from vlmrm.tune.rollout_dataset import build_rollout_dataset
     from vlmrm.tune.rollout_settings import RolloutConfig
 
-    common = dict(env=args.env, labels=args.labels, size=args.size, max_steps=args.max_steps, overwrite=True)
-    ds = build_rollout_dataset(
-        RolloutConfig(
-            out=str(data),
-            episodes=args.episodes,
-            max_per_caption=args.max_per_caption,
-            seed=seed,
-            **common,
+    support = rollout_support(args.env)
+    env, labels = args.env, args.labels
+    if support is not None:
+        env, labels = support.register(), labels or str(support.PREDICATES)
+    common = dict(env=env, labels=labels, size=args.size, max_steps=args.max_steps, overwrite=True)
+    with scripted_controller(None if support is None else support.CONTROLLER):
+        ds = build_rollout_dataset(
+            RolloutConfig(
+                out=str(data),
+                episodes=args.episodes,
+                max_per_caption=args.max_per_caption,
+                seed=seed,
+                **common,
+            )
         )
-    )
-    say(f"seed {seed}: {ds.summary()}")
-    build_rollout_dataset(
-        RolloutConfig(
-            out=str(heldout),
-            episodes=args.heldout_episodes,
-            eval_fraction=0.0,
-            seed=10_000 + seed,
-            **common,
+        say(f"seed {seed}: {ds.summary()}")
+        build_rollout_dataset(
+            RolloutConfig(
+                out=str(heldout),
+                episodes=args.heldout_episodes,
+                eval_fraction=0.0,
+                seed=10_000 + seed,
+                **common,
+            )
         )
-    )
 
 
 def _tune_stages(
@@ -485,18 +598,20 @@ def _agents(res: SeedResult, args: argparse.Namespace, root: Path, weights: Path
             )
 
 
-def run_seed(args: argparse.Namespace, seed: int) -> SeedResult:
-    """Every stage for one seed (with ``--reuse``, the data and weights of an earlier run)."""
+def tuned_weights(out: str | os.PathLike, env: str, seed: int = 0, stage2: str = "bt") -> Path:
+    """Where :func:`tune_reward` writes the tuned reward CLIP of ``env`` and ``seed`` under ``out``."""
+    root = Path(out) / env / f"seed{seed}"
+    stage = f"tune-{stage2}" if stage2 != "none" else "tune-contrastive"
+    return root / stage / "model.safetensors"
+
+
+def tune_reward(args: argparse.Namespace, seed: int) -> tuple[SeedResult, Path]:
+    """Stages 1-3 for one seed: dataset, tuning, rank agreement; returns them and the weights."""
     res = SeedResult(seed)
     root = Path(args.out) / args.env / f"seed{seed}"
-    t_all = time.perf_counter()
     data, heldout = root / "data", root / "heldout"
-    contrastive_ckpt = root / "tune-contrastive" / "model.safetensors"
-    tuned_ckpt = (
-        root / f"tune-{args.stage2}" / "model.safetensors"
-        if args.stage2 != "none"
-        else contrastive_ckpt
-    )
+    contrastive_ckpt = tuned_weights(args.out, args.env, seed, "none")
+    tuned_ckpt = tuned_weights(args.out, args.env, seed, args.stage2)
     reuse = (
         args.reuse and (data / "manifest.json").is_file() and (heldout / "manifest.json").is_file()
     )
@@ -509,7 +624,14 @@ def run_seed(args: argparse.Namespace, seed: int) -> SeedResult:
     res.seconds["tune"] = time.perf_counter() - t
     weights = {"untuned": None, "contrastive": contrastive_ckpt, "tuned": tuned_ckpt}
     _agreement(res, args, data, heldout, weights)
-    _agents(res, args, root, tuned_ckpt)
+    return res, tuned_ckpt
+
+
+def run_seed(args: argparse.Namespace, seed: int) -> SeedResult:
+    """Every stage for one seed (with ``--reuse``, the data and weights of an earlier run)."""
+    t_all = time.perf_counter()
+    res, tuned_ckpt = tune_reward(args, seed)
+    _agents(res, args, Path(args.out) / args.env / f"seed{seed}", tuned_ckpt)
     res.seconds["total"] = time.perf_counter() - t_all
     return res
 
@@ -528,7 +650,8 @@ def _parser() -> argparse.ArgumentParser:
         "--labels", default="", help="predicate YAML (default: the env's shipped predicates)"
     )
     p.add_argument(
-        "--episodes", type=int, default=300, help="rollout episodes for the tuning dataset"
+        "--episodes", type=int, default=None,
+        help="rollout episodes for the tuning dataset (default per env: 300, Pendulum-v1 200)",
     )
     p.add_argument(
         "--heldout-episodes", type=int, default=40, help="fresh rollouts for the unbalanced check"
@@ -542,8 +665,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--size",
         type=int,
-        default=128,
-        help="frame size of rollouts and of the agent's frames (resized to 64 by vlmrm-tiny)",
+        default=None,
+        help="frame size of rollouts and of the agent's frames (resized to 64 by vlmrm-tiny; "
+        "default per env: 128, Pendulum-v1 64 for the rollouts, its own 500 in training)",
     )
     p.add_argument("--contrastive-steps", type=int, default=1000)
     p.add_argument("--stage2", default="bt", choices=("bt", "dpo", "ipo", "listwise", "none"))
@@ -570,7 +694,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, with the per-env defaults filled in (``arms`` as a list)."""
     p = _parser()
     args = p.parse_args(argv)
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
@@ -581,6 +706,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.rl_steps = ENVS[args.env]["rl_steps"]
     if args.max_steps is None:
         args.max_steps = ENVS[args.env]["rollout_steps"]
+    if args.episodes is None:
+        args.episodes = ENVS[args.env].get("rollout_episodes", 300)
+    if args.size is None:
+        args.size = ENVS[args.env].get("size", 128)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     torch.set_num_threads(max(1, args.threads))
 
