@@ -264,9 +264,19 @@ def check_free(folder: str | os.PathLike) -> None:
     load. The real lock is still taken before the first write, so a writer that comes in
     between is refused then.
     """
-    if writing_rank() and Path(folder).is_dir():
+    if not (writing_rank() and Path(folder).is_dir()):
+        return
+    try:
         with RunLock(folder):
             pass
+    except OSError as exc:  # a read-only or full disk: the one storage line, before the load
+        from vlmrm.errors import ConfigError
+        from vlmrm.runtime.storage import storage_error_line
+
+        line = storage_error_line(exc)
+        if line is None:
+            raise
+        raise ConfigError(line) from None
 
 
 def one_writer(body: Callable[[T], R], folder: Callable[[T], str | os.PathLike],
