@@ -254,7 +254,8 @@ def expand_overrides(overrides: Sequence[str]) -> list[str]:
             replacement = [f"env={name or env_value}"]
         else:
             keys = _user_keys(out)
-            baseline = [_split(a)[1].strip() for a in out if _split(a)[0].lstrip("+") == "baseline"]
+            baseline = [_split(a)[1].strip() for a in out
+                        if not a.startswith("~") and _split(a)[0].lstrip("+") == "baseline"]
             has_baseline = bool(baseline) and baseline[-1].lower() not in ("null", "none", "", "''", '""')
             replacement = generic_env_overrides(env_value, sorted(keys), has_baseline)
             env_ids = (env_value.rpartition(":")[2], env_value)

@@ -305,3 +305,14 @@ def test_console_output_fits_a_log_file(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "x" * 150 in res.stdout  # one row, not wrapped at 80 columns
     assert "XDG_RUNTIME_DIR" not in res.stderr, res.stderr
+
+
+def test_a_gym_id_takes_deletion_overrides():
+    # ~agent.<key> then +agent.<key>=...: Hydra's way to replace a mapping, beside a gym id
+    from vlmrm.agents.config import resolve_config
+
+    cfg = resolve_config([
+        "env=Pendulum-v1", "goal=a pendulum pointing up", "agent=sac",
+        "~agent.policy_kwargs", "+agent.policy_kwargs={net_arch:[64,64]}",
+    ])
+    assert OmegaConf.to_container(cfg.agent.policy_kwargs) == {"net_arch": [64, 64]}
