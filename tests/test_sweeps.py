@@ -264,3 +264,17 @@ def test_a_tune_sweep_places_each_job_in_the_sweep_folder(tmp_path, capsys):
         assert (folder / job["run_dir"] / "model.safetensors").is_file()
     assert load_main("vlmrm.tune.cli")(["-m", f"resume={folder}"]) == 0  # nothing left to run
     assert "(0 jobs to run, launcher=basic)" in capsys.readouterr().err
+
+
+def test_a_notice_every_job_shares_is_printed_once_while_the_jobs_are_checked(capsys):
+    from vlmrm.sweep.cli import _check_jobs, text_keys
+    from vlmrm.train import COMMAND
+
+    argv = ["env=CartPole", "reward=ground_truth", "agent=ppo", "n_envs=2", "agent.n_steps=32",
+            "total_steps=100", "seed=0,1,2"]
+    jobs = expand_sweep(argv, text_keys())
+    assert len(jobs) == 3
+    errors = _check_jobs(COMMAND, jobs)
+    assert errors == {0: None, 1: None, 2: None}
+    err = capsys.readouterr().err
+    assert err.count("total_steps=100 is no multiple of") == 1, err

@@ -51,6 +51,24 @@ def _check_job(command: Any, job: Job) -> str | None:
     return None
 
 
+def _check_jobs(command: Any, jobs: Sequence[Job]) -> dict[int, str | None]:
+    """:func:`_check_job` for every job; a notice the checks print (the same for every job of
+    a grid, e.g. a step count rounded to a rollout) is shown once, not once per job."""
+    import contextlib
+    import io
+
+    errors: dict[int, str | None] = {}
+    seen: list[str] = []
+    for job in jobs:
+        buffer = io.StringIO()
+        with contextlib.redirect_stderr(buffer):
+            errors[job.index] = _check_job(command, job)
+        seen += [line for line in buffer.getvalue().splitlines() if line not in seen]
+    for line in seen:
+        print(line, file=sys.stderr, flush=True)
+    return errors
+
+
 def _sweep_folder(spec: SweepCommand, argv: Sequence[str], name: str | None) -> Path:
     outs = [a.split("=", 1)[1].strip().strip("'\"") for a in argv if a.partition("=")[0].lstrip("+") == "out"]
     root = Path(outs[-1] if outs and outs[-1] else spec.default_out).expanduser() / "multirun"
@@ -94,7 +112,7 @@ def new_sweep(command: Any, spec: SweepCommand, argv: list[str]) -> tuple[SweepS
     # Every job's settings are checked before any runs: a mistake all jobs share ends the
     # sweep at once; a job of its own bad settings (one env id of several) is marked failed
     # and the others run.
-    errors = {job.index: _check_job(command, job) for job in jobs}
+    errors = _check_jobs(command, jobs)
     if all(errors.values()):
         first = jobs[0]
         raise ConfigError(f"{errors[0].removeprefix('error: ')}" + (
