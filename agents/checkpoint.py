@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ import numpy as np
 
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write, atomic_write_json
+from vlmrm.runtime.rng import restore_rng_state, rng_state  # noqa: F401 (re-exported)
 from vlmrm.runtime.units import (
     NoCheckpoint,
     list_units,
@@ -118,26 +118,6 @@ def load_replay_buffer(path: str | os.PathLike, device: Any = None) -> Any:
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / "checkpoints"
-
-
-def rng_state() -> dict[str, Any]:
-    """The process's Python, NumPy and torch RNG states (what a resume restores)."""
-    import torch
-
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])  # (resumed on other GPUs: their own seeds)
 
 
 def save_checkpoint(

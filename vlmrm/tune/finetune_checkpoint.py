@@ -22,14 +22,12 @@ passes its manifest check (a damaged one is skipped with one line).
 from __future__ import annotations
 
 import os
-import random
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from vlmrm.errors import ConfigError
@@ -60,20 +58,6 @@ def write_weights(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
 
     save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, os.fspath(path))
-
-
-def rng_states() -> dict[str, Any]:
-    """The global random generators a step may draw from (torch, NumPy, Python)."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    if "torch" in states:
-        torch.set_rng_state(states["torch"])
-    if "numpy" in states:
-        np.random.set_state(states["numpy"])
-    if "python" in states:
-        random.setstate(states["python"])
 
 
 def save_checkpoint(out: Path, step: int, model: torch.nn.Module, state: dict[str, Any]) -> Path:

@@ -41,6 +41,7 @@ import torch
 from vlmrm.errors import ConfigError
 from vlmrm.models import load_clip, resolve_device, training_precision
 from vlmrm.runtime.atomic import atomic_write, atomic_write_json
+from vlmrm.runtime.rng import restore_rng_state, rng_state
 from vlmrm.runtime.stop import GracefulStop
 from vlmrm.tune import losses as L
 from vlmrm.tune.caption_data import (
@@ -55,9 +56,7 @@ from vlmrm.tune.finetune_checkpoint import (
     WEIGHTS,
     load_checkpoint,
     restore_best,
-    rng_states,
     save_checkpoint,
-    set_rng_states,
     write_weights,
 )
 from vlmrm.tune.finetune_settings import FinetuneSettings
@@ -205,7 +204,7 @@ class Finetuner:
         state = {
             "position": asdict(self.position), "epoch_losses": list(self.epoch_losses),
             "history": self.history, "steps": self.steps, "best": self.best, "zero_shot": self.zero_shot,
-            "optimizer": optimizer.state_dict(), "rng": rng_states(), "settings": asdict(self.cfg),
+            "optimizer": optimizer.state_dict(), "rng": rng_state(), "settings": asdict(self.cfg),
         }  # fmt: skip
         save_checkpoint(self.out, self.step, self.clip.model, state)
 
@@ -225,7 +224,7 @@ class Finetuner:
         self.history, self.steps = list(state["history"]), list(state["steps"])
         self.best, self.zero_shot = float(state["best"]), dict(state["zero_shot"])
         self._optimizer_state = state["optimizer"]
-        set_rng_states(state["rng"])
+        restore_rng_state(state["rng"])
         p = self.position
         print(f"resuming {self.out} at step {self.step} (stage {p.stage + 1}, epoch {p.epoch + 1}, "
               f"batch {p.batch + 1}) from {CHECKPOINTS}/{unit.name}", file=sys.stderr, flush=True)  # fmt: skip
