@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -55,10 +55,7 @@ def save_checkpoint(out: Path, model: torch.nn.Module, cfg: TuneConfig, step: in
     from safetensors.torch import save_model
 
     root = out / CHECKPOINTS
-    # checkpoints of later steps belong to an earlier run that this one (resume=false) replaces
-    for later, path in list_units(root):
-        if later > step:
-            remove_unit(path)
+    drop_later_units(root, step)
     meta = {"step": str(step), "arch": model_arch(cfg.model), "loss": cfg.loss}
     full = {"step": step, "config": asdict(cfg), **state}
     writers: dict[str, Callable[[Path], Any]] = {
@@ -85,16 +82,28 @@ def link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _check_same_settings(cfg: TuneConfig, saved: dict[str, Any], out: Path) -> None:
-    old = upgrade_saved_settings(saved)
-    new = asdict(cfg)
-    changed = sorted(k for k, v in new.items() if k not in RESUMABLE_CHANGES and k in old and old[k] != v)
+def drop_later_units(root: Path, step: int) -> None:
+    """Remove checkpoints of steps after ``step``: they belong to an earlier run that this
+    one (``resume=false``) replaces."""
+    for later, path in list_units(root):
+        if later > step:
+            remove_unit(path)
+
+
+def refuse_other_settings(old: dict[str, Any], new: dict[str, Any], resumable: Collection[str],
+                          out: Path, run: str = "a run") -> None:
+    """Refuse to resume ``out`` when a setting outside ``resumable`` changed (one line naming each)."""
+    changed = sorted(k for k, v in new.items() if k not in resumable and k in old and old[k] != v)
     if changed:
         diffs = ", ".join(f"{k}: {old[k]!r} → {new[k]!r}" for k in changed)
         raise ConfigError(
-            f"{out} holds a run with other settings ({diffs}); use another out=..., "
+            f"{out} holds {run} with other settings ({diffs}); use another out=..., "
             "the same settings, or resume=false to start over"
         )
+
+
+def _check_same_settings(cfg: TuneConfig, saved: dict[str, Any], out: Path) -> None:
+    refuse_other_settings(upgrade_saved_settings(saved), asdict(cfg), RESUMABLE_CHANGES, out)
 
 
 def _warn(msg: str) -> None:

@@ -34,15 +34,13 @@ from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write
 from vlmrm.runtime.units import (
     NoCheckpoint,
-    list_units,
     newest_unit,
     prune_units,
-    remove_unit,
     short_error,
     step_name,
     write_unit,
 )
-from vlmrm.tune.checkpoint import link_or_copy
+from vlmrm.tune.checkpoint import drop_later_units, link_or_copy, refuse_other_settings
 from vlmrm.tune.finetune_settings import RESUMABLE_CHANGES, FinetuneSettings
 
 CHECKPOINTS = "checkpoints"
@@ -67,9 +65,7 @@ def save_checkpoint(out: Path, step: int, model: torch.nn.Module, state: dict[st
     steps belong to an earlier run that this one replaces (``resume=false``) and go first.
     """
     root = out / CHECKPOINTS
-    for later, path in list_units(root):
-        if later > step:
-            remove_unit(path)
+    drop_later_units(root, step)
     full = {"step": int(step), **state}
     writers: dict[str, Callable[[Path], Any]] = {
         WEIGHTS: lambda p: write_weights(p, model.state_dict()),
@@ -110,14 +106,7 @@ def load_checkpoint(
         raise ConfigError(
             f"cannot read {path / STATE} ({short_error(exc)}); delete {path} or use resume=false"
         ) from None
-    old, new = state.get("settings", {}), asdict(cfg)
-    changed = sorted(k for k, v in new.items() if k not in RESUMABLE_CHANGES and k in old and old[k] != v)
-    if changed:
-        diffs = ", ".join(f"{k}: {old[k]!r} → {new[k]!r}" for k in changed)
-        raise ConfigError(
-            f"{out} holds a fine-tuning run with other settings ({diffs}); use another out=..., "
-            "the same settings, or resume=false to start over"
-        )
+    refuse_other_settings(state.get("settings", {}), asdict(cfg), RESUMABLE_CHANGES, out, "a fine-tuning run")
     return path, state
 
 
