@@ -131,6 +131,26 @@ def test_one_process_merges_rank_files_of_an_interrupted_run(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_a_resume_where_one_rank_has_nothing_left_finishes(tmp_path):
+    """One sample to go on two ranks: rank 1's shard is empty, and it must still take part.
+
+    This is what a Ctrl-C right after rank 1's last sample leaves behind; it once crashed
+    rank 1 ("cannot unpack non-iterable NoneType") and left rank 0 waiting on a closed peer.
+    """
+    data = make_class_folders(tmp_path / "cls", per_class=2)
+    args = ["task=classify", f"data={data}", *TINY, "steps=1"]
+    assert main([*args, f"out={tmp_path / 'ref'}"]) == 0
+    ref = (tmp_path / "ref" / "results.jsonl").read_text().splitlines()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text((tmp_path / "ref" / "config.json").read_text())
+    (out / "results.rank0.jsonl").write_text("".join(f"{line}\n" for line in ref[1:]))
+    log = _finish(torchrun("-m", "vlmrm.tta", *args, f"out={out}", cwd=tmp_path, text=True))
+    assert "5 done, 1 to go on 2 processes" in log
+    assert _records(out) == _records(tmp_path / "ref")
+
+
+@pytest.mark.slow
 @needs_proc
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_ctrl_c_keeps_finished_samples_and_a_rerun_resumes(tmp_path, how):

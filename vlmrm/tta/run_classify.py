@@ -40,8 +40,8 @@ def run_classify(cfg: TTASettings) -> dict[str, Any]:
         _announce(job, data)
 
     def load():
-        if not job.mine:
-            return None
+        if not job.mine:  # nothing left for this rank (a resume): it still joins the agreement
+            return None, None
         policy, feedback = load_models(cfg, info)
         tta = ClassificationTTA(policy, feedback, data.classnames, settings)
         if cfg.baseline != "tpt":
