@@ -8,6 +8,9 @@ import sys
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+# Tables are read whole by the tests: no terminal width from the runner (pytest-xdist's
+# workers export COLUMNS=80, which wraps a sweep's table) reaches the commands under test.
+os.environ.pop("COLUMNS", None)
 # The tests run tiny models: one thread is as fast, and immune to the OpenMP spin-wait
 # slow-down (measured 20-40x) when the cores are shared with other work. Subprocesses
 # started by the tests inherit it.

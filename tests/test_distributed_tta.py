@@ -162,7 +162,7 @@ def test_ctrl_c_keeps_finished_samples_and_a_rerun_resumes(tmp_path, how):
     proc = torchrun("-m", "vlmrm.tta", *args, cwd=tmp_path, text=True)
     # interrupt as soon as a rank has finished its first sample
     proc.wait_for(lambda: any(p.stat().st_size for p in out.glob("results.rank*.jsonl")),
-                  f"a rank's first finished sample in {out}/results.rank*.jsonl", timeout=90, poll_s=0.05)
+                  f"a rank's first finished sample in {out}/results.rank*.jsonl", timeout=300, poll_s=0.05)
     stopped_at = time.monotonic()
     if how == "ctrl-c":
         ctrl_c(proc)
