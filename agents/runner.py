@@ -33,7 +33,13 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from vlmrm.agents import builders
 from vlmrm.agents.best import BestAgent, check_metric_reported
-from vlmrm.agents.builders import OFF_POLICY, build_agent, check_action_space, load_agent
+from vlmrm.agents.builders import (
+    OFF_POLICY,
+    build_agent,
+    check_action_space,
+    check_observation_space,
+    load_agent,
+)
 from vlmrm.agents.callbacks import (
     EpisodeStats,
     EvalVideo,
@@ -256,6 +262,7 @@ def _train_locked(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | 
     eval_env = check_env_factory(factory)
     venv: VecEnv | None = None
     try:
+        check_observation_space(eval_env.observation_space, cfg.env.id)
         check_action_space(algo, eval_env.action_space, cfg.env.id)
         check_metric_reported(cfg.eval.best_metric if cfg.eval.episodes > 0 else None, eval_env)
         goal = goal_prompt(cfg.env.goal_template, cfg.goal) if cfg.reward.get("model") is not None else None
