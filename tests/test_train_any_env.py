@@ -107,6 +107,26 @@ def test_an_observation_space_sb3_cannot_store_is_one_line(capsys, tmp_path):
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.parametrize("setting", ["device=cuda", "reward.device=cuda", "device=cuda:1"])
+def test_cuda_without_cuda_is_refused_alike_for_the_agent_and_the_reward(setting, capsys, tmp_path, monkeypatch):
+    """One rule for ``device=`` and ``reward.device=``: a CUDA request on a machine without CUDA
+    stops with one line before the run folder exists (SB3 alone quietly trains on the CPU)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU machine, also on a GPU one
+    out = tmp_path / "out"
+    assert train_main(["env=CartPole", "reward=tiny", "total_steps=16", f"out={out}", setting] + QUIET) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    device = setting.split("=", 1)[1]
+    assert last == f"error: device '{device}' requested but CUDA is not available; use device='cpu'", last
+    assert not out.exists()
+    from vlmrm.agents.builders import agent_device, load_agent
+
+    with pytest.raises(ConfigError, match="CUDA is not available"):  # evaluate's and load_run's path
+        load_agent(__file__, "dqn", device="cuda")
+    assert (agent_device("auto"), agent_device(None), agent_device("cpu")) == ("auto", "auto", "cpu")
+
+
 def test_env_that_cannot_render_is_refused():
     import gymnasium as gym
 
