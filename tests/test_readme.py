@@ -332,3 +332,13 @@ def test_a_readme_that_needs_weights_or_a_placeholder_fails_the_test(tmp_path, m
         run_block(real, tmp_path, {}, monkeypatch)
     with pytest.raises(AssertionError, match="placeholder"):
         run_block(placeholder, tmp_path, {}, monkeypatch)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "label", "study"])
+def test_help_examples_hold_no_placeholder_a_shell_misreads(command, capsys):
+    """``--help`` examples are pasted as they are, like the README's: no ``runs/<run>``."""
+    from vlmrm.cli import main
+
+    assert main([command, "--help"]) == 0
+    examples = [ln.strip() for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("python -m")]
+    assert examples and not [e for e in examples if _PLACEHOLDER.search(e.split("#")[0])], examples

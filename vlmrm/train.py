@@ -71,7 +71,7 @@ COMMAND = Command(
         'python -m vlmrm.train env=Humanoid goal="kneeling" reward=vit-bigg-14 reward.alpha=0.5 seed=3',
         "python -m vlmrm.train env=CartPole reward=tiny total_steps=2000",
         "python -m vlmrm.train env=CartPole reward=ground_truth",
-        "python -m vlmrm.train resume=runs/<run> total_steps=2e6",
+        "python -m vlmrm.train resume=runs/quickstart total_steps=2e6",
         'python -m vlmrm.train env=Pendulum-v1 agent=td3 goal="a pendulum pointing up" baseline="a pendulum"',
         "python -m vlmrm.train -m env=CartPole reward=tiny total_steps=300 seed=0,1",
         "python -m vlmrm.train -m env=CartPole reward=tiny seed=0,1,2 launcher=submitit_local launcher.parallel=2",
