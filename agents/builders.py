@@ -176,11 +176,42 @@ def check_action_space(algo: str, space: gym.Space, env_name: str = "the env") -
         )
 
 
+def agent_device(device: str | None) -> str:
+    """The agent's torch device under the reward CLIP's rule (:func:`vlmrm.models.resolve_device`):
+    ``auto`` is CUDA when present, else the CPU; ``cuda`` on a machine without CUDA is one error
+    line (SB3 alone would quietly train on the CPU), so ``device=`` and ``reward.device=`` agree."""
+    if device is None or str(device).strip().lower() == "auto":
+        return "auto"
+    from vlmrm.models import resolve_device
+
+    return str(resolve_device(str(device)))
+
+
+#: The observation spaces SB3's policies take (Dict with agent.policy=MultiInputPolicy).
+OBSERVATION_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete,
+                      gym.spaces.MultiBinary, gym.spaces.Dict)
+
+
+def check_observation_space(space: gym.Space, env_name: str = "the env") -> None:
+    """Refuse an observation space SB3 cannot store (Tuple, Text, Graph...) with one line,
+    before its replay buffer raises ``NotImplementedError`` deep inside the agent's constructor."""
+    if not isinstance(space, OBSERVATION_SPACES):
+        raise ConfigError(
+            f"{env_name} has a {type(space).__name__} observation space ({space}), which "
+            "Stable-Baselines3 agents do not take; supported: Box, Discrete, MultiDiscrete, "
+            "MultiBinary, Dict (with agent.policy=MultiInputPolicy). Register a version of the env "
+            "wrapped in gymnasium.wrappers.FlattenObservation in a module and train on it with "
+            "env=module:Env-v0"
+        )
+
+
 def build_agent(agent: Mapping[str, Any], env, *, seed: int | None = None, device: str = "auto", verbose: int = 0) -> BaseAlgorithm:
     """A fresh SB3 agent for ``env`` (a VecEnv) from an agent config section."""
     algo = agent["algo"]
     cls = algorithm_class(algo)
+    check_observation_space(env.observation_space)
     check_action_space(algo, env.action_space)
+    device = agent_device(device)
     kwargs = agent_kwargs(agent)
     if "action_noise" in kwargs:
         kwargs["action_noise"] = action_noise(kwargs["action_noise"], env.action_space, algo)
@@ -199,6 +230,7 @@ def load_agent(path: str, algo: str, env=None, device: str = "auto") -> BaseAlgo
     """
     if not os.path.isfile(path):
         raise ConfigError(f"agent file {path} is missing")
+    device = agent_device(device)
     try:
         return algorithm_class(algo).load(path, env=env, device=device)
     except ConfigError:

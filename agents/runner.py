@@ -33,7 +33,14 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from vlmrm.agents import builders
 from vlmrm.agents.best import BestAgent, check_metric_reported
-from vlmrm.agents.builders import OFF_POLICY, build_agent, check_action_space, load_agent
+from vlmrm.agents.builders import (
+    OFF_POLICY,
+    agent_device,
+    build_agent,
+    check_action_space,
+    check_observation_space,
+    load_agent,
+)
 from vlmrm.agents.callbacks import (
     EpisodeStats,
     EvalVideo,
@@ -256,8 +263,10 @@ def _train_locked(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | 
     eval_env = check_env_factory(factory)
     venv: VecEnv | None = None
     try:
+        check_observation_space(eval_env.observation_space, cfg.env.id)
         check_action_space(algo, eval_env.action_space, cfg.env.id)
         check_metric_reported(cfg.eval.best_metric if cfg.eval.episodes > 0 else None, eval_env)
+        device = agent_device(cfg.device)  # before the reward CLIP loads: the same rule as reward.device
         goal = goal_prompt(cfg.env.goal_template, cfg.goal) if cfg.reward.get("model") is not None else None
         reward_model = builders.build_reward_model(cfg.reward, goal, cfg.get("baseline"))
         if wrap_reward is not None and reward_model is not None:
@@ -269,7 +278,6 @@ def _train_locked(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | 
         )
         if cfg.reward.relabel == "step":
             venv = CLIPRewardVecEnvWrapper(venv, timed)
-        device = "auto" if cfg.device in (None, "auto") else cfg.device
         if resuming:
             model, resume_state = _resume_agent(ckpt, algo, venv, device)
         else:

@@ -94,7 +94,23 @@ def fit_short_run(cfg: DictConfig, user_keys: Collection[str], say=None) -> dict
     elif ends:
         unit = "n_envs" if cfg.agent.algo in OFF_POLICY else "a rollout (agent.n_steps x n_envs)"
         (say or _say)(f"total_steps={cfg.total_steps} is no multiple of {unit}{ends}")
+    never = never_trains(cfg)
+    if never:
+        (say or _say)(f"warning: {never}")
     return changes
+
+
+def never_trains(cfg: DictConfig) -> str:
+    """Why an off-policy run will never update its agent (its own ``learning_starts`` is at or
+    past the run's last step: values the user set, e.g. from an rl_zoo3 file, are kept), or ""."""
+    if cfg.agent.algo not in OFF_POLICY:
+        return ""
+    starts, planned = int(cfg.agent.get("learning_starts", 0) or 0), planned_steps(cfg)
+    if starts < planned:
+        return ""
+    return (f"agent.learning_starts={starts} is not below the run's {planned} steps, so the agent "
+            f"never trains; set agent.learning_starts={max(1, planned // 10)} (or leave it out of "
+            f"agent.config and the command line to have it scaled), or raise total_steps above {starts}")
 
 
 def _say(msg: str) -> None:

@@ -283,3 +283,28 @@ def test_humanoid_pickles_with_its_settings():
     assert copy.render_mode == "rgb_array"
     env.close()
     copy.close()
+
+
+def test_classic_control_frames_print_no_sdl_line_without_a_window_system(tmp_path):
+    """pygame's SDL probes for a window system on the first classic-control render and, on a
+    headless machine, prints ``error: XDG_RUNTIME_DIR is invalid...``, which reads like one of
+    ours; importing vlmrm picks SDL's dummy video driver when there is no display."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "SDL_VIDEODRIVER")}
+    script = ("{}import gymnasium as gym\n"
+              "e = gym.make('CartPole-v1', render_mode='rgb_array'); e.reset(seed=0)\n"
+              "assert e.render().shape == (400, 600, 3)\n")
+
+    def stderr(prefix: str) -> str:
+        res = subprocess.run([sys.executable, "-c", script.format(prefix)], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        return res.stderr
+
+    if "XDG_RUNTIME_DIR" not in stderr(""):
+        pytest.skip("this machine's SDL prints no XDG_RUNTIME_DIR line even without vlmrm")
+    assert "XDG_RUNTIME_DIR" not in stderr("import vlmrm\n")

@@ -1,21 +1,18 @@
 """The README is a tested contract: every shell and Python block in it runs here.
 
-Blocks run in README order, in one scratch working directory, the way a new user would
-paste them (Python blocks share one namespace, as in a notebook). What a user would bring
-is made up front: short videos (``episode.mp4``, ``clip.mp4``, ``a.mp4``, ``b.webm``,
-``frames/``), ``labels.csv``, ``run.yaml``, ``hparams.yml``, ``pairs.jsonl`` with images,
-``examples/`` (the repository's) and a tuned model for the evaluation examples, which come
-before the tuning section (``runs/tune/model.safetensors`` is read from
-``runs/tune-before/`` until the tuning block has written it). Then, so that the whole README runs on a CPU in a
-couple of minutes, without downloads:
+Blocks run in README order, in one fresh, empty working directory, the way a new user would
+paste them (Python blocks share one namespace, as in a notebook), with no model weights: an
+empty Hugging Face cache and ``HF_HUB_OFFLINE=1``. Nothing is prepared: the README makes every
+input it uses (records the clips it scores, writes the hparams, pairs and settings files) or
+names files the package ships. Models are used as written, so every unmarked block must run
+offline (``vlmrm-tiny``, ``reward=tiny``); a command that needs real weights belongs in a
+marked block (below). No ``<placeholder>`` may stand in a command: a shell reads
+``runs/<run>`` as a redirection.
 
-* every ``ViT-.../TAG`` or bare ``ViT-...`` model becomes ``vlmrm-tiny``, and
-  ``reward=vit-...`` becomes ``reward=tiny``; a command that would load its default (real)
-  model gets ``model=vlmrm-tiny`` (training: ``reward=tiny``);
-* step counts become tiny: training runs ``total_steps=32`` on 2 in-process sub-envs with
-  16-step episodes, tuning ``steps=2``, rollouts and evaluations one episode;
-* ``runs/<run>`` and ``step_<N>`` name the latest training run (of the command's ``env=``)
-  and its last checkpoint.
+The quick start runs exactly as written (:func:`test_quick_start_runs_offline_as_written`).
+For the rest, so that the whole README runs on a CPU in a few minutes, the sizes (only they)
+become tiny: training runs ``total_steps=32`` on 2 in-process sub-envs with 16-step episodes,
+tuning ``steps=2``, evaluations one episode, recordings two of 16 steps.
 
 Commands run in this process through the console script's dispatcher
 (``vlmrm.cli.main``), so ``python -m vlmrm.X`` and ``vlmrm X`` are checked alike; each
@@ -23,7 +20,8 @@ must exit with status 0. Installing (``pip``, ``venv``) and ``python -m pytest``
 suite) are not run.
 
 A block that needs what a test machine has not got starts with a visible marker line,
-``# needs: weights | a GPU | dataset | minutes | a cluster``. Its commands run unchanged, with an empty
+``# needs: weights | a GPU | dataset | minutes | a cluster``. Its commands (a Python block:
+its code) run unchanged, with an empty
 Hugging Face cache and ``HF_HUB_OFFLINE=1``, and must fail fast (exit status 2, within
 seconds) with the one ``error:`` line that names what is missing: the weights, or the data
 (``torchrun`` commands run as one process: without the data they fail the same way);
@@ -37,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
 import runpy
 import shlex
@@ -46,7 +43,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,46 +100,8 @@ def shell_commands(text: str) -> list[list[str]]:
     return out
 
 
-# -- the user's files ----------------------------------------------------------------------
-
-
-def _make_workspace(root: Path) -> None:
-    from vlmrm.runtime.images import save_png
-    from vlmrm.video import write_video
-
-    rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(6)]
-    for name in ("episode.mp4", "clip.mp4", "a.mp4", "b.webm"):
-        write_video(root / name, frames, fps=10)
-    (root / "frames").mkdir()
-    for i, f in enumerate(frames[:4]):
-        save_png(root / "frames" / f"{i:03d}.png", f)
-    rows = ["video,frame,success"] + [f"{v},{i},{int(i > 2)}" for v in ("a", "b") for i in range(6)]
-    rows += [f"frames,{i},{int(i > 1)}" for i in range(4)]
-    (root / "labels.csv").write_text("\n".join(rows) + "\n")
-    (root / "run.yaml").write_text("env: CartPole\nreward: tiny\ngoal: pole vertically upright on top of the cart\n")
-    (root / "hparams.yml").write_text(
-        "Pendulum-v1:\n  n_timesteps: 20000\n  policy: 'MlpPolicy'\n  learning_rate: !!float 1e-3\n"
-        "  noise_type: 'normal'\n  noise_std: 0.1\n  policy_kwargs: \"dict(net_arch=[64, 64])\"\n"
-    )
-    (root / "images").mkdir()
-    captions = ["a red ball left of a blue box", "a dog on the grass", "a blue car right of a tree",
-                "two cats on a sofa"]
-    with open(root / "pairs.jsonl", "w") as fh:
-        for i, caption in enumerate(captions):
-            save_png(root / "images" / f"{i}.png", rng.integers(0, 255, (48, 48, 3), dtype=np.uint8))
-            fh.write(json.dumps({"image": f"images/{i}.png", "caption": caption}) + "\n")
-    (root / "examples").symlink_to(REPO / "examples")
-    # a tuned reward model (the README's tuning section makes one; evaluation uses it earlier)
-    import vlmrm
-
-    (root / "runs" / "tune-before").mkdir(parents=True)
-    vlmrm.load_clip("vlmrm-tiny", device="cpu").save(root / "runs" / "tune-before" / "model.safetensors")
-
-
 # -- substitutions -------------------------------------------------------------------------
 
-_MODEL = re.compile(r"ViT-[\w-]+(?:/\w+)?")
 _TRAIN_SMALL = ["n_envs=2", "subprocess=false", "env.episode_length=16", "progress=false"]
 
 
@@ -154,44 +112,18 @@ def _set(tokens: list[str], key: str, value: str, add: bool = True) -> list[str]
     return tokens + [f"{key}={value}"] if add else tokens
 
 
-def _latest_run(root: Path, env: str | None = None) -> Path:
-    """The latest training run (of ``env``, when the command names one)."""
-    from omegaconf import OmegaConf
-
-    runs = [p.parent.parent for p in (root / "runs").glob("*/checkpoints/latest.json")]
-    if env is not None:
-        runs = [r for r in runs if env.lower() in (str(OmegaConf.load(r / "config.yaml").env.name).lower(),
-                                                   str(OmegaConf.load(r / "config.yaml").env.id).lower())]
-    assert runs, f"a README block uses runs/<run> (env {env}) before any block trained one"
-    return max(runs, key=lambda p: (p / "checkpoints" / "latest.json").stat().st_mtime)
-
-
-def tiny(command: str, args: list[str], root: Path) -> list[str]:
-    """One command's arguments with tiny models and sizes (see the module docstring)."""
-    args = [_MODEL.sub("vlmrm-tiny", re.sub(r"^reward=vit-[\w-]+$", "reward=tiny", a)) for a in args]
-    if any("<run>" in a or "<N>" in a for a in args):
-        env = next((a.split("=", 1)[1] for a in args if a.startswith("env=")), None)
-        run = _latest_run(root, env)
-        latest = json.loads((run / "checkpoints" / "latest.json").read_text())
-        step = latest.get("checkpoint") or latest["model"].removesuffix(".zip")
-        args = [a.replace("runs/<run>", str(run)).replace("step_<N>", step) for a in args]
-    if not (root / "runs" / "tune" / "model.safetensors").exists():
-        args = [a.replace("runs/tune/model.safetensors", "runs/tune-before/model.safetensors") for a in args]
-    if command in ("score", "record", "tune", "tune.build") and "--help" not in args:
-        if not any(a.startswith("model=") for a in args):
-            args.append("model=vlmrm-tiny")  # their default is a real model
+def tiny(command: str, args: list[str]) -> list[str]:
+    """One command's arguments with tiny sizes (see the module docstring); models stay as written."""
     if command == "train" and "--help" not in args:
         if "-m" in args and any(a.startswith("resume=") for a in args):
             return args  # resuming a sweep: its own settings
         if any(a.startswith("resume=") for a in args):
             return _set(args, "total_steps", "64") + ["progress=false"]
-        args = _set(args, "total_steps", "32") + _TRAIN_SMALL
-        if not any(a.startswith(("reward=", "reward.model=")) for a in args):
-            args.append("reward=tiny")
-    elif command in ("evaluate", "record"):
+        return _set(args, "total_steps", "32") + _TRAIN_SMALL
+    if command == "evaluate":
         args = _set(args, "episodes", "1")
-        if command == "record":
-            args.append("max_steps=16")
+    elif command == "record":  # two episodes: the README scores both of the quick start's
+        args = _set(_set(args, "episodes", "2"), "max_steps", "16")
     elif command == "tune" and "--help" not in args:
         if "steps=0" not in args:
             args = _set(args, "steps", "2")
@@ -199,6 +131,21 @@ def tiny(command: str, args: list[str], root: Path) -> list[str]:
     elif command == "tune.rollouts":
         args = _set(_set(args, "episodes", "6"), "size", "64")
     return args
+
+
+_PLACEHOLDER = re.compile(r"<[A-Za-z_][^<>]*>")
+
+
+def _no_placeholder(where: str, tokens: list[str]) -> None:
+    """A ``<name>`` in a command is a shell redirection, not a value to fill in."""
+    bad = [t for t in tokens if _PLACEHOLDER.search(t)]
+    assert not bad, f"{where}: {' '.join(tokens)!r} holds a placeholder {bad} that a shell reads as a redirection"
+
+
+def _offline(monkeypatch, root: Path) -> None:
+    """No weights: an empty Hugging Face cache that may not be filled from the network."""
+    monkeypatch.setenv("HF_HOME", str(root / "empty-hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -236,30 +183,40 @@ def _env_prefix(tokens: list[str], monkeypatch) -> list[str]:
     return tokens
 
 
-def run_block(block: Block, root: Path, namespace: dict, monkeypatch) -> None:
+def run_block(block: Block, root: Path, namespace: dict, monkeypatch, as_written: bool = False) -> None:
+    """Run an unmarked block; ``as_written``: not even the sizes change."""
     where = f"README.md line {block.line}"
     if block.lang == "python":
-        source = _MODEL.sub("vlmrm-tiny", block.text)
-        source = re.sub(r"total_steps=\d+", "total_steps=32", source)
+        source = block.text if as_written else re.sub(r"total_steps=\d+", "total_steps=32", block.text)
         exec(compile(source, where, "exec"), namespace)
         return
     for tokens in shell_commands(block.text):
         line = " ".join(tokens)
+        _no_placeholder(where, tokens)
         tokens = _env_prefix(list(tokens), monkeypatch)
         if "pip" in tokens or "venv" in tokens or tokens[:3] == ["python", "-m", "pytest"]:
             continue  # installing, and this test suite itself
         parsed = _vlmrm_command(tokens)
         assert parsed is not None, f"{where}: the README test cannot run {line!r}"
         command, args = parsed
-        status, err = _call(command, tiny(command, args, root))
+        status, err = _call(command, args if as_written else tiny(command, args))
         assert status == 0, f"{where}: {line!r} exited with {status}: {err[-2000:]}"
 
 
 def check_marked_block(block: Block, monkeypatch, tmp_path: Path) -> None:
     """A ``# needs:`` block: each command fails fast with the line that names what is missing."""
     where = f"README.md line {block.line}"
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _offline(monkeypatch, tmp_path)
+    if block.lang == "python":  # its code, unchanged, stops at what is missing
+        from vlmrm.errors import VLMRMError
+
+        start = time.perf_counter()
+        with pytest.raises(VLMRMError) as failed:
+            exec(compile(block.text, where, "exec"), {"__name__": "__readme__"})
+        expected = "|".join(MISSING[n] for n in ("weights", "dataset") if n in block.needs)
+        assert re.search(expected, str(failed.value), re.IGNORECASE), f"{where}: said {failed.value}"
+        assert time.perf_counter() - start < FAST_S, f"{where}: took too long to fail"
+        return
     if "cluster" in block.needs:  # a machine outside a cluster: no sbatch on PATH
         import os
         import shutil
@@ -268,6 +225,7 @@ def check_marked_block(block: Block, monkeypatch, tmp_path: Path) -> None:
             d for d in os.environ.get("PATH", "").split(os.pathsep) if not shutil.which("sbatch", path=d)))
     for tokens in shell_commands(block.text):
         line = " ".join(tokens)
+        _no_placeholder(where, tokens)
         tokens = _env_prefix(list(tokens), monkeypatch)
         start = time.perf_counter()
         if "minutes" in block.needs:
@@ -300,13 +258,41 @@ def check_marked_block(block: Block, monkeypatch, tmp_path: Path) -> None:
         assert elapsed < FAST_S, f"{where}: {line!r} took {elapsed:.0f} s to fail"
 
 
+def quick_start_blocks(path: Path = README) -> list[Block]:
+    """The blocks of the README's "Quick start" section, up to its first subsection."""
+    lines = path.read_text().splitlines()
+    start = lines.index("## Quick start") + 1
+    end = next(n for n in range(start, len(lines)) if lines[n].startswith(("## ", "### ")))
+    return [b for b in readme_blocks(path) if start < b.line <= end]
+
+
+def test_quick_start_runs_offline_as_written(tmp_path, monkeypatch):
+    """The quick start, exactly as written (sizes included), in an empty folder without weights."""
+    blocks = quick_start_blocks()
+    assert any(b.lang == "python" and not b.needs for b in blocks)
+    assert any(b.lang == "bash" and not b.needs for b in blocks)
+    root = tmp_path / "work"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    _offline(monkeypatch, tmp_path)
+    namespace: dict = {"__name__": "__readme__"}
+    for block in blocks:
+        if block.needs:
+            with monkeypatch.context() as m:
+                check_marked_block(block, m, tmp_path)
+        else:
+            run_block(block, root, namespace, monkeypatch, as_written=True)
+    assert (root / "scores" / "report.html").is_file()
+    assert (root / "runs" / "quickstart" / "checkpoints" / "latest.json").is_file()
+
+
 def test_every_readme_block_runs(tmp_path, monkeypatch):
     blocks = readme_blocks()
     assert len(blocks) > 20 and sum(1 for b in blocks if b.needs) >= 5
     root = tmp_path / "work"
     root.mkdir()
-    _make_workspace(root)
     monkeypatch.chdir(root)
+    _offline(monkeypatch, tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     namespace: dict = {"__name__": "__readme__"}
@@ -331,3 +317,28 @@ def test_a_broken_readme_command_fails_the_test(tmp_path, monkeypatch):
         run_block(bad, tmp_path, {}, monkeypatch)
     with pytest.raises(AssertionError, match="should fail"):
         check_marked_block(marked, monkeypatch, tmp_path)
+
+
+def test_a_readme_that_needs_weights_or_a_placeholder_fails_the_test(tmp_path, monkeypatch):
+    """Unmarked blocks run with the models as written and no weights; ``runs/<run>`` is refused."""
+    (tmp_path / "README.md").write_text(
+        "```bash\npython -m vlmrm.score clip.mp4 goal=x\n```\n"
+        "```bash\npython -m vlmrm.evaluate run=runs/<run> episodes=1\n```\n"
+    )
+    real, placeholder = readme_blocks(tmp_path / "README.md")
+    monkeypatch.chdir(tmp_path)
+    _offline(monkeypatch, tmp_path)
+    with pytest.raises(AssertionError, match="exited with 2"):  # no clip, no ViT-B-32 weights
+        run_block(real, tmp_path, {}, monkeypatch)
+    with pytest.raises(AssertionError, match="placeholder"):
+        run_block(placeholder, tmp_path, {}, monkeypatch)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "label", "study"])
+def test_help_examples_hold_no_placeholder_a_shell_misreads(command, capsys):
+    """``--help`` examples are pasted as they are, like the README's: no ``runs/<run>``."""
+    from vlmrm.cli import main
+
+    assert main([command, "--help"]) == 0
+    examples = [ln.strip() for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("python -m")]
+    assert examples and not [e for e in examples if _PLACEHOLDER.search(e.split("#")[0])], examples

@@ -142,7 +142,8 @@ def test_one_curve_per_goal_and_alpha_with_the_json_values(page, run):
              Array.from(s.querySelectorAll('svg.panel')).map(p => ({
                data: Object.assign({}, p.dataset),
                curves: Array.from(p.querySelectorAll('path.curve')).map(c =>
-                 ({d: c.getAttribute('d'), goal: +c.dataset.goal, length: c.getTotalLength()})),
+                 ({d: c.getAttribute('d'), goal: +c.dataset.goal, length: c.getTotalLength(),
+                   y0: +c.dataset.y0, y1: +c.dataset.y1})),
                truth: p.querySelectorAll('path.truth').length})))"""
     )
     assert len(sections) == len(doc["videos"])
@@ -150,7 +151,7 @@ def test_one_curve_per_goal_and_alpha_with_the_json_values(page, run):
         times = np.array(video["times"])
         assert len(panels) == len(ALPHAS)
         for ai, panel in enumerate(panels):
-            p = {k: float(v) for k, v in panel["data"].items()}
+            p = {k: float(v) for k, v in panel["data"].items() if k != "scale"}
             assert p["alpha"] == ALPHAS[ai]
             assert len(panel["curves"]) == 2 and panel["truth"] == 1  # 2 goals, 1 label column
             for curve in panel["curves"]:
@@ -164,10 +165,125 @@ def test_one_curve_per_goal_and_alpha_with_the_json_values(page, run):
                 x = p["x0"] + (xy[:, 0] - p["left"]) / (p["right"] - p["left"]) * (
                     p["x1"] - p["x0"]
                 )
-                y = p["y1"] - (xy[:, 1] - p["top"]) / (p["bottom"] - p["top"]) * (p["y1"] - p["y0"])
-                np.testing.assert_allclose(x, times, atol=1e-4 * (times[-1] - times[0]))
+                # two goals: each curve on its own scale, its min to max padded by 5 % of its span
                 span = max(want) - min(want)
+                assert panel["data"]["scale"] == "own"
+                assert curve["y0"] == pytest.approx(min(want) - 0.05 * span, abs=1e-6 * span)
+                assert curve["y1"] == pytest.approx(max(want) + 0.05 * span, abs=1e-6 * span)
+                y0, y1 = curve["y0"], curve["y1"]
+                y = y1 - (xy[:, 1] - p["top"]) / (p["bottom"] - p["top"]) * (y1 - y0)
+                np.testing.assert_allclose(x, times, atol=1e-4 * (times[-1] - times[0]))
                 np.testing.assert_allclose(y, want, atol=1e-3 * span + 1e-9)
+
+
+def _overlaps(boxes: list[dict]) -> list[tuple[str, str]]:
+    """Pairs of boxes (``{x, y, width, height, text}``) whose areas intersect."""
+    hits = []
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            if (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+                    and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]):
+                hits.append((a["text"], b["text"]))
+    return hits
+
+
+@pytest.mark.parametrize("width", [1200, 700])
+def test_no_text_of_a_panel_overlaps_another(page, width):
+    """The rotated y-axis title, the y tick labels and the x tick labels, as the browser lays
+    them out (rendered boxes, not our estimate of them), at a wide and a narrow window."""
+    page.set_viewport_size({"width": width, "height": 900})
+    panels = page.evaluate(
+        """Array.from(document.querySelectorAll('svg.panel')).map(p =>
+             Array.from(p.querySelectorAll('text')).map(t => {
+               const r = t.getBoundingClientRect();
+               return {x: r.x, y: r.y, width: r.width, height: r.height, text: t.textContent};
+             }))"""
+    )
+    assert panels and all(len(texts) == 3 + 5 + 2 for texts in panels)  # 3 y ticks, 5 x ticks, 2 titles
+    for texts in panels:
+        assert all(t["width"] > 0 and t["height"] > 0 for t in texts)
+        assert _overlaps(texts) == [], texts
+    page.set_viewport_size({"width": 1200, "height": 900})
+
+
+def test_long_tick_labels_keep_clear_of_the_axis_title(browser, tmp_path):
+    """One curve (its own axis) whose rewards differ in the 7th decimal: the widest tick labels
+    the page writes, which reached into the rotated y-axis title before the plot moved right."""
+    from types import SimpleNamespace
+
+    from vlmrm.scoring.html_report import page_entry, render_page
+    from vlmrm.scoring.outputs import ScoreRun
+    from vlmrm.scoring.scores import VideoScores
+
+    n = 9
+    rewards = (-0.1234567 + 3e-7 * np.sin(np.arange(n))).reshape(1, 1, 1, n)
+    scores = VideoScores(video=str(tmp_path / "gone.mp4"), frames=np.arange(n), times=np.arange(n) / 10.0,
+                         rewards=rewards.astype(np.float64), goals=["g"], baselines=["b"], alphas=[0.5], fps=10.0)
+    settings = SimpleNamespace(model="vlmrm-tiny", goal="g", baseline="b", alpha=[0.5])
+    text = render_page(settings, ScoreRun(summary=scores.summary()), [page_entry("gone", scores, None)])
+    context = browser.new_context(viewport={"width": 700, "height": 600})
+    try:
+        pg = context.new_page()
+        pg.set_content(text)
+        texts = pg.evaluate(
+            """Array.from(document.querySelectorAll('svg.panel text')).map(t => {
+                 const r = t.getBoundingClientRect();
+                 return {x: r.x, y: r.y, width: r.width, height: r.height, text: t.textContent}; })"""
+        )
+    finally:
+        context.close()
+    assert max(len(t["text"]) for t in texts) >= 11, texts  # e.g. -0.12345670
+    assert _overlaps(texts) == [], texts
+
+
+def test_the_controls_sit_below_the_frame_and_work(page, run):
+    """No browser controls drawn over the picture: the page's play button and frame slider are
+    below it; the slider seeks (the marker follows) and the button plays."""
+    _, doc = run
+    boxes = page.evaluate(
+        """Array.from(document.querySelectorAll('section.video')).map(s => {
+             const box = e => { const r = e.getBoundingClientRect();
+                                return {x: r.x, y: r.y, width: r.width, height: r.height, text: e.tagName}; };
+             const v = s.querySelector('video');
+             return {controls: v.controls, video: box(v), play: box(s.querySelector('button.play')),
+                     seek: box(s.querySelector('input.seek')), max: +s.querySelector('input.seek').max};
+           })"""
+    )
+    assert len(boxes) == len(VIDEOS)
+    for b, (_, n, _) in zip(boxes, VIDEOS, strict=True):
+        assert b["controls"] is False  # the browser's own bar would cover the frame's bottom
+        assert b["video"]["height"] >= 200  # a 64 px video is shown large enough to look at
+        for c in (b["play"], b["seek"]):
+            assert c["height"] > 0 and c["y"] >= b["video"]["y"] + b["video"]["height"]
+            assert _overlaps([b["video"], c]) == []
+        assert b["max"] == n - 1
+    page.evaluate("""(() => { const s = document.querySelectorAll('input.seek')[0];
+                       s.value = 7; s.dispatchEvent(new Event('input')); })()""")
+    page.wait_for_function("document.querySelectorAll('section.video')[0].dataset.shown === '7'", timeout=5000)
+    fps = VIDEOS[0][2]
+    assert page.evaluate("document.querySelectorAll('video')[0].currentTime") == pytest.approx(7.5 / fps, abs=1e-3)
+    page.locator("button.play").nth(0).click()
+    page.wait_for_function(
+        "(() => { const v = document.querySelectorAll('video')[0]; return !v.paused || v.ended; })()", timeout=5000
+    )
+    page.evaluate("document.querySelectorAll('video')[0].pause()")
+
+
+def test_two_goals_each_fill_their_panel(page, run):
+    """Two goals on one shared scale looked flat (their levels differ far more than a frame's
+    reward moves): each curve now spans the plot from its minimum to its maximum."""
+    panels = page.evaluate(
+        """Array.from(document.querySelectorAll('svg.panel')).map(p =>
+             [+p.dataset.top, +p.dataset.bottom,
+              Array.from(p.querySelectorAll('path.curve')).map(c => c.getAttribute('d'))])"""
+    )
+    assert panels
+    for top, bottom, paths in panels:
+        assert len(paths) == 2
+        for d in paths:
+            ys = _points(d)[:, 1]
+            # min at 5/110 above the bottom, max 5/110 below the top: 100/110 of the height
+            assert ys.max() - ys.min() == pytest.approx((bottom - top) / 1.1, abs=0.02)
 
 
 def _table(page, css: str) -> tuple[list[str], list[list[str]]]:

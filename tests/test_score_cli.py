@@ -133,6 +133,21 @@ def test_bad_configuration_exits_2_with_one_line(tmp_path, monkeypatch, capsys, 
     assert "\n" not in err and "Traceback" not in err
 
 
+def test_a_missing_video_is_named_before_missing_weights(tmp_path, monkeypatch, capsys):
+    """A newcomer's first command without weights and without the clip: the missing clip is
+    said first (the weights error used to hide it), and nothing is downloaded or written."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert score_cli.main(["clip.mp4", "goal=x", "progress=false"]) == 2  # the default, real model
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: clip.mp4: no such file or folder; give video files") and "\n" not in err, err
+    assert not (tmp_path / "scores").exists()
+    write_video(tmp_path / "clip.mp4", np.zeros((3, 32, 32, 3), np.uint8), fps=5)
+    assert score_cli.main(["clip.mp4", "goal=x", "progress=false"]) == 2  # now it is the weights
+    assert "not in the local cache" in capsys.readouterr().err
+
+
 def test_many_videos_continue_past_bad_ones(videos, capsys):
     out = videos / "scores"
     argv = [

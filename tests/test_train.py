@@ -358,7 +358,7 @@ def test_sigint_saves_checkpoint_and_resume_continues(tmp_path):
     periodic = json.loads(latest.read_text())["step"]
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=90)
-    assert proc.returncode == 0, out
+    assert proc.returncode == 130, out
     assert "Traceback" not in out and "SIGINT: stopped at step" in out, out
     stopped = latest_checkpoint(run)
     assert stopped.manifest["reason"] == "interrupted (SIGINT)" and stopped.step >= periodic

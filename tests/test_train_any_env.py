@@ -94,6 +94,39 @@ def test_bad_env_settings_give_one_line(argv, words, capsys, tmp_path):
     assert err.startswith("error: ") and words in err, err
 
 
+def test_an_observation_space_sb3_cannot_store_is_one_line(capsys, tmp_path):
+    """Blackjack's Tuple observations: one line naming the supported spaces and the way out,
+    before any run folder exists (SB3 itself raises NotImplementedError in its buffer)."""
+    out = tmp_path / "out"
+    assert train_main(["env=Blackjack-v1", "goal=a winning hand", "reward=tiny", f"out={out}"] + QUIET) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert last.startswith("error: Blackjack-v1 has a Tuple observation space"), last
+    assert "supported: Box, Discrete, MultiDiscrete, MultiBinary, Dict" in last and "FlattenObservation" in last
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("setting", ["device=cuda", "reward.device=cuda", "device=cuda:1"])
+def test_cuda_without_cuda_is_refused_alike_for_the_agent_and_the_reward(setting, capsys, tmp_path, monkeypatch):
+    """One rule for ``device=`` and ``reward.device=``: a CUDA request on a machine without CUDA
+    stops with one line before the run folder exists (SB3 alone quietly trains on the CPU)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU machine, also on a GPU one
+    out = tmp_path / "out"
+    assert train_main(["env=CartPole", "reward=tiny", "total_steps=16", f"out={out}", setting] + QUIET) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    device = setting.split("=", 1)[1]
+    assert last == f"error: device '{device}' requested but CUDA is not available; use device='cpu'", last
+    assert not out.exists()
+    from vlmrm.agents.builders import agent_device, load_agent
+
+    with pytest.raises(ConfigError, match="CUDA is not available"):  # evaluate's and load_run's path
+        load_agent(__file__, "dqn", device="cuda")
+    assert (agent_device("auto"), agent_device(None), agent_device("cpu")) == ("auto", "auto", "cpu")
+
+
 def test_env_that_cannot_render_is_refused():
     import gymnasium as gym
 
@@ -157,6 +190,25 @@ def test_rl_zoo_hparams_file(tmp_path, capsys):
     venv.close()
     with pytest.raises(ConfigError, match="no entry for Acrobot-v1"):
         compose_train_config(["env=Acrobot-v1", f"agent.config={hp}", "goal=x", "reward=tiny"])
+
+
+def test_a_warm_up_longer_than_the_run_is_said(tmp_path, capsys):
+    """An rl_zoo3 file's learning_starts is the user's own (never scaled), so a shorter run
+    would collect frames and never train: one warning says so and how to fix it."""
+    hp = tmp_path / "hparams.yml"
+    hp.write_text("Pendulum-v1:\n  n_timesteps: 20000\n  learning_starts: 10000\n")
+    cfg = compose_train_config(["env=Pendulum-v1", "agent=td3", f"agent.config={hp}", "goal=x", "reward=tiny",
+                                "total_steps=300", "n_envs=1"])
+    assert cfg.agent.learning_starts == 10000  # kept: the file set it
+    warning = [ln for ln in capsys.readouterr().err.splitlines() if "warning:" in ln]
+    assert warning == ["[vlmrm.train] warning: agent.learning_starts=10000 is not below the run's 300 steps, so "
+                       "the agent never trains; set agent.learning_starts=30 (or leave it out of agent.config "
+                       "and the command line to have it scaled), or raise total_steps above 10000"], warning
+    compose_train_config(["env=Pendulum-v1", "agent=td3", f"agent.config={hp}", "goal=x", "reward=tiny",
+                          "total_steps=300", "agent.learning_starts=30"])
+    assert "warning:" not in capsys.readouterr().err  # below the run: it trains
+    compose_train_config(["env=Pendulum-v1", "agent=td3", "goal=x", "reward=tiny", "total_steps=300"])
+    assert "warning:" not in capsys.readouterr().err  # the preset's own warm-up is scaled instead
 
 
 # -- short runs ----------------------------------------------------------------------------

@@ -324,3 +324,20 @@ def test_a_run_saved_with_the_old_keys_resumes(toy: Path, tmp_path: Path) -> Non
     assert longer.step == 3 and [s for s, _ in longer.losses] == [1, 2, 3]
     with pytest.raises(ConfigError, match="other settings.*reinforce_reward"):
         train(cfg(toy, tmp_path / "old", steps=4, loss="reinforce", reinforce_reward="rank"))
+
+
+def test_progress_false_still_says_what_was_set_up_and_saved(
+    toy: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``progress=false`` drops the per-step lines only: a run that prints nothing looks hung."""
+    out = tmp_path / "quiet"
+    assert main([f"data={toy}", "model=vlmrm-tiny", "device=cpu", f"out={out}", "steps=2", "batch_size=6",
+                 "log_every=1", "tensorboard=false", "probe_size=8", "progress=false"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("tuning vlmrm-tiny with loss=dpo: "), lines
+    assert lines[-1].startswith(f"saved {out / 'model.safetensors'}; load it with vlmrm.load_clip("), lines
+    assert any(ln.startswith("before: ") for ln in lines) and any(ln.startswith("after: ") for ln in lines)
+    assert not any(ln.startswith("step ") for ln in lines), lines  # the per-step lines are progress
+    assert main([f"data={toy}", "model=vlmrm-tiny", "device=cpu", f"out={tmp_path / 'loud'}", "steps=2",
+                 "batch_size=6", "log_every=1", "tensorboard=false", "probe_size=8"]) == 0
+    assert [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("step ")] != []

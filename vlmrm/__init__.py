@@ -11,7 +11,13 @@ imports its module on first use (module ``__getattr__``), so a command answers
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
+
+# Without a window system, pygame (classic-control frames) needs no video driver; SDL's own
+# probe would print "error: XDG_RUNTIME_DIR is invalid..." on every first render otherwise.
+if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 from vlmrm.runtime.lazy import lazy_attributes
 

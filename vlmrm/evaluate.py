@@ -132,12 +132,12 @@ COMMAND = Command(
         "run's environment, their video, the ground-truth and CLIP returns and the success rate."
     ),
     examples=(
-        "python -m vlmrm.evaluate run=runs/<run> episodes=5",
-        "python -m vlmrm.evaluate run=runs/<run> checkpoint=128000 deterministic=false",
-        "python -m vlmrm.evaluate run=runs/<run> checkpoint=best episodes=10",
-        "python -m vlmrm.evaluate run=runs/<run> reward_model=ViT-L-14/laion2b_s32b_b82k",
-        "python -m vlmrm.evaluate run=runs/<run> reward_model=ViT-B-32 reward_pretrained=tuned.safetensors",
-        "python -m vlmrm.evaluate run=runs/<run> reward_pretrained=runs/tune/model.safetensors",
+        "python -m vlmrm.evaluate run=runs/quickstart episodes=5",
+        "python -m vlmrm.evaluate run=runs/quickstart checkpoint=128000 deterministic=false",
+        "python -m vlmrm.evaluate run=runs/quickstart checkpoint=best episodes=10",
+        "python -m vlmrm.evaluate run=runs/quickstart reward_model=ViT-L-14/laion2b_s32b_b82k",
+        "python -m vlmrm.evaluate run=runs/quickstart reward_model=ViT-B-32 reward_pretrained=tuned.safetensors",
+        "python -m vlmrm.evaluate run=runs/quickstart reward_pretrained=runs/tune/model.safetensors",
     ),
 )
 

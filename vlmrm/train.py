@@ -16,8 +16,10 @@ and the groups ``env/``, ``agent/``, ``reward/``), composed with Hydra; ``--help
 every key with its docstring (:mod:`vlmrm.agents.settings`). The settings are checked
 before torch is imported; the job itself runs in :mod:`vlmrm.agents.runner`.
 
-Exit status: 0 done or stopped cleanly (Ctrl-C/SIGTERM save a checkpoint), 2 bad
-configuration, 130 aborted (second Ctrl-C).
+Exit status: 0 done, 2 bad configuration, 130 stopped by a signal (Ctrl-C, SIGTERM,
+SIGUSR1/SIGUSR2: a checkpoint was saved, ``resume=`` continues; the shell's convention for
+an interrupted command, shared by every command that saves what it can resume from) or
+aborted (a second Ctrl-C).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ COMMAND = Command(
         'python -m vlmrm.train env=Humanoid goal="kneeling" reward=vit-bigg-14 reward.alpha=0.5 seed=3',
         "python -m vlmrm.train env=CartPole reward=tiny total_steps=2000",
         "python -m vlmrm.train env=CartPole reward=ground_truth",
-        "python -m vlmrm.train resume=runs/<run> total_steps=2e6",
+        "python -m vlmrm.train resume=runs/quickstart total_steps=2e6",
         'python -m vlmrm.train env=Pendulum-v1 agent=td3 goal="a pendulum pointing up" baseline="a pendulum"',
         "python -m vlmrm.train -m env=CartPole reward=tiny total_steps=300 seed=0,1",
         "python -m vlmrm.train -m env=CartPole reward=tiny seed=0,1,2 launcher=submitit_local launcher.parallel=2",
@@ -101,9 +103,10 @@ def train(cfg: DictConfig, argv: list[str] | None = None, stop: GracefulStop | N
 
 
 def _run(args: tuple[DictConfig, list[str]]) -> int:
+    """Train; 130 when a signal stopped the run after saving its checkpoint (as ``tune``,
+    ``tta`` and ``caption.train`` do). A sweep's job reads the result, not this status."""
     cfg, argv = args
-    _train_or_explain(cfg, argv)
-    return 0
+    return 130 if _train_or_explain(cfg, argv).interrupted else 0
 
 
 def _print_config(args: tuple[DictConfig, list[str]]) -> int:
@@ -174,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     The argument layer's policy (:func:`vlmrm.cli.args.run`): ``--help`` and every
     settings error answer before torch is imported; one ``error:`` line and status 2 for a
-    bad setting or missing weights, 130 for an abort (a second Ctrl-C). Hydra's ``-m``
+    bad setting or missing weights, 130 after a signal stopped the run (its checkpoint saved)
+    or aborted it (a second Ctrl-C). Hydra's ``-m``
     (a sweep, :mod:`vlmrm.sweep`, with ``launcher=`` basic|submitit_local|submitit_slurm) and ``--cfg job`` (print the resolved config,
     train nothing) work as Hydra users expect.
     """

@@ -2,7 +2,7 @@
 
 Usage (``key=value`` settings; bare arguments are sources)::
 
-    python -m vlmrm.label runs/<run> sample=frames per_video=4 out=sheets/
+    python -m vlmrm.label runs/quickstart sample=frames per_video=4 out=sheets/
     python -m vlmrm.label videos=... sample=episode_end per_sheet=25 seed=1
 
 Writes ``out/labels.csv`` (fill its ``label`` column), ``sheet_NNN.png`` (numbered
@@ -26,7 +26,7 @@ COMMAND = Command(
         "python -m vlmrm.label.agreement scores the labelled frames with a CLIP reward."
     ),
     examples=(
-        "python -m vlmrm.label runs/<run> out=sheets/",
+        "python -m vlmrm.label runs/quickstart out=sheets/",
         "python -m vlmrm.label a.mp4 b.mp4 sample=episode_end per_sheet=25 out=ends/",
     ),
     positional="sources",

@@ -72,7 +72,7 @@ class SheetSettings(RunSettings):
     """Replace an existing, non-empty out folder (it may hold a filled labels.csv)."""
 
     def validate(self) -> None:
-        self.sources = check_paths(self.sources, "sources", "python -m vlmrm.label runs/<run>")
+        self.sources = check_paths(self.sources, "sources", "python -m vlmrm.label runs/quickstart")
         self.sample = check_choice("sample", self.sample, SAMPLES)
         self.per_video = check_int("per_video", self.per_video, 1)
         self.per_sheet = check_int("per_sheet", self.per_sheet, 1)

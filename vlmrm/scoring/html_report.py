@@ -187,8 +187,23 @@ def _x_values(scores: VideoScores) -> tuple[np.ndarray, str]:
     return scores.frames.astype(np.float64), "frame"
 
 
+#: Width of one character of an 11 px tick label, in SVG units (digits of the common sans
+#: fonts are 0.55-0.64 em): enough room is kept left of the plot for the widest label.
+_CHAR = 7.2
+#: The rotated y-axis title is centred on this x; tick labels end left of the plot at
+#: ``left - 4`` and must start right of ``_TITLE_X + 10``.
+_TITLE_X = 14
+
+
 def _panel(entry: PageEntry, ai: int, xs: np.ndarray, x_label: str) -> str:
-    """The SVG of α number ``ai``: one path per goal/baseline, ground truth dashed, the marker."""
+    """The SVG of α number ``ai``: one path per goal/baseline, ground truth dashed, the marker.
+
+    With one curve the y axis is that curve's reward. With several (goals, baselines), each
+    curve is drawn on its own scale, its minimum at the bottom and maximum at the top: goals
+    differ in their level far more than a frame's reward moves, so on one shared scale every
+    curve looked flat. The axis then reads "each curve from its min to its max"; each curve's
+    range is in its tooltip and beside it in the readout, which gives the true values.
+    """
     s = entry.scores
     x0, x1 = float(xs[0]), float(xs[-1])
     if x1 <= x0:
@@ -198,11 +213,16 @@ def _panel(entry: PageEntry, ai: int, xs: np.ndarray, x_label: str) -> str:
         for gi in range(len(s.goals))
         for bi in range(len(s.baselines))
     ]
-    y0, y1 = _range(curves)
+    own_scale = len(curves) > 1
+    y0, y1 = (-0.05, 1.05) if own_scale else _range(curves)
+    ranges = [_range([c]) if own_scale else (y0, y1) for c in curves]
+    ticks = [(y0 + f * (y1 - y0), f"{round(100 * f)}%" if own_scale else _tick(y0 + f * (y1 - y0), y1 - y0))
+             for f in ((0.05 / 1.1, 0.5, 1.05 / 1.1) if own_scale else (0.0, 0.5, 1.0))]
+    left = max(LEFT, math.ceil(_TITLE_X + 14 + _CHAR * max(len(t) for _, t in ticks)))
     right, bottom = WIDTH - RIGHT, HEIGHT - BOTTOM
 
     def px(x: Any) -> Any:
-        return LEFT + (np.asarray(x, np.float64) - x0) / (x1 - x0) * (right - LEFT)
+        return left + (np.asarray(x, np.float64) - x0) / (x1 - x0) * (right - left)
 
     def py(y: Any, lo: float = y0, hi: float = y1) -> Any:
         return TOP + (hi - np.asarray(y, np.float64)) / (hi - lo) * (bottom - TOP)
@@ -211,37 +231,39 @@ def _panel(entry: PageEntry, ai: int, xs: np.ndarray, x_label: str) -> str:
     out = [
         f'<svg class="panel" data-alpha="{a:g}" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'data-x0="{x0!r}" data-x1="{x1!r}" data-y0="{y0!r}" data-y1="{y1!r}" '
-        f'data-left="{LEFT}" data-right="{right}" data-top="{TOP}" data-bottom="{bottom}">',
-        f'<rect class="frame" x="{LEFT}" y="{TOP}" width="{right - LEFT}" height="{bottom - TOP}"/>',
+        f'data-left="{left}" data-right="{right}" data-top="{TOP}" data-bottom="{bottom}" '
+        f'data-scale="{"own" if own_scale else "shared"}">',
+        f'<rect class="frame" x="{left}" y="{TOP}" width="{right - left}" height="{bottom - TOP}"/>',
     ]
-    for frac in (0.0, 0.5, 1.0):  # y ticks at the bottom, middle and top of the range
-        y = y0 + frac * (y1 - y0)
+    for y, text in ticks:  # y ticks at the bottom, middle and top of the range
         yy = _num(py(y))
-        out.append(f'<line class="grid" x1="{LEFT}" x2="{right}" y1="{yy}" y2="{yy}"/>')
-        out.append(
-            f'<text class="tick" x="{LEFT - 4}" y="{yy}" text-anchor="end">{_tick(y, y1 - y0)}</text>'
-        )
+        out.append(f'<line class="grid" x1="{left}" x2="{right}" y1="{yy}" y2="{yy}"/>')
+        out.append(f'<text class="tick" x="{left - 4}" y="{yy}" text-anchor="end">{text}</text>')
     for frac in np.linspace(0.0, 1.0, 5):
         x = x0 + frac * (x1 - x0)
         out.append(
-            f'<text class="tick" x="{_num(px(x))}" y="{bottom + 12}" text-anchor="middle">{_tick(x, x1 - x0)}</text>'
+            f'<text class="tick" x="{_num(px(x))}" y="{bottom + 14}" text-anchor="middle">{_tick(x, x1 - x0)}</text>'
         )
-    mid_x, mid_y = (LEFT + right) / 2, (TOP + bottom) / 2
+    mid_x, mid_y = (left + right) / 2, (TOP + bottom) / 2
     out.append(
-        f'<text class="axis" x="{mid_x}" y="{bottom + 29}" text-anchor="middle">{x_label}</text>'
+        f'<text class="axis" x="{mid_x}" y="{bottom + 31}" text-anchor="middle">{x_label}</text>'
     )
+    title = f"α = {a:g}, each curve min–max" if own_scale else f"reward, α = {a:g}"
     out.append(
-        f'<text class="axis" x="14" y="{mid_y}" text-anchor="middle" transform="rotate(-90 14 {mid_y})">'
-        f"reward, α = {a:g}</text>"
+        f'<text class="axis" x="{_TITLE_X}" y="{mid_y}" text-anchor="middle" '
+        f'transform="rotate(-90 {_TITLE_X} {mid_y})">{title}</text>'
     )
     k = 0
     for gi, g in enumerate(s.goals):
         for bi, b in enumerate(s.baselines):
             r = s.rewards[gi, bi, ai]
+            lo, hi = ranges[k]
             label = html.escape(curve_label(s, g, b))
+            span = f", from {_tick(lo, hi - lo)} to {_tick(hi, hi - lo)}" if own_scale else ""
             out.append(
                 f'<path class="curve" data-goal="{gi}" data-baseline="{bi}" stroke="{COLORS[k % 10]}" '
-                f'd="{_path(px(xs), py(r))}"><title>{label}, α = {a:g}</title></path>'
+                f'data-y0="{lo!r}" data-y1="{hi!r}" '
+                f'd="{_path(px(xs), py(r, lo, hi))}"><title>{label}, α = {a:g}{span}</title></path>'
             )
             k += 1
     for (col, y), dash in zip(list((entry.labels or {}).items())[:3], _TRUTH_DASH, strict=False):
@@ -250,7 +272,7 @@ def _panel(entry: PageEntry, ai: int, xs: np.ndarray, x_label: str) -> str:
             f'<path class="truth" stroke-dasharray="{dash}" d="{_path(px(xs), py(y, lo, hi))}">'
             f"<title>ground truth: {html.escape(str(col))} (own scale)</title></path>"
         )
-    out.append(f'<line class="marker" x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{bottom}"/>')
+    out.append(f'<line class="marker" x1="{left}" x2="{left}" y1="{TOP}" y2="{bottom}"/>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -295,12 +317,16 @@ def _section(i: int, entry: PageEntry) -> str:
     }
     if v is not None:
         uri = "data:video/webm;base64," + base64.b64encode(v.data).decode("ascii")
-        # small videos are shown PAGE_HEIGHT tall (and not smaller than the controls need)
+        # small videos are shown PAGE_HEIGHT tall; the browser's own controls would be drawn
+        # over the bottom of the frame (40% of a small one), so the page's sit below it
         zoom = max(1.0, PAGE_HEIGHT / v.size[1])
         media = (
-            f'<video id="video-{i}" controls muted playsinline preload="auto" '
+            f'<video id="video-{i}" muted playsinline preload="auto" '
             f'width="{round(v.size[0] * zoom)}" height="{round(v.size[1] * zoom)}" '
             f'data-fps="{v.fps!r}" src="{uri}"></video>'
+            f'<div class="controls"><button type="button" class="play">play</button>'
+            f'<input type="range" class="seek" min="0" max="{len(picks) - 1}" step="1" value="0" '
+            f'aria-label="frame"></div>'
         )
     else:
         media = f'<div class="novideo">video not shown: {html.escape(entry.problem or "")}</div>'
@@ -392,7 +418,9 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.15em;margin:1.2em 0 .3em}
 section.video{border-top:1px solid #ccc;padding-top:.5em}
 .row{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
-.media video{max-width:100%;background:#000}
+.media video{max-width:100%;background:#000;display:block}
+.controls{display:flex;gap:.5em;align-items:center;margin-top:.3em}
+.controls .seek{flex:1}
 .novideo{padding:1em;background:#fee;max-width:24em}
 .curves{flex:1;min-width:320px;max-width:620px}
 svg.panel{width:100%;height:auto;display:block;cursor:crosshair}
@@ -420,6 +448,7 @@ _JS = """
     var panels = Array.prototype.slice.call(sec.querySelectorAll("svg.panel"));
     var vals = Array.prototype.slice.call(sec.querySelectorAll("td.val"));
     var where = sec.querySelector(".where");
+    var play = sec.querySelector("button.play"), seek = sec.querySelector("input.seek");
     var n = data.x.length, shown = -1;
     function px(svg, x) {
       var d = svg.dataset;
@@ -440,9 +469,15 @@ _JS = """
       var t = data.time[j];
       where.textContent = "frame " + data.frame[j] + (t === null ? "" : " · " + t.toFixed(2) + " s");
       sec.dataset.shown = j;
+      if (seek) seek.value = j;
     }
+    function seekTo(j) { if (video) video.currentTime = (j + 0.5) / data.fps; else show(j); }
     function update() { show(Math.floor(video.currentTime * data.fps + 1e-3)); }
     if (video) {
+      play.addEventListener("click", function () { if (video.paused) video.play(); else video.pause(); });
+      video.addEventListener("pause", function () { play.textContent = "play"; });
+      video.addEventListener("playing", function () { play.textContent = "pause"; });
+      seek.addEventListener("input", function () { video.pause(); seekTo(+seek.value); });
       video.addEventListener("timeupdate", update);
       video.addEventListener("seeked", update);
       video.addEventListener("play", function loop() {
@@ -456,7 +491,7 @@ _JS = """
         var ux = (ev.clientX - box.left) * svg.viewBox.baseVal.width / box.width;
         var x = +d.x0 + (ux - +d.left) / (+d.right - +d.left) * (+d.x1 - +d.x0), best = 0;
         for (var j = 1; j < n; j++) if (Math.abs(data.x[j] - x) < Math.abs(data.x[best] - x)) best = j;
-        if (video) video.currentTime = (best + 0.5) / data.fps; else show(best);
+        seekTo(best);
       });
     });
     show(0);

@@ -83,6 +83,12 @@ def setup(settings: ScoreSettings, info: Any, clip: Any = None) -> Setup:
     label_table = None
     if info.is_main and settings.labels is not None and settings.labels != "auto":
         label_table = load_labels(settings.labels, settings.label_column)
+    missing = [v for v in settings.videos or [] if not Path(v).exists()]
+    if missing and len(missing) == len(settings.videos):  # said before a model loads (or cannot)
+        raise ConfigError(
+            f"{', '.join(missing)}: no such file or folder; give video files or folders of images "
+            "(python -m vlmrm.record env=CartPole model=vlmrm-tiny out=rec/ records some)"
+        )
     clip = clip if clip is not None else load_scoring_clip(settings, info)
     goals = [settings.goal] if isinstance(settings.goal, str) else settings.goal
     baselines = settings.baseline

@@ -62,7 +62,7 @@ class StudySettings:
         if not folders:
             raise ConfigError(
                 "no sweep folder given; pass the folder a -m sweep wrote, e.g. "
-                "python -m vlmrm.study runs/multirun/<name>"
+                "python -m vlmrm.study runs/multirun/alpha-grid"
             )
         if len(folders) > 1 or not isinstance(folders[0], str):
             raise ConfigError(f"one sweep folder at a time, got {folders!r}; run the study once per sweep")

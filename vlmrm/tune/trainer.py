@@ -88,7 +88,10 @@ class Trainer:
         self.cfg = cfg.validate()
         self.callback = callback
         self.out = Path(cfg.out)
-        self.say = (lambda *a: print(*a, flush=True)) if cfg.progress else (lambda *a: None)
+        # progress=false drops the per-step lines only: what was set up, evaluated, stopped and
+        # saved is always said (a quiet run that prints nothing looks hung)
+        self.tell = lambda *a: print(*a, flush=True)
+        self.say = self.tell if cfg.progress else (lambda *a: None)
         self.images = ImageCache()
         self.step = 0
         self.losses: list[tuple[int, float]] = []
@@ -183,7 +186,7 @@ class Trainer:
         self.before = dict(state.get("before", {}))
         # a longer run stretches the cosine schedule over the new total
         self.scheduler.lr_lambdas[0] = cosine_schedule(cfg.warmup_steps, max(cfg.steps, 1), cfg.min_lr_ratio)
-        self.say(f"resumed from {self.out} at step {self.step}")
+        self.tell(f"resumed from {self.out} at step {self.step}")
         return True
 
     # ----------------------------------------------------------------- one step
@@ -245,7 +248,7 @@ class Trainer:
         m = self.evaluate()
         self.history.append({"step": self.step, **m})
         scalars.log(m, self.step, "eval/")
-        self.say(f"{label}: " + fmt(m))
+        self.tell(f"{label}: " + fmt(m))
         return m
 
     # ----------------------------------------------------------------- loop
@@ -262,7 +265,7 @@ class Trainer:
         atomic_write_text(self.out / "config.yaml", OmegaConf.to_yaml(asdict(cfg)))
         n_train = sum(p.numel() for _, p in self.trainable)
         d = self.data
-        self.say(
+        self.tell(
             f"tuning {cfg.model} with loss={cfg.loss}: {len(d.train_sets)} train / {len(d.eval_sets)} eval sets, "
             f"{len(d.units)} training units, {n_train:,} trainable parameters, device {self.device}"
         )
@@ -314,14 +317,14 @@ class Trainer:
             if not resumed or not self.before:
                 self.before = self.evaluate()
                 scalars.log(self.before, self.step, "eval/")
-                self.say("before: " + fmt(self.before))
+                self.tell("before: " + fmt(self.before))
             with GracefulStop() as stop:
                 interrupted = self._loop(stop, scalars)
                 # still inside the handler: a Ctrl-C now cannot cut the final save in half
                 checkpoint = self.save_checkpoint() if cfg.steps > 0 or resumed else None
             if interrupted:
                 after: dict[str, Any] = {}
-                self.say(
+                self.tell(
                     f"stopped by signal at step {self.step}; checkpoint saved to {self.out} — "
                     "run the same command again to resume"
                 )
@@ -337,7 +340,7 @@ class Trainer:
             interrupted=interrupted, before=self.before, after=after, losses=list(self.losses),
         )
         if checkpoint is not None and not interrupted:
-            self.say(f"saved {checkpoint}; load it with {result.load_hint}")
+            self.tell(f"saved {checkpoint}; load it with {result.load_hint}")
         return result
 
 
