@@ -100,7 +100,7 @@ class TTASettings(ClipSettings, RunSettings):
     select: float = 0.1
     """classify: fraction of lowest-entropy views kept."""
     augmix: bool | None = None
-    """classify: AugMix on the random views (default: on for CoOp split files, off otherwise)."""
+    """classify: AugMix on the random views (default: on for the CoOp fine-grained sets, off otherwise)."""
     captioner: str | None = None
     """caption: the trained mapper (mapper.safetensors of python -m vlmrm.caption.train);
     model= must be the CLIP it was trained with."""
@@ -206,7 +206,7 @@ class TTASettings(ClipSettings, RunSettings):
 
     def method_settings(self) -> ClassifySettings | RetrieveSettings | CaptionSettings:
         """The library settings of the task, validated (``None`` fields get the paper's defaults;
-        a CoOp split file gets the fine-grained preset: 5 steps, AugMix)."""
+        a CoOp fine-grained set (split file or FGVCAircraft) gets the preset: 5 steps, AugMix)."""
         if self.task == "caption":
             defaults = CaptionSettings()
             return CaptionSettings(
