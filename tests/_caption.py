@@ -105,3 +105,46 @@ def caption_set(root, n: int = 4, split: str = "test", size: int = 64):
     ann = root / "captions.json"
     ann.write_text(json.dumps({"images": entries}))
     return ann, images
+
+
+BLIP_WORDS = ("a", "red", "blue", "square", "box", "on", "grey", "photo", "of", "the")
+
+
+def save_tiny_blip(path, seed: int = 0) -> str:
+    """A randomly initialised one-layer BLIP captioner (``BlipForConditionalGeneration``, the
+    class ``AutoModelForImageTextToText`` resolves for a BLIP config) with its processor, saved
+    as a local folder for ``hf_model=<folder>``: a BERT tokenizer over a ten-word vocabulary
+    written here, 32-pixel images, no download."""
+    from pathlib import Path
+
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    specials = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]")
+    vocab = path / "vocab.txt"
+    vocab.write_text("\n".join(specials + BLIP_WORDS) + "\n")
+    tokenizer = BertTokenizer(str(vocab), bos_token="[DEC]")
+    ids = dict(zip(specials, range(len(specials)), strict=True))
+    text = dict(vocab_size=len(specials) + len(BLIP_WORDS), hidden_size=32, num_hidden_layers=1,
+                num_attention_heads=2, intermediate_size=64, encoder_hidden_size=32,
+                max_position_embeddings=64, bos_token_id=ids["[DEC]"], eos_token_id=ids["[SEP]"],
+                sep_token_id=ids["[SEP]"], pad_token_id=ids["[PAD]"])  # fmt: skip
+    vision = dict(hidden_size=32, image_size=32, patch_size=16, num_hidden_layers=1,
+                  num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    torch.manual_seed(seed)
+    model = BlipForConditionalGeneration(
+        BlipConfig(text_config=text, vision_config=vision, projection_dim=32)
+    )
+    processor = BlipProcessor(
+        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer
+    )
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return str(path)

@@ -6,8 +6,9 @@ import json
 
 import pytest
 import torch
-from _caption import caption_set, save_tiny_lm, tiny_captioner
+from _caption import BLIP_WORDS, caption_set, save_tiny_blip, save_tiny_lm, tiny_captioner
 
+import vlmrm
 from vlmrm.caption.captioner import load_mapper, save_mapper
 from vlmrm.caption.data import load_captions
 from vlmrm.cli.args import parse_settings
@@ -166,3 +167,46 @@ def test_rerank_orders_candidates_by_reward(setup, tmp_path, capsys):
     assert "top beam" in capsys.readouterr().out
     assert json.loads((out / "metrics.json").read_text())["n"] == 3
     assert rerank_main([f"data={ann}", "n=2"]) == 2  # no captioner
+
+
+def test_rerank_orders_blip_candidates_by_reward(setup, tmp_path, monkeypatch):
+    """hf_model=<a BLIP folder>: the candidates are BLIP's own n beams (generated here
+    independently with transformers), ordered by the reward CLIP's score."""
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    from vlmrm.caption.rerank import main as rerank_main
+    from vlmrm.runtime.images import load_image
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ann, images, _, _ = setup
+    blip = save_tiny_blip(tmp_path / "blip")
+    out = tmp_path / "rr"
+    argv = [f"data={ann}", f"images={images}", f"hf_model={blip}", "reward_model=vlmrm-tiny",
+            "device=cpu", "n=3", "max_tokens=5", "meteor=false", f"out={out}"]  # fmt: skip
+    assert rerank_main(argv) == 0
+    rows = [json.loads(x) for x in (out / "reranked.jsonl").read_text().splitlines()]
+    assert len(rows) == 3
+    model = BlipForConditionalGeneration.from_pretrained(blip).eval()
+    processor = BlipProcessor.from_pretrained(blip)
+    reward = vlmrm.CLIPScoreReward(
+        vlmrm.load_clip("vlmrm-tiny", device="cpu", resize_mode="center_crop")
+    )
+    reordered = 0
+    for r in rows:
+        image = load_image(r["image"])
+        with torch.no_grad():
+            ids = model.generate(**processor(images=image, return_tensors="pt"), num_beams=3,
+                                 num_return_sequences=3, max_new_tokens=5)  # fmt: skip
+        beams = [t.strip().lower() for t in processor.batch_decode(ids, skip_special_tokens=True)]
+        got = [c["caption"] for c in r["candidates"]]
+        assert sorted(got) == sorted(beams) and r["top_beam"] == beams[0], (got, beams)
+        assert len(set(beams)) == 3 and all(w in BLIP_WORDS for b in beams for w in b.split())
+        expect = reward(image[None], beams)[0]
+        order = sorted(range(3), key=lambda j: -float(expect[j]))
+        assert got == [beams[j] for j in order] and r["caption"] == beams[order[0]]
+        rewards = torch.tensor([c["reward"] for c in r["candidates"]])
+        torch.testing.assert_close(rewards, expect[order], atol=1e-4, rtol=0)
+        reordered += order != [0, 1, 2]
+    assert reordered >= 1  # the reward, not BLIP's beam order, picked at least one caption
+    coco = json.loads((out / "captions.json").read_text())
+    assert [c["caption"] for c in coco] == [r["caption"] for r in rows]

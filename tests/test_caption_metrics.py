@@ -40,10 +40,15 @@ def test_meteor_is_skipped_with_one_line_without_java(monkeypatch, capsys):
 
 @pytest.mark.skipif(not metrics.has_java(), reason="METEOR needs Java")
 def test_meteor_with_java():
-    out = coco_metrics(
-        {1: "a red square", 2: "a dog"}, {1: ["a red square"], 2: ["a cat on a mat"]}
-    )
-    assert 0 < out["METEOR"] < 100
+    """METEOR 1.5 by hand: "a red squares" against its best reference "a red square" (the
+    other reference shares only "a"). METEOR's English parameters weigh content words
+    δ = 0.75 and function words 1 − δ = 0.25, a stem match ("squares"/"square") 0.6 of an
+    exact one; one chunk in order costs no fragmentation penalty, and precision equals
+    recall here, so the score is their weighted match ratio."""
+    out = coco_metrics({1: "a red squares"}, {1: ["a blue circle", "a red square"]})
+    function, content, stem = 0.25, 0.75, 0.6
+    matched = function * 1.0 + content * 1.0 + content * stem  # a, red, squares~square
+    assert out["METEOR"] == pytest.approx(100.0 * matched / (function + 2 * content), abs=1e-6)
 
 
 def test_clipscore_and_refclipscore_by_hand():

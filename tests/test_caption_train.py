@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from _caption import caption_set, save_tiny_lm
@@ -55,13 +56,26 @@ def test_a_few_steps_lower_the_loss(setup, tmp_path, mode):
 
 
 def test_capdec_noise_has_the_variance_and_unit_norm():
-    e = torch.nn.functional.normalize(torch.randn(4000, 64), dim=-1)
-    noisy = capdec_noise(e, 0.016, torch.Generator().manual_seed(0))
-    assert torch.allclose(noisy.norm(dim=-1), torch.ones(4000), atol=1e-5)
-    raw = torch.randn(4000, 64, generator=torch.Generator().manual_seed(0)) * 0.016**0.5
-    assert abs(float(raw.var()) - 0.016) < 1e-3
-    expected = torch.nn.functional.normalize(e + raw, dim=-1)
-    assert torch.allclose(noisy, expected, atol=1e-6)
+    """normalize(e + ε) with ε ~ N(0, σ²·I): unit rows, moved away from e by as much as that
+    noise moves a unit vector. The reference is the distribution of cos(e, e + ε) for a unit
+    e, drawn here with NumPy (e = the first axis: the noise is isotropic): its mean and spread
+    must match those of the library's rows, for two variances."""
+    d, n = 64, 4000
+    e = torch.nn.functional.normalize(torch.randn(n, d, generator=torch.Generator().manual_seed(1)), dim=-1)
+    rng = np.random.default_rng(7)
+    for variance in (0.016, 0.004):
+        noisy = capdec_noise(e, variance, torch.Generator().manual_seed(0))
+        assert torch.allclose(noisy.norm(dim=-1), torch.ones(n), atol=1e-5)
+        cos = (noisy * e).sum(-1).double().numpy()
+        eps = rng.normal(0.0, variance**0.5, size=(200_000, d))
+        eps[:, 0] += 1.0
+        ref = eps[:, 0] / np.linalg.norm(eps, axis=1)
+        assert abs(cos.mean() - ref.mean()) < 4 * ref.std() / n**0.5 + 1e-4, (variance, cos.mean(), ref.mean())
+        assert cos.std() == pytest.approx(ref.std(), rel=0.1), (variance, cos.std(), ref.std())
+    # seeded: the same generator seed gives the same rows, another seed other rows
+    again = capdec_noise(e, 0.016, torch.Generator().manual_seed(0))
+    assert torch.equal(again, capdec_noise(e, 0.016, torch.Generator().manual_seed(0)))
+    assert not torch.allclose(again, capdec_noise(e, 0.016, torch.Generator().manual_seed(1)))
 
 
 class _StopAfter:

@@ -42,15 +42,16 @@ def test_tta_raises_clipscore_lm_frozen_mapper_reset():
     reward = right_reward()
     tta = CaptionTTA(cap, CLIPFeedback(reward), lr=1e-3, steps=4, k=4, final_beams=2)
     lm_before = {k: v.clone() for k, v in cap.lm.state_dict().items()}
-    mapper_before = {k: v.clone() for k, v in cap.mapper.state_dict().items()}
-    start = {k: v.clone() for k, v in tta.state.start.items()}
     images = squares(4)
-    results = []
-    for i, im in enumerate(images):
-        results.extend(tta.adapt_batch([im], [i]))
-        assert all(torch.equal(tta.state.start[k], start[k]) for k in start)  # episodic
-        assert all(torch.equal(v, mapper_before[k]) for k, v in cap.mapper.state_dict().items())
+    results = [tta.adapt(im, i) for i, im in enumerate(images)]
     assert all(torch.equal(v, lm_before[k]) for k, v in cap.lm.state_dict().items())
+    # Episodic: after adapting to the other three images, the first one adapts exactly as it
+    # did first (same seed), so nothing learned on one image leaks into the next.
+    again = tta.adapt(images[0], 0)
+    assert (again.caption, again.zeroshot_caption, again.rewards) == (
+        results[0].caption, results[0].zeroshot_caption, results[0].rewards)  # fmt: skip
+    # CLIPScore (the "A photo depicts" prompt, not the reward's own text) of the adapted
+    # captions beats that of the zero-shot ones.
     emb = reward.embed_images(images)
     zs, _ = clip_scores(reward, emb, [r.zeroshot_caption for r in results])
     ad, _ = clip_scores(reward, emb, [r.caption for r in results])

@@ -108,11 +108,24 @@ def test_package_face_is_light():
     "package", ["vlmrm", "vlmrm.agents", "vlmrm.scoring", "vlmrm.tta", "vlmrm.tune", "vlmrm.caption"]
 )
 def test_every_public_name_resolves(package):
+    """Each public name is the object its home module defines under that name (a class or
+    function named so, or a constant), importable with ``from package import *`` too."""
     import importlib
+    import inspect
+    import types
 
     module = importlib.import_module(package)
+    star: dict = {}
+    exec(f"from {package} import *", star)
     for name in module.__all__:
-        assert getattr(module, name) is not None, name
-        assert name in dir(module)
+        obj = getattr(module, name)
+        assert name in dir(module) and star[name] is obj, name
+        assert not isinstance(obj, types.ModuleType), f"{package}.{name} is a module"
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert obj.__name__ == name, (name, obj)
+            home = importlib.import_module(obj.__module__)
+            assert obj.__module__.startswith("vlmrm") and getattr(home, name) is obj, (name, obj.__module__)
+        else:
+            assert isinstance(obj, dict | frozenset | tuple | list | str | int | float) and obj, (name, obj)
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         module.no_such_name  # noqa: B018

@@ -94,10 +94,29 @@ def test_policy_kwargs_take_any_key_and_merge_with_the_envs():
 
 
 def test_config_files_are_shipped():
+    """The installed config tree holds every choice the README names, and each file of each
+    group composes into a training config that carries that file's values."""
+    from vlmrm.agents.config import group_options
+
     root = config_dir()
-    for rel in ("train.yaml", "env/Humanoid.yaml", "agent/sac.yaml", "agent/ppo.yaml", "agent/dqn.yaml",
-                "reward/tiny.yaml", "reward/vit-bigg-14.yaml", "reward/ground_truth.yaml"):
-        assert (root / rel).is_file(), rel
+    assert (root / "train.yaml").is_file() and root == Path(vlmrm.configs.__file__).parent
+    options = {group: group_options(group) for group in ("env", "agent", "reward")}
+    assert {"CartPole", "Humanoid", "MountainCar"} <= set(options["env"])
+    assert {"sac", "ppo", "dqn"} <= set(options["agent"])
+    assert {"tiny", "vit-bigg-14", "ground_truth"} <= set(options["reward"])
+    import gymnasium
+
+    for env in options["env"]:
+        cfg = compose_train_config([f"env={env}", "reward=tiny"])
+        assert cfg.env.name == env and cfg.env.id in gymnasium.registry, (env, cfg.env.id)
+    for agent in options["agent"]:
+        env = "CartPole" if agent == "dqn" else "MountainCar"
+        assert compose_train_config([f"env={env}", f"agent={agent}", "reward=tiny"]).agent.algo == agent
+    for reward in options["reward"]:
+        cfg = compose_train_config(["env=CartPole", f"reward={reward}"])
+        assert cfg.reward.name == reward, reward
+    paper = compose_train_config(["env=Humanoid", "reward=vit-bigg-14"]).reward
+    assert paper.model == "ViT-bigG-14/laion2b_s39b_b160k" and 0.0 <= paper.alpha <= 1.0
 
 
 BAD = [

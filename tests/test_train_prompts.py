@@ -85,13 +85,32 @@ def test_training_and_evaluate_score_the_averaged_prompts(tmp_path, monkeypatch)
 
 
 def test_evaluate_takes_prompt_lists(tmp_path, capsys):
+    """evaluate goal=[...]: the CLIP return is NumPy's reward of the mean of the listed
+    prompts (with the run's baseline and α) summed over the episode's frames."""
+    import json
+
+    from vlmrm.agents.rollout import run_episodes
+
     out = tmp_path / "runs"
     assert train_main([*TINY_CARTPOLE, "total_steps=60", "goal=[a, b c]", f"out={out}"]) == 0
     (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
     assert run_dir.name.startswith("CartPole-a-")
+    goals = ["pole up", "pole, upright"]
     assert evaluate_main([f"run={run_dir}", "episodes=1", "video=false", "goal=[pole up, 'pole, upright']",
                           f"out={tmp_path / 'ev'}"]) == 0
     assert "CLIP return" in capsys.readouterr().out
+    result = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert result["goal"] == goals  # CartPole's goal template is "{goal}"
+    # the same deterministic episode (seed 0, evaluate's default), its frames kept, scored here
+    with vlmrm.load_run(run_dir) as run:
+        episode = run_episodes(run.agent, run.base_env, 1, deterministic=True, keep_frames=True, seed=0)
+    frames = np.stack(episode.episodes[0].frames[1:])  # the post-step frames (not the reset one)
+    saved = OmegaConf.load(run_dir / "config.yaml")
+    clip = vlmrm.load_clip("vlmrm-tiny", device="cpu")
+    expected = numpy_reward(clip, frames, goals, [saved.baseline], float(saved.reward.alpha)).sum()
+    assert result["clip_return"] == pytest.approx(expected, abs=1e-3)
+    first_only = numpy_reward(clip, frames, goals[:1], [saved.baseline], float(saved.reward.alpha)).sum()
+    assert abs(first_only - expected) > 1e-2  # averaging the list is visible in the return
     for bad, words in (("goal=[]", "goal is an empty list"), ("baseline=[1]", "baseline prompts must be")):
         assert evaluate_main([f"run={run_dir}", bad]) == 2
         assert words in capsys.readouterr().err

@@ -143,9 +143,20 @@ def test_bad_settings_are_one_line_errors(tiny_clip):
         ClassificationTTA(tiny_clip, fb, CLASSES, select=0)
 
 
+@pytest.fixture(scope="module")
+def shapes():
+    """Three drawn images (a red square, a blue bar, a green cross), two captions each."""
+    from _captions import draw
+
+    drawn = [("red", "square", "left"), ("blue", "bar", "right"), ("green", "cross", "top")]
+    images = [draw(c, s, p, size=48) for c, s, p in drawn]
+    captions = [x for c, s, p in drawn for x in (f"a {c} {s} on the {p}", f"the {s} is {c}")]
+    return images, captions
+
+
 @pytest.mark.parametrize("direction", ["i2t", "t2i"])
-def test_retrieval_adapts_and_resets(tiny_clip, images, direction):
-    captions = [f"a picture of thing {i}" for i in range(6)]
+def test_retrieval_adapts_and_resets(tiny_clip, shapes, direction):
+    images, captions = shapes
     img2txt = [[0, 1], [2, 3], [4, 5]]
     fb = CLIPFeedback(tiny_clip)
     gallery = build_gallery(tiny_clip, fb, images, captions)
@@ -153,22 +164,39 @@ def test_retrieval_adapts_and_resets(tiny_clip, images, direction):
     lr = 1e-3 if direction == "i2t" else 1e-2
     tta = RetrievalTTA(tiny_clip, fb, gallery, direction=direction, k=3, steps=3, lr=lr)
     snap = _snapshot(tiny_clip.model)
+    img, txt = tiny_clip.embed_images(np.stack(images)), tiny_clip.embed_texts(captions)
+    cos = (img @ txt.T).double()  # (images, captions)
     if direction == "i2t":
-        res = tta.adapt_image(images[1], 1)
-        assert res.scores.shape == (6,)
-        # Zero-shot scores are the frozen gallery similarity.
-        zs = tta.logit_scale * gallery.policy_image[1] @ gallery.policy_text.T
-        torch.testing.assert_close(res.zeroshot_scores, zs, atol=1e-4, rtol=0)
-        ranks = [best_rank(res.scores, img2txt[1])]
+        adapt = lambda q: tta.adapt_image(images[q], q)  # noqa: E731
+        targets, reward = img2txt, 2.5 * cos.clamp_min(0)
+        zs = tta.logit_scale * gallery.policy_image @ gallery.policy_text.T
     else:
-        res = tta.adapt_text(captions[2], 2)
-        assert res.scores.shape == (3,)
-        ranks = [best_rank(res.scores, [1])]
-    assert not torch.allclose(res.scores, res.zeroshot_scores)
+        adapt = lambda q: tta.adapt_text(captions[q], q)  # noqa: E731
+        targets, reward = [[j // 2] for j in range(6)], 2.5 * cos.T.clamp_min(0)
+        zs = None
+    results = {q: adapt(q) for q in range(len(targets))}
     _assert_same(tiny_clip.model, snap)
-    again = tta.adapt_image(images[1], 1) if direction == "i2t" else tta.adapt_text(captions[2], 2)
-    torch.testing.assert_close(again.scores, res.scores)
-    assert set(recall_at(ranks)) == {"R@1", "R@5", "R@10"}
+    preferred = 0
+    for q, res in results.items():
+        if zs is not None:  # zero-shot scores are the frozen gallery similarity
+            torch.testing.assert_close(res.zeroshot_scores, zs[q], atol=1e-4, rtol=0)
+        # RLCF moved the scores of the k candidates it sampled (the zero-shot top 3) towards
+        # the reward CLIP's preference: the best-rewarded one gained on the worst-rewarded one
+        top = res.zeroshot_scores.topk(3).indices
+        best, worst = top[reward[q, top].argmax()], top[reward[q, top].argmin()]
+        gain = (res.scores - res.zeroshot_scores).double()
+        if reward[q, best] > reward[q, worst] + 1e-3:  # (all three may score 0: no preference)
+            assert gain[best] > gain[worst], (q, gain[top], reward[q, top])
+            preferred += 1
+    assert preferred >= 2
+    # Episodic: query 0 adapted again, after the others, adapts exactly as it did first.
+    torch.testing.assert_close(adapt(0).scores, results[0].scores, atol=0, rtol=0)
+    # Recall from the adapted scores, against ranks counted here by sorting
+    got = recall_at([best_rank(results[q].scores, targets[q]) for q in results])
+    order = {q: results[q].scores.argsort(descending=True).tolist() for q in results}
+    for k in (1, 5, 10):
+        hits = [any(t in order[q][:k] for t in targets[q]) for q in results]
+        assert got[f"R@{k}"] == pytest.approx(100.0 * np.mean(hits)), (k, got, order)
 
 
 @pytest.mark.parametrize("direction", ["i2t", "t2i"])

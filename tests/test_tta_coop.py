@@ -81,3 +81,71 @@ def test_ctx_init_from_a_saved_coop_prompt_learner(tmp_path: Path) -> None:
     torch.save({"ctx": torch.zeros(4, width + 1)}, tmp_path / "wide.pth")
     with pytest.raises(ConfigError, match="another CLIP"):
         PromptLearner(clip, ["cat", "dog"], ctx_init=str(tmp_path / "wide.pth"))
+
+
+def _readme_coop_commands() -> list[tuple[str, list[str]]]:
+    """The README's commands on the CoOp datasets: (dataset folder under /data, tokens)."""
+    from _coop import TREES
+    from test_readme import readme_blocks, shell_commands
+
+    found = []
+    for block in readme_blocks():
+        for tokens in shell_commands(block.text):
+            data = next((t.removeprefix("data=/data/") for t in tokens if t.startswith("data=/data/")), "")
+            if tokens[:3] == ["python", "-m", "vlmrm.tta"] and data.split("/")[0] in TREES:
+                found.append((data.split("/")[0], tokens))
+    return found
+
+
+COOP_COMMANDS = _readme_coop_commands()
+
+
+def test_every_coop_dataset_has_a_readme_command() -> None:
+    from _coop import TREES
+
+    assert sorted({folder for folder, _ in COOP_COMMANDS}) == sorted(TREES)
+
+
+@pytest.mark.parametrize(
+    "folder,tokens", COOP_COMMANDS,
+    ids=[f"{f}-{i}" for i, (f, _) in enumerate(COOP_COMMANDS)],
+)  # fmt: skip
+def test_readme_coop_command_runs_on_the_datasets_own_layout(folder, tokens, tmp_path, monkeypatch) -> None:
+    """The README's command, as written, on a tiny tree in the layout the dataset's archive
+    unpacks to (with CoOp's split file): every test image is adapted, with its label and class
+    name; only the models and step counts are made tiny, as the README test does."""
+    from _coop import TREES
+
+    from vlmrm.cli import main as vlmrm_main
+
+    data = tmp_path / "data"
+    test = TREES[folder](data)
+    if any("/data/coop/" in t for t in tokens):  # a saved CoOp prompt learner for ctx_init=
+        clip = vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32")
+        width = clip.model.token_embedding.weight.shape[1]
+        learner = data / "coop" / "dtd" / "prompt_learner" / "model.pth.tar-50"
+        learner.parent.mkdir(parents=True)
+        torch.save({"state_dict": {"ctx": torch.zeros(4, width)}, "epoch": 50}, learner)
+    args = [t.replace("=/data/", f"={data}/") for t in tokens[3:]]
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    assert vlmrm_main(["tta", *args, *TINY, "views=4", "steps=1", "k=2", f"out={out}"]) == 0
+    recs = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted((r["key"], r["label"], r["class"]) for r in recs) == sorted(test)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == len(test)
+    assert metrics["settings"]["augmix"] is (folder != "imagenet")  # the fine-grained preset
+
+
+def test_aircraft_lists_with_an_unknown_variant_are_one_line(tmp_path: Path) -> None:
+    from _coop import fgvc_aircraft
+
+    from vlmrm.tta.coop import load_coop_dataset
+
+    fgvc_aircraft(tmp_path)
+    data = load_coop_dataset(tmp_path / "fgvc-aircraft-2013b", split="val")  # the archive folder too
+    assert data.classnames == ["707-320", "BAE 146-200", "F/A-18"] and data.samples == [("1102429.jpg", 2)]
+    listing = tmp_path / "fgvc-aircraft-2013b" / "data" / "images_variant_test.txt"
+    listing.write_text("1514522 747-400\n")
+    with pytest.raises(ConfigError, match=r"images_variant_test.txt:1: variant '747-400' is not in variants.txt"):
+        load_coop_dataset(listing.parent)

@@ -111,12 +111,46 @@ def test_wise_interpolation_keeps_integer_buffers() -> None:
     assert out["w"].tolist() == [0.25, 0.25] and out["n"].tolist() == [5]
 
 
+def _match_confidence(state: dict[str, torch.Tensor], pairs: list[tuple[str, str]]) -> float:
+    """Mean softmax probability (temperature ``exp(logit_scale)``) of each image's own
+    caption among ``pairs``' captions and of each caption's own image, under the weights
+    ``state``: encoded here with ``load_clip``'s own encoders, not the trainer's."""
+    from vlmrm.runtime.images import load_image
+
+    clip = vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32", fast_resize=False)
+    clip.model.load_state_dict(state)
+    cos = clip.embed_images(np.stack([load_image(p) for p, _ in pairs])) @ clip.embed_texts([t for _, t in pairs]).T
+    logits = float(clip.model.logit_scale.detach().exp()) * cos
+    eye = torch.eye(len(pairs), dtype=torch.bool)
+    return float(0.5 * (logits.softmax(1)[eye].mean() + logits.softmax(0)[eye].mean()))
+
+
 def test_rl_stage_rewards_confident_correct_matches_and_moves_the_weights(shapes: Path, tmp_path: Path) -> None:
-    doc = finetune(data=str(shapes), model="vlmrm-tiny", out=str(tmp_path / "rl"), device="cpu", stage="sft+rl",
-                   epochs=1, rl_epochs=1, lr=1e-4, rl_lr=1e-4, batch_size=16, progress=False,
-                   temperature="learnable")  # fmt: skip
-    assert [h["stage"] for h in doc["history"]] == ["sft", "rl"]
-    assert all(np.isfinite(h["loss"]) for h in doc["history"])
+    """The RL stage's updates raise the confidence of the right matches (the reward is
+    correctness × confidence): within the first step's batch after that step, and over all
+    training pairs after the epoch; measured independently of the trainer."""
+    from vlmrm.tune.finetune_run import Finetuner
+    from vlmrm.tune.finetune_settings import FinetuneSettings
+
+    cfg = FinetuneSettings(data=str(shapes), model="vlmrm-tiny", out=str(tmp_path / "rl"), device="cpu",
+                           stage="rl", rl_epochs=1, rl_lr=1e-4, batch_size=4, num_samples=4, progress=False)  # fmt: skip
+    weights: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(step: int, row: dict) -> None:
+        weights[step] = {k: v.detach().clone() for k, v in run.clip.model.state_dict().items()}
+
+    run = Finetuner(cfg, keep)
+    weights[0] = {k: v.detach().clone() for k, v in run.clip.model.state_dict().items()}
+    batches = run._epoch_batches(0)  # the RL epoch's batches, in the trainer's seeded order
+    doc = run.run()
+    assert [h["stage"] for h in doc["history"]] == ["rl"] and len(weights) == len(batches) + 1
+    moved = [k for k in weights[0] if not torch.equal(weights[0][k], weights[1][k])]
+    assert "visual.proj" in moved and "text_projection" in moved, moved
+    first = _match_confidence(weights[0], batches[0]), _match_confidence(weights[1], batches[0])
+    assert first[1] > 1.008 * first[0], first  # chance is 1/4: the tiny model starts near it
+    everything = [p for b in batches for p in b]
+    epoch = _match_confidence(weights[0], everything), _match_confidence(weights[len(batches)], everything)
+    assert epoch[1] > 1.03 * epoch[0], epoch  # (a reward of the wrong sign lowers both)
 
 
 def test_local_hugging_face_datasets_are_read_without_downloads(shapes: Path, tmp_path: Path) -> None:

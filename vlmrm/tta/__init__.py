@@ -52,7 +52,7 @@ _EXPORTS = {
         "advantages", "marginal_entropy", "reinforce_loss", "sample_answers", "select_confident",
         "sequence_reinforce_loss",
     ),
-    "vlmrm.tta.coop": ("load_coop_split",),
+    "vlmrm.tta.coop": ("load_coop_split", "load_coop_dataset"),
     "vlmrm.tta.views": ("make_views",),
 }
 

@@ -22,15 +22,15 @@ def run_classify(cfg: TTASettings) -> dict[str, Any]:
     """
     from vlmrm.distributed import run_on_main, run_together
     from vlmrm.tta.classify import ClassificationTTA
-    from vlmrm.tta.coop import is_coop_split, load_coop_split
+    from vlmrm.tta.coop import is_coop_dataset, load_coop_dataset
     from vlmrm.tta.data import load_class_folders
 
     info = dist_info()
     group = coord_group()
 
     def load_data():
-        if is_coop_split(cfg.data):
-            return load_coop_split(cfg.data, cfg.images, cfg.split)
+        if is_coop_dataset(cfg.data):
+            return load_coop_dataset(cfg.data, cfg.images, cfg.split, cfg.classnames)
         return load_class_folders(cfg.data, cfg.classnames)
 
     settings, data = run_together(lambda: (cfg.method_settings(), load_data()), info, group)

@@ -62,14 +62,16 @@ class TTASettings(ClipSettings, RunSettings):
     task: str = "classify"
     """classify | retrieve | caption."""
     data: str | None = None
-    """Class-folder root or CoOp split file split_zhou_<Dataset>.json (classify), caption
-    annotation JSON (retrieve), Karpathy or NoCaps/COCO caption JSON (caption)."""
+    """Class-folder root, CoOp split file split_zhou_<Dataset>.json, FGVCAircraft's data/ folder
+    or CoOp's ImageNet folder (classify), caption annotation JSON (retrieve), Karpathy or
+    NoCaps/COCO caption JSON (caption)."""
     images: str | None = None
-    """Image folder of a retrieval or caption JSON or a CoOp split file (default: the JSON's folder)."""
+    """Image folder of a retrieval or caption JSON or a CoOp dataset (default: the folder its
+    archive unpacks to, beside the split file)."""
     caption_norm: str = "lavis"
     """retrieve: lavis (LAVIS's caption normalisation, as the reference) | none."""
     split: str = "test"
-    """Split to evaluate: Karpathy test | val | train | all; CoOp split files test | val | train."""
+    """Split to evaluate: Karpathy test | val | train | all; CoOp datasets test | val | train."""
     classnames: str | None = None
     """Class-names file, or 'imagenet' (default: classnames.txt, wnids, folder names)."""
     reward_model: Any = "ViT-L-14/openai"
@@ -98,7 +100,7 @@ class TTASettings(ClipSettings, RunSettings):
     select: float = 0.1
     """classify: fraction of lowest-entropy views kept."""
     augmix: bool | None = None
-    """classify: AugMix on the random views (default: on for CoOp split files, off otherwise)."""
+    """classify: AugMix on the random views (default: on for the CoOp fine-grained sets, off otherwise)."""
     captioner: str | None = None
     """caption: the trained mapper (mapper.safetensors of python -m vlmrm.caption.train);
     model= must be the CLIP it was trained with."""
@@ -204,7 +206,7 @@ class TTASettings(ClipSettings, RunSettings):
 
     def method_settings(self) -> ClassifySettings | RetrieveSettings | CaptionSettings:
         """The library settings of the task, validated (``None`` fields get the paper's defaults;
-        a CoOp split file gets the fine-grained preset: 5 steps, AugMix)."""
+        a CoOp fine-grained set (split file or FGVCAircraft) gets the preset: 5 steps, AugMix)."""
         if self.task == "caption":
             defaults = CaptionSettings()
             return CaptionSettings(
@@ -262,7 +264,7 @@ class TTASettings(ClipSettings, RunSettings):
             "task": self.task,
             "data": abspath(self.data),
             "images": abspath(self.images),
-            "split": self.split if self.task in ("retrieve", "caption") or str(self.data).endswith(".json") else None,
+            "split": self.split if self.task in ("retrieve", "caption") or _coop_dataset(self.data) else None,
             "classnames": names if names in (None, "imagenet") else abspath(names),
             "model": self.model,
             "pretrained": self.pretrained,
@@ -315,3 +317,10 @@ def _as_list(value: Any, name: str) -> list:
     if isinstance(value, (list, tuple)):
         return [s.strip() if isinstance(s, str) else s for s in value]
     raise ConfigError(f"{name} must be one value or a list of them, got {value!r}")
+
+
+def _coop_dataset(data: str | None) -> bool:
+    """Whether ``data=`` is a CoOp dataset, whose ``split=`` picks the list evaluated."""
+    from vlmrm.tta.coop import is_coop_dataset
+
+    return data is not None and is_coop_dataset(data)
