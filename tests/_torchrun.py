@@ -105,11 +105,17 @@ class Job(subprocess.Popen):
         self.wait_for(lambda: text in self.output(), f"the job to print {text!r}", timeout)
 
     def kill_group(self) -> None:
-        """SIGKILL to the job's whole process group (torchrun and every worker)."""
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """SIGKILL to torchrun's process group and to each worker's.
+
+        torchrun starts every worker in a session of its own, so killing the launcher's group
+        alone would orphan the workers (left blocked on their peers, they would run on into
+        the tests that follow): their ids are taken before the launcher dies.
+        """
+        for group in [self.pid, *descendants(self.pid)]:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         self.wait()
 
 
@@ -162,6 +168,24 @@ def alive(marker: str) -> list[int]:
             if marker in cmdline:
                 pids.append(int(entry.name))
     return pids
+
+
+def descendants(pid: int) -> list[int]:
+    """Ids of the living processes descended from ``pid`` (children, their children, ...)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])  # field 4: ppid
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 def left_behind(marker: str, tries: int = 50) -> list[int]:
