@@ -89,7 +89,7 @@ def _readme_coop_commands() -> list[tuple[str, list[str]]]:
     from test_readme import readme_blocks, shell_commands
 
     found = []
-    for block in readme_blocks():
+    for block in (b for b in readme_blocks() if b.lang == "bash"):
         for tokens in shell_commands(block.text):
             data = next((t.removeprefix("data=/data/") for t in tokens if t.startswith("data=/data/")), "")
             if tokens[:3] == ["python", "-m", "vlmrm.tta"] and data.split("/")[0] in TREES:
