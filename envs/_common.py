@@ -119,14 +119,10 @@ class NumpyPainter(Painter):
         self.canvas = Canvas(width, height, background)
 
     def polygon(self, points: Sequence[tuple[float, float]], color: Color) -> None:
-        vx, vy = _int_points(points)
-        self.canvas.fill_polygon(vx, vy, color)
-        self.canvas.aa_polygon(vx, vy, color)
+        self.canvas.polygon(*_int_points(points), color)
 
     def circle(self, center: tuple[float, float], radius: float, color: Color) -> None:
-        x, y, r = round(center[0]), round(center[1]), max(1, round(radius))
-        self.canvas.fill_circle(x, y, r, color)
-        self.canvas.aa_circle(x, y, r, color)
+        self.canvas.disc(round(center[0]), round(center[1]), max(1, round(radius)), color)
 
     def line(self, start: tuple[int, int], end: tuple[int, int], color: Color) -> None:
         (x1, y1), (x2, y2) = start, end

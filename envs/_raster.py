@@ -219,6 +219,26 @@ class Canvas:
                     table = _blend_table(color)
                 self.flat[index] = table.take(lookup + self.flat[index])
 
+    # -- what the envs draw -------------------------------------------------------------------
+    def polygon(self, vx: Sequence[int], vy: Sequence[int], color: Color) -> None:
+        """``gfxdraw.filled_polygon`` then ``gfxdraw.aapolygon`` of the same vertices."""
+        vx, vy = [int(v) for v in vx], [int(v) for v in vy]
+        if len(vx) >= 3 and self._inside(min(vx), min(vy), max(vx), max(vy)):
+            x0, y0 = vx[0], vy[0]
+            rel = (tuple(x - x0 for x in vx), tuple(y - y0 for y in vy))
+            self.run(_polygon_plan(*rel, self.width), color, x0, y0)
+            return
+        self.fill_polygon(vx, vy, color)
+        self.aa_polygon(vx, vy, color)
+
+    def disc(self, x: int, y: int, radius: int, color: Color) -> None:
+        """``gfxdraw.filled_circle`` then ``gfxdraw.aacircle`` of the same circle."""
+        if radius > 0 and self._inside(x - radius, y - radius, x + radius, y + radius, margin=0):
+            self.run(_disc_plan(radius, self.width), color, x, y)
+            return
+        self.fill_circle(x, y, radius, color)
+        self.aa_circle(x, y, radius, color)
+
     # -- gfxdraw --------------------------------------------------------------------------
     def fill_polygon(self, vx: Sequence[int], vy: Sequence[int], color: Color) -> None:
         """``gfxdraw.filled_polygon`` of integer vertices."""
@@ -372,6 +392,39 @@ def _outline_plan(vx: tuple[int, ...], vy: tuple[int, ...], width: int) -> Plan:
 @lru_cache(maxsize=64)
 def _aa_circle_plan(radius: int, width: int) -> Plan:
     return _plan(_aa_circle_layers(radius), width)
+
+
+def _over_fill(fill_x: np.ndarray, fill_y: np.ndarray, layers: list[Ops], width: int) -> Plan:
+    """A plan that stores the fill, then applies the outline's operations off the fill.
+
+    The outline has the fill's colour, and a blend (or store) of a colour onto that very
+    colour leaves it unchanged, so outline operations on filled pixels can be dropped.
+    """
+    fill = (fill_y * width + fill_x).astype(np.int64)
+    kept = []
+    for xs, ys, alpha in layers:
+        off = ~np.isin(ys * width + xs, fill)
+        if off.any():
+            kept.append((xs[off], ys[off], alpha[off]))
+    return ((fill, None), *_plan(kept, width))
+
+
+@lru_cache(maxsize=_SHAPE_CACHE)
+def _polygon_plan(vx: tuple[int, ...], vy: tuple[int, ...], width: int) -> Plan:
+    """Filled polygon and its outline (vertices relative to the first, no clipping)."""
+    bx, by, mask = _fill_mask(vx, vy)
+    fy, fx = np.nonzero(mask) if mask is not None else (np.zeros(0, int), np.zeros(0, int))
+    n = len(vx)
+    ops = [_line_ops(vx[i], vy[i], vx[(i + 1) % n], vy[(i + 1) % n]) for i in range(n)]
+    layers = _layers(*(np.concatenate(part) for part in zip(*ops, strict=True)))
+    return _over_fill(fx + bx, fy + by, layers, width)
+
+
+@lru_cache(maxsize=64)
+def _disc_plan(radius: int, width: int) -> Plan:
+    """Filled circle and its anti-aliased outline around ``(0, 0)``."""
+    fy, fx = np.nonzero(_filled_circle_mask(radius))
+    return _over_fill(fx - radius, fy - radius, _aa_circle_layers(radius), width)
 
 
 def _clip_line(x1: int, y1: int, x2: int, y2: int, right: int, bottom: int):
