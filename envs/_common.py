@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -105,6 +105,14 @@ class Painter:
     def aalines(self, points: Sequence[tuple[float, float]], color: Color) -> None:
         raise NotImplementedError
 
+    def static(self, key: Hashable, draw: Callable[[Painter], None]) -> None:
+        """Paint the part of the frame that is the same in every frame, first.
+
+        ``key`` must identify everything ``draw`` depends on (size, fixed positions): a
+        painter may keep the result and copy it into later frames instead of drawing.
+        """
+        draw(self)
+
     def to_array(self) -> np.ndarray:
         """The frame as a C-contiguous, writeable ``uint8`` array ``(H, W, 3)``."""
         raise NotImplementedError
@@ -136,8 +144,23 @@ class NumpyPainter(Painter):
     def aalines(self, points: Sequence[tuple[float, float]], color: Color) -> None:
         self.canvas.aalines(points, color)
 
+    def static(self, key: Hashable, draw: Callable[[Painter], None]) -> None:
+        # The scenery's anti-aliased polyline is a slow scalar port: drawn once per key.
+        cached = _STATIC_LAYERS.get(key)
+        if cached is None:
+            draw(self)
+            if len(_STATIC_LAYERS) >= 16:
+                _STATIC_LAYERS.clear()
+            _STATIC_LAYERS[key] = cached = self.canvas.pixels.copy()
+        else:
+            np.copyto(self.canvas.pixels, cached)
+
     def to_array(self) -> np.ndarray:
         return self.canvas.pixels
+
+
+#: The static parts of frames, by key (see :meth:`Painter.static`).
+_STATIC_LAYERS: dict[Hashable, np.ndarray] = {}
 
 
 class PygamePainter(Painter):

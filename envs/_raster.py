@@ -226,8 +226,9 @@ class Canvas:
         if len(vx) >= 3 and self._inside(min(vx), min(vy), max(vx), max(vy)):
             x0, y0 = vx[0], vy[0]
             rel = (tuple(x - x0 for x in vx), tuple(y - y0 for y in vy))
-            self.run(_polygon_plan(*rel, self.width), color, x0, y0)
-            return
+            if _seen_before((rel, self.width)):
+                self.run(_polygon_plan(*rel, self.width), color, x0, y0)
+                return
         self.fill_polygon(vx, vy, color)
         self.aa_polygon(vx, vy, color)
 
@@ -256,17 +257,11 @@ class Canvas:
         if n < 3:
             return
         vx, vy = [int(v) for v in vx], [int(v) for v in vy]
-        if self._inside(min(vx), min(vy), max(vx), max(vy)):
-            # No edge needs clipping: the memoised operations of this shape apply as they are.
-            x0, y0 = vx[0], vy[0]
-            rel = (tuple(x - x0 for x in vx), tuple(y - y0 for y in vy))
-            self.run(_outline_plan(*rel, self.width), color, x0, y0)
-            return
         for i in range(n):
             j = (i + 1) % n
             clipped = _clip_line(vx[i], vy[i], vx[j], vy[j], self.width - 1, self.height - 1)
             if clipped is not None:
-                self.apply(_layers(*_line_ops(*clipped)), color)
+                self.apply([_distinct(*_line_ops(*clipped))], color)
 
     def fill_circle(self, x: int, y: int, radius: int, color: Color) -> None:
         """``gfxdraw.filled_circle``: the midpoint spans of ``radius`` around ``(x, y)``."""
@@ -381,12 +376,25 @@ def _line_ops(x1: int, y1: int, x2: int, y2: int) -> Ops:
     )
 
 
-@lru_cache(maxsize=_SHAPE_CACHE)
-def _outline_plan(vx: tuple[int, ...], vy: tuple[int, ...], width: int) -> Plan:
-    """``aapolygon`` of vertices (relative to the first) that need no clipping, as a plan."""
-    n = len(vx)
-    ops = [_line_ops(vx[i], vy[i], vx[(i + 1) % n], vy[(i + 1) % n]) for i in range(n)]
-    return _plan(_layers(*(np.concatenate(part) for part in zip(*ops, strict=True))), width)
+_SEEN: set = set()
+
+
+def _seen_before(key) -> bool:
+    """Whether a shape was drawn before (then memoising it pays: shapes that recur, recur
+    often; a shape seen once is drawn directly, which is cheaper than planning it)."""
+    if key in _SEEN:
+        return True
+    if len(_SEEN) >= 4 * _SHAPE_CACHE:
+        _SEEN.clear()
+    _SEEN.add(key)
+    return False
+
+
+def _distinct(xs: np.ndarray, ys: np.ndarray, ws: np.ndarray) -> Ops:
+    """Operations on distinct pixels (one line) as one layer, without the no-op blends."""
+    alpha = _alpha(ws)
+    keep = alpha != 0
+    return xs[keep], ys[keep], alpha[keep][:, None]
 
 
 @lru_cache(maxsize=64)
@@ -578,4 +586,140 @@ def _aa_circle_layers(radius: int) -> list[Ops]:
 
 
 def _aalines(canvas: Canvas, points: list[tuple[float, float]], color: Color) -> None:
-    raise NotImplementedError
+    """pygame-ce's ``draw.aalines(surface, color, False, points)``, in float32 like its C.
+
+    A scalar port (each pixel depends on the float32 running sum along its line): slow, so
+    it is only used for what a frame shares with every other frame (MountainCar's hill,
+    drawn once per frame size by :meth:`Canvas.static`). Joints between a steep and a flat
+    segment get an extra end pixel; end points are drawn only at integral coordinates.
+    """
+    f32 = np.float32
+    xs = [f32(x) for x, _ in points]
+    ys = [f32(y) for _, y in points]
+    n = len(xs)
+    if n < 2:
+        raise ValueError("aalines needs 2 or more points")
+
+    def integral(x, y) -> bool:
+        return bool(np.round(x) == x and np.round(y) == y)
+
+    def steep(x0, y0, x1, y1) -> bool:
+        return bool(abs(x1 - x0) < abs(y1 - y0))
+
+    prev = (xs[0], ys[0], xs[1], ys[1])
+    # (pygame-ce compares the first segment's end with the *third* point's x and y.)
+    third = (xs[2], ys[2]) if n > 2 else (xs[1], ys[1])
+    extra = steep(*prev) > bool(abs(third[0] - xs[1]) < abs(third[1] - ys[0]))
+    disable = not integral(xs[1], ys[1])
+    _aaline(canvas, color, xs[0], ys[0], xs[1], ys[1], False, disable, extra)
+    for i in range(2, n - 1):
+        cur = (xs[i - 1], ys[i - 1], xs[i], ys[i])
+        extra = steep(*prev) != steep(*cur)
+        disable = not integral(xs[i], ys[i])
+        prev = cur
+        _aaline(canvas, color, *cur, disable, disable, extra)
+    if n > 2:
+        cur = (xs[n - 2], ys[n - 2], xs[n - 1], ys[n - 1])
+        extra = steep(*prev) != steep(*cur)
+        disable = not integral(xs[n - 1], ys[n - 1])
+        _aaline(canvas, color, *cur, disable, False, extra)
+
+
+def _aaline(canvas: Canvas, color: Color, from_x, from_y, to_x, to_y,
+            disable_first: bool, disable_second: bool, extra: bool) -> None:
+    """pygame-ce's ``draw_aaline`` (Xiaolin Wu, float32), one segment."""
+    f32 = np.float32
+    width, height = canvas.width, canvas.height
+    pixels = canvas.pixels
+
+    def put(x: int, y: int, brightness) -> None:
+        if 0 <= x < width and 0 <= y < height:
+            old = pixels[y, x]
+            b = f32(brightness)
+            pixels[y, x] = [
+                int(b * f32(c) + (f32(1) - b) * f32(int(o))) for c, o in zip(color, old, strict=True)
+            ]
+
+    dx, dy = f32(to_x - from_x), f32(to_y - from_y)
+    if abs(dx) < 0.0001 and abs(dy) < 0.0001:
+        put(math.floor(from_x + f32(0.5)), math.floor(from_y + f32(0.5)), 1)
+        return
+    clip_left, clip_top = f32(-1), f32(-1)
+    clip_right, clip_bottom = f32(width), f32(height)
+    is_steep = bool(abs(dx) < abs(dy))
+    if is_steep:
+        from_x, from_y, to_x, to_y = from_y, from_x, to_y, to_x
+        dx, dy = dy, dx
+        clip_left, clip_top, clip_right, clip_bottom = clip_top, clip_left, clip_bottom, clip_right
+    if dx < 0:
+        from_x, to_x, from_y, to_y = to_x, from_x, to_y, from_y
+        dx, dy = -dx, -dy
+    if to_x <= clip_left or from_x >= clip_right:
+        return
+    gradient = f32(dy / dx)
+    if from_x < clip_left:
+        from_y = f32(from_y + gradient * (clip_left - from_x))
+        from_x = clip_left
+    if to_x > clip_right:
+        to_y = f32(to_y + gradient * (clip_right - to_x))
+        to_x = clip_right
+    if gradient > 0:
+        if to_y <= clip_top or from_y >= clip_bottom:
+            return
+        if from_y < clip_top:
+            from_x = f32(from_x + (clip_top - from_y) / gradient)
+            from_y = clip_top
+        if to_y > clip_bottom:
+            to_x = f32(to_x + (clip_bottom - to_y) / gradient)
+            to_y = clip_bottom
+    else:
+        if from_y <= clip_top or to_y >= clip_bottom:
+            return
+        if to_y < clip_top:
+            to_x = f32(to_x + (clip_top - to_y) / gradient)
+            to_y = clip_top
+        if from_y > clip_bottom:
+            from_x = f32(from_x + (clip_bottom - from_y) / gradient)
+            from_y = clip_bottom
+    from_y = f32(from_y + f32(1))
+    to_y = f32(to_y + f32(1))
+
+    def endpoint(x_pixel: int, y_end, x_gap) -> None:
+        brightness = f32(y_end - f32(int(y_end)))
+        x, y = (int(y_end), x_pixel) if is_steep else (x_pixel, int(y_end))
+        if int(y_end) < y_end:
+            put(x, y, f32(brightness * x_gap))
+        if is_steep:
+            x -= 1
+        else:
+            y -= 1
+        put(x, y, f32(f32(1) - brightness) * x_gap)
+
+    x_start = 0
+    intersect_y = f32(0)
+    if not disable_first or extra:
+        x_start = int(from_x)
+        intersect_y = y_end = f32(from_y + gradient * f32(x_start - from_x))
+        if to_x > clip_left + f32(1):
+            endpoint(x_start, y_end, f32(f32(1) + f32(x_start) - from_x))
+            intersect_y = f32(intersect_y + gradient)
+            x_start += 1
+    if disable_first:
+        x_start = math.ceil(from_x)
+        intersect_y = f32(from_y + gradient * f32(x_start - from_x))
+    x_end = math.ceil(to_x)
+    if (not disable_second or extra) and from_x < clip_right - f32(1):
+        y_end = f32(to_y + gradient * f32(x_end - to_x))
+        endpoint(x_end, y_end, f32(f32(1) - f32(x_end) + to_x))
+    for x in range(x_start, x_end):
+        y = int(intersect_y)
+        brightness = f32(f32(1) - intersect_y + f32(y))
+        if is_steep:
+            put(y - 1, x, brightness)
+            if y < intersect_y:
+                put(y, x, f32(1) - brightness)
+        else:
+            put(x, y - 1, brightness)
+            if y < intersect_y:
+                put(x, y, f32(1) - brightness)
+        intersect_y = f32(intersect_y + gradient)

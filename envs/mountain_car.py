@@ -50,7 +50,8 @@ class MountainCarContinuousEnv(ClassicControlMixin, Continuous_MountainCarEnv):
         render_mode: ``"rgb_array"`` or ``None``.
         width, height: frame size in pixels; frames are drawn at this size.
         goal_velocity: passed to gymnasium's environment.
-        renderer: ``"pygame"`` (default) or ``"numpy"`` (the NumPy rasteriser).
+        renderer: ``"numpy"`` (default: the NumPy rasteriser, pygame's pixels without
+            pygame) or ``"pygame"``.
 
     ``info`` holds ``state`` (``position, velocity`` as float64) and ``success``
     (``position >= goal_position``, i.e. the car reached the flag), in ``reset`` and
@@ -65,7 +66,7 @@ class MountainCarContinuousEnv(ClassicControlMixin, Continuous_MountainCarEnv):
         width: int = DEFAULT_RENDER_SIZE[0],
         height: int = DEFAULT_RENDER_SIZE[1],
         goal_velocity: float = 0,
-        renderer: str = "pygame",
+        renderer: str = "numpy",
     ) -> None:
         super().__init__(render_mode, width, height, renderer, goal_velocity=goal_velocity)
         self.state: np.ndarray | None = None
@@ -88,13 +89,17 @@ class MountainCarContinuousEnv(ClassicControlMixin, Continuous_MountainCarEnv):
             """World coordinates -> pixel coordinates (y grows downwards on screen)."""
             return x_off + (x - self.min_position) * scale, h - y_off - y * scale
 
-        # Hill: the height curve across the whole frame width, filled down to the bottom.
-        xs = self.min_position + (np.linspace(0, w, max(2, w // 2 + 1)) - x_off) / scale
-        curve = [px(float(x), float(y)) for x, y in zip(xs, self._height(xs), strict=True)]
-        painter.polygon([(0, h), *curve, (w, h)], GROUND_COLOR)
-        painter.aalines(curve, _GROUND_EDGE)
+        def scenery(p: Painter) -> None:
+            # Hill: the height curve across the whole frame width, filled down to the bottom.
+            xs = self.min_position + (np.linspace(0, w, max(2, w // 2 + 1)) - x_off) / scale
+            curve = [px(float(x), float(y)) for x, y in zip(xs, self._height(xs), strict=True)]
+            p.polygon([(0, h), *curve, (w, h)], GROUND_COLOR)
+            p.aalines(curve, _GROUND_EDGE)
+            self._draw_flag(p, px)
 
-        self._draw_flag(painter, px)
+        # Hill, edge and flag are the same in every frame of this size: only the car moves.
+        key = ("MountainCar", w, h, self.min_position, self.max_position, self.goal_position)
+        painter.static(key, scenery)
         self._draw_car(painter, px, scale)
 
     def _draw_flag(self, painter: Painter, px: _ToPixels) -> None:

@@ -78,16 +78,48 @@ def test_cartpole_off_frame_states_equal_pygame():
             assert np.array_equal(a, b), f"x={x:.2f} theta={theta}: frames differ"
 
 
+def _random_force(seed: int):
+    rng = np.random.default_rng(seed)
+    return lambda t: rng.uniform(-1.0, 1.0, size=1).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "size", [(224, 224), (200, 120), (600, 400)], ids=["224", "200x120", "600x400"]
+)
+def test_mountain_car_numpy_frames_equal_pygame(size):
+    worst, differing = _max_difference(
+        "MountainCar", _random_force(4), steps=60, seed=5, width=size[0], height=size[1]
+    )
+    print(f"MountainCar {size}: max difference {worst} grey levels, {differing} differing pixels")
+    assert worst == 0, f"{differing} pixels differ, by up to {worst} grey levels"
+
+
+def test_mountain_car_states_along_the_track_equal_pygame():
+    """The car everywhere on the hill (every slope), at the flag and at the left wall."""
+    fast = make_env("MountainCar", renderer="numpy")
+    ref = make_env("MountainCar", renderer="pygame")
+    for env in (fast, ref):
+        env.reset(seed=0)
+    for position in np.linspace(-1.2, 0.6, 46):
+        for env in (fast, ref):
+            env.unwrapped.state = np.array([position, 0.0])
+        a, b = fast.render(), ref.render()
+        assert np.array_equal(a, b), f"position={position:.3f}: frames differ"
+
+
 def test_renderer_is_checked():
-    with pytest.raises(ValueError, match=r"renderer must be one of \['numpy', 'pygame'\]"):
-        make_env("CartPole", renderer="cairo")
+    for name in ("CartPole", "MountainCar"):
+        with pytest.raises(ValueError, match=r"renderer must be one of \['numpy', 'pygame'\]"):
+            make_env(name, renderer="cairo")
 
 
 def test_numpy_renderer_does_not_import_pygame():
     code = (
-        "import sys; from vlmrm.envs import make_env; env = make_env('CartPole'); "
-        "env.reset(seed=0); env.step(0); frame = env.render(); "
-        "assert frame.shape == (224, 224, 3); print('pygame' in sys.modules)"
+        "import sys; from vlmrm.envs import make_env\n"
+        "for name, action in (('CartPole', 0), ('MountainCar', [0.5])):\n"
+        "    env = make_env(name); env.reset(seed=0); env.step(action); frame = env.render()\n"
+        "    assert frame.shape == (224, 224, 3)\n"
+        "print('pygame' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
