@@ -129,22 +129,23 @@ def storage_size(reward_model: Callable) -> tuple[int | None, str]:
 
 
 #: Frames per scoring call when the reward model's tower batch is unknown.
-DEFAULT_CHUNK_FRAMES = 256
+DEFAULT_CHUNK_FRAMES = 64
 
 
-def chunk_frames_of(reward_model: Callable, target: int = DEFAULT_CHUNK_FRAMES) -> int:
-    """Frames per scoring call: a multiple of the CLIP tower's batch size near ``target``.
+def chunk_frames_of(reward_model: Callable, target: int | None = None) -> int:
+    """Frames per scoring call: a multiple of the CLIP tower's batch size near ``target``
+    (default: one tower batch).
 
     A multiple of the tower batch keeps the tower's batches what one call over all pending
-    frames would make; about 256 frames is large enough for an efficient call and small
-    enough that most of a rollout's frames are scored while the envs step.
+    frames would make; one batch keeps the tower efficient while nearly all of a rollout's
+    frames are scored as the envs step (even one env's 200-step rollout).
     """
     batch = getattr(reward_model, "batch_size", None)  # CLIPReward's own, if set
     if not isinstance(batch, int) or batch < 1:
         batch = getattr(getattr(reward_model, "clip", None), "batch_size", None)
     if not isinstance(batch, int) or batch < 1:
-        return target
-    return batch * max(1, round(target / batch))
+        return target or DEFAULT_CHUNK_FRAMES
+    return batch * max(1, round(target / batch)) if target else batch
 
 
 class _ChunkScorer:

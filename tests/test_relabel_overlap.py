@@ -54,12 +54,10 @@ def test_overlapped_relabelling_equals_sequential(tiny_clip, chunk_frames):
     main = threading.get_ident()
     assert set(seq_log.threads) == {main}
     assert seq_log.sizes == par_log.sizes  # the same calls, in the same order
-    if chunk_frames == 10:
-        assert seq_log.sizes.count(10) >= 3 and max(seq_log.sizes) == 10
-        # The complete chunks were scored on the worker thread, beside the env loop.
-        assert any(t != main for t in par_log.threads)
-    else:  # 255 frames (5 x 51): rollouts of 21 frames are scored whole at their end
-        assert max(seq_log.sizes) <= 21
+    chunk = chunk_frames or 5  # default: one tower batch
+    assert seq_log.sizes.count(chunk) >= 3 and max(seq_log.sizes) == chunk
+    # The complete chunks were scored on the worker thread, beside the env loop.
+    assert any(t != main for t in par_log.threads)
     np.testing.assert_array_equal(par_obs, seq_obs)  # the same trajectory ...
     np.testing.assert_array_equal(par, seq)  # ... and the same rewards, exactly
     assert not np.isnan(par).any() and np.std(par) > 1e-4
@@ -77,8 +75,10 @@ def test_overlapped_relabelling_equals_sequential(tiny_clip, chunk_frames):
 
 def test_chunk_size_is_a_multiple_of_the_tower_batch(tiny_clip):
     reward = vlmrm.CLIPReward(tiny_clip, goal="pole upright", batch_size=48)
-    assert chunk_frames_of(reward) == 48 * 5
-    assert chunk_frames_of(lambda frames: np.zeros(len(frames))) == 256
+    assert chunk_frames_of(reward) == 48
+    assert chunk_frames_of(reward, target=256) == 48 * 5
+    assert chunk_frames_of(vlmrm.CLIPReward(tiny_clip, goal="pole upright")) == tiny_clip.batch_size
+    assert chunk_frames_of(lambda frames: np.zeros(len(frames))) == 64
     with pytest.raises(vlmrm.errors.ConfigError, match="chunk_frames must be >= 1"):
         EpisodeRelabeller(reward, chunk_frames=0)
 
