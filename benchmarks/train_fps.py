@@ -20,7 +20,10 @@ the env loop and without. ``--repeats N`` runs N interleaved rounds and reports 
 (each run's ratio is to the ground truth of its own round). The script names the CPU and
 the load average before and after, and ends with a Markdown table of each run's steps/s
 and its ratio to ground truth, ready to paste. "CPU us/step" is the process's CPU time
-(all threads) per env step: unlike steps/s it barely moves with other jobs' load.
+(all threads) per env step and "main us/step" the main thread's alone (what is left on the
+env loop's critical path when the relabelling worker has a core of its own): unlike steps/s
+they barely move with other jobs' load, so the last column (ground truth's CPU per step over
+the main thread's) shows what a quiet machine with a free core for the worker can reach.
 
     python benchmarks/train_fps.py --steps 4000 --n-envs 1 8 --modes ground_truth render episode \
         --subprocess false --threads auto --renderer numpy,pygame --overlap true,false
@@ -76,6 +79,29 @@ def load_average() -> str:
         return "n/a"
 
 
+def warm_up_renderer(env_name: str, frames: int) -> float:
+    """Render ``frames`` random-policy frames of ``env_name``'s NumPy renderer; seconds taken.
+
+    The rasteriser memoises the shapes it draws (per process), as the first minutes of a
+    long run do; without this the first timed runs would pay for it and the later ones not.
+    """
+    from vlmrm.envs import make_env
+
+    if frames <= 0 or env_name not in ("CartPole", "MountainCar"):
+        return 0.0
+    start = time.perf_counter()
+    env = make_env(env_name, renderer="numpy")
+    env.reset(seed=12345)
+    env.action_space.seed(12345)
+    for _ in range(frames):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        env.render()
+        if terminated or truncated:
+            env.reset()
+    env.close()
+    return time.perf_counter() - start
+
+
 def run(cfg, mode: str, n_envs: int, steps: int, subprocess: bool, overlap: bool = True) -> dict:
     factory = env_factory(cfg.env)
     reward = None
@@ -89,15 +115,15 @@ def run(cfg, mode: str, n_envs: int, steps: int, subprocess: bool, overlap: bool
     model = build_agent(cfg.agent, venv, seed=0, device=cfg.device)
     callback = EpisodeRelabeller(reward, overlap=overlap) if mode == "episode" else None
     venv.reset()
-    start, cpu_start = time.perf_counter(), time.process_time()
+    start, cpu_start, main_start = time.perf_counter(), time.process_time(), time.thread_time()
     model.learn(steps, callback=callback)
     if callback is not None:
         callback.flush()
     seconds = time.perf_counter() - start
-    cpu = time.process_time() - cpu_start
+    cpu, main_cpu = time.process_time() - cpu_start, time.thread_time() - main_start
     venv.close()
     out = {"steps": model.num_timesteps, "seconds": seconds, "fps": model.num_timesteps / seconds,
-           "cpu_us": cpu / model.num_timesteps * 1e6}
+           "cpu_us": cpu / model.num_timesteps * 1e6, "main_us": main_cpu / model.num_timesteps * 1e6}
     if reward is not None:
         out["reward_share"] = reward.stats.seconds / seconds
         out["reward_fps"] = reward.stats.frames_per_second
@@ -123,6 +149,9 @@ def main() -> None:
     p.add_argument("--renderer", default="numpy",
                    help="renderer of the classic-control envs for the runs that render, comma-separated: numpy, "
                         "pygame (ignored by other envs)")
+    p.add_argument("--warmup-frames", type=int, default=3000,
+                   help="random-policy frames rendered before the timed runs, so that the NumPy rasteriser's "
+                        "memoised shapes are those of a long run (0: none)")
     p.add_argument("--repeats", type=int, default=1,
                    help="rounds of all runs, interleaved; the table gives medians (a shared machine's load "
                         "changes between runs)")
@@ -137,8 +166,11 @@ def main() -> None:
     print(f"env={args.env} model={args.model} steps={args.steps} cores={cores}")
     print(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs); load average (1/5/15 min) at start: "
           f"{load_average()}")
+    if "numpy" in renderers:
+        seconds = warm_up_renderer(args.env, args.warmup_frames)
+        print(f"warm-up: {args.warmup_frames} frames rendered in {seconds:.1f} s (not timed below)")
     print(f"{'round':>5} {'n_envs':>6} {'workers':>7} {'reward':>34} {'threads':>7} {'steps/s':>9} "
-          f"{'vs GT':>7} {'CPU us/step':>11} {'CLIP share':>10} {'CLIP frames/s':>13}")
+          f"{'vs GT':>7} {'CPU us/step':>11} {'main us/step':>12} {'CLIP share':>10} {'CLIP frames/s':>13}")
     # (subprocess, n_envs) -> run label -> per-round (steps/s, ratio to that round's ground truth)
     results: dict[tuple[bool, int, int], dict[str, list[tuple[float, float]]]] = {}
     for subprocess in args.subprocess.split(","):
@@ -147,7 +179,7 @@ def main() -> None:
                 continue  # one env always steps in-process
             # Rounds interleave the runs, so that a change of the machine's load hits all alike.
             for round_ in range(1, args.repeats + 1):
-                base = None
+                base, base_main = None, float("nan")
                 for mode, renderer, overlap in _variants(args.modes, renderers, overlaps):
                     cfg = _config(args, mode, renderer, n_envs)
                     sub = cfg.subprocess if subprocess == "auto" else subprocess == "true"
@@ -165,22 +197,27 @@ def main() -> None:
                         share = f"{res['reward_share']:10.0%}" if "reward_share" in res else " " * 10
                         rfps = f"{res['reward_fps']:13.0f}" if "reward_fps" in res else " " * 13
                         label = f"{_label(mode, renderer, overlap)}"
+                        if mode == "ground_truth":
+                            base_main = res["main_us"]
                         print(f"{round_:>5} {n_envs:>6} {workers:>7} {label:>34} {f'{threads} {setting}':>7} "
-                              f"{res['fps']:9.0f} {ratio:7.2f} {res['cpu_us']:11.0f} {share} {rfps}", flush=True)
+                              f"{res['fps']:9.0f} {ratio:7.2f} {res['cpu_us']:11.0f} {res['main_us']:12.0f} "
+                              f"{share} {rfps}", flush=True)
                         block = results.setdefault((sub, n_envs, workers), {})
-                        block.setdefault(f"{label}, {threads} {setting}", []).append((res["fps"], ratio))
+                        block.setdefault(f"{label}, {threads} {setting}", []).append(
+                            (res["fps"], ratio, res["cpu_us"], res["main_us"], base_main / res["main_us"]))
     print(f"(run time {time.perf_counter() - started:.0f} s; load average at the end: {load_average()})")
     print()
     print(f"{args.env}, `{args.model}`, {args.steps} env steps per run, {cpu_name()}; median of "
           f"{args.repeats} interleaved round(s):")
     print()
-    print("| n_envs | workers | run | env steps/s | / ground truth |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| n_envs | workers | run | env steps/s | / ground truth | CPU µs/step (all threads) | "
+          "main-thread CPU µs/step | ground truth's / main thread's CPU |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for (_, n_envs, workers), block in results.items():
         for label, values in block.items():
-            fps = statistics.median(v[0] for v in values)
-            ratio = statistics.median(v[1] for v in values)
-            print(f"| {n_envs} | {workers} | {label} | {fps:.0f} | **{ratio:.2f}** |")
+            fps, ratio, cpu, main, cpu_ratio = (statistics.median(v[i] for v in values) for i in range(5))
+            print(f"| {n_envs} | {workers} | {label} | {fps:.0f} | **{ratio:.2f}** | {cpu:.0f} | {main:.0f} | "
+                  f"{cpu_ratio:.2f} |")
 
 
 def _config(args, mode: str, renderer: str | None, n_envs: int):
@@ -195,7 +232,7 @@ def _config(args, mode: str, renderer: str | None, n_envs: int):
         if args.precision:
             overrides.append(f"reward.precision={args.precision}")
     if renderer is not None and args.env in ("CartPole", "MountainCar"):
-        overrides.append(f"+env.kwargs.renderer={renderer}")
+        overrides.append(f"++env.kwargs.renderer={renderer}")  # set or add
     return compose_train_config(overrides)
 
 
