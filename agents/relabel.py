@@ -34,13 +34,18 @@ Gradient steps only happen in ``train``, and ``train`` only after ``on_rollout_e
 * frames are also scored early when more than ``max_pending_frames`` are stored (memory),
   or before the replay buffer would wrap onto a slot that is still waiting.
 
-Overlap (``overlap=True``, the default): a committed step's frames are resized and stored,
-and every complete chunk of ``chunk_frames`` stored frames is scored, on one worker thread
-while SB3 steps the envs (torch and NumPy release the GIL in their kernels, so the reward
-model runs beside the env loop on a second core); ``on_rollout_end`` waits for the worker
-and scores the last, incomplete chunk. The sequential path (``overlap=False``) makes the
-very same calls in the same order on the main thread — same chunks, so the same tower
-batches — so both write identical rewards (``tests/test_relabel_overlap.py``).
+Overlap (``overlap=True``): a committed step's frames are resized and stored, and every
+complete chunk of ``chunk_frames`` stored frames is scored, on one worker thread while SB3
+steps the envs (torch releases the GIL in its kernels, so the reward model runs beside the
+env loop on a second core); ``on_rollout_end`` waits for the worker and scores the last,
+incomplete chunk. The sequential path (``overlap=False``) makes the very same calls in the
+same order on the main thread — same chunks, so the same tower batches — so both write
+identical rewards (``tests/test_relabel_overlap.py``). The worker only pays when a core is
+free for it: on a machine whose cores are all busy it competes with the env loop for the
+CPU and the GIL and was measured slower (``benchmarks/RESULTS.md``). The default,
+``overlap=None``, therefore decides when training starts: a worker thread if the load
+average leaves a core idle (:func:`spare_core`), else the sequential path. Either way the
+rewards are the same; only the speed differs.
 
 A step whose ``on_step`` stopped training (Ctrl-C) is never written to the buffer by SB3,
 so the step's frames are held "in flight" and committed only once the loop goes on.
@@ -54,6 +59,7 @@ default ``handle_timeout_termination=True``) stores it in ``timeouts`` and sampl
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -126,6 +132,20 @@ def storage_size(reward_model: Callable) -> tuple[int | None, str]:
     if clip is None:
         return None, "squash"
     return int(clip.image_size), str(getattr(clip, "resize_mode", "squash"))
+
+
+def spare_core(cores: int | None = None, load: float | None = None) -> bool:
+    """Whether a core is idle for the relabelling worker: the 1-minute load average (this
+    process's own work included) is below the cores this process may use, minus a half."""
+    from vlmrm.agents.config import available_cores
+
+    cores = available_cores() if cores is None else cores
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            return False
+    return cores >= 2 and load < cores - 0.5
 
 
 #: Frames per scoring call when the reward model's tower batch is unknown.
@@ -249,7 +269,9 @@ class EpisodeRelabeller(BaseCallback):
             limit, discounted by the agent's ``gamma`` (see :func:`absorbing_bonus`);
             ``None``: an episode that ends earns nothing more.
         overlap: resize and score on a worker thread while the envs step (see the module
-            docstring); ``False`` does the same work on the main thread, same rewards.
+            docstring); ``False`` does the same work on the main thread, same rewards;
+            ``None`` (default): a worker thread if :func:`spare_core` says a core is idle
+            when training starts.
         chunk_frames: frames per scoring call; default: :func:`chunk_frames_of`.
 
     See the module docstring for why training only ever samples relabelled rewards.
@@ -264,7 +286,7 @@ class EpisodeRelabeller(BaseCallback):
         max_pending_frames: int = 4096,
         on_episode: Callable[[int, float, int], None] | None = None,
         absorbing_horizon: int | None = None,
-        overlap: bool = True,
+        overlap: bool | None = None,
         chunk_frames: int | None = None,
         verbose: int = 0,
     ) -> None:
@@ -280,13 +302,13 @@ class EpisodeRelabeller(BaseCallback):
         self.max_pending_frames = int(max_pending_frames)
         self.on_episode = on_episode
         self.absorbing_horizon = absorbing_horizon
-        self.overlap = bool(overlap)
+        self.overlap = overlap
         # Frames wait in one preallocated uint8 array (pages are only touched as frames
         # arrive), so scoring reads views of it: no per-step arrays to concatenate, and
         # peak memory stays at what is stored.
         self._scorer = _ChunkScorer(
             reward_model, self.frame_size, self.resize_mode, self.max_pending_frames,
-            chunk_frames or chunk_frames_of(reward_model), self.overlap,
+            chunk_frames or chunk_frames_of(reward_model), bool(overlap),
         )
         # The step SB3 is about to store: (buffer position, dones, its full-size frames).
         self._in_flight: tuple[int, np.ndarray, list[np.ndarray]] | None = None
@@ -306,6 +328,8 @@ class EpisodeRelabeller(BaseCallback):
             )
         if getattr(self.model, "optimize_memory_usage", False):
             raise ConfigError("episode relabelling does not support optimize_memory_usage=True")
+        if self.overlap is None:
+            self._scorer.overlap = spare_core()
         n = self.training_env.num_envs
         self._returns = np.zeros(n, dtype=np.float64)
         self._lengths = np.zeros(n, dtype=np.int64)

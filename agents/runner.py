@@ -308,8 +308,8 @@ def _learn(
             on_episode=stats.add_clip_episode,
             absorbing_horizon=horizon,
             # A distributed reward's collectives must come from one thread (evaluations
-            # score on the main thread): no worker thread there.
-            overlap=not cfg.reward.get("distributed", False),
+            # score on the main thread): no worker thread there; else one if a core is idle.
+            overlap=False if cfg.reward.get("distributed", False) else None,
         )
         saved = resume_state.get("relabeller") or {}
         relabeller.relabelled = int(saved.get("relabelled", 0))

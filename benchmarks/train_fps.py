@@ -16,7 +16,8 @@ per step (``step``); the script prints steps/s and the ratio to ground truth. On
 ``--renderer numpy,pygame`` times the rendering runs with each renderer of the
 classic-control envs (the NumPy rasteriser, the default, and pygame); ``--overlap
 true,false`` the episode-relabelled runs with the reward model on a worker thread beside
-the env loop and without. ``--repeats N`` runs N interleaved rounds and reports medians
+the env loop and without (``auto``, the default, is the trainer's own choice: a worker when
+the load average leaves a core idle). ``--repeats N`` runs N interleaved rounds and reports medians
 (each run's ratio is to the ground truth of its own round). The script names the CPU and
 the load average before and after, and ends with a Markdown table of each run's steps/s
 and its ratio to ground truth, ready to paste. "CPU us/step" is the process's CPU time
@@ -25,8 +26,8 @@ env loop's critical path when the relabelling worker has a core of its own): unl
 they barely move with other jobs' load, so the last column (ground truth's CPU per step over
 the main thread's) shows what a quiet machine with a free core for the worker can reach.
 
-    python benchmarks/train_fps.py --steps 4000 --n-envs 1 8 --modes ground_truth render episode \
-        --subprocess false --threads auto --renderer numpy,pygame --overlap true,false
+    python benchmarks/train_fps.py --steps 2000 --n-envs 1 8 --modes ground_truth render episode \
+        --subprocess false --threads auto --renderer numpy,pygame --overlap true,false --repeats 3
 
 Sub-envs step in-process and in worker processes (``--subprocess false,true``, one table
 block each), and each CLIP run is timed with every thread setting of ``--threads``:
@@ -102,7 +103,7 @@ def warm_up_renderer(env_name: str, frames: int) -> float:
     return time.perf_counter() - start
 
 
-def run(cfg, mode: str, n_envs: int, steps: int, subprocess: bool, overlap: bool = True) -> dict:
+def run(cfg, mode: str, n_envs: int, steps: int, subprocess: bool, overlap: bool | None = None) -> dict:
     factory = env_factory(cfg.env)
     reward = None
     if mode not in ("ground_truth", "render"):
@@ -155,14 +156,14 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1,
                    help="rounds of all runs, interleaved; the table gives medians (a shared machine's load "
                         "changes between runs)")
-    p.add_argument("--overlap", default="true",
-                   help="episode relabelling with the reward model on a worker thread: true, false or both "
-                        "(true,false)")
+    p.add_argument("--overlap", default="auto",
+                   help="episode relabelling with the reward model on a worker thread: true, false, auto (the "
+                        "default: a worker when a core is idle), comma-separated")
     args = p.parse_args()
     started = time.perf_counter()
     cores = available_cores()
     renderers = args.renderer.split(",")
-    overlaps = [v.strip().lower() == "true" for v in args.overlap.split(",")]
+    overlaps = [{"true": True, "false": False}.get(v.strip().lower(), "auto") for v in args.overlap.split(",")]
     print(f"env={args.env} model={args.model} steps={args.steps} cores={cores}")
     print(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs); load average (1/5/15 min) at start: "
           f"{load_average()}")
@@ -190,7 +191,8 @@ def main() -> None:
                         value = cores if setting == "cores" else (setting if setting == "auto" else int(setting))
                         threads = torch_threads(value, workers)
                         torch.set_num_threads(threads)
-                        res = run(cfg, mode, n_envs, args.steps, sub, overlap=bool(overlap))
+                        res = run(cfg, mode, n_envs, args.steps, sub,
+                                  overlap=None if overlap == "auto" else bool(overlap))
                         if mode == "ground_truth":
                             base = res["fps"]
                         ratio = res["fps"] / base if base else float("nan")
@@ -236,7 +238,7 @@ def _config(args, mode: str, renderer: str | None, n_envs: int):
     return compose_train_config(overrides)
 
 
-def _variants(modes: list[str], renderers: list[str], overlaps: list[bool]):
+def _variants(modes: list[str], renderers: list[str], overlaps: list[bool | str]):
     """(mode, renderer, overlap) per timed run: ground truth once, each rendering run per
     renderer, episode relabelling also per overlap setting."""
     for mode in modes:
@@ -247,12 +249,12 @@ def _variants(modes: list[str], renderers: list[str], overlaps: list[bool]):
                 yield mode, renderer, overlap
 
 
-def _label(mode: str, renderer: str | None, overlap: bool | None) -> str:
+def _label(mode: str, renderer: str | None, overlap: bool | str | None) -> str:
     label = {"ground_truth": "ground truth", "render": "GT + render", "episode": "CLIP episode",
              "step": "CLIP online"}[mode]
     details = [renderer] if renderer else []
     if overlap is not None:
-        details.append("overlap" if overlap else "no overlap")
+        details.append({True: "overlap", False: "no overlap"}.get(overlap, "overlap auto"))
     return f"{label} ({', '.join(details)})" if details else label
 
 

@@ -11,7 +11,7 @@ from stable_baselines3 import DQN
 
 import vlmrm
 from vlmrm.agents import EnvFactory, EpisodeRelabeller, make_training_env, resize_uint8
-from vlmrm.agents.relabel import chunk_frames_of
+from vlmrm.agents.relabel import chunk_frames_of, spare_core
 
 
 class ThreadLog:
@@ -94,3 +94,18 @@ def test_worker_error_reaches_the_training_loop(tiny_clip):
     with pytest.raises(RuntimeError, match="reward model failed"):
         model.learn(total_timesteps=40, callback=EpisodeRelabeller(broken, frame_size=32, chunk_frames=4))
     venv.close()
+
+
+def test_default_overlaps_only_with_an_idle_core(tiny_clip, monkeypatch):
+    assert spare_core(cores=2, load=1.0)  # this process alone on 2 cores
+    assert not spare_core(cores=2, load=1.6)  # another job beside it
+    assert not spare_core(cores=1, load=0.0)  # nothing to overlap on
+    assert spare_core(cores=16, load=9.0) and not spare_core(cores=16, load=15.7)
+    reward = vlmrm.CLIPReward(tiny_clip, goal="pole upright", batch_size=5)
+    for load, expected in ((0.2, True), (40.0, False)):
+        monkeypatch.setattr("os.getloadavg", lambda load=load: (load, load, load))
+        monkeypatch.setattr("vlmrm.agents.config.available_cores", lambda: 2)
+        rewards, _, log = _train(reward, overlap=None, chunk_frames=10)
+        main = threading.get_ident()
+        assert any(t != main for t in log.threads) is expected
+        assert not np.isnan(rewards).any()
