@@ -34,6 +34,19 @@ Gradient steps only happen in ``train``, and ``train`` only after ``on_rollout_e
 * frames are also scored early when more than ``max_pending_frames`` are stored (memory),
   or before the replay buffer would wrap onto a slot that is still waiting.
 
+Overlap (``overlap=True``): a committed step's frames are resized and stored, and every
+complete chunk of ``chunk_frames`` stored frames is scored, on one worker thread while SB3
+steps the envs (torch releases the GIL in its kernels, so the reward model runs beside the
+env loop on a second core); ``on_rollout_end`` waits for the worker and scores the last,
+incomplete chunk. The sequential path (``overlap=False``) makes the very same calls in the
+same order on the main thread — same chunks, so the same tower batches — so both write
+identical rewards (``tests/test_relabel_overlap.py``). The worker only pays when a core is
+free for it: on a machine whose cores are all busy it competes with the env loop for the
+CPU and the GIL and was measured slower (``benchmarks/RESULTS.md``). The default,
+``overlap=None``, therefore decides when training starts: a worker thread if the load
+average leaves a core idle (:func:`spare_core`), else the sequential path. Either way the
+rewards are the same; only the speed differs.
+
 A step whose ``on_step`` stopped training (Ctrl-C) is never written to the buffer by SB3,
 so the step's frames are held "in flight" and committed only once the loop goes on.
 
@@ -46,8 +59,11 @@ default ``handle_timeout_termination=True``) stores it in ``timeouts`` and sampl
 
 from __future__ import annotations
 
+import os
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,6 +134,125 @@ def storage_size(reward_model: Callable) -> tuple[int | None, str]:
     return int(clip.image_size), str(getattr(clip, "resize_mode", "squash"))
 
 
+def spare_core(cores: int | None = None, load: float | None = None) -> bool:
+    """Whether a core is idle for the relabelling worker: the 1-minute load average (this
+    process's own work included) is below the cores this process may use, minus a half."""
+    from vlmrm.agents.config import available_cores
+
+    cores = available_cores() if cores is None else cores
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            return False
+    return cores >= 2 and load < cores - 0.5
+
+
+#: Frames per scoring call when the reward model's tower batch is unknown.
+DEFAULT_CHUNK_FRAMES = 64
+
+
+def chunk_frames_of(reward_model: Callable, target: int | None = None) -> int:
+    """Frames per scoring call: a multiple of the CLIP tower's batch size near ``target``
+    (default: one tower batch).
+
+    A multiple of the tower batch keeps the tower's batches what one call over all pending
+    frames would make; one batch keeps the tower efficient while nearly all of a rollout's
+    frames are scored as the envs step (even one env's 200-step rollout).
+    """
+    batch = getattr(reward_model, "batch_size", None)  # CLIPReward's own, if set
+    if not isinstance(batch, int) or batch < 1:
+        batch = getattr(getattr(reward_model, "clip", None), "batch_size", None)
+    if not isinstance(batch, int) or batch < 1:
+        return target or DEFAULT_CHUNK_FRAMES
+    return batch * max(1, round(target / batch)) if target else batch
+
+
+class _ChunkScorer:
+    """Resizes committed steps into one preallocated store and scores it in fixed chunks.
+
+    Chunk ``k`` is always frames ``[k * chunk, (k + 1) * chunk)`` counted from the last
+    :meth:`take`, and :meth:`take` scores the rest in one call: the calls do not depend on
+    where they run. With ``overlap`` they run, in submission order, on one worker thread;
+    without, inline. Only the worker touches the store between :meth:`take` calls.
+    """
+
+    #: Steps that may wait for the worker (their full-size frames are held meanwhile).
+    MAX_QUEUED_STEPS = 64
+
+    def __init__(self, reward_model: Callable, frame_size: int | None, resize_mode: str,
+                 capacity: int, chunk: int, overlap: bool) -> None:
+        self.reward_model = reward_model
+        self.frame_size = frame_size
+        self.resize_mode = resize_mode
+        self.capacity = capacity
+        self.chunk = int(chunk)
+        self.overlap = overlap
+        self.frames: np.ndarray | None = None
+        self._stored = 0  # frames written since the last take (worker side)
+        self._scored = 0  # of which scored in complete chunks
+        self._rewards: list[np.ndarray] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self._queued: deque[Future] = deque()
+
+    def stored_shape(self, frames: list[np.ndarray]) -> tuple[int, ...]:
+        """Shape of one stored frame for a step's (full-size) frames."""
+        if self.frame_size is None:
+            return tuple(np.shape(frames[0]))
+        return (self.frame_size, self.frame_size, 3)
+
+    def allocate(self, shape: tuple[int, ...], n: int) -> None:
+        # A flush happens once `capacity` frames are committed, so one step more fits. The
+        # pages of np.empty are only touched as frames arrive: peak memory is what is stored.
+        self.frames = np.empty((self.capacity + n, *shape), dtype=np.uint8)
+
+    def add(self, frames: list[np.ndarray], slot: int) -> None:
+        """Store a committed step's frames at ``slot`` (and score complete chunks)."""
+        if not self.overlap:
+            self._ingest(frames, slot)
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlmrm-relabel")
+        self._queued.append(self._executor.submit(self._ingest, frames, slot))
+        # Surface a worker's error at the next step, and bound the frames held in the queue.
+        while self._queued and (self._queued[0].done() or len(self._queued) > self.MAX_QUEUED_STEPS):
+            self._queued.popleft().result()
+
+    def _ingest(self, frames: list[np.ndarray], slot: int) -> None:
+        stored = resize_uint8(np.stack(frames), self.frame_size, self.resize_mode)
+        self.frames[slot : slot + len(stored)] = stored
+        self._stored = slot + len(stored)
+        while self._stored - self._scored >= self.chunk:
+            end = self._scored + self.chunk
+            self._rewards.append(score_frames(self.reward_model, self.frames[self._scored : end]))
+            self._scored = end
+
+    def wait(self) -> None:
+        """Block until every submitted step is stored (re-raising a worker's error)."""
+        while self._queued:
+            self._queued.popleft().result()
+
+    def take(self, n_frames: int) -> np.ndarray:
+        """The rewards of the first ``n_frames`` stored frames, in order; starts a new store."""
+        self.wait()
+        if self._stored != n_frames:
+            raise RuntimeError(f"{self._stored} frames stored, {n_frames} expected")
+        parts = self._rewards
+        if self._scored < n_frames:
+            parts = [*parts, score_frames(self.reward_model, self.frames[self._scored : n_frames])]
+        self._rewards, self._stored, self._scored = [], 0, 0
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def close(self) -> None:
+        """Finish the queued steps and stop the worker thread (a later :meth:`add` restarts it)."""
+        try:
+            self.wait()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+
 class EpisodeRelabeller(BaseCallback):
     """Store frames per step; write their rewards into the replay buffer before training.
 
@@ -133,6 +268,11 @@ class EpisodeRelabeller(BaseCallback):
             state as absorbing: its reward is paid again for every step left until the
             limit, discounted by the agent's ``gamma`` (see :func:`absorbing_bonus`);
             ``None``: an episode that ends earns nothing more.
+        overlap: resize and score on a worker thread while the envs step (see the module
+            docstring); ``False`` does the same work on the main thread, same rewards;
+            ``None`` (default): a worker thread if :func:`spare_core` says a core is idle
+            when training starts.
+        chunk_frames: frames per scoring call; default: :func:`chunk_frames_of`.
 
     See the module docstring for why training only ever samples relabelled rewards.
     """
@@ -146,11 +286,15 @@ class EpisodeRelabeller(BaseCallback):
         max_pending_frames: int = 4096,
         on_episode: Callable[[int, float, int], None] | None = None,
         absorbing_horizon: int | None = None,
+        overlap: bool | None = None,
+        chunk_frames: int | None = None,
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
         if max_pending_frames < 1:
             raise ConfigError(f"max_pending_frames must be >= 1, got {max_pending_frames}")
+        if chunk_frames is not None and chunk_frames < 1:
+            raise ConfigError(f"chunk_frames must be >= 1, got {chunk_frames}")
         size, mode = storage_size(reward_model)
         self.reward_model = reward_model
         self.frame_size = frame_size if frame_size is not None else size
@@ -158,11 +302,16 @@ class EpisodeRelabeller(BaseCallback):
         self.max_pending_frames = int(max_pending_frames)
         self.on_episode = on_episode
         self.absorbing_horizon = absorbing_horizon
+        self.overlap = overlap
         # Frames wait in one preallocated uint8 array (pages are only touched as frames
-        # arrive), so scoring reads a view of it: no per-step arrays to concatenate, and
+        # arrive), so scoring reads views of it: no per-step arrays to concatenate, and
         # peak memory stays at what is stored.
-        self._frames: np.ndarray | None = None
-        self._in_flight: tuple[int, np.ndarray] | None = None  # (buffer position, dones)
+        self._scorer = _ChunkScorer(
+            reward_model, self.frame_size, self.resize_mode, self.max_pending_frames,
+            chunk_frames or chunk_frames_of(reward_model), bool(overlap),
+        )
+        # The step SB3 is about to store: (buffer position, dones, its full-size frames).
+        self._in_flight: tuple[int, np.ndarray, list[np.ndarray]] | None = None
         self._pending: list[tuple[int, np.ndarray]] = []
         self._pending_frames = 0
         self._returns: np.ndarray | None = None
@@ -179,6 +328,8 @@ class EpisodeRelabeller(BaseCallback):
             )
         if getattr(self.model, "optimize_memory_usage", False):
             raise ConfigError("episode relabelling does not support optimize_memory_usage=True")
+        if self.overlap is None:
+            self._scorer.overlap = spare_core()
         n = self.training_env.num_envs
         self._returns = np.zeros(n, dtype=np.float64)
         self._lengths = np.zeros(n, dtype=np.int64)
@@ -195,13 +346,12 @@ class EpisodeRelabeller(BaseCallback):
                 "episode relabelling needs each sub-env's frame in info['frame']; build the "
                 "env with vlmrm.agents.make_training_env(..., render_frames=True)"
             )
-        frames = np.stack([info.pop(FRAME_KEY) for info in infos])
-        stored = resize_uint8(frames, self.frame_size, self.resize_mode)
-        self._store(stored)
+        frames = [info.pop(FRAME_KEY) for info in infos]
+        self._check_shape(self._scorer.stored_shape(frames), len(frames))
         rewards = self.locals["rewards"]
         rewards[...] = PLACEHOLDER_REWARD  # in place: this array is what SB3 stores next
         dones = np.asarray(self.locals["dones"], dtype=bool).copy()
-        self._in_flight = (int(self.model.replay_buffer.pos), dones)
+        self._in_flight = (int(self.model.replay_buffer.pos), dones, frames)
         return True
 
     def _on_rollout_end(self) -> None:
@@ -210,27 +360,39 @@ class EpisodeRelabeller(BaseCallback):
         self.flush()
 
     def _on_training_end(self) -> None:
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            self._scorer.close()
 
     # -- bookkeeping --------------------------------------------------------------------
-    def _store(self, stored: np.ndarray) -> None:
-        """Write a step's frames after the committed ones (they count once committed)."""
-        n = stored.shape[0]
-        if self._frames is None:
-            # A flush happens once max_pending_frames are committed, so one step more fits.
-            self._frames = np.empty((self.max_pending_frames + n, *stored.shape[1:]), dtype=np.uint8)
-        if stored.shape[1:] != self._frames.shape[1:]:
+    def _check_shape(self, shape: tuple[int, ...], n: int) -> None:
+        """Allocate the store at the first step; refuse frames of another stored shape."""
+        if self._scorer.frames is None:
+            self._scorer.allocate(shape, n)
+        if shape != self._scorer.frames.shape[1:]:
             raise ConfigError(
-                f"frames changed shape from {self._frames.shape[1:]} to {stored.shape[1:]} during "
+                f"frames changed shape from {self._scorer.frames.shape[1:]} to {shape} during "
                 "training; render every sub-env at one size (or set a storage frame_size)"
             )
-        self._frames[self._pending_frames : self._pending_frames + n] = stored
+
+    @property
+    def _frames(self) -> np.ndarray | None:
+        """The store of pending frames (resized), for inspection."""
+        return self._scorer.frames
+
+    def _store(self, stored: np.ndarray) -> None:
+        """Write already-resized frames after the committed ones (they count once committed)."""
+        self._check_shape(tuple(stored.shape[1:]), stored.shape[0])
+        self._scorer.frames[self._pending_frames : self._pending_frames + stored.shape[0]] = stored
 
     def _commit(self) -> None:
         if self._in_flight is None:
             return
-        self._pending.append(self._in_flight)
-        self._pending_frames += self._in_flight[1].shape[0]
+        position, dones, frames = self._in_flight
+        self._scorer.add(frames, self._pending_frames)
+        self._pending.append((position, dones))
+        self._pending_frames += dones.shape[0]
         self._in_flight = None
         buffer_size = self.model.replay_buffer.buffer_size
         if self._pending_frames >= self.max_pending_frames or len(self._pending) >= buffer_size:
@@ -254,13 +416,10 @@ class EpisodeRelabeller(BaseCallback):
             return 0
         buffer = self.model.replay_buffer
         positions = np.array([p for p, _ in self._pending])
-        frames = self._frames[: self._pending_frames]
         dones = np.stack([d for _, d in self._pending])
         n_steps, n_envs = dones.shape
-        rewards = score_frames(self.reward_model, frames).reshape(n_steps, n_envs)
-        if self._in_flight is not None:  # a stored step not yet committed moves to the front
-            n = self._in_flight[1].shape[0]
-            self._frames[:n] = self._frames[self._pending_frames : self._pending_frames + n].copy()
+        # (A step still in flight keeps its full-size frames until it is committed.)
+        rewards = self._scorer.take(self._pending_frames).reshape(n_steps, n_envs)
         self._pending.clear()
         self._pending_frames = 0
         self.relabelled += n_steps * n_envs

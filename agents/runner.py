@@ -315,6 +315,9 @@ def _learn(
             max_pending_frames=cfg.reward.max_pending_frames,
             on_episode=stats.add_clip_episode,
             absorbing_horizon=horizon,
+            # A distributed reward's collectives must come from one thread (evaluations
+            # score on the main thread): no worker thread there; else one if a core is idle.
+            overlap=False if cfg.reward.get("distributed", False) else None,
         )
         saved = resume_state.get("relabeller") or {}
         relabeller.relabelled = int(saved.get("relabelled", 0))

@@ -13,21 +13,12 @@ visible track is 3.2 m wide and the cart leaves the frame near the track's ends.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv as _GymCartPoleEnv
 
-from ._common import (
-    DEFAULT_RENDER_SIZE,
-    ClassicControlMixin,
-    fill_circle,
-    fill_polygon,
-    new_surface,
-)
-
-if TYPE_CHECKING:
-    import pygame
+from ._common import DEFAULT_RENDER_SIZE, ClassicControlMixin, Color, Painter
 
 #: ``info["success"]`` is true while ``|theta|`` is below this (radians, about 5.7 deg).
 #: The episode itself only ends past 12 deg; "success" is the stricter "upright" notion
@@ -58,6 +49,8 @@ class CartPoleEnv(ClassicControlMixin, _GymCartPoleEnv):
         render_mode: ``"rgb_array"`` or ``None``.
         width, height: frame size in pixels; frames are drawn at this size.
         sutton_barto_reward: passed to gymnasium's CartPole (0 per step, -1 on failure).
+        renderer: ``"numpy"`` (default: the NumPy rasteriser, pygame's pixels without
+            pygame) or ``"pygame"``.
 
     ``info`` holds ``state`` (``x, x_dot, theta, theta_dot`` as float64) and ``success``
     (``|theta| < UPRIGHT_ANGLE``), in both ``reset`` and ``step``.
@@ -71,14 +64,20 @@ class CartPoleEnv(ClassicControlMixin, _GymCartPoleEnv):
         width: int = DEFAULT_RENDER_SIZE[0],
         height: int = DEFAULT_RENDER_SIZE[1],
         sutton_barto_reward: bool = False,
+        renderer: str = "numpy",
     ) -> None:
-        super().__init__(render_mode, width, height, sutton_barto_reward=sutton_barto_reward)
+        super().__init__(
+            render_mode, width, height, renderer, sutton_barto_reward=sutton_barto_reward
+        )
 
     def _info(self) -> dict[str, Any]:
         state = np.array(self.state, dtype=np.float64)
         return {"state": state, "success": bool(abs(state[2]) < UPRIGHT_ANGLE)}
 
-    def _draw(self) -> pygame.Surface:
+    def _background(self) -> Color:
+        return _BACKGROUND
+
+    def _draw(self, painter: Painter) -> None:
         w, h = self.screen_width, self.screen_height
         # Gymnasium's 600x400 layout (125 px per metre, track 100 px above the bottom),
         # scaled to cover the requested frame and centre-cropped: a 224x224 frame shows
@@ -96,13 +95,10 @@ class CartPoleEnv(ClassicControlMixin, _GymCartPoleEnv):
             """Metres relative to the cart's centre on the track -> pixel coordinates."""
             return cart_x + dx * scale, track_y - dy * scale
 
-        surf = new_surface(w, h, _BACKGROUND)
-        import pygame
-
-        pygame.draw.line(surf, _TRACK, (0, round(track_y)), (w, round(track_y)))
+        painter.line((0, round(track_y)), (w, round(track_y)), _TRACK)
 
         hw, hh = _CART_WIDTH / 2, _CART_HEIGHT / 2
-        fill_polygon(surf, [px(-hw, -hh), px(-hw, hh), px(hw, hh), px(hw, -hh)], _CART)
+        painter.polygon([px(-hw, -hh), px(-hw, hh), px(hw, hh), px(hw, -hh)], _CART)
 
         # The pole rotates about the axle; theta > 0 leans it to the right (+x).
         sin_t, cos_t = math.sin(theta), math.cos(theta)
@@ -114,6 +110,5 @@ class CartPoleEnv(ClassicControlMixin, _GymCartPoleEnv):
             (_POLE_WIDTH / 2, -_POLE_WIDTH / 2),
         ):
             corners.append(px(u * cos_t + v * sin_t, _AXLE_OFFSET - u * sin_t + v * cos_t))
-        fill_polygon(surf, corners, _POLE)
-        fill_circle(surf, px(0.0, _AXLE_OFFSET), _POLE_WIDTH / 2 * scale, _AXLE)
-        return surf
+        painter.polygon(corners, _POLE)
+        painter.circle(px(0.0, _AXLE_OFFSET), _POLE_WIDTH / 2 * scale, _AXLE)

@@ -12,21 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from gymnasium.envs.classic_control.continuous_mountain_car import Continuous_MountainCarEnv
 
-from ._common import (
-    DEFAULT_RENDER_SIZE,
-    ClassicControlMixin,
-    fill_circle,
-    fill_polygon,
-    new_surface,
-)
-
-if TYPE_CHECKING:
-    import pygame
+from ._common import DEFAULT_RENDER_SIZE, ClassicControlMixin, Color, Painter
 
 _ToPixels = Callable[[float, float], tuple[float, float]]
 
@@ -59,6 +50,8 @@ class MountainCarContinuousEnv(ClassicControlMixin, Continuous_MountainCarEnv):
         render_mode: ``"rgb_array"`` or ``None``.
         width, height: frame size in pixels; frames are drawn at this size.
         goal_velocity: passed to gymnasium's environment.
+        renderer: ``"numpy"`` (default: the NumPy rasteriser, pygame's pixels without
+            pygame) or ``"pygame"``.
 
     ``info`` holds ``state`` (``position, velocity`` as float64) and ``success``
     (``position >= goal_position``, i.e. the car reached the flag), in ``reset`` and
@@ -73,15 +66,19 @@ class MountainCarContinuousEnv(ClassicControlMixin, Continuous_MountainCarEnv):
         width: int = DEFAULT_RENDER_SIZE[0],
         height: int = DEFAULT_RENDER_SIZE[1],
         goal_velocity: float = 0,
+        renderer: str = "numpy",
     ) -> None:
-        super().__init__(render_mode, width, height, goal_velocity=goal_velocity)
+        super().__init__(render_mode, width, height, renderer, goal_velocity=goal_velocity)
         self.state: np.ndarray | None = None
 
     def _info(self) -> dict[str, Any]:
         state = np.array(self.state, dtype=np.float64)
         return {"state": state, "success": bool(state[0] >= self.goal_position)}
 
-    def _draw(self) -> pygame.Surface:
+    def _background(self) -> Color:
+        return SKY_COLOR
+
+    def _draw(self, painter: Painter) -> None:
         w, h = self.screen_width, self.screen_height
         span = self.max_position - self.min_position
         scale = min(w / span, h / _WORLD_TOP)
@@ -92,34 +89,32 @@ class MountainCarContinuousEnv(ClassicControlMixin, Continuous_MountainCarEnv):
             """World coordinates -> pixel coordinates (y grows downwards on screen)."""
             return x_off + (x - self.min_position) * scale, h - y_off - y * scale
 
-        surf = new_surface(w, h, SKY_COLOR)
+        def scenery(p: Painter) -> None:
+            # Hill: the height curve across the whole frame width, filled down to the bottom.
+            xs = self.min_position + (np.linspace(0, w, max(2, w // 2 + 1)) - x_off) / scale
+            curve = [px(float(x), float(y)) for x, y in zip(xs, self._height(xs), strict=True)]
+            p.polygon([(0, h), *curve, (w, h)], GROUND_COLOR)
+            p.aalines(curve, _GROUND_EDGE)
+            self._draw_flag(p, px)
 
-        # Hill: the height curve across the whole frame width, filled down to the bottom.
-        xs = self.min_position + (np.linspace(0, w, max(2, w // 2 + 1)) - x_off) / scale
-        curve = [px(float(x), float(y)) for x, y in zip(xs, self._height(xs), strict=True)]
-        fill_polygon(surf, [(0, h), *curve, (w, h)], GROUND_COLOR)
-        import pygame
+        # Hill, edge and flag are the same in every frame of this size: only the car moves.
+        key = ("MountainCar", w, h, self.min_position, self.max_position, self.goal_position)
+        painter.static(key, scenery)
+        self._draw_car(painter, px, scale)
 
-        pygame.draw.aalines(surf, _GROUND_EDGE, False, curve)
-
-        self._draw_flag(surf, px)
-        self._draw_car(surf, px, scale)
-        return surf
-
-    def _draw_flag(self, surf: pygame.Surface, px: _ToPixels) -> None:
+    def _draw_flag(self, painter: Painter, px: _ToPixels) -> None:
         gx, gy = self.goal_position, float(self._height(self.goal_position))
         top = gy + _FLAG_POLE_HEIGHT
         fw, fh = _FLAG_SIZE
-        fill_polygon(
-            surf,
+        painter.polygon(
             [px(gx - 0.006, gy), px(gx - 0.006, top), px(gx + 0.006, top), px(gx + 0.006, gy)],
             _FLAG_POLE,
         )
-        fill_polygon(
-            surf, [px(gx, top), px(gx + fw, top), px(gx + fw, top - fh), px(gx, top - fh)], _FLAG
+        painter.polygon(
+            [px(gx, top), px(gx + fw, top), px(gx + fw, top - fh), px(gx, top - fh)], _FLAG
         )
 
-    def _draw_car(self, surf: pygame.Surface, px: _ToPixels, scale: float) -> None:
+    def _draw_car(self, painter: Painter, px: _ToPixels, scale: float) -> None:
         pos = float(self.state[0])
         slope = math.atan(0.45 * 3 * math.cos(3 * pos))  # d/dx of the hill height
         tx, ty = math.cos(slope), math.sin(slope)  # along the track
@@ -133,12 +128,11 @@ class MountainCarContinuousEnv(ClassicControlMixin, Continuous_MountainCarEnv):
         r = _WHEEL_RADIUS
         half = _CAR_LENGTH / 2
         bottom, top = 0.8 * r, 0.8 * r + _CAR_BODY_HEIGHT
-        fill_polygon(
-            surf, [at(-half, bottom), at(-half, top), at(half, top), at(half, bottom)], _CAR_BODY
+        painter.polygon(
+             [at(-half, bottom), at(-half, top), at(half, top), at(half, bottom)], _CAR_BODY
         )
         roof = top + 0.035
-        fill_polygon(
-            surf,
+        painter.polygon(
             [
                 at(-0.55 * half, top),
                 at(-0.4 * half, roof),
@@ -147,8 +141,7 @@ class MountainCarContinuousEnv(ClassicControlMixin, Continuous_MountainCarEnv):
             ],
             _CAR_BODY,
         )
-        fill_polygon(
-            surf,
+        painter.polygon(
             [
                 at(-0.4 * half, top + 0.006),
                 at(-0.3 * half, roof - 0.008),
@@ -158,5 +151,5 @@ class MountainCarContinuousEnv(ClassicControlMixin, Continuous_MountainCarEnv):
             _CAR_WINDOW,
         )
         for u in (-0.6 * half, 0.6 * half):
-            fill_circle(surf, at(u, r), r * scale, _WHEEL)
-            fill_circle(surf, at(u, r), 0.45 * r * scale, _HUB)
+            painter.circle(at(u, r), r * scale, _WHEEL)
+            painter.circle(at(u, r), 0.45 * r * scale, _HUB)
