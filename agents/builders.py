@@ -227,6 +227,7 @@ def build_reward_model(reward: Mapping[str, Any], goal: str | list[str], baselin
         batch_size=reward.get("batch_size"),
         pretrained=reward.get("pretrained") or None,
         compile=reward.get("compile") or False,
+        backend=reward.get("backend") or "torch",
     )
     return vlmrm.CLIPReward(clip, goal=_prompts(goal), baseline=_prompts(baseline) or None, alpha=reward.get("alpha", 0.0))
 

@@ -69,9 +69,11 @@ def test_a_command_applies_the_policy_once_and_prints_it(monkeypatch, capsys) ->
     try:
         apply_command_threads(ScoreSettings(threads=1))
         assert torch.get_num_threads() == 1 and policy.process_threads() == 1
-        assert capsys.readouterr().err == "torch threads: 1 (threads=1)\n"
-        # load_clip without threads= follows the command's count
+        assert capsys.readouterr().err == ""  # a settings error found now stays one line
+        # load_clip without threads= follows the command's count, and prints it once
         assert vlmrm.load_clip("vlmrm-tiny", device="cpu").threads == 1
+        assert vlmrm.load_clip("vlmrm-tiny", device="cpu").threads == 1
+        assert capsys.readouterr().err == "torch threads: 1 (threads=1)\n"
     finally:
         torch.set_num_threads(before)
 
@@ -96,3 +98,24 @@ def test_every_command_takes_threads(module: str, name: str) -> None:
     cls = getattr(importlib.import_module(module), name)
     fields = {f.name: f.default for f in dataclasses.fields(cls)}
     assert fields.get("threads") == "auto"
+
+
+def test_the_score_command_prints_its_thread_line_once(tmp_path, capsys, monkeypatch) -> None:
+    import imageio.v3 as iio
+
+    from vlmrm.score import main
+
+    monkeypatch.setattr(policy, "_process_threads", None)
+    frames = tmp_path / "clip"
+    frames.mkdir()
+    for i in range(3):
+        iio.imwrite(frames / f"{i:03d}.png", np.full((32, 32, 3), 40 * i, dtype=np.uint8))
+    before = torch.get_num_threads()
+    try:
+        status = main([str(frames), "goal=a cat", "model=vlmrm-tiny", "device=cpu", "threads=1",
+                       "plot=false", f"out={tmp_path / 'out'}", "progress=false"])  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    err = capsys.readouterr().err.splitlines()
+    assert status == 0, err
+    assert [ln for ln in err if ln.startswith("torch threads")] == ["torch threads: 1 (threads=1)"]

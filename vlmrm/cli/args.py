@@ -468,18 +468,18 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def apply_command_threads(settings: Any) -> None:
     """A command's ``threads=`` policy (:mod:`vlmrm.runtime.threads`), applied for the process
-    before the command starts and printed once (on rank 0) as part of its setup.
+    before the command starts; its line is printed once (on rank 0) with the command's
+    setup, when the command loads its CLIP (:func:`vlmrm.load_clip`): a settings error
+    found before that stays the command's one line.
 
     Commands whose settings have no ``threads`` field (training applies its own, counting
     its env worker processes) are left alone.
     """
     if not dataclasses.is_dataclass(settings) or not hasattr(settings, "threads"):
         return
-    from vlmrm.runtime.threads import apply_threads, describe_threads
+    from vlmrm.runtime.threads import apply_threads
 
-    apply_threads(settings.threads)
-    if _rank() == 0:
-        print(describe_threads(settings.threads), file=sys.stderr, flush=True)
+    apply_threads(settings.threads, announce=_rank() == 0)
 
 
 def entry_point(command: Command, body: Callable[[Any], int | None]) -> Callable[[Sequence[str] | None], int]:

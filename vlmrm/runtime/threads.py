@@ -31,6 +31,8 @@ MAX_AUTO_THREADS = 4
 #: The thread count a command applied for its whole process (``None``: none applied); the
 #: default of :func:`vlmrm.load_clip` follows it, so a command's model uses the same count.
 _process_threads: int | None = None
+#: The line a command prints once with its setup (when it loads its model), if not yet printed.
+_pending_line: str | None = None
 
 
 def available_cores() -> int:
@@ -91,18 +93,30 @@ def describe_threads(value: Any = "auto", workers: int = 0, what: str = "worker 
     return f"torch threads: {resolve_threads(value, workers)} ({why})"
 
 
-def apply_threads(value: Any = "auto", workers: int = 0) -> int:
+def apply_threads(value: Any = "auto", workers: int = 0, announce: bool = False) -> int:
     """Set torch's CPU threads for the whole process to the policy's count; returns it.
 
-    :func:`vlmrm.load_clip` without ``threads=`` then uses the same count.
+    :func:`vlmrm.load_clip` without ``threads=`` then uses the same count. ``announce``:
+    the first :func:`announce_threads` (the first model load) prints the policy's line.
     """
-    global _process_threads
+    global _process_threads, _pending_line
     count = resolve_threads(value, workers)  # a bad value fails before torch is imported
     import torch
 
     torch.set_num_threads(count)
     _process_threads = count
+    _pending_line = describe_threads(value, workers) if announce else None
     return count
+
+
+def announce_threads() -> None:
+    """Print the line :func:`apply_threads` left to print (once; a no-op after that)."""
+    global _pending_line
+    if _pending_line is not None:
+        import sys
+
+        print(_pending_line, file=sys.stderr, flush=True)
+        _pending_line = None
 
 
 def process_threads() -> int | None:
