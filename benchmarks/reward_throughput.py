@@ -302,10 +302,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(header)
     # Threads outermost: a compiled CPU graph keeps the thread count it was compiled with.
-    settings = [
+    settings = [  # in the order given, precision outermost
         (backend, precision)
-        for backend in args.backend.split(",")
         for precision in args.precision.split(",")
+        for backend in args.backend.split(",")
         if backend != "openvino" or precision in ("auto", "fp32", "int8")
     ]
     for threads in dict.fromkeys(

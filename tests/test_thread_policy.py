@@ -113,9 +113,17 @@ def test_the_score_command_prints_its_thread_line_once(tmp_path, capsys, monkeyp
     before = torch.get_num_threads()
     try:
         status = main([str(frames), "goal=a cat", "model=vlmrm-tiny", "device=cpu", "threads=1",
-                       "plot=false", f"out={tmp_path / 'out'}", "progress=false"])  # fmt: skip
+                       "plot=false", f"out={tmp_path / 'out'}"])  # fmt: skip
     finally:
         torch.set_num_threads(before)
     err = capsys.readouterr().err.splitlines()
     assert status == 0, err
     assert [ln for ln in err if ln.startswith("torch threads")] == ["torch threads: 1 (threads=1)"]
+    # progress=false: plain logs, no setup lines
+    monkeypatch.setattr(policy, "_process_threads", None)
+    try:
+        status = main([str(frames), "goal=a cat", "model=vlmrm-tiny", "device=cpu", "threads=1",
+                       "plot=false", f"out={tmp_path / 'out2'}", "progress=false"])  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    assert status == 0 and "torch threads" not in capsys.readouterr().err

@@ -16,7 +16,8 @@ The fastest qualifying path wins. The choice is cached per (model, weights hash,
 size, CPU model and flags, threads, OpenVINO version) in ``$VLMRM_CACHE/cpu_choice.json``
 (atomic writes; safe to delete: the next load measures again), and printed once per load:
 ``precision=auto: ...``. Towers too small to gain (under :data:`MIN_TOWER_PARAMS`
-parameters, e.g. ``vlmrm-tiny``) run torch fp32 without a measurement.
+parameters, e.g. ``vlmrm-tiny``) and towers that are not ViTs (ResNets) run torch fp32
+without a measurement.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def choose(
     ``preprocess``: frames → model input; ``tokenize``: prompts → token ids.
     """
     visual = model.visual
-    if sum(p.numel() for p in visual.parameters()) < MIN_TOWER_PARAMS:
+    vit = getattr(getattr(visual, "transformer", None), "resblocks", None) is not None
+    if not vit or sum(p.numel() for p in visual.parameters()) < MIN_TOWER_PARAMS:
         backend = "torch" if "torch" in backends else backends[0]
         return Choice(backend, "fp32", {}, {}, measured=False)
     if "openvino" in backends and not openvino_available():

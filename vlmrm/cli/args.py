@@ -470,7 +470,8 @@ def apply_command_threads(settings: Any) -> None:
     """A command's ``threads=`` policy (:mod:`vlmrm.runtime.threads`), applied for the process
     before the command starts; its line is printed once (on rank 0) with the command's
     setup, when the command loads its CLIP (:func:`vlmrm.load_clip`): a settings error
-    found before that stays the command's one line.
+    found before that stays the command's one line. With ``progress=false`` (plain logs,
+    where a stop or an error is the only line on stderr) it is not printed.
 
     Commands whose settings have no ``threads`` field (training applies its own, counting
     its env worker processes) are left alone.
@@ -479,7 +480,7 @@ def apply_command_threads(settings: Any) -> None:
         return
     from vlmrm.runtime.threads import apply_threads
 
-    apply_threads(settings.threads, announce=_rank() == 0)
+    apply_threads(settings.threads, announce=_rank() == 0 and getattr(settings, "progress", True) is not False)
 
 
 def entry_point(command: Command, body: Callable[[Any], int | None]) -> Callable[[Sequence[str] | None], int]:
