@@ -22,6 +22,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp", "int8")
 #: Precisions a training command accepts.
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp")
 
+#: The rank fidelity a fast path must keep: Spearman of its rewards with fp32 rewards.
+RANK_FIDELITY_BAR = 0.999
+
 #: ``backend=`` of every command and ``load_clip``: where the CLIP towers run.
 BACKENDS = ("auto", "torch", "openvino")
 

@@ -10,7 +10,8 @@ A fixed rule would be wrong on one of them, so the candidates are timed here:
 * each on the same drawn frames at the model's input size, best of three calls, at the
   model's thread count;
 * each int8 candidate's rewards against torch fp32 rewards on other drawn frames: it
-  qualifies only with Spearman ≥ 0.999 (:data:`vlmrm.fidelity.DEFAULT_BAR`).
+  qualifies only with Spearman ≥ 0.999 (:data:`vlmrm.checks.RANK_FIDELITY_BAR`, the bar
+  of :func:`vlmrm.rank_fidelity`).
 
 The fastest qualifying path wins. The choice is cached per (model, weights hash, input
 size, CPU model and flags, threads, OpenVINO version) in ``$VLMRM_CACHE/cpu_choice.json``
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlmrm.fidelity import DEFAULT_BAR
+from vlmrm.checks import RANK_FIDELITY_BAR as DEFAULT_BAR
 from vlmrm.runtime.atomic import atomic_write_json
 from vlmrm.runtime.threads import using_threads
 
@@ -158,7 +159,10 @@ def choose(
 
 
 def _measure(model, name, size, threads, backends, preprocess, tokenize, drawn) -> Choice:
-    from vlmrm.diagnostics import spearman
+    from scipy.stats import spearmanr
+
+    def spearman(a: np.ndarray, b: np.ndarray) -> float:
+        return float(spearmanr(a, b).statistic)
 
     print(f"precision=auto: measuring the CPU paths of {name} once ({', '.join(backends)})",
           file=sys.stderr, flush=True)  # fmt: skip
