@@ -56,7 +56,7 @@ def test_fp32_equals_torch_on_the_tiny_model(cache) -> None:
     np.testing.assert_allclose(r_ov(frames), r_ref(frames), atol=1e-4, rtol=0)
 
 
-@pytest.mark.slow  # ~15 s to convert on a quiet 2-core CPU (minutes on a busy one)
+@pytest.mark.slow  # 21 s on 2 cores at load average ~5 (converting ViT-B-32); minutes when busier
 def test_fp32_equals_torch_on_vit_b_32_random_weights(cache) -> None:
     with pytest.warns(UserWarning, match="RANDOM weights"):
         ref = vlmrm.load_clip("ViT-B-32", device="cpu", precision="fp32")
