@@ -56,7 +56,7 @@ def test_fp32_equals_torch_on_the_tiny_model(cache) -> None:
     np.testing.assert_allclose(r_ov(frames), r_ref(frames), atol=1e-4, rtol=0)
 
 
-@pytest.mark.slow  # 21 s on 2 cores at load average ~5 (converting ViT-B-32); minutes when busier
+# Converting ViT-B-32 costs 12 s on 2 cores at load average ~5 (21 s in a busier minute).
 def test_fp32_equals_torch_on_vit_b_32_random_weights(cache) -> None:
     with pytest.warns(UserWarning, match="RANDOM weights"):
         ref = vlmrm.load_clip("ViT-B-32", device="cpu", precision="fp32")
