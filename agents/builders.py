@@ -259,6 +259,9 @@ def build_reward_model(reward: Mapping[str, Any], goal: str | list[str], baselin
         batch_size=reward.get("batch_size"),
         pretrained=reward.get("pretrained") or None,
         compile=reward.get("compile") or False,
+        backend=reward.get("backend") or "auto",
+        # the trainer (or a serving rank) has set its thread policy, env workers counted
+        threads=torch.get_num_threads(),
     )
     return vlmrm.CLIPReward(clip, goal=_prompts(goal), baseline=_prompts(baseline) or None, alpha=reward.get("alpha", 0.0))
 

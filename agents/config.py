@@ -34,9 +34,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vlmrm.agents.gym_envs import GENERIC_ENV, generic_env_overrides
 from vlmrm.agents.settings import RENAMED, TrainSettings, goal_prompt, renamed_hint  # noqa: F401 (goal_prompt: re-exported)
-from vlmrm.checks import check_int
 from vlmrm.cli.args import check_keys, flat_items, read_config_file, settings_dict
 from vlmrm.errors import ConfigError
+from vlmrm.runtime.threads import (  # noqa: F401 - available_cores, MAX_AUTO_THREADS: re-exported
+    MAX_AUTO_THREADS,
+    available_cores,
+    resolve_threads,
+)
+from vlmrm.runtime.threads import describe_threads as runtime_describe_threads
 
 GROUPS = ("env", "agent", "reward")
 #: Keys whose values are free text: quoted for Hydra, so ",", "{", "(" etc. are literal.
@@ -332,37 +337,11 @@ def compose_train_config(overrides: Sequence[str] = ()) -> DictConfig:
     return validate_train_config(cfg)
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask: containers and ``taskset``
-    grant fewer than ``os.cpu_count()``)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-#: The most threads ``auto`` gives torch: small MLP updates and reward batches of a few
-#: dozen frames do not scale further, and each extra OpenMP thread is one more to wait for.
-MAX_AUTO_THREADS = 4
-
-
 def torch_threads(value: Any, env_workers: int = 0, cores: int | None = None) -> int:
-    """CPU threads for torch in the trainer's process (agent updates and the CLIP reward).
-
-    ``auto``: half the cores, less the env worker processes beyond the other half:
-    ``min(cores // 2, cores - env_workers)``, at least 1 and at most
-    :data:`MAX_AUTO_THREADS`. Why: an OpenMP region waits for its slowest thread, so a
-    thread that shares its core with a busy process slows every call down. Measured on 2
-    busy shared cores (CartPole DQN, ``vlmrm-tiny``, 2 sub-envs in worker processes): 2
-    threads 16 env steps/s, 1 thread 224; ViT-B-32 int8 rewards with one core busy ran
-    at 0.67× of fp32 with 2 threads and 1.5× with 1. Half the cores leaves room for
-    rendering and other jobs when the envs step in-process. ``env_workers``: sub-env
-    processes stepping beside the trainer (0 for in-process envs). An integer overrides.
-    """
-    if value in (None, "auto"):
-        cores = available_cores() if cores is None else cores
-        return max(1, min(MAX_AUTO_THREADS, cores // 2, cores - max(0, int(env_workers))))
-    return check_int("threads", value, 1)
+    """CPU threads for torch in the trainer's process (agent updates and the CLIP reward):
+    the one policy of every entry point, :func:`vlmrm.runtime.threads.resolve_threads`, with
+    the env worker processes as the workers beside it."""
+    return resolve_threads(value, env_workers, cores)
 
 
 def env_workers(cfg: Mapping) -> int:
@@ -378,12 +357,7 @@ def train_threads(cfg: Mapping) -> int:
 
 def describe_threads(cfg: Mapping) -> str:
     """``torch threads: N (why)``: the line a training run prints once with its setup."""
-    value = cfg.get("threads", "auto")
-    if value in (None, "auto"):
-        why = f"auto: {available_cores()} cores, {env_workers(cfg)} env worker processes; threads=N overrides"
-    else:
-        why = f"threads={value}"
-    return f"torch threads: {train_threads(cfg)} ({why})"
+    return runtime_describe_threads(cfg.get("threads", "auto"), env_workers(cfg), "env worker processes")
 
 
 def validate_train_config(cfg: DictConfig) -> DictConfig:

@@ -12,6 +12,14 @@ fidelity of the toolkit's rewards to fp32 rewards (Spearman) and the max |Δrewa
         --batch-size 1,16,256,1024 --precision fp16          # a sweep: one table row per setting
     python benchmarks/reward_throughput.py --model ViT-B-32 --batch-size 1024 --precision fp16 --compile true
     python benchmarks/reward_throughput.py --precision int8 --load 0,1 --threads auto,2   # idle and loaded
+    python benchmarks/reward_throughput.py --backend torch,openvino --precision fp32,int8 \
+        --frame-size 224x224,480x480 --load 0,1          # every CPU path in one run (issue table)
+
+``--backend torch,openvino`` (the ``openvino`` extra) runs each precision on both tower
+backends; ``int8`` on OpenVINO is calibrated on frames drawn apart from the fidelity frames.
+``--precision auto`` shows what ``load_clip(precision="auto")`` picks on this CPU (it
+measures once and caches the choice; ``prec`` then names the path it picked). The CPU
+(model name and its int8-relevant flags) and the load are printed with the table.
 
 ``--load N`` keeps N busy processes (one spinning core each) running during every
 measurement, the baseline's included, as env worker processes do during training;
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -145,17 +154,24 @@ def image_tower_gflops(clip: vlmrm.ClipModel) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def load_pair(args: argparse.Namespace, model: str, precision: str, compile: str) -> tuple:
+def load_pair(
+    args: argparse.Namespace, model: str, precision: str, compile: str, backend: str = "auto",
+    threads: int | None = None,
+) -> tuple:
     """The fp32 reference CLIP and the toolkit's CLIP at ``precision``, loaded once per setting."""
+    extra = {}
+    if backend == "openvino" and precision == "int8":
+        # calibration frames drawn apart from the timing and fidelity frames (seeds 0, 1)
+        extra["calibration"] = make_frames(64, 240, 240, seed=7)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref_clip = vlmrm.load_clip(model, device=args.device, precision="fp32")
+        ref_clip = vlmrm.load_clip(model, device=args.device, precision="fp32", backend="torch", threads=threads)
         fast = {"auto": None, "on": True, "off": False}[args.fast_resize]
         # The toolkit splits a call into tower batches of its own choosing (``--tower-batch``
         # overrides); the baseline, like the reference, runs the whole batch at once.
         clip = vlmrm.load_clip(
             model, device=args.device, precision=precision, batch_size=args.tower_batch, fast_resize=fast,
-            compile=compile,
+            compile=compile, backend=backend, threads=threads, **extra,
         )
     return ref_clip, clip
 
@@ -189,11 +205,30 @@ def measure(args: argparse.Namespace, ref_clip: vlmrm.ClipModel, clip: vlmrm.Cli
         "max_dr": float(np.abs(r_ours - r_fp32).max()),
         "spread": float(r_fp32.std()),
         "ref_dr": float(np.abs(r_fp32 - r_ref).max()),
-        "precision": clip.precision + ("+c" if clip.compile else ""),
+        "precision": ("ov-" if clip.backend == "openvino" else "")
+        + clip.precision
+        + ("+c" if clip.compile else ""),
         "fast_resize": clip.fast_resize,
         "tower_batch": clip.batch_size,
         "device": str(clip.device),
     }
+
+
+FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def print_table(rows: list[tuple], ident: dict) -> None:
+    """The Markdown table of the run: one row per (frames, load) and path, ratios to the reference."""
+    flags = ", ".join(ident["flags"]) or "-"
+    print(f"\n{ident['cpu']} ({flags}); torch {torch.__version__}\n")
+    print("| frames | load | threads | path | frames/s | reference/s | × reference | Spearman | max abs dR |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for model, frames, batch, load, threads, m in rows:
+        path = f"{model} {m['precision']}"
+        print(
+            f"| {frames} × {batch} | {load} | {threads} | {path} | {m['fps']:.1f} | {m['ref_fps']:.1f} | "
+            f"{m['fps'] / m['ref_fps']:.2f}× | {m['spearman']:.4f} | {m['max_dr']:.1e} |"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -234,14 +269,31 @@ def main(argv: list[str] | None = None) -> None:
         default=["auto"],
         help="torch threads of both paths: auto (the trainer's policy, --load counted as env workers) or N, comma-separated",
     )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        help="tower backend(s) of the toolkit path, comma-separated: torch, openvino (CPU, the openvino "
+        "extra), auto (torch unless --precision auto measures OpenVINO faster)",
+    )
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOP/s at this precision")
     args = p.parse_args(argv)
     started = time.perf_counter()
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.frame_size.split(",")]
     batches = [int(b) for b in args.batch_size.split(",")]
-    from vlmrm.agents.config import available_cores, torch_threads
+    from vlmrm.cpu_choice import cpu_identity
+    from vlmrm.runtime.threads import available_cores
+    from vlmrm.runtime.threads import resolve_threads as torch_threads
 
-    print(f"torch={torch.__version__} cores={available_cores()} cuda={torch.cuda.is_available()}")
+    ident = cpu_identity()
+    versions = f"torch={torch.__version__}"
+    if "openvino" in args.backend:
+        import openvino
+
+        versions += f" openvino={openvino.__version__}"
+    print(f"{versions} cores={available_cores()} cuda={torch.cuda.is_available()}")
+    print(f"cpu: {ident['cpu']}; flags: {' '.join(ident['flags']) or 'none of ' + ','.join(FLAGS)}; "
+          f"load average before the run: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    rows: list[tuple] = []
     header = (
         f"{'model':<10} {'frames':>9} {'batch':>5} {'chunk':>5} {'prec':>7} {'fast':>5} {'load':>4} {'thr':>3} "
         f"{'baseline/s':>10} {'vlmrm/s':>9} "
@@ -250,15 +302,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(header)
     # Threads outermost: a compiled CPU graph keeps the thread count it was compiled with.
+    settings = [  # in the order given, precision outermost
+        (backend, precision)
+        for precision in args.precision.split(",")
+        for backend in args.backend.split(",")
+        if backend != "openvino" or precision in ("auto", "fp32", "int8")
+    ]
     for threads in dict.fromkeys(
         torch_threads(t if t == "auto" else int(t), load) for t in args.threads for load in args.load
     ):
         torch.set_num_threads(threads)
         for model in args.model.split(","):
-            for precision in args.precision.split(","):
+            for backend, precision in settings:
                 for compile in args.compile.split(","):
                     loading = time.perf_counter()
-                    ref_clip, clip = load_pair(args, model, precision, compile)
+                    ref_clip, clip = load_pair(args, model, precision, compile, backend, threads)
                     print(
                         f"({model} {clip.precision}{'+c' if clip.compile else ''}, {threads} threads: "
                         f"loaded{' and compiled' if clip.compile else ''} in {time.perf_counter() - loading:.0f} s)",
@@ -272,6 +330,7 @@ def main(argv: list[str] | None = None) -> None:
                             for h, w in sizes:
                                 for batch in batches:
                                     m = measure(args, ref_clip, clip, h, w, batch)
+                                    rows.append((model, f"{h}x{w}", batch, load, threads, m))
                                     peak = f"{m['tflops'] / args.peak_tflops:7.1%}" if args.peak_tflops else f"{'-':>7}"
                                     print(
                                         f"{model:<10} {f'{h}x{w}':>9} {batch:>5} {m['tower_batch']:>5} "
@@ -286,6 +345,7 @@ def main(argv: list[str] | None = None) -> None:
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
     print(f"(run time {time.perf_counter() - started:.0f} s)")
+    print_table(rows, ident)
     print(f"(fp32 toolkit vs reference pipeline: max |dR| = {m['ref_dr']:.1e}; tower GFLOPs/image = {m['gflops']:.1f})")
 
 

@@ -22,6 +22,12 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp", "int8")
 #: Precisions a training command accepts.
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp")
 
+#: The rank fidelity a fast path must keep: Spearman of its rewards with fp32 rewards.
+RANK_FIDELITY_BAR = 0.999
+
+#: ``backend=`` of every command and ``load_clip``: where the CLIP towers run.
+BACKENDS = ("auto", "torch", "openvino")
+
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -199,3 +205,11 @@ def resolve_compile(value: Any, key: str = "compile") -> str | None:
     raise ConfigError(
         f"{key} must be true, false or a torch.compile mode ({', '.join(COMPILE_MODES)}), got {value!r}"
     )
+
+
+def check_backend(value: Any) -> str:
+    """``auto``, ``torch`` or ``openvino`` (any case); anything else is one error line."""
+    backend = str(value).strip().lower()
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {value!r}; choose one of {', '.join(BACKENDS)}")
+    return backend

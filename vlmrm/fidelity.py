@@ -22,12 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vlmrm.checks import RANK_FIDELITY_BAR
 from vlmrm.diagnostics import spearman
 from vlmrm.errors import ConfigError
 from vlmrm.preprocess import FrameBatch
 from vlmrm.reward import RewardModel, score_frames
 
-DEFAULT_BAR = 0.999
+DEFAULT_BAR = RANK_FIDELITY_BAR
 
 
 @dataclass(frozen=True)

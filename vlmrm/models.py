@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 import open_clip
 import torch
 
-from vlmrm.checks import (
+from vlmrm.checks import (  # noqa: F401 - BACKENDS: re-exported
+    BACKENDS,
     PRECISIONS,
     TRAIN_PRECISIONS,
+    check_backend,
     check_device,
     check_precision,
     resolve_compile,
@@ -33,6 +35,13 @@ from vlmrm.compiling import compile_image_encoder
 from vlmrm.errors import ConfigError, LongPromptWarning, warn
 from vlmrm.preprocess import RESIZE_MODES, FrameBatch, as_frame_tensor, preprocess
 from vlmrm.quantize import quantize_image_tower
+from vlmrm.runtime.threads import (
+    announce_threads,
+    check_threads,
+    process_threads,
+    resolve_threads,
+    using_threads,
+)
 from vlmrm.weights import (  # noqa: F401 - TINY, RANDOM_WEIGHTS_SEED: re-exported
     OPENAI_MEAN,
     OPENAI_STD,
@@ -64,11 +73,12 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """Pick the concrete precision; ``auto`` is the fastest one that keeps reward ranks.
 
     On CUDA that is fp16 weights (11-bit mantissa: errors well below the spread of rewards
-    between frames). On CPU it is fp32: bf16 was measured to scramble reward rankings
-    (Spearman 0.82–0.88 with fp32) and fp16 matmuls are slow on CPUs. ``"int8"`` (the
-    fast CPU path, :mod:`vlmrm.quantize`) is opt-in: its fidelity was measured on random
-    weights, and a user should check it on their own model and frames
-    (:func:`vlmrm.rank_fidelity`) before trusting it.
+    between frames). On CPU it is fp32 here: bf16 was measured to scramble reward rankings
+    (Spearman 0.82–0.88 with fp32) and fp16 matmuls are slow on CPUs; :func:`load_clip`
+    then measures, once per model and CPU, whether an int8 path (torch's,
+    :mod:`vlmrm.quantize`, or OpenVINO's) is faster and keeps Spearman ≥ 0.999
+    (:mod:`vlmrm.cpu_choice`). An explicit ``"int8"`` is not checked: check it on your
+    own model and frames (:func:`vlmrm.rank_fidelity`) before trusting it.
     """
     precision = check_precision(precision, PRECISIONS)
     if precision == "auto":
@@ -148,6 +158,10 @@ class ClipModel:
     fast_resize: bool = False
     compile: str | None = None
     amp_dtype: str | None = None
+    backend: str = "torch"
+    threads: int | None = None
+    _image_engine: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
+    _text_engine: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
     _text_cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _compiled_encoder: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
     _warned_prompts: set[str] = field(default_factory=set, repr=False)
@@ -255,6 +269,10 @@ class ClipModel:
         without touching the module: adapted copies in TTA, ``torch.func`` transforms.
         """
         x = x.to(self.dtype)
+        if self._image_engine is not None:
+            self._check_inference(params)
+            emb = self._image_engine(x).float()
+            return emb / emb.norm(dim=-1, keepdim=True) if normalize else emb
         with self._autocast():
             if params:
                 emb = _call_with(self.model, "encode_image", params, x)
@@ -271,6 +289,10 @@ class ClipModel:
         normalize: bool = True,
     ) -> torch.Tensor:
         """Text tower on token ids ``(N, L)`` (:meth:`tokenize`), with gradients; see :meth:`image_features`."""
+        if self._text_engine is not None:
+            self._check_inference(params)
+            emb = self._text_engine(tokens).float()
+            return emb / emb.norm(dim=-1, keepdim=True) if normalize else emb
         with self._autocast():
             if params:
                 emb = _call_with(self.model, "encode_text", params, tokens)
@@ -279,13 +301,23 @@ class ClipModel:
         emb = emb.float()
         return emb / emb.norm(dim=-1, keepdim=True) if normalize else emb
 
+    def _check_inference(self, params: dict | None) -> None:
+        """The OpenVINO towers compute embeddings only: no gradients, no replaced weights."""
+        if params or torch.is_grad_enabled():
+            raise ConfigError(
+                f"{self.name} runs on the {self.backend} backend, which computes embeddings only "
+                "(no gradients, no replaced weights); load it with backend='torch' to train "
+                "through it"
+            )
+
     # -- the inference encoders: the same towers, without autograd, for rewards --
 
     @torch.inference_mode()
     def encode_preprocessed(self, x: torch.Tensor) -> torch.Tensor:
         """Image tower on already-normalised input → unit float32 embeddings (no autograd)."""
         self.image_calls += 1
-        return self.image_features(x)
+        with using_threads(self.threads):
+            return self.image_features(x)
 
     @torch.inference_mode()
     def embed_images(
@@ -330,7 +362,8 @@ class ClipModel:
         texts = check_prompts(texts, "texts")
         missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
         if missing:
-            emb = self.text_features(self.tokenize(missing))
+            with using_threads(self.threads):
+                emb = self.text_features(self.tokenize(missing))
             for t, e in zip(missing, emb, strict=True):
                 self._text_cache[t] = e
         return torch.stack([self._text_cache[t] for t in texts])
@@ -343,6 +376,11 @@ class ClipModel:
         afterwards (parameters are graph inputs, not constants).
         """
         resolved = resolve_compile(mode)
+        if resolved is not None and self.backend != "torch":
+            raise ConfigError(
+                f"compile is for the torch backend; the {self.backend} backend compiles its "
+                "towers itself: drop compile="
+            )
         if resolved is None:
             self._compiled_encoder = self.compile = None
             return
@@ -360,7 +398,7 @@ class ClipModel:
         """Save the weights as safetensors; reload with ``load_clip(name, pretrained=path)``."""
         from safetensors.torch import save_model
 
-        if self.precision == "int8":
+        if self.precision == "int8" and self.backend == "torch":
             raise ConfigError(
                 "an int8 model cannot be saved as CLIP weights (its image tower is quantised); "
                 "save the model loaded with precision='fp32'"
@@ -448,6 +486,9 @@ def load_clip(
     fast_resize: bool | None = None,
     compile: bool | str = False,
     amp_dtype: str | None = None,
+    backend: str = "auto",
+    threads: int | str | None = None,
+    calibration: FrameBatch | None = None,
 ) -> ClipModel:
     """Load a CLIP model for rewards; see the module docstring for the forms of ``spec``.
 
@@ -471,12 +512,35 @@ def load_clip(
             of seconds at load and needs Triton (CUDA) or a C++ compiler (CPU).
         amp_dtype: with ``precision="amp"``, autocast to ``"fp16"`` or ``"bf16"`` instead of
             the device's natural dtype (see :func:`training_precision`).
+        backend: ``"auto"`` (torch, unless ``precision="auto"`` on a CPU measures OpenVINO
+            faster), ``"torch"``, or ``"openvino"`` (CPU only, the ``openvino`` extra: the image
+            and text towers run in OpenVINO, precision ``fp32`` or ``int8``; see
+            :mod:`vlmrm.openvino_backend`). Everything above the towers is shared.
+        threads: CPU threads of the model's tower calls: ``"auto"`` (the policy of every
+            command, :mod:`vlmrm.runtime.threads`) or ``N``. Default: the count a command
+            applied for the process, else ``"auto"``.
+        calibration: uint8 frames ``(N, H, W, 3)`` that calibrate ``backend="openvino",
+            precision="int8"`` (frames of your env or videos; default: smooth random scenes).
     """
     if amp_dtype not in (None, "fp16", "bf16"):
         raise ConfigError(f"amp_dtype must be 'fp16', 'bf16' or None, got {amp_dtype!r}")
     register_model_configs()
+    backend = check_backend(backend)
     dev = resolve_device(device)
+    if threads is None:
+        threads = process_threads() or "auto"
+    thread_count = resolve_threads(check_threads(threads))
+    announce_threads()  # a command's thread line, once, with its setup
+    if backend == "openvino":
+        if dev.type != "cpu":
+            raise ConfigError(f"backend='openvino' runs on the CPU; use device='cpu' (got {dev.type!r})")
+        from vlmrm.openvino_backend import require_openvino
+
+        require_openvino(for_int8=precision == "int8")  # before anything is loaded
+    measure = precision == "auto" and dev.type == "cpu"
     prec = resolve_precision(precision, dev)
+    if backend == "openvino" and prec not in ("fp32", "int8"):
+        raise ConfigError(f"backend='openvino' runs precision 'fp32' or 'int8' (or 'auto'), not {prec!r}")
     compile_mode = resolve_compile(compile)
     if resize_mode not in RESIZE_MODES:
         raise ConfigError(f"unknown resize_mode {resize_mode!r}; choose one of {RESIZE_MODES}")
@@ -493,7 +557,13 @@ def load_clip(
     oc_precision = prec if prec in ("fp16", "bf16") else "fp32"
     model, mean, std = create_model(arch, tag, pretrained, oc_precision, dev, cache_dir)
     model.eval()
-    if prec == "int8":
+    if measure:  # the fastest faithful CPU path, measured once (vlmrm.cpu_choice)
+        backend, prec, fast_resize = _choose_cpu_path(
+            model, spec, arch, backend, thread_count, resize_mode, fast_resize
+        )
+    elif backend == "auto":
+        backend = "torch"
+    if prec == "int8" and backend == "torch":
         quantize_image_tower(model)
     visual = model.visual
     size = visual.image_size
@@ -514,7 +584,49 @@ def load_clip(
         resize_mode=resize_mode,
         fast_resize=(prec != "fp32") if fast_resize is None else bool(fast_resize),
         amp_dtype=amp_dtype if prec == "amp" else None,
+        backend=backend,
+        threads=thread_count,
     )
+    if backend == "openvino":
+        _attach_openvino(clip, calibration)
     if compile_mode is not None:
         clip.enable_compile(compile_mode)
     return clip
+
+
+def _choose_cpu_path(
+    model: torch.nn.Module, name: str, arch: str, backend: str, threads: int,
+    resize_mode: str, fast_resize: bool | None,
+) -> tuple[str, str, bool | None]:
+    """``precision="auto"`` on CPU → (backend, precision, fast_resize), printed once."""
+    import sys
+
+    from vlmrm.cpu_choice import choose
+
+    size = model.visual.image_size
+    size = int(size if isinstance(size, int) else size[0])
+    probe = ClipModel(model=model, tokenizer=open_clip.get_tokenizer(arch), name=name,
+                      device=torch.device("cpu"), precision="fp32", image_size=size,
+                      resize_mode=resize_mode, fast_resize=True)  # fmt: skip
+    backends = ("torch", "openvino") if backend == "auto" else (backend,)
+    choice = choose(model, name, size, threads, backends, probe.preprocess, probe.tokenizer)
+    if choice.measured:  # a tower too small to gain runs fp32 without a word
+        print(choice.line(name), file=sys.stderr, flush=True)
+    if choice.precision != "fp32" and fast_resize is None:
+        fast_resize = True
+    return choice.backend, choice.precision, fast_resize
+
+
+def _attach_openvino(clip: ClipModel, calibration: FrameBatch | None) -> None:
+    """Give ``clip`` OpenVINO image and text towers (converted now, or read from the cache)."""
+    from vlmrm.openvino_backend import build_towers
+
+    def model_input(frames: FrameBatch) -> torch.Tensor:
+        return clip.preprocess(frames)
+
+    with using_threads(clip.threads):
+        image, text = build_towers(
+            clip.model, clip.name, clip.image_size, clip.context_length, clip.precision,
+            int(clip.threads or 1), model_input, calibration,
+        )
+    clip._image_engine, clip._text_engine = image, text

@@ -109,7 +109,7 @@ def _candidates(cfg: RerankSettings, images: list, device: Any) -> list[list[str
     from vlmrm.models import load_clip
 
     clip = load_clip(cfg.model, device=device, pretrained=cfg.pretrained, precision=cfg.precision,
-                     resize_mode="center_crop")  # fmt: skip
+                     resize_mode="center_crop", backend=cfg.backend)  # fmt: skip
     lm, vocab = load_lm(cfg.lm, device, cfg.tokenizer)
     captioner = ClipCaptioner(clip, lm, vocab, load_mapper(cfg.captioner, device), cfg.max_tokens)
     return captioner_candidates(captioner, images, cfg.n)

@@ -421,6 +421,7 @@ def run(command: Command, argv: Sequence[str] | None, body: Callable[[Any], int 
 
     try:
         with sigterm_as_interrupt(), warnings_as_lines():
+            apply_command_threads(settings)
             return int(body(settings) or 0)
     except VLMRMError as exc:
         report_error(exc)
@@ -463,6 +464,23 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def apply_command_threads(settings: Any) -> None:
+    """A command's ``threads=`` policy (:mod:`vlmrm.runtime.threads`), applied for the process
+    before the command starts; its line is printed once (on rank 0) with the command's
+    setup, when the command loads its CLIP (:func:`vlmrm.load_clip`): a settings error
+    found before that stays the command's one line. With ``progress=false`` (plain logs,
+    where a stop or an error is the only line on stderr) it is not printed.
+
+    Commands whose settings have no ``threads`` field (training applies its own, counting
+    its env worker processes) are left alone.
+    """
+    if not dataclasses.is_dataclass(settings) or not hasattr(settings, "threads"):
+        return
+    from vlmrm.runtime.threads import apply_threads
+
+    apply_threads(settings.threads, announce=_rank() == 0 and getattr(settings, "progress", True) is not False)
 
 
 def entry_point(command: Command, body: Callable[[Any], int | None]) -> Callable[[Sequence[str] | None], int]:

@@ -52,6 +52,7 @@ def build_sweep(settings: AgreementSettings) -> Any:
         device=None if settings.device == "auto" else settings.device,
         precision=settings.precision,
         pretrained=settings.pretrained,
+        backend=settings.backend,
     )
     goals = [settings.goal] if isinstance(settings.goal, str) else settings.goal
     bases = settings.baseline

@@ -100,6 +100,8 @@ class AgreementSettings(ClipSettings):
     """Goal-baseline regularisation in [0, 1]; a list [0,0.5,1] costs one encoding pass."""
     out: str | None = None
     """Output folder of agreement.json and rewards.csv (default: the CSV's folder)."""
+    threads: Any = "auto"
+    """CPU threads of torch: auto (half the cores) or N; printed once when the command starts."""
 
     def validate(self) -> None:
         labels = self.labels

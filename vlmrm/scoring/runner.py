@@ -69,6 +69,7 @@ def load_scoring_clip(settings: ScoreSettings, info: Any = None) -> Any:
         precision=settings.precision,
         pretrained=settings.pretrained,
         compile=settings.compile or False,
+        backend=settings.backend,
     )
 
 

@@ -12,6 +12,7 @@ and writes ``<out>/ranked.jsonl`` plus the augmented images. See
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from vlmrm.checks import check_int, check_out_dir
 from vlmrm.cli.args import Command, entry_point
@@ -43,6 +44,8 @@ class BuildConfig(ClipSettings):
     """Text–text cosine above which a retrieved caption counts as a paraphrase (never a negative)."""
     augment: str = "flip,color,relation"
     """Comma list of flip, color, relation."""
+    threads: Any = "auto"
+    """CPU threads of torch: auto (half the cores) or N; printed once when the command starts."""
 
     def validate(self) -> BuildConfig:
         """Check the settings without torch; each problem is one ConfigError line."""
@@ -93,7 +96,7 @@ def build(cfg: BuildConfig) -> int:
 
         clip = load_clip(
             cfg.model, device=cfg.device, precision=cfg.precision, pretrained=cfg.pretrained,
-            batch_size=cfg.batch_size,
+            batch_size=cfg.batch_size, backend=cfg.backend,
         )
     stats = BuildStats()
     sets = build_ranked_sets(

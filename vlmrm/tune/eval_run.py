@@ -115,13 +115,13 @@ def evaluate(cfg: EvalSettings) -> dict[str, Any]:
     """Score ``cfg.model`` (and ``cfg.base``) on every held-out set; returns the metrics."""
     images = ImageCache()
     clip = load_clip(cfg.model, device=cfg.device, precision=cfg.precision, pretrained=cfg.pretrained or None,
-                     batch_size=cfg.batch_size)  # fmt: skip
+                     batch_size=cfg.batch_size, backend=cfg.backend)  # fmt: skip
     doc: dict[str, Any] = {"model": {"spec": cfg.model, "pretrained": cfg.pretrained, **_metrics(cfg, clip, images)}}
     base = None
     if cfg.base:
         del clip
         bclip = load_clip(cfg.base, device=cfg.device, precision=cfg.precision, pretrained=cfg.base_pretrained,
-                          batch_size=cfg.batch_size)  # fmt: skip
+                          batch_size=cfg.batch_size, backend=cfg.backend)  # fmt: skip
         base = _metrics(cfg, bclip, images)
         doc["base"] = {"spec": cfg.base, "pretrained": cfg.base_pretrained, **base}
     doc["vsr_human_accuracy"] = HUMAN_ACCURACY / 100.0
