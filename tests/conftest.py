@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -11,6 +14,11 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 # Tables are read whole by the tests: no terminal width from the runner (pytest-xdist's
 # workers export COLUMNS=80, which wraps a sweep's table) reaches the commands under test.
 os.environ.pop("COLUMNS", None)
+# Converted models and measured CPU choices go to a cache of this run, never the user's
+# ~/.cache/vlmrm (nor one another worker of a parallel run is writing).
+_CACHE = tempfile.mkdtemp(prefix="vlmrm-test-cache-")
+os.environ["VLMRM_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 # The tests run tiny models: one thread is as fast, and immune to the OpenMP spin-wait
 # slow-down (measured 20-40x) when the cores are shared with other work. Subprocesses
 # started by the tests inherit it.
@@ -18,12 +26,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import submitit  # noqa: E402, F401  (see below)
 import torch  # noqa: E402
 import torchvision  # noqa: E402, F401  (before any MuJoCo EGL context, see vlmrm/envs)
 
 import vlmrm  # noqa: E402
 
 torch.set_num_threads(1)
+# (submitit above: its first import reconfigures logging with logging.config.dictConfig, which
+# closes the handlers that exist by then; absl's, imported with OpenVINO, would close pytest's
+# captured stderr with it. Imported before any test imports OpenVINO, that happens harmlessly.)
 
 
 @pytest.fixture(autouse=True)

@@ -216,3 +216,25 @@ def test_precision_auto_measures_once_picks_a_faithful_path_and_says_which(cache
     # an explicit backend limits the candidates (and is a new measurement)
     ov_only = vlmrm.load_clip("vlmrm-tiny", device="cpu", backend="openvino")
     assert ov_only.backend == "openvino" and measured == [1, 1]
+
+
+def test_a_signal_after_an_openvino_model_is_freed_still_stops_gracefully(tmp_path) -> None:
+    """Ctrl-C / SIGUSR2 after a model was freed (precision="auto" measures and frees some):
+    each freed ``openvino.Core`` unloaded the CPU plugin with its signal stack, and the next
+    signal crashed the process with SIGSEGV instead of reaching the graceful stop."""
+    import subprocess
+
+    script = (
+        "import gc, os, signal, numpy as np, vlmrm\n"
+        "from vlmrm.runtime.stop import GracefulStop\n"
+        "clip = vlmrm.load_clip('vlmrm-tiny', device='cpu', backend='openvino', precision='fp32')\n"
+        "clip.embed_images(np.zeros((2, 64, 64, 3), np.uint8)); clip.embed_texts(['a cart'])\n"
+        "del clip; gc.collect()\n"
+        "with GracefulStop() as stop:\n"
+        "    os.kill(os.getpid(), signal.SIGUSR2)\n"
+        "    print('stopped by', stop.name)\n"
+    )
+    env = {**__import__("os").environ, "VLMRM_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "stopped by SIGUSR2" in done.stdout

@@ -222,11 +222,28 @@ def _quantize(ov_model: Any, calibration: np.ndarray) -> Any:
     )
 
 
+_CORE: Any = None
+
+
+def shared_core(ov: Any) -> Any:
+    """The process's one ``openvino.Core``, kept for the life of the process.
+
+    Each ``Core`` that is freed unloads the CPU plugin with the signal stack it registered,
+    so the next signal the process takes (Ctrl-C, a scheduler's SIGTERM or SIGUSR2) would be
+    delivered onto freed memory and crash it (measured: SIGSEGV on SIGUSR1 after a model was
+    freed). One core that lives as long as the process keeps the plugin loaded.
+    """
+    global _CORE
+    if _CORE is None:
+        _CORE = ov.Core()
+    return _CORE
+
+
 class OpenVINOTower:
     """A compiled OpenVINO tower called like a torch module: tensor in, float32 tensor out."""
 
     def __init__(self, ov: Any, model: Any, threads: int, integer_input: bool = False) -> None:
-        core = ov.Core()
+        core = shared_core(ov)
         config = {
             "INFERENCE_NUM_THREADS": int(threads),
             "INFERENCE_PRECISION_HINT": "f32",
@@ -322,7 +339,7 @@ def build_towers(
             f"backend='openvino' runs precision 'fp32' or 'int8' (or 'auto'), not {precision!r}"
         )
     ov = require_openvino(for_int8=precision == "int8")
-    core = ov.Core()
+    core = shared_core(ov)
     root = cache_root()
     version = f"ov{ov.__version__.split('-')[0]}-f{CACHE_FORMAT}"
 
