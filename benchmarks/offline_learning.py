@@ -67,6 +67,16 @@ script's own. ``--arm NAME BASE [KEY=VALUE ...]`` (repeatable) adds an arm calle
 the arm ``BASE`` (one of the names above) with its own extra settings, so that variants
 of one reward (centring, terminal value, offset, scale) are trained and evaluated side by
 side by one invocation, on the same dataset, tuned weights and evaluation episodes.
+``--parallel N`` trains N arms at once in worker processes (each an ordinary run folder).
+The MountainCar investigation of ``benchmarks/RESULTS.md`` (centring, terminal value,
+offset, scale) is one such invocation::
+
+    python benchmarks/offline_learning.py --env MountainCar --seeds 0 --parallel 3 --arms gt \
+        --arm centred clip reward.center=true reward.terminal=end \
+        --arm absorbing clip reward.center=true reward.terminal=absorbing \
+        --arm offset_0.9 clip reward.center=true reward.terminal=end reward.offset=0.9 \
+        --arm scale_10 clip reward.center=true reward.terminal=end reward.scale=10 \
+        --arm uncentred clip reward.center=false reward.terminal=end
 
 Output: one line per seed, then a table of every arm (per seed: ground-truth return, its
 share of the ``gt`` arm's, the centring offset, the arm's settings, training time), then
