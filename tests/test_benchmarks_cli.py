@@ -124,3 +124,35 @@ def test_arms_table_reports_the_share_of_the_ground_truth_agent(ol) -> None:
     )
     assert "| -43.8 ± 2.0 | -46.5% | 0.064 | 400 |" in rows["centred"]
     assert rows["gt"] == "| gt | `gt` | 0 | 94.1 ± 1.3 |  |  | 340 |"
+
+
+def _script(name: str):
+    path = SCRIPT.with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_int8_study_plants_outliers_in_every_layernorm_and_rejects_unknown_sections(capsys) -> None:
+    import torch
+
+    import vlmrm
+
+    study = _script("int8_study")
+    with pytest.raises(SystemExit):
+        study.main(["--sections", "gemm,nosuch"])
+    assert "unknown section(s) ['nosuch']" in capsys.readouterr().err
+
+    model = vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32").model
+    before = {k: v.clone() for k, v in model.visual.transformer.state_dict().items() if ".ln_" in k}
+    study.plant_outliers(model, factor=20.0, channels=3, seed=0)
+    after = model.visual.transformer.state_dict()
+    assert before  # every block has ln_1 and ln_2
+    for key, old in before.items():
+        new = after[key]
+        changed = (new != old).nonzero().flatten()
+        assert len(changed) <= 3, key  # 3 channels (a zero bias stays zero)
+        if key.endswith("weight"):
+            assert len(changed) == 3, key
+            torch.testing.assert_close(new[changed], 20.0 * old[changed])
