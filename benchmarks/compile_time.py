@@ -1,12 +1,13 @@
 """What ``compile=True`` costs at load on a CPU: a cold Inductor cache, then a warm one.
 
-``load_clip(..., compile=True)`` compiles the image tower with a warm-up batch (the
-dynamic-batch graph); the first 1-frame call compiles the batch-1 graph. This script runs
+``load_clip(..., compile=True)`` compiles the image tower at load with a warm-up batch
+(the dynamic-batch graph) and one frame (the batch-1 graph), so that no call compiles
+mid-run; the first calls after the load show that. This script runs
 the same child process twice with one fresh ``TORCHINDUCTOR_CACHE_DIR``: the first run
 fills the cache (cold), the second finds Inductor's FX graph cache and skips code
 generation and the C++ compiler (warm). Each child reports the seconds of the load (with
-the compile of the dynamic graph), the first 64-frame call, the first 1-frame call and a
-second 64-frame call (steady state, for comparison).
+both compiles), the first 64-frame call, the first 1-frame call, a second 64-frame call,
+and the whole process (with Python's and torch's start-up).
 
     python benchmarks/compile_time.py                                  # ViT-B-32 int8, 2 threads
     python benchmarks/compile_time.py --model vlmrm-tiny --precision fp32 --threads 1
