@@ -57,9 +57,31 @@ Usage::
     python benchmarks/offline_learning.py --reuse --arms clip_centred   # reuse data + tuned weights
     python benchmarks/offline_learning.py --env MountainCar --arms clip,gt,clip_centred
     python benchmarks/offline_learning.py --env Pendulum-v1
+    python benchmarks/offline_learning.py --env MountainCar --train reward.scale=10   # every arm
+    python benchmarks/offline_learning.py --env MountainCar --arms gt \
+        --arm centred clip reward.terminal=end --arm absorbing clip reward.terminal=absorbing
 
-The last line is ``offline_learning: clip_return=<x> random_return=<y> gt_return=<z>``
-(means over seeds); per-seed figures go to ``<out>/results.json``.
+Trainer settings. ``--train KEY=VALUE ...`` passes ``vlmrm.train`` settings (the same
+``key=value`` vocabulary as ``python -m vlmrm.train``) to every arm's training, after the
+script's own. ``--arm NAME BASE [KEY=VALUE ...]`` (repeatable) adds an arm called ``NAME``:
+the arm ``BASE`` (one of the names above) with its own extra settings, so that variants
+of one reward (centring, terminal value, offset, scale) are trained and evaluated side by
+side by one invocation, on the same dataset, tuned weights and evaluation episodes.
+``--parallel N`` trains N arms at once in worker processes (each an ordinary run folder).
+The MountainCar investigation of ``benchmarks/RESULTS.md`` (centring, terminal value,
+offset, scale) is one such invocation::
+
+    python benchmarks/offline_learning.py --env MountainCar --seeds 0 --parallel 3 --arms gt \
+        --arm centred clip reward.center=true reward.terminal=end \
+        --arm absorbing clip reward.center=true reward.terminal=absorbing \
+        --arm offset_0.9 clip reward.center=true reward.terminal=end reward.offset=0.9 \
+        --arm scale_10 clip reward.center=true reward.terminal=end reward.scale=10 \
+        --arm uncentred clip reward.center=false reward.terminal=end
+
+Output: one line per seed, then a table of every arm (per seed: ground-truth return, its
+share of the ``gt`` arm's, the centring offset, the arm's settings, training time), then
+``offline_learning: clip_return=<x> random_return=<y> gt_return=<z>`` (means over seeds);
+per-seed figures go to ``<out>/<env>/results.json``.
 """
 
 from __future__ import annotations
@@ -144,6 +166,22 @@ ENVS: dict[str, dict[str, Any]] = {
     },
 }
 ARMS = ("clip", "gt", "untuned", "clip_centred", "untuned_centred")
+#: Characters an arm's name may use (it names the arm's run folder).
+ARM_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One agent to train: ``base`` (an entry of :data:`ARMS`) plus extra trainer settings."""
+
+    name: str
+    base: str
+    train: tuple[str, ...] = ()
+
+    @property
+    def tuned(self) -> bool:
+        """Whether the arm's reward is the tuned CLIP (``clip*`` bases)."""
+        return self.base.startswith("clip")
 #: What a ``rollout_support`` module of an env without a package controller defines:
 #: ``register()`` (registers a gymnasium id of the env that puts its state in
 #: ``info["state"]``, and returns it), ``PREDICATES`` (the predicate file captioning its
@@ -334,27 +372,23 @@ def reward_agreement(
 # --------------------------------------------------------------------------- RL
 
 
-def _train_agent(
+def arm_overrides(
     env: str,
-    arm: str,
+    arm: Arm,
     seed: int,
     steps: int,
     out_dir: Path,
     size: int,
     weights: Path | None,
-    reuse: bool = False,
-) -> tuple[Path, float | None, bool]:
-    """Train the env's agent through ``vlmrm.train`` on a CLIP reward or the ground truth.
+    train: Sequence[str] = (),
+) -> list[str]:
+    """The ``vlmrm.train`` overrides of one arm's agent on a CLIP reward or the ground truth.
 
-    ``*_centred`` arms add ``reward.center=true``; the others keep the env's default
-    (MountainCar's env file centres, CartPole's does not). Returns the agent file, the
-    centring offset the trainer measured (``None`` when the reward was not centred), and
-    whether the agent was reused: with ``reuse``, a finished run of the same settings
-    (its saved config, the measured offset aside) is evaluated again, not retrained.
+    ``*_centred`` bases add ``reward.center=true``; the others keep the env's default
+    (MountainCar's env file centres, CartPole's does not). The arm's own settings
+    (``--arm``) and then ``train`` (``--train``, every arm's) come last, so they win.
     """
-    from vlmrm.agents.checkpoint import latest_checkpoint
     from vlmrm.agents.config import compose_train_config
-    from vlmrm.train import train
 
     overrides = [
         *env_overrides(env),
@@ -367,21 +401,57 @@ def _train_agent(
         "checkpoint_every=0",
         "progress=false",
         f"out={out_dir}",
-        f"run_name={arm}-seed{seed}",
+        f"run_name={arm.name}-seed{seed}",
     ]
     base = compose_train_config([*env_overrides(env), f"agent={ENVS[env]['algo']}", "reward=tiny"])
     overrides += agent_overrides(env, base.agent)
-    if arm == "gt":
+    if arm.base == "gt":
         overrides.append("reward=ground_truth")
     else:
         overrides.append("reward=tiny")
         if weights is not None:
             prefix = "" if "pretrained" in base.reward else "+"
             overrides.append(f"{prefix}reward.pretrained='{weights}'")
-        if arm.endswith("_centred"):
+        if arm.base.endswith("_centred"):
             overrides.append("reward.center=true")
+    return [*overrides, *arm.train, *train]
+
+
+def check_arms(args: argparse.Namespace) -> str | None:
+    """``None`` when every arm's trainer settings compose, else the first problem, one line.
+
+    Composes each arm's config as training will (no model is built, nothing is trained),
+    so a misspelt ``--train``/``--arm`` key fails before the dataset and tuning stages.
+    """
+    from vlmrm.agents.config import compose_train_config
+    from vlmrm.errors import ConfigError
+
+    weights = tuned_weights(args.out, args.env, 0, args.stage2)
+    for arm in args.arms:
+        overrides = arm_overrides(args.env, arm, 0, args.rl_steps, Path(args.out), args.size,
+                                  weights if arm.tuned else None, args.train)
+        try:
+            compose_train_config(overrides)
+        except ConfigError as exc:
+            return f"arm {arm.name}: {exc}"
+    return None
+
+
+def _train_agent(
+    overrides: list[str], run_dir: Path, steps: int, reuse: bool = False
+) -> tuple[Path, float | None, bool]:
+    """Train one arm's agent through ``vlmrm.train`` (``overrides``: :func:`arm_overrides`).
+
+    Returns the agent file, the centring offset the trainer measured (``None`` when the
+    reward was not centred), and whether the agent was reused: with ``reuse``, a finished
+    run of the same settings (its saved config, the measured offset aside) is evaluated
+    again, not retrained.
+    """
+    from vlmrm.agents.checkpoint import latest_checkpoint
+    from vlmrm.agents.config import compose_train_config
+    from vlmrm.train import train
+
     cfg = compose_train_config(overrides)
-    run_dir = out_dir / f"{arm}-seed{seed}"
     finished = _finished_run(run_dir, cfg, steps) if reuse else None
     if finished is not None:
         return finished[0], finished[1], True
@@ -565,37 +635,57 @@ def _agreement(
 
 
 def _agents(res: SeedResult, args: argparse.Namespace, root: Path, weights: Path) -> None:
-    """Stages 4-5: train each arm's agent and measure its ground-truth return."""
+    """Stages 4-5: train each arm's agent and measure its ground-truth return.
+
+    With ``--parallel N`` the arms train in N worker processes (each an ordinary
+    ``vlmrm.train`` run in its own folder), so a list of arms shares the machine's cores.
+    """
+    spec = ENVS[args.env]
+    eval_seed = 1_000_000 + 1000 * res.seed
+    rnd = evaluate_policy(None, spec["gym_id"], args.eval_episodes, eval_seed)
+    res.returns["random"], res.return_std["random"] = float(np.mean(rnd)), float(np.std(rnd))
+    jobs = [(args, arm, res.seed, root / "runs", weights if arm.tuned else None) for arm in args.arms]
+    if args.parallel > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")  # a fresh torch per worker (no forked OpenMP state)
+        with ProcessPoolExecutor(min(args.parallel, len(jobs)), mp_context=ctx) as pool:
+            outcomes = list(pool.map(_run_arm, *zip(*jobs, strict=True)))
+    else:
+        outcomes = [_run_arm(*job) for job in jobs]
+    for arm, (rets, offset, seconds) in zip(args.arms, outcomes, strict=True):
+        if offset is not None:
+            res.offsets[arm.name] = float(offset)
+        res.returns[arm.name], res.return_std[arm.name] = float(np.mean(rets)), float(np.std(rets))
+        res.seconds[f"rl_{arm.name}"] = seconds
+        say(
+            f"seed {res.seed}: {arm.name} agent ground-truth return "
+            f"{res.returns[arm.name]:.1f} ± {res.return_std[arm.name]:.1f}"
+        )
+
+
+def _run_arm(
+    args: argparse.Namespace, arm: Arm, seed: int, runs: Path, weights: Path | None
+) -> tuple[list[float], float | None, float]:
+    """Train one arm's agent and evaluate it: (ground-truth returns, offset, seconds)."""
     from stable_baselines3 import PPO, SAC
 
-    algos = {"ppo": PPO, "sac": SAC}
+    t = time.perf_counter()
+    torch.set_num_threads(max(1, args.threads))
     spec = ENVS[args.env]
-    runs = root / "runs"
-    gym_id = spec["gym_id"]
-    eval_seed = 1_000_000 + 1000 * res.seed
-    rnd = evaluate_policy(None, gym_id, args.eval_episodes, eval_seed)
-    res.returns["random"], res.return_std["random"] = float(np.mean(rnd)), float(np.std(rnd))
     importlib.import_module("vlmrm.train")  # so that the builder it imported by name is patched too
     with reward_weights_support() as patch:
-        for arm in args.arms:
-            t = time.perf_counter()
-            w = weights if arm.startswith("clip") else None
-            patch.loaded.clear()
-            ckpt, offset, reused = _train_agent(args.env, arm, res.seed, args.rl_steps, runs, args.size, w,
-                                                reuse=args.reuse)
-            if offset is not None:
-                res.offsets[arm] = float(offset)
-            if w is not None and not reused and not any(os.fspath(w) in name for name in patch.loaded):
-                raise RuntimeError(
-                    f"the {arm} agent was not trained with {w} (reward models: {patch.loaded})"
-                )
-            model = algos[spec["algo"]].load(ckpt, device="cpu")
-            rets = evaluate_policy(model, gym_id, args.eval_episodes, eval_seed)
-            res.returns[arm], res.return_std[arm] = float(np.mean(rets)), float(np.std(rets))
-            res.seconds[f"rl_{arm}"] = time.perf_counter() - t
-            say(
-                f"seed {res.seed}: {arm} agent ground-truth return {res.returns[arm]:.1f} ± {res.return_std[arm]:.1f}"
+        overrides = arm_overrides(args.env, arm, seed, args.rl_steps, runs, args.size, weights, args.train)
+        ckpt, offset, reused = _train_agent(overrides, runs / f"{arm.name}-seed{seed}", args.rl_steps,
+                                            reuse=args.reuse)
+        if weights is not None and not reused and not any(os.fspath(weights) in n for n in patch.loaded):
+            raise RuntimeError(
+                f"the {arm.name} agent was not trained with {weights} (reward models: {patch.loaded})"
             )
+    model = {"ppo": PPO, "sac": SAC}[spec["algo"]].load(ckpt, device="cpu")
+    rets = evaluate_policy(model, spec["gym_id"], args.eval_episodes, 1_000_000 + 1000 * seed)
+    return rets, offset, time.perf_counter() - t
 
 
 def tuned_weights(out: str | os.PathLike, env: str, seed: int = 0, stage2: str = "bt") -> Path:
@@ -640,6 +730,30 @@ def _fmt(x: float) -> str:
     return "nan" if x is None or not math.isfinite(x) else f"{x:.1f}"
 
 
+def arms_table(results: Sequence[SeedResult], arms: Sequence[Arm], episodes: int) -> str:
+    """A Markdown table of every arm and seed: return, share of ``gt``, offset, settings, time."""
+    lines = [
+        f"| arm | settings | seed | ground-truth return (mean ± std, {episodes} episodes) "
+        "| share of gt | offset | train + eval s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for arm in [Arm("random", "random"), *arms]:
+        for r in results:
+            if arm.name not in r.returns:
+                continue
+            ret, gt = r.returns[arm.name], r.returns.get("gt")
+            share = f"{100 * ret / gt:.1f}%" if gt is not None and gt > 0 and arm.name != "gt" else ""
+            settings = " ".join([arm.base, *arm.train]) if arm.name != "random" else "uniform random actions"
+            offset = r.offsets.get(arm.name)
+            secs = r.seconds.get(f"rl_{arm.name}")
+            lines.append(
+                f"| {arm.name} | `{settings}` | {r.seed} | {_fmt(ret)} ± {_fmt(r.return_std[arm.name])} "
+                f"| {share} | {'' if offset is None else f'{offset:.3f}'} "
+                f"| {'' if secs is None else f'{secs:.0f}'} |"
+            )
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -681,9 +795,26 @@ def _parser() -> argparse.ArgumentParser:
         "--rl-steps", type=int, default=None, help="agent steps per arm (default per env)"
     )
     p.add_argument("--eval-episodes", type=int, default=20)
-    p.add_argument("--arms", default="clip,gt", help=f"agents to train, from {ARMS}")
+    p.add_argument(
+        "--arms", default=None,
+        help=f"agents to train, comma list from {ARMS} (default clip,gt; none with only --arm)",
+    )
+    p.add_argument(
+        "--arm", action="append", nargs="+", default=[], metavar=("NAME", "BASE KEY=VALUE"),
+        help="an extra arm NAME: the arm BASE (from --arms' list) with its own vlmrm.train "
+        "settings, e.g. --arm absorbing clip reward.terminal=absorbing (repeatable)",
+    )
+    p.add_argument(
+        "--train", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+        help="vlmrm.train settings for every arm's agent, as on its command line "
+        "(e.g. reward.scale=10 agent.learning_rate=1e-3); they come after each arm's own",
+    )
     p.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core CPU)"
+    )
+    p.add_argument(
+        "--parallel", type=int, default=1,
+        help="arms trained at once, in worker processes (each with --threads torch threads)",
     )
     p.add_argument("--out", default="runs/offline_learning")
     p.add_argument(
@@ -698,10 +829,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line, with the per-env defaults filled in (``arms`` as a list)."""
     p = _parser()
     args = p.parse_args(argv)
-    args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    bad = [a for a in args.arms if a not in ARMS]
+    names = "clip,gt" if args.arms is None and not args.arm else (args.arms or "")
+    arms = [Arm(a.strip(), a.strip()) for a in names.split(",") if a.strip()]
+    bad = [a.name for a in arms if a.base not in ARMS]
     if bad:
         p.error(f"unknown arm(s) {bad}; choose from {ARMS}")
+    for name, *rest in args.arm:
+        if not rest:
+            p.error(f"--arm {name}: give NAME BASE [KEY=VALUE ...], e.g. --arm {name} clip reward.scale=10")
+        if not set(name) <= ARM_NAME_CHARS:
+            p.error(f"--arm {name!r}: a name of letters, digits, '_', '.' and '-' (it names a run folder)")
+        if rest[0] not in ARMS:
+            p.error(f"--arm {name}: unknown base arm {rest[0]!r}; choose from {ARMS}")
+        arms.append(Arm(name, rest[0], tuple(rest[1:])))
+    twice = sorted({a.name for a in arms if [b.name for b in arms].count(a.name) > 1})
+    if twice:
+        p.error(f"arm name(s) {twice} given twice; give each arm its own NAME")
+    settings = [kv for a in arms for kv in a.train] + list(args.train)
+    malformed = [kv for kv in settings if "=" not in kv.lstrip("~+") and not kv.startswith("~")]
+    if malformed:
+        p.error(f"trainer settings {malformed} are not KEY=VALUE (e.g. reward.terminal=absorbing)")
+    args.arms = arms
     if args.rl_steps is None:
         args.rl_steps = ENVS[args.env]["rl_steps"]
     if args.max_steps is None:
@@ -716,6 +864,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    problem = check_arms(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     torch.set_num_threads(max(1, args.threads))
 
     results = []
@@ -739,6 +891,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             {"args": vars(args), "seeds": [r.__dict__ for r in results]}, indent=2, default=str
         )
     )
+
+    if args.arms:
+        print(arms_table(results, args.arms, args.eval_episodes), flush=True)
 
     def mean(arm: str) -> float:
         vals = [r.returns[arm] for r in results if arm in r.returns]
