@@ -41,7 +41,7 @@ _HOMES = {
     ".trainer": ("train",),
     ".caption_data": ("CaptionedImage", "load_caption_data", "split_by_image"),
     ".retrieval": ("recall_at_k", "retrieval_metrics"),
-    ".finetune_run": ("finetune",),
+    ".finetune_run": ("fine_tune",),
     ".vsr_relations": ("VSR_OPPOSITES", "swap_caption", "vsr_preference_sets"),
 }
 

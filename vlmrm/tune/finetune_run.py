@@ -340,7 +340,7 @@ class Finetuner:
         self.say(f"load the tuned model with load_clip({arch!r}, pretrained={os.fspath(self.out / MODEL_FILE)!r})")
 
 
-def finetune(
+def fine_tune(
     cfg: FinetuneSettings | None = None,
     callback: Callable[[int, dict[str, Any]], None] | None = None,
     **overrides: Any,
@@ -356,3 +356,9 @@ def finetune(
             raise ConfigError(f"unknown fine-tuning setting {k!r}")
         setattr(cfg, k, v)
     return Finetuner(cfg, callback).run()
+
+
+#: The package exports this function as ``vlmrm.tune.fine_tune``, not ``finetune``: that is the
+#: name of its command module (``python -m vlmrm.tune.finetune``), and once that module is
+#: imported Python binds the package attribute to it, so the name would mean either.
+finetune = fine_tune
