@@ -112,8 +112,9 @@ def test_retrieve_two_gloo_ranks_match_one_process(tmp_path):
         assert torch.equal(g1[name], g2[name]), name
 
 
-def test_one_process_merges_rank_files_of_an_interrupted_run(tmp_path, capsys):
-    """Resume with another number of processes: the rank files are merged, order restored."""
+def _run_and_fresh_folder(tmp_path: Path) -> tuple[list[str], list[str], Path]:
+    """A finished one-process classification of 6 images (``ref/``): its settings, its result
+    lines, and an ``out/`` folder holding its config alone, for a test to fill with results."""
     data = make_class_folders(tmp_path / "cls", per_class=2)
     args = ["task=classify", f"data={data}", *TINY, "steps=1"]
     assert main([*args, f"out={tmp_path / 'ref'}"]) == 0
@@ -121,6 +122,12 @@ def test_one_process_merges_rank_files_of_an_interrupted_run(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "config.json").write_text((tmp_path / "ref" / "config.json").read_text())
+    return args, ref, out
+
+
+def test_one_process_merges_rank_files_of_an_interrupted_run(tmp_path, capsys):
+    """Resume with another number of processes: the rank files are merged, order restored."""
+    args, ref, out = _run_and_fresh_folder(tmp_path)
     (out / "results.rank0.jsonl").write_text(f"{ref[4]}\n{ref[0]}\n")
     (out / "results.rank1.jsonl").write_text(f'{ref[3]}\n{{"key": "dog/1.png", "pr')  # cut line
     capsys.readouterr()
@@ -137,13 +144,7 @@ def test_a_resume_where_one_rank_has_nothing_left_finishes(tmp_path):
     This is what a Ctrl-C right after rank 1's last sample leaves behind; it once crashed
     rank 1 ("cannot unpack non-iterable NoneType") and left rank 0 waiting on a closed peer.
     """
-    data = make_class_folders(tmp_path / "cls", per_class=2)
-    args = ["task=classify", f"data={data}", *TINY, "steps=1"]
-    assert main([*args, f"out={tmp_path / 'ref'}"]) == 0
-    ref = (tmp_path / "ref" / "results.jsonl").read_text().splitlines()
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "config.json").write_text((tmp_path / "ref" / "config.json").read_text())
+    args, ref, out = _run_and_fresh_folder(tmp_path)
     (out / "results.rank0.jsonl").write_text("".join(f"{line}\n" for line in ref[1:]))
     log = _finish(torchrun("-m", "vlmrm.tta", *args, f"out={out}", cwd=tmp_path, text=True))
     assert "5 done, 1 to go on 2 processes" in log
