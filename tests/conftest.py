@@ -26,16 +26,23 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import submitit  # noqa: E402, F401  (see below)
 import torch  # noqa: E402
 import torchvision  # noqa: E402, F401  (before any MuJoCo EGL context, see vlmrm/envs)
 
 import vlmrm  # noqa: E402
 
 torch.set_num_threads(1)
-# (submitit above: its first import reconfigures logging with logging.config.dictConfig, which
-# closes the handlers that exist by then; absl's, imported with OpenVINO, would close pytest's
-# captured stderr with it. Imported before any test imports OpenVINO, that happens harmlessly.)
+
+try:  # absl's handler (tensorboard and OpenVINO import absl) keeps the stderr it was created with:
+    # pytest's capture file. It closes that stream when logging is reconfigured (any
+    # logging.config.dictConfig, e.g. submitit's first import) unless the stream is sys.stderr
+    # at that moment, which inside a capsys test it is not: pytest then loses its stderr and
+    # every later test errors. The real stderr is never closed by absl.
+    from absl import logging as _absl_logging
+
+    _absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+except ImportError:
+    pass
 
 
 @pytest.fixture(autouse=True)
