@@ -127,3 +127,14 @@ def test_the_score_command_prints_its_thread_line_once(tmp_path, capsys, monkeyp
     finally:
         torch.set_num_threads(before)
     assert status == 0 and "torch threads" not in capsys.readouterr().err
+
+
+def test_a_command_that_ends_before_its_model_leaves_no_line_to_the_next(tmp_path, capsys) -> None:
+    """A command that fails before it loads its CLIP (here: a video that does not exist) must
+    not leave its pending thread line to the next model load of the same process."""
+    from vlmrm.score import main as score_main
+
+    assert score_main([str(tmp_path / "missing.mp4"), "goal=a cart", "model=vlmrm-tiny"]) == 2
+    capsys.readouterr()
+    vlmrm.load_clip("vlmrm-tiny", device="cpu", precision="fp32")
+    assert "torch threads" not in capsys.readouterr().err

@@ -422,7 +422,12 @@ def run(command: Command, argv: Sequence[str] | None, body: Callable[[Any], int 
     try:
         with sigterm_as_interrupt(), warnings_as_lines():
             apply_command_threads(settings)
-            return int(body(settings) or 0)
+            try:
+                return int(body(settings) or 0)
+            finally:
+                from vlmrm.runtime.threads import discard_thread_line
+
+                discard_thread_line()
     except VLMRMError as exc:
         report_error(exc)
         return 2

@@ -119,6 +119,13 @@ def announce_threads() -> None:
         _pending_line = None
 
 
+def discard_thread_line() -> None:
+    """Forget a line not printed yet: a command that ended before loading its model (an
+    error, a stop) must not leave its line to the next command run in the same process."""
+    global _pending_line
+    _pending_line = None
+
+
 def process_threads() -> int | None:
     """The count :func:`apply_threads` set for this process, or ``None``."""
     return _process_threads
