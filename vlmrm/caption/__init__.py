@@ -7,7 +7,7 @@
   image embeddings) or on captions alone (CapDec, noisy text embeddings).
 * :func:`coco_metrics`, :func:`clip_scores` — BLEU/METEOR/ROUGE-L/CIDEr and CLIPScore /
   RefCLIPScore.
-* :func:`rerank` — caption-and-rerank: N captions from any captioner, ordered by a CLIP reward.
+* :func:`rerank_captions` — caption-and-rerank: N captions from any captioner, ordered by a CLIP reward.
 * Test-time adaptation of the captioner with CLIP reward is ``python -m vlmrm.tta task=caption``
   (:class:`vlmrm.tta.caption.CaptionTTA`).
 
@@ -30,7 +30,7 @@ _EXPORTS = {
     "vlmrm.caption.lm": ("CaptionVocab", "load_lm"),
     "vlmrm.caption.data": ("CaptionData", "load_captions"),
     "vlmrm.caption.metrics": ("clip_scores", "coco_metrics"),
-    "vlmrm.caption.reranking": ("captioner_candidates", "hf_candidates", "rerank"),
+    "vlmrm.caption.reranking": ("captioner_candidates", "hf_candidates", "rerank_captions"),
 }
 
 __all__ = sorted(name for names in _EXPORTS.values() for name in names)

@@ -73,7 +73,7 @@ def hf_candidates(
     return out
 
 
-def rerank(
+def rerank_captions(
     feedback: Any, images: Sequence[Any], candidates: Sequence[Sequence[str]]
 ) -> list[list[tuple[str, float]]]:
     """Each image's candidates with their rewards, best first (stable for ties)."""
@@ -91,3 +91,9 @@ def rerank(
     for m in feedback.models:
         m.clear_text_cache()
     return ranked
+
+
+#: The package exports this function as ``vlmrm.caption.rerank_captions``: ``rerank`` is the name of
+#: its command module (``python -m vlmrm.caption.rerank``), which Python binds to the package
+#: attribute once imported, so that name would mean either.
+rerank = rerank_captions
