@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -19,6 +20,13 @@ os.environ.pop("COLUMNS", None)
 _CACHE = tempfile.mkdtemp(prefix="vlmrm-test-cache-")
 os.environ["VLMRM_CACHE"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+# A run started in the background by a non-interactive shell (`pytest ... &`, nohup, some
+# CI runners) inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored: the tests
+# that press Ctrl-C, here and in the commands they start, would see nothing happen. Python's
+# own handler here also gives those commands the default disposition (exec resets a handled
+# signal, not an ignored one).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # The tests run tiny models: one thread is as fast, and immune to the OpenMP spin-wait
 # slow-down (measured 20-40x) when the cores are shared with other work. Subprocesses
 # started by the tests inherit it.
