@@ -14,9 +14,9 @@ from _tta import TINY
 
 import vlmrm
 from vlmrm.cli.args import parse_settings
+from vlmrm.datasets.coop import load_coop_split
 from vlmrm.errors import ConfigError
 from vlmrm.tta.cli import main
-from vlmrm.tta.coop import load_coop_split
 from vlmrm.tta.prompt import PromptLearner
 from vlmrm.tta.settings import TTASettings
 
@@ -140,7 +140,7 @@ def test_readme_coop_command_runs_on_the_datasets_own_layout(folder, tokens, tmp
 def test_aircraft_lists_with_an_unknown_variant_are_one_line(tmp_path: Path) -> None:
     from _coop import fgvc_aircraft
 
-    from vlmrm.tta.coop import load_coop_dataset
+    from vlmrm.datasets.coop import load_coop_dataset
 
     fgvc_aircraft(tmp_path)
     data = load_coop_dataset(tmp_path / "fgvc-aircraft-2013b", split="val")  # the archive folder too

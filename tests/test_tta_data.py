@@ -8,6 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from vlmrm.datasets.imagenet import generate_imagenet_classes, imagenet_classes
 from vlmrm.errors import ConfigError
 from vlmrm.tta import (
     imagenet_classnames,
@@ -16,7 +17,6 @@ from vlmrm.tta import (
     load_image,
     load_retrieval,
 )
-from vlmrm.tta.imagenet import generate_imagenet_classes, imagenet_classes
 
 
 def _png(path, h=20, w=24, channels=3, seed=0):

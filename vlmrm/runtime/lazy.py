@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -40,5 +41,34 @@ def lazy_attributes(
 
     def __dir__() -> list[str]:  # noqa: N807 - the module protocol's name
         return sorted(set(vars(sys.modules[package])) | set(exports))
+
+    return __getattr__, __dir__
+
+
+def moved_attributes(
+    module: str, homes: Mapping[str, Sequence[str]]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """Module ``__getattr__`` and ``__dir__`` for names that moved out of ``module``.
+
+    The old path keeps working for a release: each access imports the name from its new
+    home (absolute module names in ``homes``) and warns with a :class:`DeprecationWarning`
+    naming that home. Importing the old module alone does not warn, so code that merely
+    imports a package's modules stays quiet.
+    """
+    exports = {name: home for home, names in homes.items() for name in names}
+
+    def __getattr__(name: str) -> Any:
+        home = exports.get(name)
+        if home is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(
+            f"{module}.{name} moved to {home}.{name}; import it from {home}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(home), name)
+
+    def __dir__() -> list[str]:  # noqa: N807 - the module protocol's name
+        return sorted(set(vars(sys.modules[module])) | set(exports))
 
     return __getattr__, __dir__

@@ -38,12 +38,11 @@ _EXPORTS = {
     "vlmrm.tta.caption": ("CaptionResult", "CaptionTTA"),
     "vlmrm.tta.classify": ("ClassificationTTA", "ClassifyResult"),
     "vlmrm.tta.hparams": ("CaptionSettings", "ClassifySettings", "RetrieveSettings"),
-    "vlmrm.tta.data": (
-        "ClassificationData", "RetrievalData", "load_class_folders", "load_retrieval",
-    ),
+    "vlmrm.tta.data": ("RetrievalData", "load_retrieval"),
+    "vlmrm.datasets.classes": ("ClassificationData", "load_class_folders"),
     "vlmrm.runtime.images": ("load_image",),
     "vlmrm.tta.feedback": ("CLIPFeedback",),
-    "vlmrm.tta.imagenet": ("imagenet_classnames", "imagenet_wnid_to_name"),
+    "vlmrm.datasets.imagenet": ("imagenet_classnames", "imagenet_wnid_to_name"),
     "vlmrm.tta.prompt": ("PromptLearner",),
     "vlmrm.tta.retrieve": (
         "Gallery", "RetrievalTTA", "RetrieveResult", "best_rank", "build_gallery", "recall_at",
@@ -52,7 +51,7 @@ _EXPORTS = {
         "advantages", "marginal_entropy", "reinforce_loss", "sample_answers", "select_confident",
         "sequence_reinforce_loss",
     ),
-    "vlmrm.tta.coop": ("load_coop_split", "load_coop_dataset"),
+    "vlmrm.datasets.coop": ("load_coop_split", "load_coop_dataset"),
     "vlmrm.tta.views": ("make_views",),
 }
 

@@ -20,10 +20,10 @@ def run_classify(cfg: TTASettings) -> dict[str, Any]:
     Under torchrun (a process group is up) every rank adapts its shard of the pending
     images and gets the metrics back; rank 0 alone writes the results and prints.
     """
+    from vlmrm.datasets.classes import load_class_folders
+    from vlmrm.datasets.coop import is_coop_dataset, load_coop_dataset
     from vlmrm.distributed import run_on_main, run_together
     from vlmrm.tta.classify import ClassificationTTA
-    from vlmrm.tta.coop import is_coop_dataset, load_coop_dataset
-    from vlmrm.tta.data import load_class_folders
 
     info = dist_info()
     group = coord_group()

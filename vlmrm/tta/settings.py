@@ -31,6 +31,9 @@ _DATA = {
 }
 #: K of image→text retrieval on COCO (the reference; Flickr30k keeps 16).
 COCO_I2T_K = 20
+#: The reference settings for CoOp's fine-grained sets (the ImageNet sets keep the defaults):
+#: AugMix on the random views and 5 steps.
+FINEGRAINED_PRESET = {"steps": 5, "augmix": True}
 #: Methods run beside RLCF on the same views (classification).
 BASELINES = ("none", "tpt")
 
@@ -219,7 +222,7 @@ class TTASettings(ClipSettings, RunSettings):
             ).validated()  # fmt: skip
         weight_decay = 5e-4 if self.weight_decay is None else self.weight_decay
         if self.task == "classify":
-            from vlmrm.tta.coop import FINEGRAINED_PRESET, is_coop_split
+            from vlmrm.datasets.coop import is_coop_split
 
             preset = FINEGRAINED_PRESET if is_coop_split(self.data) else {"steps": 3, "augmix": False}
             return ClassifySettings(
@@ -321,6 +324,6 @@ def _as_list(value: Any, name: str) -> list:
 
 def _coop_dataset(data: str | None) -> bool:
     """Whether ``data=`` is a CoOp dataset, whose ``split=`` picks the list evaluated."""
-    from vlmrm.tta.coop import is_coop_dataset
+    from vlmrm.datasets.coop import is_coop_dataset
 
     return data is not None and is_coop_dataset(data)

@@ -1,16 +1,11 @@
 """Image–caption datasets for CLIP fine-tuning, and their seeded 80/10/10 split by image.
 
-Read from local files only (nothing is downloaded):
-
-* COCO captions JSON (``captions_train2017.json``: ``images`` with ``id``/``file_name``
-  and ``annotations`` with ``image_id``/``caption``);
-* Karpathy JSON (``dataset_coco.json``, ``dataset_flickr30k.json``: ``images`` with
-  ``filename``, optional ``filepath``, and ``sentences`` with ``raw``);
-* JSONL of ``{"image": ..., "caption": ...}`` rows (an image may appear on many rows);
-* a local Hugging Face ``datasets`` folder (``save_to_disk``), ``.parquet`` or ``.arrow``
-  file, or an image folder with ``metadata.jsonl``/``.csv`` — with an image and a text
-  column. This needs the optional ``datasets`` package (``pip install vlmrm[hf]``); its
-  images are written once as PNG files under ``<cache>/`` so that every image has a path.
+Read from local files only (nothing is downloaded): every caption annotation format of
+:mod:`vlmrm.datasets.annotations` (COCO captions, Karpathy — all its splits, since this
+split is our own — LAVIS JSON, JSONL, CSV) and a local Hugging Face dataset
+(:mod:`vlmrm.datasets.hf`, its images written once as PNG files under ``<cache>/``).
+What fine-tuning adds is one list of images with all their captions (white space
+collapsed), which its split and its retrieval metrics work on.
 
 Torch-free: the split is decided (and saved) before any model is loaded.
 """
@@ -20,16 +15,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vlmrm.datasets.annotations import read_annotations
+from vlmrm.datasets.hf import is_hf_dataset, read_hf
+from vlmrm.datasets.images import check_images, image_paths
+from vlmrm.datasets.images import image_root as find_image_root
 from vlmrm.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
-HF_SUFFIXES = (".parquet", ".arrow")
 
 
 @dataclass(frozen=True)
@@ -49,84 +48,13 @@ def _read_json(path: Path) -> Any:
         raise ConfigError(f"{os.fspath(path)}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
 
 
-def _group(pairs: list[tuple[str, str]]) -> list[CaptionedImage]:
+def _group(pairs: Iterable[tuple[str, tuple[str, ...]]]) -> list[CaptionedImage]:
+    """Captions by image file, with runs of white space collapsed: rows that reach the same
+    file (a Karpathy path stored flat beside a plain one) are one image of the split."""
     by_image: dict[str, list[str]] = {}
-    for image, caption in pairs:
-        caption = " ".join(str(caption).split())
-        if caption:
-            by_image.setdefault(image, []).append(caption)
+    for image, captions in pairs:
+        by_image.setdefault(image, []).extend(" ".join(c.split()) for c in captions)
     return [CaptionedImage(img, tuple(caps)) for img, caps in by_image.items()]
-
-
-def _coco(obj: dict, root: Path) -> list[tuple[str, str]]:
-    files = {im["id"]: im["file_name"] for im in obj["images"]}
-    out = []
-    for ann in obj["annotations"]:
-        if ann["image_id"] not in files:
-            raise ConfigError(f"COCO annotation {ann.get('id')} names image_id {ann['image_id']} not in 'images'")
-        out.append((os.fspath(root / files[ann["image_id"]]), ann["caption"]))
-    return out
-
-
-def _karpathy(obj: dict, root: Path) -> list[tuple[str, str]]:
-    out = []
-    for im in obj["images"]:
-        rel = Path(im.get("filepath", "")) / im["filename"]
-        path = root / rel if (root / rel).exists() or not (root / im["filename"]).exists() else root / im["filename"]
-        out.extend((os.fspath(path), s["raw"] if isinstance(s, dict) else s) for s in im["sentences"])
-    return out
-
-
-def _jsonl(path: Path, root: Path) -> list[tuple[str, str]]:
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise ConfigError(f"{os.fspath(path)}:{n}: not a JSON object") from None
-        if not isinstance(row, dict) or "image" not in row or "caption" not in row:
-            raise ConfigError(f"{os.fspath(path)}:{n}: rows need 'image' and 'caption'")
-        out.append((os.fspath(root / row["image"]), row["caption"]))
-    return out
-
-
-def _hf(path: Path, image_column: str, text_column: str, cache: Path) -> list[tuple[str, str]]:
-    """Rows of a local Hugging Face dataset; its images are written to ``cache`` as PNG."""
-    try:
-        import datasets
-    except ImportError:
-        raise ConfigError(
-            f"{os.fspath(path)!r} is a Hugging Face dataset; reading it needs the datasets "
-            "package: pip install 'vlmrm[hf]'"
-        ) from None
-    if path.is_dir() and (path / "dataset_info.json").exists():
-        ds = datasets.load_from_disk(os.fspath(path))
-    elif path.is_dir():
-        ds = datasets.load_dataset("imagefolder", data_dir=os.fspath(path), split="train")
-    elif path.suffix == ".parquet":
-        ds = datasets.Dataset.from_parquet(os.fspath(path))
-    else:
-        ds = datasets.Dataset.from_file(os.fspath(path))
-    if isinstance(ds, datasets.DatasetDict):
-        ds = datasets.concatenate_datasets(list(ds.values()))
-    missing = [c for c in (image_column, text_column) if c not in ds.column_names]
-    if missing:
-        raise ConfigError(
-            f"{os.fspath(path)!r} has no column {missing[0]!r} (columns: {ds.column_names}); "
-            "set image_column= and text_column="
-        )
-    cache.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i, row in enumerate(ds):
-        img, texts = row[image_column], row[text_column]
-        file = cache / f"{i:08d}.png"
-        if not file.exists():
-            img.convert("RGB").save(file)
-        for t in texts if isinstance(texts, list) else [texts]:
-            out.append((os.fspath(file), t))
-    return out
 
 
 def load_caption_data(
@@ -142,32 +70,19 @@ def load_caption_data(
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"caption data {os.fspath(p)!r} does not exist")
-    root = Path(image_root) if image_root else (p if p.is_dir() else p.parent)
-    if p.is_dir() or p.suffix in HF_SUFFIXES:
-        pairs = _hf(p, image_column, text_column, Path(cache or p.parent / f"{p.name}.images"))
-    elif p.suffix == ".jsonl":
-        pairs = _jsonl(p, root)
+    if is_hf_dataset(p):
+        records = read_hf(p, image_column, text_column, Path(cache or p.parent / f"{p.name}.images"))
+        data = _group((r.image, r.captions) for r in records)
+        root, check_files = p, False  # the images were just written
     else:
-        obj = _read_json(p)
-        if isinstance(obj, dict) and "annotations" in obj and "images" in obj:
-            pairs = _coco(obj, root)
-        elif isinstance(obj, dict) and obj.get("images") and "sentences" in obj["images"][0]:
-            pairs = _karpathy(obj, root)
-        else:
-            raise ConfigError(
-                f"{os.fspath(p)!r} is neither COCO captions JSON (images + annotations) nor "
-                "Karpathy JSON (images with sentences); see the README's fine-tuning section"
-            )
-    data = _group(pairs)
+        ann = read_annotations(p, "give COCO captions, Karpathy or LAVIS JSON, JSONL or CSV")
+        root = find_image_root(image_root, ann.path, "image_root")
+        paths = image_paths([r.image for r in ann.records], root, ann.path, check_files=False)
+        data = _group((os.fspath(f), r.captions) for f, r in zip(paths, ann.records, strict=True))
     if len(data) < 3:
         raise ConfigError(f"{os.fspath(p)!r} has {len(data)} captioned images; a split needs at least 3")
     if check_files:
-        absent = [d.image for d in data if not Path(d.image).is_file()]
-        if absent:
-            raise ConfigError(
-                f"{len(absent)} image(s) of {os.fspath(p)!r} are missing, e.g. {absent[0]!r}; "
-                "set image_root= to the image folder"
-            )
+        check_images([Path(d.image) for d in data], root, p, "image_root")
     return data
 
 
