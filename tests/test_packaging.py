@@ -32,6 +32,7 @@ def test_wheel_contents(wheel):
         "vlmrm/model_configs/vlmrm-tiny.json",
         "vlmrm/envs/__init__.py",
         "vlmrm/envs/assets/humanoid_textured.xml",
+        "vlmrm/datasets/data/imagenet_classes.tsv",
     ]:
         assert required in names, required
     for mapped in ("envs", "agents", "configs"):

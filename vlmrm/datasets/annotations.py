@@ -145,20 +145,27 @@ def _karpathy(raw: dict, name: str) -> list[CaptionRecord]:
     return out
 
 
-def _rows(rows: Iterable[tuple[str, object]]) -> list[CaptionRecord]:
-    """``(where, row)`` pairs of ``{"image", "caption"}`` rows → one record per image."""
-    grouped: dict[str, list[str]] = {}
-    ids: dict[str, object] = {}
+def _rows(rows: Iterable[tuple[str, object]], group: bool = True) -> list[CaptionRecord]:
+    """``(where, row)`` pairs of ``{"image", "caption"}`` rows → one record per image, or
+    (``group=False``) one per row in file order."""
+    records: list[CaptionRecord] = []
     for where, row in rows:
         if not isinstance(row, dict) or "image" not in row or "caption" not in row:
             raise ConfigError(f"{where} needs 'image' and 'caption' keys")
         image = str(row["image"])
-        grouped.setdefault(image, []).extend(caption_list(row["caption"], where))
-        ids.setdefault(image, row.get("image_id", Path(image).stem))
-    return [CaptionRecord(img, tuple(caps), None, ids[img]) for img, caps in grouped.items()]
+        image_id = row.get("image_id", Path(image).stem)
+        records.append(CaptionRecord(image, tuple(caption_list(row["caption"], where)), None, image_id))
+    if not group:
+        return records
+    grouped: dict[str, CaptionRecord] = {}
+    for r in records:
+        first = grouped.setdefault(r.image, r)
+        if first is not r:
+            grouped[r.image] = CaptionRecord(r.image, first.captions + r.captions, None, first.image_id)
+    return list(grouped.values())
 
 
-def _jsonl(path: Path) -> list[CaptionRecord]:
+def _jsonl(path: Path, group: bool) -> list[CaptionRecord]:
     def rows():
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if line.strip():
@@ -167,10 +174,10 @@ def _jsonl(path: Path) -> list[CaptionRecord]:
                 except json.JSONDecodeError:
                     raise ConfigError(f"{os.fspath(path)}:{n}: not a JSON object") from None
 
-    return _rows(rows())
+    return _rows(rows(), group)
 
 
-def _csv(path: Path) -> list[CaptionRecord]:
+def _csv(path: Path, group: bool) -> list[CaptionRecord]:
     with path.open(encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in ("image", "caption") if c not in (reader.fieldnames or [])]
@@ -179,7 +186,7 @@ def _csv(path: Path) -> list[CaptionRecord]:
                 f"{os.fspath(path)}: the header has no {missing[0]!r} column "
                 f"(columns: {reader.fieldnames}); write an 'image' and a 'caption' column"
             )
-        return _rows((f"{os.fspath(path)}:{reader.line_num}:", row) for row in reader)
+        return _rows(((f"{os.fspath(path)}:{reader.line_num}:", row) for row in reader), group)
 
 
 def detect_format(path: Path, raw: object = None) -> str:
@@ -204,10 +211,14 @@ def read_annotations(
     path: str | os.PathLike,
     expected: str = "give a caption annotation file (COCO captions, Karpathy or LAVIS JSON, "
     "JSONL or CSV)",
+    *,
+    group_rows: bool = True,
 ) -> AnnotationFile:
     """Read an annotation file of any supported format (see the module docstring).
 
     ``expected`` ends the error for a missing file or a folder: what the command wants there.
+    ``group_rows=False`` keeps one record per row of a row format (LAVIS, JSONL, CSV), in
+    file order, for readers whose rows are their items.
     """
     p = Path(os.fspath(path)).expanduser()
     if p.suffix.lower() in (".jsonl", ".csv"):
@@ -215,7 +226,7 @@ def read_annotations(
             raise ConfigError(f"data={os.fspath(p)!r} is {'a folder' if p.is_dir() else 'missing'}; {expected}")
         fmt = detect_format(p)
         try:
-            records = _jsonl(p) if fmt == "jsonl" else _csv(p)
+            records = _jsonl(p, group_rows) if fmt == "jsonl" else _csv(p, group_rows)
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{os.fspath(p)!r} is not UTF-8 text: {exc}") from None
     else:
@@ -227,7 +238,7 @@ def read_annotations(
         elif fmt == "karpathy":
             records = _karpathy(raw, name)
         else:
-            records = _rows((f"{name}: [{i}]", row) for i, row in enumerate(raw))
+            records = _rows(((f"{name}: [{i}]", row) for i, row in enumerate(raw)), group_rows)
     if not records:
         raise ConfigError(f"{os.fspath(p)!r} lists no images")
     return AnnotationFile(p, fmt, records)

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from vlmrm.datasets.annotations import read_annotations
+from vlmrm.datasets.images import find_images
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.images import load_image
 from vlmrm.tune.records import VSRExample, _resolve_image, _text, _where, read_jsonl
@@ -58,20 +60,14 @@ def load_vsr(
 def load_image_captions(
     path: str | os.PathLike, image_root: str | os.PathLike | None = None
 ) -> list[tuple[str, str]]:
-    """Read ``{"image": ..., "caption": ...}`` rows (the builder's and the probe's input)."""
-    root = Path(image_root) if image_root is not None else Path(os.path.abspath(path)).parent
-    out = []
-    for n, obj in read_jsonl(path):
-        where = _where(path, n)
-        for k in ("image", "caption"):
-            if k not in obj:
-                raise ConfigError(f"{where}: row needs 'image' and 'caption', missing {k!r}")
-        out.append(
-            (_resolve_image(obj["image"], root, where, "image", True), _text(obj["caption"], where, "caption"))
-        )
-    if not out:
-        raise ConfigError(f"file {os.fspath(path)!r} has no rows")
-    return out
+    """``(absolute image path, caption)`` of every caption, row by row in file order (the
+    builder's and the probe's input): ``{"image", "caption"}`` JSONL rows, or any caption
+    annotation format of :mod:`vlmrm.datasets.annotations`."""
+    ann = read_annotations(path, "give {'image', 'caption'} rows (JSONL)", group_rows=False)
+    files = find_images([r.image for r in ann.records], image_root, ann.path, setting="image_root")
+    return [
+        (os.path.abspath(f), c) for f, r in zip(files, ann.records, strict=True) for c in r.captions
+    ]
 
 
 class ImageCache:
