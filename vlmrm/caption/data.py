@@ -15,9 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlmrm.datasets.annotations import KARPATHY_SPLITS, read_annotations, select_split
-from vlmrm.datasets.images import find_images
-from vlmrm.errors import ConfigError
+from vlmrm.datasets.annotations import KARPATHY_SPLITS, read_split
 
 SPLITS = KARPATHY_SPLITS
 
@@ -46,15 +44,11 @@ def load_captions(
     check_files: bool = True,
 ) -> CaptionData:
     """Read a caption annotation file (see the module docstring)."""
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}; choose one of {SPLITS}")
-    ann = read_annotations(
-        annotations,
+    ann, records, paths = read_split(
+        annotations, split, images, check_files,
         "give a caption JSON (Karpathy dataset_coco.json / dataset_flickr30k.json, or the NoCaps "
         "validation JSON)",
-    )
-    records = select_split(ann.records, split, ann.path)
-    paths = find_images([r.image for r in records], images, ann.path, check_files)
+    )  # fmt: skip
     return CaptionData(
         paths,
         [r.image_id for r in records],  # type: ignore[misc]  # every format gives an id

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vlmrm.datasets.images import find_images
 from vlmrm.errors import ConfigError
 
 #: The splits of a Karpathy file that ``split=`` may pick (``train`` includes ``restval``).
@@ -254,3 +255,20 @@ def select_split(records: Sequence[CaptionRecord], split: str, path: Path) -> li
         splits = sorted({str(r.split) for r in records})
         raise ConfigError(f"{os.fspath(path)!r} has no images in split {split!r}; its splits are {splits}")
     return out
+
+
+def read_split(
+    annotations: str | os.PathLike,
+    split: str,
+    images: str | os.PathLike | None = None,
+    check_files: bool = True,
+    expected: str = "give a caption annotation file",
+) -> tuple[AnnotationFile, list[CaptionRecord], list[Path]]:
+    """The file, the records of its ``split`` (:func:`select_split`) and their image files
+    (:func:`vlmrm.datasets.images.find_images`): what a command that scores images against
+    their captions reads."""
+    if split not in KARPATHY_SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of {KARPATHY_SPLITS}")
+    ann = read_annotations(annotations, expected)
+    records = select_split(ann.records, split, ann.path)
+    return ann, records, find_images([r.image for r in records], images, ann.path, check_files)

@@ -13,8 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlmrm.datasets.annotations import read_annotations, select_split
-from vlmrm.datasets.images import find_images
+from vlmrm.datasets.annotations import read_split
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.lazy import moved_attributes
 
@@ -68,13 +67,11 @@ def load_retrieval(
     """
     if caption_norm not in CAPTION_NORMS:
         raise ConfigError(f"unknown caption_norm {caption_norm!r}; choose one of {CAPTION_NORMS}")
-    ann = read_annotations(
-        annotations,
+    ann, records, paths = read_split(
+        annotations, split, images, check_files,
         "for task=retrieve give the caption annotation JSON "
         "(Karpathy {'images': [...]} or a LAVIS list of {'image', 'caption'})",
-    )
-    records = select_split(ann.records, split, ann.path)
-    paths = find_images([r.image for r in records], images, ann.path, check_files)
+    )  # fmt: skip
     captions, txt2img, img2txt = [], [], []
     for i, record in enumerate(records):
         caps = list(record.captions)
