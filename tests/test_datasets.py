@@ -111,13 +111,20 @@ def test_ids_and_splits_are_the_files_own(tmp_path: Path) -> None:
     coco = read_annotations(_coco(tmp_path)).records
     assert [(r.image_id, r.split) for r in coco] == [(10, None), (11, None), (12, None)]
     karpathy = read_annotations(_karpathy(tmp_path)).records
-    assert [(r.image_id, r.split) for r in karpathy] == [(10, "test"), (11, "restval"), (12, "train")]
+    assert [(r.image_id, r.split) for r in karpathy] == [
+        (10, "test"),
+        (11, "restval"),
+        (12, "train"),
+    ]
     assert [r.image_id for r in read_annotations(_lavis(tmp_path)).records] == ["a", "b", "c"]
     path = tmp_path / "k.json"
     assert [r.image for r in select_split(karpathy, "train", path)] == ["img/b.png", "img/c.png"]
     assert [r.image for r in select_split(karpathy, "test", path)] == ["img/a.png"]
     assert len(select_split(karpathy, "all", path)) == 3
-    with pytest.raises(ConfigError, match=r"no images in split 'val'; its splits are \['restval', 'test', 'train'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"no images in split 'val'; its splits are \['restval', 'test', 'train'\]",
+    ):
         select_split(karpathy, "val", path)
     # a one-split file is returned whole whatever split= asks
     assert select_split(coco, "val", path) == coco
@@ -174,7 +181,9 @@ def test_bad_files_are_one_line_naming_the_problem(tmp_path: Path) -> None:
         read_annotations(tmp_path / "nothing.json")
 
 
-def test_image_resolver_finds_flattened_karpathy_images_and_names_a_missing_one(tmp_path: Path) -> None:
+def test_image_resolver_finds_flattened_karpathy_images_and_names_a_missing_one(
+    tmp_path: Path,
+) -> None:
     ann = _karpathy(tmp_path)
     flat = tmp_path / "flat"
     flat.mkdir()
@@ -186,13 +195,19 @@ def test_image_resolver_finds_flattened_karpathy_images_and_names_a_missing_one(
         find_images([*rels, "img/c.png"], flat, ann)
     msg = str(err.value)
     assert msg.startswith("1 of 3 images listed in dataset_shapes.json are missing under")
-    assert repr(str(flat / "img" / "c.png")) in msg and msg.endswith("set images=<folder with the images>")
-    with pytest.raises(ConfigError, match="image folder .* does not exist; set image_root=<folder>"):
+    assert repr(str(flat / "img" / "c.png")) in msg and msg.endswith(
+        "set images=<folder with the images>"
+    )
+    with pytest.raises(
+        ConfigError, match="image folder .* does not exist; set image_root=<folder>"
+    ):
         find_images(rels, tmp_path / "nowhere", ann, setting="image_root")
 
 
 @pytest.mark.parametrize("fmt", ["coco", "karpathy", "lavis"])
-def test_tune_caption_and_tta_read_one_file_to_the_same_images_and_captions(fmt: str, tmp_path: Path) -> None:
+def test_tune_caption_and_tta_read_one_file_to_the_same_images_and_captions(
+    fmt: str, tmp_path: Path
+) -> None:
     from vlmrm.caption.data import load_captions
     from vlmrm.tta.data import load_retrieval
     from vlmrm.tune.caption_data import load_caption_data
@@ -206,7 +221,10 @@ def test_tune_caption_and_tta_read_one_file_to_the_same_images_and_captions(fmt:
     cap = load_captions(ann, split="all")
     caption = {str(p): tuple(refs) for p, refs in zip(cap.image_paths, cap.references, strict=True)}
     ret = load_retrieval(ann, split="all")
-    tta = {str(p): tuple(ret.captions[j] for j in ret.img2txt[i]) for i, p in enumerate(ret.image_paths)}
+    tta = {
+        str(p): tuple(ret.captions[j] for j in ret.img2txt[i])
+        for i, p in enumerate(ret.image_paths)
+    }
     rows: dict[str, tuple[str, ...]] = {}
     for image, c in load_image_captions(ann):
         rows[image] = (*rows.get(image, ()), c)
@@ -224,13 +242,20 @@ def test_moved_names_warn_with_their_new_path_and_still_work() -> None:
         warnings.simplefilter("error")
         old = {m: importlib.import_module(f"vlmrm.tta.{m}") for m in ("imagenet", "coop", "data")}
     cases = [
-        (old["imagenet"], "imagenet_classnames", imagenet.imagenet_classnames, "vlmrm.datasets.imagenet"),
+        (
+            old["imagenet"],
+            "imagenet_classnames",
+            imagenet.imagenet_classnames,
+            "vlmrm.datasets.imagenet",
+        ),
         (old["coop"], "load_coop_split", coop.load_coop_split, "vlmrm.datasets.coop"),
         (old["coop"], "FINEGRAINED_PRESET", FINEGRAINED_PRESET, "vlmrm.tta.settings"),
         (old["data"], "load_class_folders", load_class_folders, "vlmrm.datasets.classes"),
     ]
     for module, name, new, home in cases:
-        with pytest.warns(DeprecationWarning, match=rf"{module.__name__}\.{name} moved to {home}\.{name}"):
+        with pytest.warns(
+            DeprecationWarning, match=rf"{module.__name__}\.{name} moved to {home}\.{name}"
+        ):
             assert getattr(module, name) is new
     with pytest.warns(DeprecationWarning):
         from vlmrm.tta.imagenet import imagenet_classnames as old_names

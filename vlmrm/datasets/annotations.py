@@ -110,7 +110,9 @@ def caption_list(value: object, where: str) -> list[str]:
 def _coco(raw: dict, name: str) -> list[CaptionRecord]:
     images, anns = raw["images"], raw["annotations"]
     if not isinstance(images, list) or not isinstance(anns, list):
-        raise ConfigError(f"{name}: 'images' and 'annotations' must be lists (COCO captions format)")
+        raise ConfigError(
+            f"{name}: 'images' and 'annotations' must be lists (COCO captions format)"
+        )
     files: dict[object, str] = {}
     for i, im in enumerate(images):
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
@@ -124,7 +126,9 @@ def _coco(raw: dict, name: str) -> list[CaptionRecord]:
             raise ConfigError(
                 f"{name}: annotations[{i}] names image_id {a['image_id']!r}, which 'images' lacks"
             )
-        refs.setdefault(a["image_id"], []).extend(caption_list(a["caption"], f"{name}: annotations[{i}]"))
+        refs.setdefault(a["image_id"], []).extend(
+            caption_list(a["caption"], f"{name}: annotations[{i}]")
+        )
     for image_id, file in files.items():
         if image_id not in refs:
             raise ConfigError(f"{name}: image id {image_id!r} ({file}) has no caption annotation")
@@ -155,14 +159,18 @@ def _rows(rows: Iterable[tuple[str, object]], group: bool = True) -> list[Captio
             raise ConfigError(f"{where} needs 'image' and 'caption' keys")
         image = str(row["image"])
         image_id = row.get("image_id", Path(image).stem)
-        records.append(CaptionRecord(image, tuple(caption_list(row["caption"], where)), None, image_id))
+        records.append(
+            CaptionRecord(image, tuple(caption_list(row["caption"], where)), None, image_id)
+        )
     if not group:
         return records
     grouped: dict[str, CaptionRecord] = {}
     for r in records:
         first = grouped.setdefault(r.image, r)
         if first is not r:
-            grouped[r.image] = CaptionRecord(r.image, first.captions + r.captions, None, first.image_id)
+            grouped[r.image] = CaptionRecord(
+                r.image, first.captions + r.captions, None, first.image_id
+            )
     return list(grouped.values())
 
 
@@ -224,7 +232,9 @@ def read_annotations(
     p = Path(os.fspath(path)).expanduser()
     if p.suffix.lower() in (".jsonl", ".csv"):
         if not p.is_file():
-            raise ConfigError(f"data={os.fspath(p)!r} is {'a folder' if p.is_dir() else 'missing'}; {expected}")
+            raise ConfigError(
+                f"data={os.fspath(p)!r} is {'a folder' if p.is_dir() else 'missing'}; {expected}"
+            )
         fmt = detect_format(p)
         try:
             records = _jsonl(p, group_rows) if fmt == "jsonl" else _csv(p, group_rows)
@@ -253,7 +263,9 @@ def select_split(records: Sequence[CaptionRecord], split: str, path: Path) -> li
     out = [r for r in records if r.split == split or (split == "train" and r.split == "restval")]
     if not out:
         splits = sorted({str(r.split) for r in records})
-        raise ConfigError(f"{os.fspath(path)!r} has no images in split {split!r}; its splits are {splits}")
+        raise ConfigError(
+            f"{os.fspath(path)!r} has no images in split {split!r}; its splits are {splits}"
+        )
     return out
 
 

@@ -24,7 +24,9 @@ def image_root(images: str | os.PathLike | None, annotation: Path, setting: str 
     else:
         root = annotation if annotation.is_dir() else annotation.parent
     if not root.is_dir():
-        raise ConfigError(f"image folder {os.fspath(root)!r} does not exist; set {setting}=<folder>")
+        raise ConfigError(
+            f"image folder {os.fspath(root)!r} does not exist; set {setting}=<folder>"
+        )
     return root
 
 
