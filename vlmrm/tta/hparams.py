@@ -13,11 +13,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from vlmrm.errors import ConfigError
+from vlmrm.policy_gradient import ADVANTAGES
 
 #: How the K answers of one step are drawn from the policy's logits.
 SAMPLING = ("topk", "sample")
 #: The REINFORCE baseline: reward minus the mean over K, optionally divided by the std.
-ADVANTAGES = ("mean", "std")
 #: Which tower weights adapt: every one, or only the normalisation layers' affine weights.
 PARAM_GROUPS = ("all", "norm")
 #: Classification adapts the prompt context or the image tower.

@@ -13,7 +13,8 @@ Minimising the loss raises the log-probability of answers rewarded above the mea
 lowers it for those below, and the mean baseline makes the update zero when the reward
 model cannot tell the samples apart. When several inputs (e.g. the confident views of one
 image) are stacked, the baseline is taken per input over its own ``K`` samples, as in the
-reference implementation.
+reference implementation. The loss itself is :mod:`vlmrm.policy_gradient`'s, shared with
+tuning; this module holds what is particular to RLCF (views, sampling, seeds).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from __future__ import annotations
 import torch
 
 from vlmrm.errors import ConfigError
-from vlmrm.tta.hparams import ADVANTAGES, SAMPLING
-
-_STD_EPS = 1e-5
+from vlmrm.policy_gradient import advantages  # noqa: F401  (part of this module's face)
+from vlmrm.policy_gradient import reinforce_loss as _reinforce
+from vlmrm.tta.hparams import SAMPLING
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -89,23 +90,6 @@ def sample_answers(
     return idx.reshape(*z.shape[:-1], k)
 
 
-def advantages(rewards: torch.Tensor, normalize: str = "mean") -> torch.Tensor:
-    """Reward minus the mean over the last axis (the K samples of one input).
-
-    ``normalize="std"`` also divides by the (unbiased) standard deviation plus 1e-5, which
-    makes the step size independent of how far apart the reward model puts the samples.
-    With a single sample there is nothing to compare against and the advantage is zero.
-    """
-    if normalize not in ADVANTAGES:
-        raise ConfigError(f"unknown advantage {normalize!r}; choose one of {ADVANTAGES}")
-    if rewards.shape[-1] < 2:
-        return torch.zeros_like(rewards)
-    adv = rewards - rewards.mean(-1, keepdim=True)
-    if normalize == "std":
-        adv = adv / (rewards.std(-1, keepdim=True) + _STD_EPS)
-    return adv
-
-
 def reinforce_loss(
     logits: torch.Tensor,
     actions: torch.Tensor,
@@ -118,7 +102,7 @@ def reinforce_loss(
         logits: ``(N, C)`` policy logits (differentiable).
         actions: ``(N, K)`` sampled answer indices.
         rewards: ``(N, K)`` rewards of those answers (no gradient).
-        normalize: ``"mean"`` or ``"std"`` advantage (see :func:`advantages`).
+        normalize: ``"mean"`` or ``"std"`` advantage (see :func:`vlmrm.policy_gradient.advantages`).
 
     Returns the scalar ``mean_{n,k} A_nk · CE(logits_n, a_nk)``.
     """
@@ -127,9 +111,7 @@ def reinforce_loss(
             f"reinforce_loss expects logits (N, C), actions and rewards (N, K); got "
             f"{tuple(logits.shape)}, {tuple(actions.shape)}, {tuple(rewards.shape)}"
         )
-    adv = advantages(rewards.detach().float(), normalize)
-    logp = logits.float().log_softmax(-1).gather(-1, actions)
-    return (adv * -logp).mean()
+    return _reinforce(log_prob(logits, actions), rewards.float(), normalize)
 
 
 def sequence_reinforce_loss(nll: torch.Tensor, rewards: torch.Tensor, normalize: str = "mean") -> torch.Tensor:
@@ -139,7 +121,7 @@ def sequence_reinforce_loss(nll: torch.Tensor, rewards: torch.Tensor, normalize:
         nll: ``(B, K)`` each sequence's length-normalised cross-entropy under the policy
             (differentiable; ``-log π`` per token, averaged over the sequence's own tokens).
         rewards: ``(B, K)`` their rewards (no gradient).
-        normalize: ``"mean"`` or ``"std"`` advantage (see :func:`advantages`).
+        normalize: ``"mean"`` or ``"std"`` advantage (see :func:`vlmrm.policy_gradient.advantages`).
 
     Returns ``Σ_b mean_k A_bk · nll_bk``: the mean over one input's K captions, summed over
     inputs so that each input's (independent) weights get exactly its own gradient.
@@ -149,8 +131,7 @@ def sequence_reinforce_loss(nll: torch.Tensor, rewards: torch.Tensor, normalize:
             f"sequence_reinforce_loss expects nll and rewards (B, K); got {tuple(nll.shape)}, "
             f"{tuple(rewards.shape)}"
         )
-    adv = advantages(rewards.detach().float(), normalize)
-    return (adv * nll.float()).mean(-1).sum()
+    return _reinforce(-nll.float(), rewards.float(), normalize, per_input=True).sum()
 
 
 def log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

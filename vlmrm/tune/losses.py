@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from vlmrm import policy_gradient
 from vlmrm.errors import ConfigError
 from vlmrm.tune.settings import REINFORCE_REWARDS
 
@@ -279,8 +280,7 @@ def reinforce_loss(
         samples = torch.multinomial(probs.cpu(), num_samples, replacement=True, generator=generator)
         samples = samples.to(logits.device)
     r = rewards.detach().to(logp).gather(1, samples)
-    advantage = r - r.mean(dim=1, keepdim=True)
-    policy_loss = -(advantage * logp.gather(1, samples)).mean()
+    policy_loss = policy_gradient.reinforce_loss(logp.gather(1, samples), r)
     kl = torch.zeros((), dtype=logp.dtype, device=logp.device)
     if ref_logits is not None:
         ref_logp = torch.log_softmax(ref_logits.detach().to(logp).masked_fill(~mask, neg_inf), dim=-1)
