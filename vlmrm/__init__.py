@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING
 if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
+from vlmrm.runtime import moved
 from vlmrm.runtime.lazy import lazy_attributes
+
+moved.install()  # old paths of moved modules import with a warning (vlmrm.runtime.moved)
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,53 @@
+"""Old module paths of moved modules import the new module, with one deprecation warning."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from vlmrm.runtime import moved
+
+
+@pytest.fixture
+def an_old_path(monkeypatch):
+    """``vlmrm.policy_gradient`` listed under an invented old path."""
+    old = "vlmrm.tta.old_policy_gradient_path"
+    monkeypatch.setitem(moved.MOVED_MODULES, old, "vlmrm.policy_gradient")
+    yield old
+    sys.modules.pop(old, None)
+
+
+def test_an_old_path_is_the_new_module_and_warns_with_the_new_path(an_old_path):
+    new = importlib.import_module("vlmrm.policy_gradient")
+    with pytest.warns(DeprecationWarning, match=r"moved to vlmrm\.policy_gradient"):
+        old = importlib.import_module(an_old_path)
+    assert old is new  # the same module object: classes and globals are shared
+    assert new.__name__ == "vlmrm.policy_gradient"  # the alias does not rename the module
+    from vlmrm.tta.old_policy_gradient_path import reinforce_loss  # noqa: F401  (the from-form)
+
+
+def test_paths_not_listed_are_not_found_and_the_finder_is_installed_once():
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("vlmrm.tta.no_such_module_anywhere")
+    moved.install()
+    assert sum(isinstance(f, moved.MovedModuleFinder) for f in sys.meta_path) == 1
+
+
+def test_every_listed_old_path_imports_its_new_module():
+    for old, new in moved.MOVED_MODULES.items():
+        sys.modules.pop(old, None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new), old
+        assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught), old
+
+
+def test_import_vlmrm_installs_the_finder_in_a_fresh_interpreter():
+    code = "import sys, vlmrm; from vlmrm.runtime.moved import MovedModuleFinder; print(any(isinstance(f, MovedModuleFinder) for f in sys.meta_path))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

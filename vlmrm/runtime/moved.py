@@ -1,0 +1,62 @@
+"""Old module paths of moved modules, importable for one release with a warning.
+
+When a module moves (``vlmrm.tune.losses`` into a sub-package, say), user code that
+imports the old path must keep working for a release and be told where the module went.
+A forwarding file per old path would leave the old layout standing beside the new one;
+instead :data:`MOVED_MODULES` lists every old path once, and a finder on ``sys.meta_path``
+(installed by ``import vlmrm``) answers an import of an old path with the module at its
+new path — the same module object, so its classes and globals are shared, not copied —
+after a :class:`DeprecationWarning` that names the new path.
+
+Commands are not listed here: a command keeps its ``python -m`` path by living at it (a
+package's ``__main__``), since ``runpy`` runs a module's code, which an alias has none of.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+import warnings
+from types import ModuleType
+
+#: old dotted module path → new dotted module path
+MOVED_MODULES: dict[str, str] = {}
+
+
+class _Alias(importlib.abc.Loader):
+    """Loads an old path as the module at its new path (after a deprecation warning)."""
+
+    def __init__(self, old: str, new: str) -> None:
+        self.old, self.new = old, new
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        warnings.warn(
+            f"module {self.old} moved to {self.new}; import {self.new} (the old path goes "
+            "in the next release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return importlib.import_module(self.new)
+
+    def exec_module(self, module: ModuleType) -> None:
+        """Nothing to run: the module at the new path is already imported."""
+
+
+class MovedModuleFinder(importlib.abc.MetaPathFinder):
+    """Finds the old paths of :data:`MOVED_MODULES` (and nothing else)."""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None):
+        new = MOVED_MODULES.get(fullname)
+        if new is None:
+            return None
+        return importlib.util.spec_from_loader(fullname, _Alias(fullname, new))
+
+
+def install() -> None:
+    """Put the finder on ``sys.meta_path`` once (after the standard finders: an old path
+    that still exists as a file is imported as that file)."""
+    if not any(isinstance(f, MovedModuleFinder) for f in sys.meta_path):
+        sys.meta_path.append(MovedModuleFinder())
