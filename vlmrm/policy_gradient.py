@@ -18,9 +18,12 @@ over inputs, so this module holds the maths and they hold the sampling.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from vlmrm.errors import ConfigError
+
+if TYPE_CHECKING:  # tensor methods only: settings read ADVANTAGES without importing torch
+    import torch
 
 #: Advantage normalisations: ``mean`` (reward minus the mean of the input's samples) and
 #: ``std`` (also divided by their standard deviation).
@@ -38,7 +41,7 @@ def advantages(rewards: torch.Tensor, normalize: str = "mean") -> torch.Tensor:
     if normalize not in ADVANTAGES:
         raise ConfigError(f"unknown advantage {normalize!r}; choose one of {ADVANTAGES}")
     if rewards.shape[-1] < 2:
-        return torch.zeros_like(rewards)
+        return rewards.new_zeros(rewards.shape)
     adv = rewards - rewards.mean(-1, keepdim=True)
     if normalize == "std":
         adv = adv / (rewards.std(-1, keepdim=True) + _STD_EPS)
