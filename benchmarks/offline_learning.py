@@ -538,8 +538,8 @@ def _build_datasets(args: argparse.Namespace, seed: int, data: Path, heldout: Pa
     An env with a ``rollout_support`` module is rolled out as its id with ``info["state"]``,
     captioned by its predicate file (unless ``--labels``) and driven by its controller.
     """
-    from vlmrm.tune.rollout_dataset import build_rollout_dataset
-    from vlmrm.tune.rollout_settings import RolloutConfig
+    from vlmrm.tune.rollouts.dataset import build_rollout_dataset
+    from vlmrm.tune.rollouts.settings import RolloutSettings
 
     support = rollout_support(args.env)
     env, labels = args.env, args.labels
@@ -548,7 +548,7 @@ def _build_datasets(args: argparse.Namespace, seed: int, data: Path, heldout: Pa
     common = dict(env=env, labels=labels, size=args.size, max_steps=args.max_steps, overwrite=True)
     with scripted_controller(None if support is None else support.CONTROLLER):
         ds = build_rollout_dataset(
-            RolloutConfig(
+            RolloutSettings(
                 out=str(data),
                 episodes=args.episodes,
                 max_per_caption=args.max_per_caption,
@@ -558,7 +558,7 @@ def _build_datasets(args: argparse.Namespace, seed: int, data: Path, heldout: Pa
         )
         say(f"seed {seed}: {ds.summary()}")
         build_rollout_dataset(
-            RolloutConfig(
+            RolloutSettings(
                 out=str(heldout),
                 episodes=args.heldout_episodes,
                 eval_fraction=0.0,

@@ -26,8 +26,8 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 from vlmrm.runtime import units  # noqa: E402
-from vlmrm.tune import finetune_run  # noqa: E402
 from vlmrm.tune.finetune import main  # noqa: E402
+from vlmrm.tune.finetune import run as finetune_run  # noqa: E402
 
 
 def _kill_after_publish() -> None:

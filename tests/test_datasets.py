@@ -210,8 +210,8 @@ def test_tune_caption_and_tta_read_one_file_to_the_same_images_and_captions(
 ) -> None:
     from vlmrm.caption.data import load_captions
     from vlmrm.tta.data import load_retrieval
-    from vlmrm.tune.caption_data import load_caption_data
-    from vlmrm.tune.vsr import load_image_captions
+    from vlmrm.tune.data.captions import load_caption_data
+    from vlmrm.tune.data.images import load_image_captions
 
     _write_images(tmp_path)
     ann = WRITERS[fmt](tmp_path)

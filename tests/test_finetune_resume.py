@@ -23,7 +23,7 @@ from _captions import shapes_dataset
 from safetensors.torch import load_file
 
 from vlmrm.tune.finetune import main
-from vlmrm.tune.finetune_run import finetune
+from vlmrm.tune.finetune.run import finetune
 
 HERE = Path(__file__).resolve().parent
 STEPS = 9

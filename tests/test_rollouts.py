@@ -11,16 +11,16 @@ import pytest
 
 from vlmrm.errors import ConfigError
 from vlmrm.tune.data import load_ranked_sets
-from vlmrm.tune.predicates import (
+from vlmrm.tune.rollouts import main
+from vlmrm.tune.rollouts.dataset import build_rollout_dataset
+from vlmrm.tune.rollouts.frames import goal_ranked_sets
+from vlmrm.tune.rollouts.predicates import (
     DEFAULT_PREDICATES,
     default_predicates,
     load_predicates,
     parse_predicates,
 )
-from vlmrm.tune.rollout_data import goal_ranked_sets
-from vlmrm.tune.rollout_dataset import build_rollout_dataset
-from vlmrm.tune.rollout_settings import RolloutConfig
-from vlmrm.tune.rollouts import main
+from vlmrm.tune.rollouts.settings import RolloutConfig
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 UPRIGHT = "pole vertically upright on top of the cart"

@@ -15,7 +15,7 @@ from _captions import PLACES, SHAPES, draw
 import vlmrm
 from vlmrm.tta import ClassificationTTA, CLIPFeedback
 from vlmrm.tta.cli import main
-from vlmrm.tune.finetune_run import finetune
+from vlmrm.tune.finetune.run import finetune
 
 NAMES = ("red", "green", "blue", "yellow", "white")
 

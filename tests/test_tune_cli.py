@@ -78,7 +78,7 @@ def test_saved_settings_of_older_runs_compare_in_todays_keys() -> None:
 
 def test_rollout_policies_match_the_env_controllers() -> None:
     from vlmrm.envs import controllers
-    from vlmrm.tune import rollout_settings as rollouts
+    from vlmrm.tune.rollouts import settings as rollouts
 
     assert rollouts.POLICIES == controllers.POLICIES
     import ast

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from _captions import shapes_dataset, vsr_dataset
 
+from vlmrm.tune.data.records import load_ranked_sets
 from vlmrm.tune.eval import main as eval_main
-from vlmrm.tune.records import load_ranked_sets
-from vlmrm.tune.vsr import load_vsr
+from vlmrm.tune.vsr.rows import load_vsr
 from vlmrm.tune.vsr_pairs import main as pairs_main
 
 
@@ -61,7 +61,7 @@ def test_eval_reports_vsr_with_dev_threshold_preferences_and_retrieval_beside_th
     vsr, tmp_path: Path, capsys, saved_tuned_tiny
 ) -> None:
     import vlmrm
-    from vlmrm.tune.caption_data import load_caption_data
+    from vlmrm.tune.data.captions import load_caption_data
 
     pairs = tmp_path / "pairs.jsonl"
     pairs_main([f"vsr={vsr['test']}", f"out={pairs}"])

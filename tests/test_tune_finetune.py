@@ -15,9 +15,9 @@ from _captions import shapes_dataset
 
 import vlmrm
 from vlmrm.errors import ConfigError
-from vlmrm.tune.caption_data import load_caption_data, split_by_image
-from vlmrm.tune.finetune_run import finetune, wise_interpolate
-from vlmrm.tune.retrieval import matching_accuracy, recall_at_k
+from vlmrm.tune.data.captions import load_caption_data, split_by_image
+from vlmrm.tune.eval.retrieval import matching_accuracy, recall_at_k
+from vlmrm.tune.finetune.run import finetune, wise_interpolate
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +88,8 @@ def test_supervised_finetuning_raises_heldout_recall_and_the_checkpoint_loads(sh
     split = json.loads((out / "split.json").read_text())
     assert (len(split["train"]), len(split["val"]), len(split["test"])) == (48, 6, 6)
     # the best checkpoint drops into load_clip and gives the tuned numbers
-    from vlmrm.tune.caption_data import load_split
-    from vlmrm.tune.retrieval import retrieval_metrics
+    from vlmrm.tune.data.captions import load_split
+    from vlmrm.tune.eval.retrieval import retrieval_metrics
 
     clip = vlmrm.load_clip("vlmrm-tiny", device="cpu", pretrained=str(out / "model.safetensors"), fast_resize=False)
     test = load_split(out / "split.json", load_caption_data(shapes))["test"]
@@ -129,8 +129,8 @@ def test_rl_stage_rewards_confident_correct_matches_and_moves_the_weights(shapes
     """The RL stage's updates raise the confidence of the right matches (the reward is
     correctness × confidence): within the first step's batch after that step, and over all
     training pairs after the epoch; measured independently of the trainer."""
-    from vlmrm.tune.finetune_run import Finetuner
-    from vlmrm.tune.finetune_settings import FinetuneSettings
+    from vlmrm.tune.finetune.run import Finetuner
+    from vlmrm.tune.finetune.settings import FinetuneSettings
 
     cfg = FinetuneSettings(data=str(shapes), model="vlmrm-tiny", out=str(tmp_path / "rl"), device="cpu",
                            stage="rl", rl_epochs=1, rl_lr=1e-4, batch_size=4, num_samples=4, progress=False)  # fmt: skip
@@ -174,7 +174,7 @@ def test_local_hugging_face_datasets_are_read_without_downloads(shapes: Path, tm
 
 
 def test_rl_reward_is_correctness_times_confidence() -> None:
-    from vlmrm.tune import losses as L
+    from vlmrm.tune.objectives import losses as L
 
     logits = torch.tensor([[2.0, 0.0, 1.0], [0.5, 0.5, 3.0], [0.0, 1.0, 0.0]])
     probs = logits.softmax(-1)

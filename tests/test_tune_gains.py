@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from _captions import vsr_dataset
 
-from vlmrm.tune.records import write_ranked_sets
+from vlmrm.tune.data.records import write_ranked_sets
 from vlmrm.tune.trainer import train
-from vlmrm.tune.vsr import load_vsr
-from vlmrm.tune.vsr_relations import vsr_preference_sets
+from vlmrm.tune.vsr.relations import vsr_preference_sets
+from vlmrm.tune.vsr.rows import load_vsr
 
 
 @pytest.fixture(scope="module")

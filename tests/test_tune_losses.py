@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vlmrm.errors import ConfigError
-from vlmrm.tune import losses as L
+from vlmrm.tune.objectives import losses as L
 
 # One torch thread for this module (see the fixture in conftest.py).
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -16,11 +16,12 @@ import torch
 import vlmrm
 from vlmrm.errors import ConfigError
 from vlmrm.tune import data as D
-from vlmrm.tune import evaluate as E
-from vlmrm.tune import losses as L
 from vlmrm.tune.cli import main
-from vlmrm.tune.trainer import Trainer, TuneConfig, select_parameters, train
-from vlmrm.tune.units import load_run_data
+from vlmrm.tune.eval import metrics as E
+from vlmrm.tune.objectives import losses as L
+from vlmrm.tune.run_data import load_run_data
+from vlmrm.tune.settings import TuneConfig
+from vlmrm.tune.trainer import Trainer, select_parameters, train
 
 # One torch thread for this module (see the fixture in conftest.py).
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from vlmrm.tune import losses as L
-from vlmrm.tune.evaluate import vsr_accuracy
-from vlmrm.tune.objectives import Objective
-from vlmrm.tune.records import PreferencePair, VSRExample
+from vlmrm.tune.data.records import PreferencePair, VSRExample
+from vlmrm.tune.eval.metrics import vsr_accuracy
+from vlmrm.tune.objectives import losses as L
+from vlmrm.tune.objectives.objective import Objective
 from vlmrm.tune.settings import TuneConfig
-from vlmrm.tune.vsr_relations import META_CATEGORIES, VSR_OPPOSITES, meta_category, swap_caption
+from vlmrm.tune.vsr.relations import META_CATEGORIES, VSR_OPPOSITES, meta_category, swap_caption
 
 
 class ScoreClip:

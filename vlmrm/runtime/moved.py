@@ -23,7 +23,28 @@ import warnings
 from types import ModuleType
 
 #: old dotted module path → new dotted module path
-MOVED_MODULES: dict[str, str] = {}
+MOVED_MODULES: dict[str, str] = {
+    # tune-rooms
+    "vlmrm.tune.augment": "vlmrm.tune.data.augment",
+    "vlmrm.tune.build_sets": "vlmrm.tune.data.ranked_sets",
+    "vlmrm.tune.caption_data": "vlmrm.tune.data.captions",
+    "vlmrm.tune.eval_run": "vlmrm.tune.eval.run",
+    "vlmrm.tune.eval_settings": "vlmrm.tune.eval.settings",
+    "vlmrm.tune.evaluate": "vlmrm.tune.eval.metrics",
+    "vlmrm.tune.finetune_checkpoint": "vlmrm.tune.finetune.checkpoint",
+    "vlmrm.tune.finetune_run": "vlmrm.tune.finetune.run",
+    "vlmrm.tune.finetune_settings": "vlmrm.tune.finetune.settings",
+    "vlmrm.tune.losses": "vlmrm.tune.objectives.losses",
+    "vlmrm.tune.predicates": "vlmrm.tune.rollouts.predicates",
+    "vlmrm.tune.records": "vlmrm.tune.data.records",
+    "vlmrm.tune.retrieval": "vlmrm.tune.eval.retrieval",
+    "vlmrm.tune.rollout_data": "vlmrm.tune.rollouts.frames",
+    "vlmrm.tune.rollout_dataset": "vlmrm.tune.rollouts.dataset",
+    "vlmrm.tune.rollout_settings": "vlmrm.tune.rollouts.settings",
+    "vlmrm.tune.scorer": "vlmrm.tune.objectives.scorer",
+    "vlmrm.tune.units": "vlmrm.tune.run_data",
+    "vlmrm.tune.vsr_relations": "vlmrm.tune.vsr.relations",
+}
 
 
 class _Alias(importlib.abc.Loader):

@@ -38,7 +38,7 @@ from vlmrm.runtime.units import (
     step_name,
     write_unit,
 )
-from vlmrm.tune.settings import RESUMABLE_CHANGES, TuneConfig, model_arch, upgrade_saved_settings
+from vlmrm.tune.settings import RESUMABLE_CHANGES, TuneSettings, model_arch, upgrade_saved_settings
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.pt"
@@ -47,7 +47,7 @@ CHECKPOINTS = "checkpoints"
 KEEP = 2
 
 
-def save_checkpoint(out: Path, model: torch.nn.Module, cfg: TuneConfig, step: int, state: dict[str, Any]) -> Path:
+def save_checkpoint(out: Path, model: torch.nn.Module, cfg: TuneSettings, step: int, state: dict[str, Any]) -> Path:
     """Write the weights and ``state`` (plus the step and settings) as one checkpoint.
 
     Returns ``out/model.safetensors``, the published copy of the weights.
@@ -102,7 +102,7 @@ def refuse_other_settings(old: dict[str, Any], new: dict[str, Any], resumable: C
         )
 
 
-def _check_same_settings(cfg: TuneConfig, saved: dict[str, Any], out: Path) -> None:
+def _check_same_settings(cfg: TuneSettings, saved: dict[str, Any], out: Path) -> None:
     refuse_other_settings(upgrade_saved_settings(saved), asdict(cfg), RESUMABLE_CHANGES, out)
 
 
@@ -110,7 +110,7 @@ def _warn(msg: str) -> None:
     print(f"[vlmrm.tune] {msg}", file=sys.stderr, flush=True)
 
 
-def _find(cfg: TuneConfig, out: Path, warn: Callable[[str], None]) -> tuple[Path, Path] | None:
+def _find(cfg: TuneSettings, out: Path, warn: Callable[[str], None]) -> tuple[Path, Path] | None:
     """(weights, state) files of the checkpoint to resume from, or ``None``."""
     try:
         path, _ = newest_unit(out / CHECKPOINTS, warn, required=(MODEL_FILE, STATE_FILE))
@@ -125,7 +125,7 @@ def _find(cfg: TuneConfig, out: Path, warn: Callable[[str], None]) -> tuple[Path
     return None
 
 
-def load_checkpoint(cfg: TuneConfig, out: Path, warn: Callable[[str], None] = _warn) -> dict[str, Any] | None:
+def load_checkpoint(cfg: TuneSettings, out: Path, warn: Callable[[str], None] = _warn) -> dict[str, Any] | None:
     """The trainer state to resume from (``resume=auto|true``), or ``None`` to start afresh.
 
     Refuses a checkpoint made with other settings (those in

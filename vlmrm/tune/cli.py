@@ -1,6 +1,6 @@
 """``python -m vlmrm.tune key=value ...`` — preference tuning from the command line.
 
-Settings are the fields of :class:`vlmrm.tune.settings.TuneConfig` (their docstrings are
+Settings are the fields of :class:`vlmrm.tune.settings.TuneSettings` (their docstrings are
 the ``--help``); ``config=run.yaml`` reads a YAML file of them first. Any bad setting ends
 the run with one ``error: ...`` line and exit code 2 before torch is imported; an
 interrupted run (Ctrl-C, SIGTERM) saves a checkpoint and exits with 130.
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from vlmrm.cli.args import Command, entry_point
 from vlmrm.runtime.lock import one_writer
-from vlmrm.tune.settings import TuneConfig
+from vlmrm.tune.settings import TuneSettings
 
 COMMAND = Command(
     prog="python -m vlmrm.tune",
-    settings=TuneConfig,
+    settings=TuneSettings,
     summary=(
         "Preference-tune a CLIP reward model (DPO/IPO/hinge/BT/listwise/contrastive/REINFORCE). "
         "The tuned weights load with load_clip(ARCH, pretrained=<out>/model.safetensors); run the "
@@ -29,7 +29,7 @@ COMMAND = Command(
 )
 
 
-def tune(cfg: TuneConfig) -> int:
+def tune(cfg: TuneSettings) -> int:
     """Run the tuner; exit status 130 when a signal stopped it (a checkpoint was saved)."""
     from vlmrm.tune.trainer import train
 

@@ -1,4 +1,10 @@
-"""Settings of ``python -m vlmrm.tune`` (torch-free, so ``--help`` and bad settings answer at once).
+"""Settings of the commands at the top of :mod:`vlmrm.tune` — ``python -m vlmrm.tune``
+(:class:`TuneSettings`), ``python -m vlmrm.tune.build`` (:class:`BuildSettings`) and
+``python -m vlmrm.tune.vsr_pairs`` (:class:`VSRPairsSettings`) — and the vocabulary of
+tuning (loss names, pair modes, locks) that the data and the objectives check against.
+
+Torch-free, so ``--help`` and bad settings answer at once; it imports nothing of
+:mod:`vlmrm.tune` but the caption edits' names (:data:`vlmrm.tune.data.augment.AUGMENTATIONS`).
 
 The field docstrings are the ``--help`` text. The CLIP keys (``model``, ``pretrained``,
 ``device``, ``precision``, ``batch_size``) and the run keys (``out``, ``seed``,
@@ -16,6 +22,7 @@ from typing import Any
 from vlmrm.checks import TRAIN_PRECISIONS, check_choice, check_int, check_out_dir
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
+from vlmrm.tune.data.augment import AUGMENTATIONS  # NumPy only: --help stays torch-free
 
 LOSSES = ("dpo", "ipo", "hinge", "bt", "listwise", "contrastive", "reinforce")
 PAIRWISE = ("dpo", "ipo", "hinge", "bt")
@@ -38,7 +45,7 @@ RESUMABLE_CHANGES = frozenset(
 
 
 @dataclass
-class TuneConfig(ClipSettings, RunSettings):
+class TuneSettings(ClipSettings, RunSettings):
     """Every setting of ``python -m vlmrm.tune`` (``key=value`` on the command line)."""
 
     loss: str = "dpo"
@@ -120,7 +127,7 @@ class TuneConfig(ClipSettings, RunSettings):
     tensorboard: bool = True
     """Write TensorBoard logs to out/tb."""
 
-    def validate(self) -> TuneConfig:
+    def validate(self) -> TuneSettings:
         """Check every setting (no torch imported); each problem is one :class:`ConfigError` line."""
         self.check_clip(TRAIN_PRECISIONS)
         for name, options in (
@@ -180,3 +187,80 @@ def upgrade_saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
     if new.get("pretrained") == "":
         new["pretrained"] = None
     return new
+
+
+@dataclass
+class BuildSettings(ClipSettings):
+    """Every setting of ``python -m vlmrm.tune.build``."""
+
+    captions: str = ""
+    """JSONL of {"image", "caption"} rows (required)."""
+    out: str = ""
+    """Output folder (required): ranked.jsonl and images/."""
+    image_root: str = ""
+    """Folder image paths are relative to (default: the captions file's folder)."""
+    model: str = "ViT-B-32/openai"
+    """Reward CLIP for retrieval (ARCH/TAG, ARCH with pretrained=, vlmrm-tiny); none to skip retrieval."""
+    precision: str = "fp32"
+    """Precision of the retrieval CLIP (see --help of any command); fp32 keeps the cosine
+    threshold on the reference scale."""
+    threshold: float = 0.25
+    """Image–caption cosine for a retrieved negative."""
+    max_retrieved: int = 3
+    """Retrieved negatives per image at most."""
+    max_text_similarity: float = 0.95
+    """Text–text cosine above which a retrieved caption counts as a paraphrase (never a negative)."""
+    augment: str = "flip,color,relation"
+    """Comma list of flip, color, relation."""
+    threads: Any = "auto"
+    """CPU threads of torch: auto (half the cores) or N; printed once when the command starts."""
+
+    def validate(self) -> BuildSettings:
+        """Check the settings without torch; each problem is one ConfigError line."""
+        if not self.captions or not self.out:
+            raise ConfigError("captions=... and out=... are required")
+        check_out_dir(self.out)
+        if self.retrieval:
+            self.check_clip()
+        self.max_retrieved = check_int("max_retrieved", self.max_retrieved, 0)
+        bad = [a for a in self.augmentations if a not in AUGMENTATIONS]
+        if bad:
+            raise ConfigError(f"unknown augmentation(s) {bad}; choose from {AUGMENTATIONS}")
+        return self
+
+    @property
+    def retrieval(self) -> bool:
+        """Whether a reward CLIP retrieves negatives (``model=none`` turns it off)."""
+        return self.model.strip().lower() not in ("", "none")
+
+    @property
+    def augmentations(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.augment.split(",") if a.strip())
+
+
+@dataclass
+class VSRPairsSettings:
+    """Settings of ``python -m vlmrm.tune.vsr_pairs``."""
+
+    vsr: str = ""
+    """VSR jsonl to read (image, caption, relation, label), e.g. the train split (required)."""
+    image_root: str = ""
+    """Folder of the VSR images (default: the VSR file's folder); written relative to out's folder."""
+    out: str = ""
+    """Output JSONL of ranked sets (required)."""
+    false_rows: bool = True
+    """Also use false rows (their relation-swapped twin is preferred); false: true rows only."""
+    check_files: bool = True
+    """Check that every image exists."""
+
+    def validate(self) -> VSRPairsSettings:
+        if not self.vsr:
+            raise ConfigError("vsr=<VSR jsonl> is required, e.g. vsr=vsr/random/train.jsonl")
+        if not self.out:
+            raise ConfigError("out=<pairs.jsonl> is required")
+        return self
+
+
+#: The names these classes had before every settings class ended in ``Settings``.
+TuneConfig = TuneSettings
+BuildConfig = BuildSettings

@@ -41,7 +41,6 @@ from vlmrm.errors import ConfigError
 from vlmrm.models import load_clip, resolve_device, training_precision
 from vlmrm.runtime.atomic import atomic_write_text
 from vlmrm.runtime.stop import GracefulStop
-from vlmrm.tune import losses as L
 from vlmrm.tune.checkpoint import (
     MODEL_FILE,
     STATE_FILE,
@@ -49,28 +48,29 @@ from vlmrm.tune.checkpoint import (
     load_weights,
     save_checkpoint,
 )
-from vlmrm.tune.evaluate import (
+from vlmrm.tune.data.images import ImageCache
+from vlmrm.tune.data.records import Item
+from vlmrm.tune.eval.metrics import (
     cosine_scores,
     evaluate_model,
     listwise_top1,
     pairwise_accuracy,
     set_scores,
 )
-from vlmrm.tune.objectives import Objective, eval_loss
-from vlmrm.tune.records import Item
-from vlmrm.tune.report import Scalars, TuneResult, fmt, write_metrics
-from vlmrm.tune.scorer import (
+from vlmrm.tune.objectives import losses as L
+from vlmrm.tune.objectives.objective import Objective, eval_loss
+from vlmrm.tune.objectives.scorer import (
     ItemScorer,
     batches,
     cosine_schedule,
     param_groups,
     select_parameters,
 )
-from vlmrm.tune.settings import PAIRWISE, TuneConfig, model_arch
-from vlmrm.tune.units import load_run_data
-from vlmrm.tune.vsr import ImageCache
+from vlmrm.tune.report import Scalars, TuneResult, fmt, write_metrics
+from vlmrm.tune.run_data import load_run_data
+from vlmrm.tune.settings import PAIRWISE, TuneSettings, model_arch
 
-__all__ = ["MODEL_FILE", "STATE_FILE", "Trainer", "TuneConfig", "TuneResult", "select_parameters", "train"]
+__all__ = ["MODEL_FILE", "STATE_FILE", "Trainer", "TuneSettings", "TuneResult", "select_parameters", "train"]
 
 
 def _seed_everything(seed: int) -> None:
@@ -84,7 +84,7 @@ def _seed_everything(seed: int) -> None:
 class Trainer:
     """One tuning run; :func:`train` is the usual entry point."""
 
-    def __init__(self, cfg: TuneConfig, callback: Callable[[int, dict[str, float]], None] | None = None):
+    def __init__(self, cfg: TuneSettings, callback: Callable[[int, dict[str, float]], None] | None = None):
         self.cfg = cfg.validate()
         self.callback = callback
         self.out = Path(cfg.out)
@@ -345,20 +345,20 @@ class Trainer:
 
 
 def train(
-    cfg: TuneConfig | None = None,
+    cfg: TuneSettings | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     **overrides: Any,
 ) -> TuneResult:
-    """Run preference tuning; ``overrides`` set :class:`TuneConfig` fields.
+    """Run preference tuning; ``overrides`` set :class:`TuneSettings` fields.
 
     ``callback(step, stats)`` is called after every optimisation step (for tests and
     notebooks). Returns a :class:`TuneResult` with the checkpoint path and metrics.
     """
-    cfg = TuneConfig() if cfg is None else cfg
-    known = set(TuneConfig.__dataclass_fields__)
+    cfg = TuneSettings() if cfg is None else cfg
+    known = set(TuneSettings.__dataclass_fields__)
     bad = sorted(set(overrides) - known)
     if bad:
         raise ConfigError(f"unknown setting(s) {bad}; known: {sorted(known)}")
     if overrides:
-        cfg = TuneConfig(**{**asdict(cfg), **overrides})
+        cfg = TuneSettings(**{**asdict(cfg), **overrides})
     return Trainer(cfg, callback).run()

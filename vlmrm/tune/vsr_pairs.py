@@ -1,6 +1,6 @@
 """``python -m vlmrm.tune.vsr_pairs vsr=train.jsonl out=pairs.jsonl`` — preference data from VSR.
 
-Each VSR row whose relation has an excluding opposite (:mod:`vlmrm.tune.vsr_relations`)
+Each VSR row whose relation has an excluding opposite (:mod:`vlmrm.tune.vsr.relations`)
 becomes a ranked set of two for its image: the true caption over its relation-swapped
 twin. The output is what ``python -m vlmrm.tune data=`` reads, so "tune on VSR train,
 evaluate on VSR test" is two commands (see the README).
@@ -8,34 +8,9 @@ evaluate on VSR test" is two commands (see the README).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vlmrm.cli.args import Command, entry_point
 from vlmrm.errors import ConfigError
-
-
-@dataclass
-class VSRPairsSettings:
-    """Settings of ``python -m vlmrm.tune.vsr_pairs``."""
-
-    vsr: str = ""
-    """VSR jsonl to read (image, caption, relation, label), e.g. the train split (required)."""
-    image_root: str = ""
-    """Folder of the VSR images (default: the VSR file's folder); written relative to out's folder."""
-    out: str = ""
-    """Output JSONL of ranked sets (required)."""
-    false_rows: bool = True
-    """Also use false rows (their relation-swapped twin is preferred); false: true rows only."""
-    check_files: bool = True
-    """Check that every image exists."""
-
-    def validate(self) -> VSRPairsSettings:
-        if not self.vsr:
-            raise ConfigError("vsr=<VSR jsonl> is required, e.g. vsr=vsr/random/train.jsonl")
-        if not self.out:
-            raise ConfigError("out=<pairs.jsonl> is required")
-        return self
-
+from vlmrm.tune.settings import VSRPairsSettings
 
 COMMAND = Command(
     prog="python -m vlmrm.tune.vsr_pairs",
@@ -48,9 +23,9 @@ COMMAND = Command(
 
 
 def body(cfg: VSRPairsSettings) -> int:
-    from vlmrm.tune.records import write_ranked_sets
-    from vlmrm.tune.vsr import load_vsr
-    from vlmrm.tune.vsr_relations import vsr_preference_sets
+    from vlmrm.tune.data.records import write_ranked_sets
+    from vlmrm.tune.vsr.relations import vsr_preference_sets
+    from vlmrm.tune.vsr.rows import load_vsr
 
     rows = load_vsr(cfg.vsr, cfg.image_root or None, check_files=cfg.check_files)
     sets, counts = vsr_preference_sets(rows, cfg.false_rows)

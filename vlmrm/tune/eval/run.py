@@ -10,15 +10,16 @@ from typing import Any
 
 from vlmrm.models import load_clip
 from vlmrm.runtime.atomic import atomic_write_json
-from vlmrm.tune.eval_settings import EvalSettings
-from vlmrm.tune.evaluate import listwise_top1, pairwise_accuracy, set_scores, vsr_accuracy
-from vlmrm.tune.vsr import ImageCache, load_vsr
-from vlmrm.tune.vsr_relations import HUMAN_ACCURACY
+from vlmrm.tune.data.images import ImageCache
+from vlmrm.tune.eval.metrics import listwise_top1, pairwise_accuracy, set_scores, vsr_accuracy
+from vlmrm.tune.eval.settings import EvalSettings
+from vlmrm.tune.vsr.relations import HUMAN_ACCURACY
+from vlmrm.tune.vsr.rows import load_vsr
 
 
 def _metrics(cfg: EvalSettings, clip: Any, images: ImageCache) -> dict[str, Any]:
     """Every requested metric of one model (nested: ``vsr/<file>``, ``pref/<file>``, ``retrieval``)."""
-    from vlmrm.tune.records import load_ranked_sets
+    from vlmrm.tune.data.records import load_ranked_sets
 
     out: dict[str, Any] = {}
     root = cfg.vsr_image_root or None
@@ -37,8 +38,8 @@ def _metrics(cfg: EvalSettings, clip: Any, images: ImageCache) -> dict[str, Any]
         scores = set_scores(clip, sets, images)
         out[f"pref/{path}"] = {**pairwise_accuracy(sets, scores), "top1": listwise_top1(sets, scores)}
     if cfg.captions:
-        from vlmrm.tune.caption_data import load_caption_data, load_split
-        from vlmrm.tune.retrieval import retrieval_metrics
+        from vlmrm.tune.data.captions import load_caption_data, load_split
+        from vlmrm.tune.eval.retrieval import retrieval_metrics
 
         data = load_caption_data(cfg.captions, cfg.image_root or None)
         if cfg.captions_split:

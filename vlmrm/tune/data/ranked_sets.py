@@ -20,7 +20,7 @@ import numpy as np
 
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.images import load_image, save_png
-from vlmrm.tune.augment import (
+from vlmrm.tune.data.augment import (
     AUGMENTATIONS,
     color_caption,
     color_swap_image,
@@ -28,7 +28,7 @@ from vlmrm.tune.augment import (
     flip_image,
     swap_relations,
 )
-from vlmrm.tune.records import RankedSet
+from vlmrm.tune.data.records import RankedSet
 
 
 @dataclass

@@ -19,9 +19,8 @@ import numpy as np
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write, atomic_write_json, atomic_write_lines
 from vlmrm.runtime.images import save_png
-from vlmrm.tune.predicates import PredicateSet, default_predicates, load_predicates
-from vlmrm.tune.records import RankedSet, write_ranked_sets
-from vlmrm.tune.rollout_data import (
+from vlmrm.tune.data.records import RankedSet, write_ranked_sets
+from vlmrm.tune.rollouts.frames import (
     RolloutFrame,
     cap_per_caption,
     caption_sets,
@@ -30,7 +29,8 @@ from vlmrm.tune.rollout_data import (
     rollout_frames,
     split_episodes,
 )
-from vlmrm.tune.rollout_settings import SPLITS, RolloutConfig
+from vlmrm.tune.rollouts.predicates import PredicateSet, default_predicates, load_predicates
+from vlmrm.tune.rollouts.settings import SPLITS, RolloutSettings
 
 
 @dataclass
@@ -70,7 +70,7 @@ class _Labelled:
 
 
 def _split_sets(
-    cfg: RolloutConfig, lab: _Labelled, idx: list[int], split: str, out: Path,
+    cfg: RolloutSettings, lab: _Labelled, idx: list[int], split: str, out: Path,
     predicates: PredicateSet, rng: np.random.Generator,
 ) -> tuple[dict[str, list[RankedSet]], list[str]]:
     """The ranked sets of one split, and its probe rows (as JSON lines)."""
@@ -125,7 +125,7 @@ def _write_states(path: Path, lab: _Labelled, keep: Sequence[int], variables: Se
     atomic_write(path, write)
 
 
-def _label_frames(cfg: RolloutConfig, predicates: PredicateSet, rng: np.random.Generator) -> _Labelled:
+def _label_frames(cfg: RolloutSettings, predicates: PredicateSet, rng: np.random.Generator) -> _Labelled:
     frames = rollout_frames(
         cfg.env, cfg.episodes, policies=cfg.policy_kinds, noise=cfg.noise_range,
         max_steps=cfg.max_steps, stride=cfg.stride, size=cfg.size, seed=cfg.seed,
@@ -141,7 +141,7 @@ def _label_frames(cfg: RolloutConfig, predicates: PredicateSet, rng: np.random.G
 
 
 def build_rollout_dataset(
-    cfg: RolloutConfig,
+    cfg: RolloutSettings,
     predicates: PredicateSet | None = None,
     say: Callable[[str], None] | None = None,
 ) -> RolloutDataset:
@@ -181,7 +181,7 @@ def build_rollout_dataset(
     return result
 
 
-def _write_manifest(out: Path, cfg: RolloutConfig, predicates: PredicateSet, result: RolloutDataset) -> None:
+def _write_manifest(out: Path, cfg: RolloutSettings, predicates: PredicateSet, result: RolloutDataset) -> None:
     """``manifest.json`` last: its presence marks a complete dataset."""
     goal = predicates.goal
     atomic_write_json(out / "manifest.json", {

@@ -41,7 +41,7 @@ from vlmrm.runtime.units import (
     write_unit,
 )
 from vlmrm.tune.checkpoint import drop_later_units, link_or_copy, refuse_other_settings
-from vlmrm.tune.finetune_settings import RESUMABLE_CHANGES, FinetuneSettings
+from vlmrm.tune.finetune.settings import RESUMABLE_CHANGES, FinetuneSettings
 
 CHECKPOINTS = "checkpoints"
 WEIGHTS = "model.safetensors"
@@ -89,7 +89,7 @@ def load_checkpoint(
 
     ``resume=false`` starts afresh; ``auto`` resumes when ``out`` holds a checkpoint;
     ``true`` requires one. A checkpoint made with other settings is refused (those in
-    :data:`~vlmrm.tune.finetune_settings.RESUMABLE_CHANGES` may change).
+    :data:`~vlmrm.tune.finetune.settings.RESUMABLE_CHANGES` may change).
     """
     if cfg.resume == "false":
         return None

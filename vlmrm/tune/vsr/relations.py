@@ -129,7 +129,7 @@ def opposite_relation(relation: str) -> str | None:
     key = normalize_relation(relation)
     if key in VSR_OPPOSITES:
         return VSR_OPPOSITES[key]
-    from vlmrm.tune.augment import swap_relations
+    from vlmrm.tune.data.augment import swap_relations
 
     swapped = swap_relations(key)
     return None if swapped == key else swapped
@@ -162,7 +162,7 @@ def vsr_preference_sets(examples: list, false_rows: bool = True) -> tuple[list, 
     unmodified caption" shortcut. Sets are grouped by image (one split side per image).
     Returns the sets and counts: ``rows``, ``sets``, ``no_opposite``, ``false_skipped``.
     """
-    from vlmrm.tune.records import RankedSet
+    from vlmrm.tune.data.records import RankedSet
 
     sets, counts = [], {"rows": len(examples), "sets": 0, "no_opposite": 0, "false_skipped": 0}
     for k, e in enumerate(examples):

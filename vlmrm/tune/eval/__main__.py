@@ -7,13 +7,13 @@ on ``vsr_dev=``), per relation and per meta-category, beside human accuracy (95.
 pairwise preference accuracy on held-out ranked sets (``pref=``); and image–text
 Recall@1/5/10 on a held-out caption set (``captions=``, e.g. the test 10% of a
 fine-tuning run via ``captions_split=<run>/split.json``) to catch forgetting. Torch is
-imported only when the command runs (:mod:`vlmrm.tune.eval_run`).
+imported only when the command runs (:mod:`vlmrm.tune.eval.run`).
 """
 
 from __future__ import annotations
 
 from vlmrm.cli.args import Command, entry_point
-from vlmrm.tune.eval_settings import EvalSettings
+from vlmrm.tune.eval.settings import EvalSettings
 
 COMMAND = Command(
     prog="python -m vlmrm.tune.eval",
@@ -33,7 +33,7 @@ COMMAND = Command(
 
 
 def body(cfg: EvalSettings) -> int:
-    from vlmrm.tune.eval_run import evaluate
+    from vlmrm.tune.eval.run import evaluate
 
     evaluate(cfg)
     return 0

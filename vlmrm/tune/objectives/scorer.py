@@ -18,10 +18,10 @@ import torch
 
 from vlmrm.errors import ConfigError
 from vlmrm.models import ClipModel
-from vlmrm.tune import losses as L
-from vlmrm.tune.records import Item
+from vlmrm.tune.data.images import ImageCache
+from vlmrm.tune.data.records import Item
+from vlmrm.tune.objectives import losses as L
 from vlmrm.tune.settings import LOCKS, TRAIN_PARAMS
-from vlmrm.tune.vsr import ImageCache
 
 
 def select_parameters(

@@ -2,7 +2,7 @@
 
 Why it is built this way:
 
-* The split is by image (:func:`vlmrm.tune.caption_data.split_by_image`), seeded and
+* The split is by image (:func:`vlmrm.tune.data.captions.split_by_image`), seeded and
   saved as ``split.json``; a rerun in the same folder reads it back, so test images never
   leak into training across reruns.
 * Each epoch pairs every training image with one of its captions (drawn from
@@ -13,13 +13,13 @@ Why it is built this way:
 * RL (as CLIP_RL_FT does): the policy is the softmax over the batch's captions for an
   image (and over its images for a caption); sampled candidates are rewarded
   ``+p`` when right and ``−p`` when wrong (correctness × confidence,
-  :func:`vlmrm.tune.losses.candidate_rewards`), REINFORCE with a mean baseline.
+  :func:`vlmrm.tune.objectives.losses.candidate_rewards`), REINFORCE with a mean baseline.
 * After every epoch the val split's mean Recall@1 decides whether ``model.safetensors``
   is replaced: the file always holds the best-on-val weights, a plain open_clip state
   dict for ``load_clip(ARCH, pretrained=...)``.
 * WiSE-FT (``wise_alpha=α``): ``(1−α)·θ₀ + α·θ`` of every floating-point weight, saved
   beside the tuned model and scored on test too.
-* A run resumes (:mod:`vlmrm.tune.finetune_checkpoint`): every ``checkpoint_every`` steps,
+* A run resumes (:mod:`vlmrm.tune.finetune.checkpoint`): every ``checkpoint_every`` steps,
   at every epoch's end and on Ctrl-C/SIGTERM the trainer (weights, best weights, optimiser,
   position in the epoch, RNG states, histories) is saved as one checkpoint unit, and the
   same command continues from the newest complete one — with the batches, weights and
@@ -43,15 +43,16 @@ from vlmrm.models import load_clip, resolve_device, training_precision
 from vlmrm.runtime.atomic import atomic_write, atomic_write_json
 from vlmrm.runtime.rng import restore_rng_state, rng_state
 from vlmrm.runtime.stop import GracefulStop
-from vlmrm.tune import losses as L
-from vlmrm.tune.caption_data import (
+from vlmrm.tune.data.captions import (
     CaptionedImage,
     load_caption_data,
     load_split,
     save_split,
     split_by_image,
 )
-from vlmrm.tune.finetune_checkpoint import (
+from vlmrm.tune.data.images import ImageCache
+from vlmrm.tune.eval.retrieval import retrieval_metrics
+from vlmrm.tune.finetune.checkpoint import (
     CHECKPOINTS,
     WEIGHTS,
     load_checkpoint,
@@ -59,10 +60,9 @@ from vlmrm.tune.finetune_checkpoint import (
     save_checkpoint,
     write_weights,
 )
-from vlmrm.tune.finetune_settings import FinetuneSettings
-from vlmrm.tune.retrieval import retrieval_metrics
-from vlmrm.tune.scorer import ItemScorer, param_groups
-from vlmrm.tune.vsr import ImageCache
+from vlmrm.tune.finetune.settings import FinetuneSettings
+from vlmrm.tune.objectives import losses as L
+from vlmrm.tune.objectives.scorer import ItemScorer, param_groups
 
 MODEL_FILE = "model.safetensors"
 WISE_FILE = "model_wise.safetensors"

@@ -2,7 +2,7 @@
 
 When a zero-shot CLIP gives a badly shaped reward for an environment, the way out that
 stays language-driven is to fine-tune the reward CLIP on frames of that environment,
-captioned by simple predicates of the env state (see :mod:`vlmrm.tune.predicates`), and
+captioned by simple predicates of the env state (see :mod:`vlmrm.tune.rollouts.predicates`), and
 then train on the goal sentence as before. This module makes that dataset:
 
 1. roll out a mix of policies — uniform random, and a scripted controller with a
@@ -49,14 +49,14 @@ from __future__ import annotations
 import os
 
 from vlmrm.cli.args import Command, entry_point
-from vlmrm.tune.rollout_settings import POLICIES, SPLITS, RolloutConfig
+from vlmrm.tune.rollouts.settings import POLICIES, SPLITS, RolloutSettings
 
-__all__ = ["COMMAND", "POLICIES", "SPLITS", "RolloutConfig", "main"]
+__all__ = ["COMMAND", "POLICIES", "SPLITS", "RolloutSettings", "main"]
 
 
 COMMAND = Command(
     prog="python -m vlmrm.tune.rollouts",
-    settings=RolloutConfig,
+    settings=RolloutSettings,
     summary=(
         "Roll out random and scripted policies in an env, caption frames by predicates of the "
         "env state and write ranked sets / pairs for python -m vlmrm.tune."
@@ -68,9 +68,9 @@ COMMAND = Command(
 )
 
 
-def rollouts(cfg: RolloutConfig) -> int:
+def rollouts(cfg: RolloutSettings) -> int:
     """Build the dataset and print its summary."""
-    from vlmrm.tune.rollout_dataset import build_rollout_dataset
+    from vlmrm.tune.rollouts.dataset import build_rollout_dataset
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     say = (lambda m: print(m, flush=True)) if cfg.progress else None

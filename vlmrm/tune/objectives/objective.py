@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlmrm.tune import losses as L
-from vlmrm.tune.records import Item, PreferencePair, RankedSet, ranking_to_pairs
-from vlmrm.tune.scorer import ItemScorer, pad
-from vlmrm.tune.settings import PAIRWISE, TuneConfig
+from vlmrm.tune.data.records import Item, PreferencePair, RankedSet, ranking_to_pairs
+from vlmrm.tune.objectives import losses as L
+from vlmrm.tune.objectives.scorer import ItemScorer, pad
+from vlmrm.tune.settings import PAIRWISE, TuneSettings
 
 Stats = dict[str, float]
 
@@ -27,7 +27,7 @@ class Objective:
 
     def __init__(
         self,
-        cfg: TuneConfig,
+        cfg: TuneSettings,
         scorer: ItemScorer,
         reference: Callable[[Sequence[Item]], torch.Tensor],
     ) -> None:
@@ -129,7 +129,7 @@ class Objective:
         return L.clip_contrastive_loss(img, txt, self.scorer.tau, positives), {}
 
 
-def pairwise_loss(cfg: TuneConfig, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def pairwise_loss(cfg: TuneSettings, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """DPO, IPO or hinge loss of margins ``h`` (``loss=bt`` needs no reference)."""
     if cfg.loss == "dpo":
         return L.dpo_loss(h, cfg.beta, cfg.label_smoothing, w)
@@ -140,7 +140,7 @@ def pairwise_loss(cfg: TuneConfig, h: torch.Tensor, w: torch.Tensor) -> torch.Te
 
 @torch.no_grad()
 def eval_loss(
-    cfg: TuneConfig, sets: Sequence[RankedSet], cos: list[np.ndarray], tau: float, ref: dict[Item, float]
+    cfg: TuneSettings, sets: Sequence[RankedSet], cos: list[np.ndarray], tau: float, ref: dict[Item, float]
 ) -> float:
     """The objective on the eval split from its cosines (each item encoded once)."""
     score = {it: tau * float(c) for s, cs in zip(sets, cos, strict=True) for it, c in zip(s.items(), cs, strict=True)}

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from vlmrm.errors import ConfigError
-from vlmrm.tune.predicates import GoalSpec
-from vlmrm.tune.records import RankedSet
+from vlmrm.tune.data.records import RankedSet
+from vlmrm.tune.rollouts.predicates import GoalSpec
 
 DEFAULT_POLICIES = ("random", "scripted")
 

@@ -16,7 +16,7 @@ SPLITS = ("train", "eval")
 
 
 @dataclass
-class RolloutConfig(RunSettings):
+class RolloutSettings(RunSettings):
     """Every setting of ``python -m vlmrm.tune.rollouts`` (``key=value``)."""
 
     env: str = "CartPole"
@@ -50,7 +50,7 @@ class RolloutConfig(RunSettings):
     progress: bool = True
     """Print what the rollouts did while they run (the final summary is always printed)."""
 
-    def validate(self) -> RolloutConfig:
+    def validate(self) -> RolloutSettings:
         """Check every setting (no torch imported); each problem is one :class:`ConfigError` line."""
         for name, minimum in (("episodes", 1), ("max_steps", 1), ("stride", 1), ("size", 8), ("ranked_size", 2)):
             setattr(self, name, check_int(name, getattr(self, name), minimum))
@@ -87,3 +87,7 @@ class RolloutConfig(RunSettings):
         if len(vals) != 2 or not all(0.0 <= v <= 1.0 for v in vals) or vals[0] > vals[1]:
             raise ConfigError(f"noise must be 'p' or 'lo,hi' with 0 <= lo <= hi <= 1, got {text!r}")
         return vals[0], vals[1]
+
+
+#: The name this class had before every settings class ended in ``Settings``.
+RolloutConfig = RolloutSettings

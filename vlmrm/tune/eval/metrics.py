@@ -17,7 +17,7 @@ data (a flipped or recoloured image prefers the edited caption).
 
 * ``"swap"`` (default): true iff the caption outscores the same caption with its
   relation replaced by an excluding one ("left of" → "right of", "touching" →
-  "detached from"; :mod:`vlmrm.tune.vsr_relations` covers VSR's relations). Rows
+  "detached from"; :mod:`vlmrm.tune.vsr.relations` covers VSR's relations). Rows
   whose relation has none ("with", "among", "between", "at", "around") are counted as
   skipped, by relation.
 * ``"threshold"``: true iff ``cos(image, caption) > t``. ``t`` is given, or fitted on
@@ -42,8 +42,8 @@ import torch
 
 from vlmrm.errors import ConfigError
 from vlmrm.reward import goal_baseline_reward
-from vlmrm.tune.records import Item, RankedSet, VSRExample, ranking_to_pairs
-from vlmrm.tune.vsr import ImageCache
+from vlmrm.tune.data.images import ImageCache
+from vlmrm.tune.data.records import Item, RankedSet, VSRExample, ranking_to_pairs
 
 
 @torch.inference_mode()
@@ -203,7 +203,7 @@ def vsr_breakdown(relations: Sequence[str], correct: Sequence[bool]) -> dict[str
     Every row counts once in its relation and once in its category, so each breakdown's
     counts sum to the overall ones.
     """
-    from vlmrm.tune.vsr_relations import meta_category, normalize_relation
+    from vlmrm.tune.vsr.relations import meta_category, normalize_relation
 
     out: dict[str, dict[str, dict[str, float]]] = {"per_relation": {}, "per_category": {}}
     for rel, ok in zip(relations, correct, strict=True):
@@ -233,7 +233,7 @@ def vsr_accuracy(
     VSR's ``human_accuracy`` and the "always true" baseline (the swap decider's "prefer
     the unmodified caption" shortcut) as ``baseline_prefer_unmodified``.
     """
-    from vlmrm.tune.vsr_relations import HUMAN_ACCURACY, swap_caption
+    from vlmrm.tune.vsr.relations import HUMAN_ACCURACY, swap_caption
 
     if method not in ("swap", "threshold"):
         raise ConfigError(f"unknown VSR method {method!r}; choose 'swap' or 'threshold'")

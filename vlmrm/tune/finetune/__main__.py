@@ -5,8 +5,8 @@ stage (REINFORCE over in-batch candidate captions, reward = correctness × confi
 validated every epoch on a seeded 10% of the images, the best checkpoint kept, and the
 test 10% scored (Recall@1/5/10 and matching accuracy, both ways) for the untuned and the
 tuned model; ``wise_alpha=`` also saves the WiSE-FT interpolation. Ctrl-C, SIGTERM or a
-kill leaves a checkpoint (:mod:`vlmrm.tune.finetune_checkpoint`); the same command
-continues the run. The work is in :mod:`vlmrm.tune.finetune_run`; this module stays
+kill leaves a checkpoint (:mod:`vlmrm.tune.finetune.checkpoint`); the same command
+continues the run. The work is in :mod:`vlmrm.tune.finetune.run`; this module stays
 torch-free.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from vlmrm.cli.args import Command, entry_point
 from vlmrm.runtime.lock import one_writer
-from vlmrm.tune.finetune_settings import FinetuneSettings
+from vlmrm.tune.finetune.settings import FinetuneSettings
 
 COMMAND = Command(
     prog="python -m vlmrm.tune.finetune",
@@ -40,7 +40,7 @@ def body(settings: FinetuneSettings) -> int:
     command continues the run)."""
     import sys
 
-    from vlmrm.tune.finetune_run import finetune
+    from vlmrm.tune.finetune.run import finetune
 
     doc = finetune(settings)
     if not doc.get("interrupted"):

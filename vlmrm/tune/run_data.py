@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlmrm.errors import ConfigError
-from vlmrm.tune.records import (
+from vlmrm.tune.data.images import load_image_captions
+from vlmrm.tune.data.records import (
     Item,
     RankedSet,
     VSRExample,
@@ -14,8 +15,8 @@ from vlmrm.tune.records import (
     ranking_to_pairs,
     split_sets,
 )
-from vlmrm.tune.settings import PAIRWISE, TuneConfig
-from vlmrm.tune.vsr import load_image_captions, load_vsr
+from vlmrm.tune.settings import PAIRWISE, TuneSettings
+from vlmrm.tune.vsr.rows import load_vsr
 
 
 @dataclass
@@ -45,7 +46,7 @@ def _default_probe(sets: list[RankedSet], size: int) -> list[Item]:
     return probe[:size] if len({p for p, _ in probe}) >= 2 else []
 
 
-def training_units(cfg: TuneConfig, train_sets: list[RankedSet]) -> list[Any]:
+def training_units(cfg: TuneSettings, train_sets: list[RankedSet]) -> list[Any]:
     """The units batches are drawn from, for ``cfg.loss``."""
     if cfg.loss in PAIRWISE:
         pairs = ranking_to_pairs(train_sets, cfg.pairs, cfg.pair_weighting)
@@ -60,7 +61,7 @@ def training_units(cfg: TuneConfig, train_sets: list[RankedSet]) -> list[Any]:
     return list(train_sets)
 
 
-def load_run_data(cfg: TuneConfig) -> RunData:
+def load_run_data(cfg: TuneSettings) -> RunData:
     """Read and split the data, VSR rows and probe of ``cfg``; each problem is one ConfigError."""
     root = cfg.image_root or None
     sets = load_ranked_sets(cfg.data, root)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlmrm.tune.caption_data import CaptionedImage
+from vlmrm.tune.data.captions import CaptionedImage
 
 KS = (1, 5, 10)
 
@@ -63,7 +63,7 @@ def retrieval_metrics(
 ) -> dict[str, float]:
     """Recall@1/5/10 both ways and matching accuracy of ``clip`` on ``data`` (its own ``R@1``
     mean, ``mean_R@1``, is what fine-tuning keeps the best checkpoint by)."""
-    from vlmrm.tune.evaluate import embed_items
+    from vlmrm.tune.eval.metrics import embed_items
 
     items = [(d.image, c) for d in data for c in d.captions]
     clip.clear_text_cache()
