@@ -71,7 +71,7 @@ def test_every_old_tune_module_is_listed_and_points_into_the_new_layout():
         # ``vlmrm.tune.vsr`` and ``vlmrm.tune.objectives`` were modules; their names still resolve
         ("vlmrm.tune.vsr", ("load_vsr", "ImageCache", "load_image_captions")),
         ("vlmrm.tune.objectives", ("Objective", "eval_loss", "pairwise_loss")),
-        ("vlmrm.tune.data", ("RankedSet", "load_vsr", "ImageCache", "PAIR_MODES", "build_ranked_sets")),
+        ("vlmrm.tune.data", ("RankedSet", "load_vsr", "ImageCache", "PAIR_MODES", "AUGMENTATIONS", "build_ranked_sets")),
         # the commands that became packages: their main and COMMAND, as ``vlmrm.cli`` loads them
         ("vlmrm.tune.eval", ("main", "COMMAND", "EvalSettings")),
         ("vlmrm.tune.finetune", ("main", "COMMAND", "FinetuneSettings")),

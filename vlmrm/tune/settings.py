@@ -3,8 +3,8 @@
 ``python -m vlmrm.tune.vsr_pairs`` (:class:`VSRPairsSettings`) — and the vocabulary of
 tuning (loss names, pair modes, locks) that the data and the objectives check against.
 
-Torch-free, so ``--help`` and bad settings answer at once; it imports nothing of
-:mod:`vlmrm.tune` but the caption edits' names (:data:`vlmrm.tune.data.augment.AUGMENTATIONS`).
+Torch- and NumPy-free, so ``--help`` and bad settings answer at once; it imports nothing of
+:mod:`vlmrm.tune`, and the data and objectives import their vocabulary from here.
 
 The field docstrings are the ``--help`` text. The CLIP keys (``model``, ``pretrained``,
 ``device``, ``precision``, ``batch_size``) and the run keys (``out``, ``seed``,
@@ -22,7 +22,6 @@ from typing import Any
 from vlmrm.checks import TRAIN_PRECISIONS, check_choice, check_int, check_out_dir
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
-from vlmrm.tune.data.augment import AUGMENTATIONS  # NumPy only: --help stays torch-free
 
 LOSSES = ("dpo", "ipo", "hinge", "bt", "listwise", "contrastive", "reinforce")
 PAIRWISE = ("dpo", "ipo", "hinge", "bt")
@@ -32,6 +31,8 @@ RESUME_MODES = ("auto", "true", "false")
 PAIR_MODES = ("top", "all", "adjacent")
 PAIR_WEIGHTINGS = ("none", "gap")
 REINFORCE_REWARDS = ("correct", "rank", "confidence")
+#: The hard-negative edits of :mod:`vlmrm.tune.data.augment` (``augment=`` of the build).
+AUGMENTATIONS = ("flip", "color", "relation")
 #: What a preference margin is measured in: ``scaled`` (τ·cos, our default) or raw
 #: ``cosine`` (CLIP-PO's convention: their β ≈ 100·ours with CLIP's τ = 100).
 MARGINS = ("scaled", "cosine")

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-AUGMENTATIONS = ("flip", "color", "relation")
+# the names of the edits below; the settings check `augment=` against them
+from vlmrm.tune.settings import AUGMENTATIONS as AUGMENTATIONS
 
 # --------------------------------------------------------------------------- word swaps
 
