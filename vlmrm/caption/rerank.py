@@ -124,7 +124,7 @@ def body(cfg: RerankSettings) -> int:
     from vlmrm.models import load_clip, resolve_device
     from vlmrm.runtime.atomic import atomic_write_json, atomic_write_lines
     from vlmrm.runtime.images import load_image
-    from vlmrm.tta.feedback import CLIPFeedback
+    from vlmrm.tta.core.feedback import CLIPFeedback
     from vlmrm.tta.settings import reward_specs
 
     data = load_captions(cfg.data, cfg.images, cfg.split)
@@ -151,7 +151,7 @@ def body(cfg: RerankSettings) -> int:
     after = coco_metrics({str(j): r["caption"] for j, r in enumerate(rows)}, refs, cfg.meteor)
     atomic_write_json(out / "metrics.json", {"n": len(rows), **{f"top_beam_{k}": v for k, v in before.items()},
                                              **after})  # fmt: skip
-    from vlmrm.tta.report import print_table
+    from vlmrm.tta.jobs.report import print_table
 
     print_table(f"caption-and-rerank — {len(rows)} images, {cfg.n} candidates",
                 [(k, before[k], after[k]) for k in after], f"results: {os.fspath(out)}",

@@ -7,11 +7,20 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmrm.tta.coord import coord_group, dist_info
-from vlmrm.tta.data import abspath
-from vlmrm.tta.report import retrieve_metrics
-from vlmrm.tta.results import finish
-from vlmrm.tta.runner import Job, Tally, bar_desc, load_models, note, order_of, prefetch, start_job
+from vlmrm.errors import ConfigError
+from vlmrm.tta.jobs.coord import coord_group, dist_info
+from vlmrm.tta.jobs.job import (
+    Job,
+    Tally,
+    bar_desc,
+    load_models,
+    note,
+    order_of,
+    prefetch,
+    start_job,
+)
+from vlmrm.tta.jobs.report import save_metrics
+from vlmrm.tta.jobs.results import abspath, finish
 
 if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
     from vlmrm.tta.settings import TTASettings
@@ -26,8 +35,8 @@ def run_retrieve(cfg: TTASettings) -> dict[str, Any]:
     gallery and gets the metrics back; rank 0 alone writes the results and prints.
     """
     from vlmrm.distributed import run_on_main, run_together
-    from vlmrm.tta.data import load_retrieval
-    from vlmrm.tta.retrieve import RetrievalTTA
+    from vlmrm.tta.retrieval.adapt import RetrievalTTA
+    from vlmrm.tta.retrieval.data import load_retrieval
 
     info = dist_info()
     group = coord_group()
@@ -65,7 +74,7 @@ def _gallery(cfg: TTASettings, out: Path, policy: Any, feedback: Any, data: Any,
     """Embed the gallery once; cached in ``out`` so a resumed run skips it.
 
     Under torchrun every rank embeds its share of the batches and all exchange them
-    (:func:`~vlmrm.tta.retrieve.build_gallery`); rank 0 alone writes and reads the cache
+    (:func:`~vlmrm.tta.retrieval.adapt.build_gallery`); rank 0 alone writes and reads the cache
     and sends a cached gallery to the others, so the nodes need not share a filesystem for it.
     """
     import torch
@@ -73,7 +82,7 @@ def _gallery(cfg: TTASettings, out: Path, policy: Any, feedback: Any, data: Any,
     from vlmrm.distributed import run_on_main
     from vlmrm.runtime.atomic import atomic_write
     from vlmrm.runtime.images import load_image
-    from vlmrm.tta.retrieve import Gallery, build_gallery
+    from vlmrm.tta.retrieval.adapt import Gallery, build_gallery
 
     key = {
         "policy": policy.name, "reward": feedback.names, "images": len(data.image_paths),
@@ -116,7 +125,7 @@ def _gallery(cfg: TTASettings, out: Path, policy: Any, feedback: Any, data: Any,
 
 def _record(q: int, res: Any, data: Any, direction: str, seconds: float) -> dict[str, Any]:
     """The results line of query ``q``."""
-    from vlmrm.tta.retrieve import best_rank
+    from vlmrm.tta.retrieval.adapt import best_rank
 
     if direction == "i2t":
         targets, query = data.img2txt[q], os.fspath(data.image_paths[q])
@@ -155,3 +164,25 @@ def _adapt_shard(job: Job, tta: Any, data: Any, direction: str) -> list[tuple[di
     finally:
         tally.close()
     return tally.new
+
+
+def retrieve_metrics(
+    direction: str, out: Path, settings: Any, kept: list[dict], seconds: list[float]
+) -> dict[str, Any]:
+    """Recall@1/5/10 before and after adaptation over this run's records."""
+    from vlmrm.tta.retrieval.adapt import recall_at
+
+    if not kept:
+        raise ConfigError("no queries selected (check limit=)")
+    zs = recall_at([r["zeroshot_rank"] for r in kept])
+    ad = recall_at([r["rank"] for r in kept])
+    metrics = {
+        "n": len(kept),
+        "direction": direction,
+        **{f"zeroshot_{k}": v for k, v in zs.items()},
+        **ad,
+    }
+    arrow = "image→text" if direction == "i2t" else "text→image"
+    title = f"RLCF retrieval ({arrow}) — {len(kept)} queries"
+    rows = [(f"{k} %", zs[k], ad[k]) for k in ad]
+    return save_metrics(out, metrics, settings, seconds, "query", title, rows)
