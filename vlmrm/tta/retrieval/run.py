@@ -77,10 +77,8 @@ def _gallery(cfg: TTASettings, out: Path, policy: Any, feedback: Any, data: Any,
     (:func:`~vlmrm.tta.retrieval.adapt.build_gallery`); rank 0 alone writes and reads the cache
     and sends a cached gallery to the others, so the nodes need not share a filesystem for it.
     """
-    import torch
-
     from vlmrm.distributed import run_on_main
-    from vlmrm.runtime.atomic import atomic_write
+    from vlmrm.runtime.cache import read_cache, write_cache
     from vlmrm.runtime.images import load_image
     from vlmrm.tta.retrieval.adapt import Gallery, build_gallery
 
@@ -89,18 +87,11 @@ def _gallery(cfg: TTASettings, out: Path, policy: Any, feedback: Any, data: Any,
         "captions": len(data.captions), "data": abspath(cfg.data), "split": cfg.split,
     }  # fmt: skip
     cache = out / GALLERY
+    names = ("policy_image", "policy_text", "reward_image", "reward_text")
 
     def cached() -> Gallery | None:
-        if not cache.is_file():
-            return None
-        try:
-            saved = torch.load(cache, map_location="cpu", weights_only=True)
-            if saved.get("key") == key:
-                names = ("policy_image", "policy_text", "reward_image", "reward_text")
-                return Gallery(*(saved[n] for n in names))
-        except Exception:  # noqa: BLE001 - a broken cache is simply rebuilt
-            pass
-        return None
+        saved = read_cache(cache, key, required=names)  # damaged: a warning, then rebuilt
+        return None if saved is None else Gallery(*(saved[n] for n in names))
 
     g = run_on_main(cached, info, coord_group())
     if g is not None:
@@ -114,12 +105,11 @@ def _gallery(cfg: TTASettings, out: Path, policy: Any, feedback: Any, data: Any,
     g = build_gallery(policy, feedback, data.image_paths, data.captions, load=load_image,
                       progress=progress, info=info)  # fmt: skip
     if info.is_main:
-        saved = {
-            "key": key, "policy_image": g.policy_image.cpu(), "policy_text": g.policy_text.cpu(),
+        write_cache(cache, key, {
+            "policy_image": g.policy_image.cpu(), "policy_text": g.policy_text.cpu(),
             "reward_image": [e.cpu() for e in g.reward_image],
             "reward_text": [e.cpu() for e in g.reward_text],
-        }  # fmt: skip
-        atomic_write(cache, lambda tmp: torch.save(saved, tmp))
+        })  # fmt: skip
     return g
 
 
