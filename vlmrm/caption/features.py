@@ -3,7 +3,8 @@
 ``<out>/features.pt`` holds, for ClipCap, the unit image embedding of every image and, for
 CapDec, the unit text embedding of every caption, plus the caption token ids and which
 image each caption belongs to. It is keyed by what produced it (CLIP, data, split, mode,
-LM vocabulary, limit): a run with other settings recomputes it, a resumed run reuses it.
+LM vocabulary, limit): a run with other settings recomputes it, a resumed run reuses it, and
+a damaged file is computed again after one warning line (:mod:`vlmrm.runtime.cache`).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ class CaptionTrainSettings(ClipSettings, RunSettings):
     batch_size: int = 40
     """Captions per optimiser step."""
     out: str | None = None
-    """Output folder (default runs/caption/<mode>-<data>): mapper.safetensors, checkpoint.pt,
+    """Output folder (default runs/caption/<mode>-<data>): mapper.safetensors, checkpoints/ (and the newest as checkpoint.pt),
     features.pt (the CLIP features, computed once), tb/ (TensorBoard)."""
     data: str | None = None
     """Karpathy-style caption JSON (dataset_coco.json), or a COCO captions JSON."""
@@ -88,7 +88,8 @@ class CaptionTrainSettings(ClipSettings, RunSettings):
     tensorboard: bool = True
     """Write TensorBoard scalars to <out>/tb."""
     resume: bool = True
-    """Continue from <out>/checkpoint.pt when it is there (false: start over)."""
+    """Continue from the newest sound checkpoint in <out>/checkpoints/ (or an older run's lone
+    <out>/checkpoint.pt) when there is one (false: start over)."""
 
     def validate(self) -> CaptionTrainSettings:
         """Check every setting without torch."""
