@@ -44,8 +44,9 @@ class CaptionTrainSettings(ClipSettings, RunSettings):
     batch_size: int = 40
     """Captions per optimiser step."""
     out: str | None = None
-    """Output folder (default runs/caption/<mode>-<data>): mapper.safetensors, checkpoints/ (and the newest as checkpoint.pt),
-    features.pt (the CLIP features, computed once), tb/ (TensorBoard)."""
+    """Output folder (default runs/caption/<mode>-<data>): mapper.safetensors, checkpoints/ (the
+    newest also as checkpoint.pt), features.pt (the CLIP features, computed once), tb/
+    (TensorBoard)."""
     data: str | None = None
     """Karpathy-style caption JSON (dataset_coco.json), or a COCO captions JSON."""
     images: str | None = None
