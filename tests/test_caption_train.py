@@ -119,3 +119,59 @@ def test_bad_settings_are_one_line(setup, tmp_path, capsys):
     assert main(_argv(setup, tmp_path / "o", "lm=" + str(tmp_path / "no-lm"))) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "language model" in err[0]
+
+
+def _cut_at_3(setup, out, monkeypatch, *extra):
+    with monkeypatch.context() as m:
+        m.setattr(trainer_mod, "GracefulStop", _StopAfter)
+        assert main(_argv(setup, out, "epochs=2", "mode=capdec", *extra)) == 130
+
+
+def _same_mapper(a_dir, b_dir) -> bool:
+    a, b = load_file(a_dir / "mapper.safetensors"), load_file(b_dir / "mapper.safetensors")
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_checkpoints_are_units_and_a_damaged_newest_one_is_skipped(setup, tmp_path, monkeypatch, capsys):
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    assert main(_argv(setup, straight, "epochs=2", "mode=capdec")) == 0
+    _cut_at_3(setup, cut, monkeypatch, "checkpoint_every=1")
+    units = sorted(p.name for p in (cut / "checkpoints").iterdir())
+    assert units == ["step_000000002", "step_000000003"]  # the last two are kept
+    manifest = json.loads((cut / "checkpoints" / "step_000000003" / "manifest.json").read_text())
+    assert manifest["step"] == 3 and set(manifest["files"]) == {"checkpoint.pt"}
+    newest = cut / "checkpoints" / "step_000000003" / "checkpoint.pt"
+    assert (cut / "checkpoint.pt").read_bytes() == newest.read_bytes()
+    newest.write_bytes(newest.read_bytes()[:-10])  # cut short after it was published
+    capsys.readouterr()
+    assert main(_argv(setup, cut, "epochs=2", "mode=capdec", "checkpoint_every=1")) == 0
+    err = capsys.readouterr().err
+    assert "warning: skipping damaged checkpoint step_000000003: checkpoint.pt has" in err
+    assert f"resuming {cut} at step 2" in err and "Traceback" not in err
+    assert _same_mapper(straight, cut)
+    assert json.loads((cut / "train.json").read_text())["step"] == 4
+
+
+def test_a_checkpoint_of_the_single_file_layout_still_resumes(setup, tmp_path, monkeypatch, capsys):
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    assert main(_argv(setup, straight, "epochs=2", "mode=capdec")) == 0
+    _cut_at_3(setup, cut, monkeypatch)
+    state = torch.load(cut / "checkpoint.pt", weights_only=False)
+    import shutil
+
+    shutil.rmtree(cut / "checkpoints")  # what a run saved before checkpoint units left behind
+    (cut / "checkpoint.pt").unlink()
+    torch.save(state, cut / "checkpoint.pt")
+    capsys.readouterr()
+    assert main(_argv(setup, cut, "epochs=2", "mode=capdec")) == 0
+    assert f"resuming {cut} at step 3" in capsys.readouterr().err
+    assert _same_mapper(straight, cut)
+    assert (cut / "checkpoints" / "step_000000004" / "checkpoint.pt").is_file()
+    # a damaged single-file checkpoint is one error line
+    shutil.rmtree(cut / "checkpoints")
+    (cut / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(_argv(setup, cut, "epochs=2", "mode=capdec")) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot read {cut / 'checkpoint.pt'}")
+    assert "use resume=false" in lines[0] and "Traceback" not in err

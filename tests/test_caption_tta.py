@@ -7,9 +7,9 @@ from _caption import right_reward, squares, tiny_captioner
 
 from vlmrm.caption.captioner import masked_nll
 from vlmrm.caption.metrics import clip_scores
-from vlmrm.tta.caption import CaptionTTA
-from vlmrm.tta.feedback import CLIPFeedback
-from vlmrm.tta.rlcf import sequence_reinforce_loss
+from vlmrm.tta.captioning.adapt import CaptionTTA
+from vlmrm.tta.core.feedback import CLIPFeedback
+from vlmrm.tta.core.rlcf import sequence_reinforce_loss
 
 
 def test_caption_loss_masks_padding_hand_computed():

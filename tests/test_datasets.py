@@ -209,7 +209,7 @@ def test_tune_caption_and_tta_read_one_file_to_the_same_images_and_captions(
     fmt: str, tmp_path: Path
 ) -> None:
     from vlmrm.caption.data import load_captions
-    from vlmrm.tta.data import load_retrieval
+    from vlmrm.tta.retrieval.data import load_retrieval
     from vlmrm.tune.data.captions import load_caption_data
     from vlmrm.tune.data.images import load_image_captions
 
@@ -240,7 +240,10 @@ def test_moved_names_warn_with_their_new_path_and_still_work() -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        old = {m: importlib.import_module(f"vlmrm.tta.{m}") for m in ("imagenet", "coop", "data")}
+        old = {m: importlib.import_module(p) for m, p in (
+            ("imagenet", "vlmrm.tta.imagenet"), ("coop", "vlmrm.tta.coop"),
+            ("data", "vlmrm.tta.retrieval.data"),
+        )}  # fmt: skip
     cases = [
         (
             old["imagenet"],

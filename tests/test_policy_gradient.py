@@ -8,7 +8,7 @@ import torch
 
 from vlmrm.errors import ConfigError
 from vlmrm.policy_gradient import advantages, reinforce_loss
-from vlmrm.tta.rlcf import reinforce_loss as tta_reinforce_loss
+from vlmrm.tta.core.rlcf import reinforce_loss as tta_reinforce_loss
 from vlmrm.tune.objectives.losses import reinforce_loss as tune_reinforce_loss
 
 

@@ -109,7 +109,7 @@ def test_int8_refusals(tiny_clip: vlmrm.ClipModel, tmp_path) -> None:
 
     with pytest.raises(ConfigError, match="ViT image towers"):
         quantize_image_tower(NotAViT())
-    from vlmrm.tta.base import check_policy_precision
+    from vlmrm.tta.core.adapter import check_policy_precision
 
     with pytest.raises(ConfigError, match="int8"):
         check_policy_precision(q)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from _tta import CLASSES, TINY, karpathy_split, make_class_folders
 
 from vlmrm.cli.args import parse_settings
@@ -231,3 +232,25 @@ def test_module_entry_point_help():
     for key in ("model=ViT-B-16/openai", "reward_model=ViT-L-14/openai", "reward_pretrained=null",
                 "precision=auto", "batch_size=1", "device=auto"):  # fmt: skip
         assert key in res.stdout, key
+
+
+def test_a_damaged_gallery_cache_is_rebuilt_with_one_warning(karpathy, tmp_path, capsys):
+    ann, imgs = karpathy
+    out = tmp_path / "i2t"
+    argv = ["task=retrieve", f"data={ann}", f"images={imgs}", "model=vlmrm-tiny", "reward_model=vlmrm-tiny",
+            "progress=false", "k=3", "steps=1", "limit=2", f"out={out}"]  # fmt: skip
+    assert main(argv) == 0
+    first = _records(out)
+    gallery = out / "gallery.pt"
+    sound = torch.load(gallery, weights_only=True)
+    data = gallery.read_bytes()
+    gallery.write_bytes(data[: len(data) // 2])  # cut short (a copy gone wrong, a full disk)
+    capsys.readouterr()
+    assert main([*argv, "resume=false"]) == 0
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and f"{gallery} is damaged" in warned[0], err
+    assert "Traceback" not in err
+    assert [(r["rank"], r["top10"]) for r in _records(out)] == [(r["rank"], r["top10"]) for r in first]
+    rebuilt = torch.load(gallery, weights_only=True)  # the same embeddings again
+    assert rebuilt["key"] == sound["key"] and torch.equal(rebuilt["policy_image"], sound["policy_image"])

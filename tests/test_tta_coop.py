@@ -16,8 +16,8 @@ import vlmrm
 from vlmrm.cli.args import parse_settings
 from vlmrm.datasets.coop import load_coop_split
 from vlmrm.errors import ConfigError
+from vlmrm.tta.classification.prompt import PromptLearner
 from vlmrm.tta.cli import main
-from vlmrm.tta.prompt import PromptLearner
 from vlmrm.tta.settings import TTASettings
 
 

@@ -12,8 +12,8 @@ import vlmrm
 from vlmrm.errors import ConfigError
 from vlmrm.reward import clip_score
 from vlmrm.tta import CLIPFeedback, PromptLearner, make_views
-from vlmrm.tta.params import ResetState, call_stacked, stack_params, trainable_params
-from vlmrm.tta.rlcf import (
+from vlmrm.tta.core.episodic import ResetState, call_stacked, stack_params, trainable_params
+from vlmrm.tta.core.rlcf import (
     advantages,
     reinforce_loss,
     sample_answers,
@@ -99,7 +99,7 @@ def test_views_are_deterministic_and_start_with_the_centre_crop():
     assert not torch.equal(v1[1:], v3[1:])
     torch.testing.assert_close(v1[0], v3[0])  # the centre crop is not random
     # A whole-image box through roi_align is an area resize.
-    from vlmrm.tta.views import crop_boxes
+    from vlmrm.tta.core.views import crop_boxes
 
     boxes = crop_boxes(50, 80, 200, torch.Generator().manual_seed(0))
     assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 80).all() and (boxes[:, 3] <= 50).all()

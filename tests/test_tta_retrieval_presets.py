@@ -10,7 +10,7 @@ from _tta import karpathy_split
 
 from vlmrm.cli.args import parse_settings
 from vlmrm.tta.cli import main
-from vlmrm.tta.data import lavis_caption, load_retrieval
+from vlmrm.tta.retrieval.data import lavis_caption, load_retrieval
 from vlmrm.tta.settings import TTASettings
 
 

@@ -16,7 +16,7 @@ from vlmrm.errors import ConfigError
 from vlmrm.runtime.images import load_image
 from vlmrm.tta import ClassificationTTA, CLIPFeedback
 from vlmrm.tta.cli import main
-from vlmrm.tta.rlcf import marginal_entropy, seed_for
+from vlmrm.tta.core.rlcf import marginal_entropy, seed_for
 from vlmrm.tta.settings import TTASettings
 
 

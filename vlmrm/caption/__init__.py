@@ -9,7 +9,7 @@
   RefCLIPScore.
 * :func:`rerank_captions` — caption-and-rerank: N captions from any captioner, ordered by a CLIP reward.
 * Test-time adaptation of the captioner with CLIP reward is ``python -m vlmrm.tta task=caption``
-  (:class:`vlmrm.tta.caption.CaptionTTA`).
+  (:class:`vlmrm.tta.captioning.adapt.CaptionTTA`).
 
 The names below are imported on first use, so commands answer ``--help`` without torch.
 """

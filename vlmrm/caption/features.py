@@ -3,12 +3,12 @@
 ``<out>/features.pt`` holds, for ClipCap, the unit image embedding of every image and, for
 CapDec, the unit text embedding of every caption, plus the caption token ids and which
 image each caption belongs to. It is keyed by what produced it (CLIP, data, split, mode,
-LM vocabulary, limit): a run with other settings recomputes it, a resumed run reuses it.
+LM vocabulary, limit): a run with other settings recomputes it, a resumed run reuses it, and
+a damaged file is computed again after one warning line (:mod:`vlmrm.runtime.cache`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ import torch
 from vlmrm.caption.data import CaptionData
 from vlmrm.caption.lm import CaptionVocab
 from vlmrm.models import ClipModel
-from vlmrm.runtime.atomic import atomic_write
+from vlmrm.runtime.cache import cached
 
 FEATURES = "features.pt"
 
@@ -72,28 +72,24 @@ def training_set(
     max_tokens: int,
     progress: Callable = lambda it, desc: it,
 ) -> TrainingSet:
-    """The cached training set of ``out``, or a new one (computed and cached atomically)."""
-    cache = out / FEATURES
-    if cache.is_file():
-        try:
-            saved = torch.load(cache, map_location="cpu", weights_only=True)
-            if saved.get("key") == key:
-                return TrainingSet(saved["features"], saved["tokens"], saved["rows"])
-        except Exception:  # noqa: BLE001 - a broken cache is simply rebuilt
-            pass
-    pairs = data.pairs()
-    captions = [c for _, c in pairs]
-    tokens = [vocab.encode(c)[:max_tokens] for c in captions]
-    batch = int(clip.batch_size)
-    if mode == "clipcap":
-        features = _image_features(clip, data, batch, progress)
-        rows = torch.tensor([i for i, _ in pairs], dtype=torch.long)
-    else:
-        features = _text_features(clip, captions, batch, progress)
-        rows = torch.arange(len(captions), dtype=torch.long)
-    saved = {"key": key, "features": features, "tokens": tokens, "rows": rows}
-    atomic_write(cache, lambda tmp: torch.save(saved, os.fspath(tmp)))
-    return TrainingSet(features, tokens, rows)
+    """The cached training set of ``out``, or a new one (computed and cached atomically,
+    :func:`vlmrm.runtime.cache.cached`; a damaged cache is computed again with a warning)."""
+
+    def build() -> dict[str, Any]:
+        pairs = data.pairs()
+        captions = [c for _, c in pairs]
+        tokens = [vocab.encode(c)[:max_tokens] for c in captions]
+        batch = int(clip.batch_size)
+        if mode == "clipcap":
+            features = _image_features(clip, data, batch, progress)
+            rows = torch.tensor([i for i, _ in pairs], dtype=torch.long)
+        else:
+            features = _text_features(clip, captions, batch, progress)
+            rows = torch.arange(len(captions), dtype=torch.long)
+        return {"features": features, "tokens": tokens, "rows": rows}
+
+    saved = cached(out / FEATURES, key, build, required=("features", "tokens", "rows"))
+    return TrainingSet(saved["features"], saved["tokens"], saved["rows"])
 
 
 def capdec_noise(

@@ -11,74 +11,11 @@ image's candidates with their rewards, ``captions.json`` the reranked captions a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlmrm.checks import check_int, check_model_spec, check_optional_int
+from vlmrm.caption.settings import RerankSettings
 from vlmrm.cli.args import Command, entry_point
-from vlmrm.cli.vocabulary import ClipSettings, RunSettings
-from vlmrm.errors import ConfigError
-
-
-@dataclass
-class RerankSettings(ClipSettings, RunSettings):
-    """Caption-and-rerank settings."""
-
-    model: str = "ViT-B-16/openai"
-    """The CLIP of captioner= (the one its mapper was trained with)."""
-    out: str = "runs/caption/rerank"
-    """Output folder."""
-    data: str | None = None
-    """Karpathy or NoCaps/COCO caption JSON (its references give the metrics)."""
-    images: str | None = None
-    """Image folder (default: the JSON's folder)."""
-    split: str = "test"
-    """Karpathy split: test | val | train | all."""
-    limit: int | None = None
-    """Only the first N images."""
-    captioner: str | None = None
-    """Our captioner's mapper (mapper.safetensors); or give hf_model=."""
-    hf_model: str | None = None
-    """A transformers image-to-text model (e.g. Salesforce/blip-image-captioning-base) from the
-    Hugging Face cache, or a local folder."""
-    lm: str = "facebook/opt-125m"
-    """captioner=: the frozen causal LM."""
-    tokenizer: str | None = None
-    """captioner=: null (the LM's own) or clip (open_clip's BPE)."""
-    max_tokens: int = 30
-    """The longest caption, in LM tokens."""
-    n: int = 5
-    """Candidates per image (n-beam search, all beams)."""
-    reward_model: Any = "ViT-L-14/openai"
-    """Reward CLIP, or a list [A,B] (a preference-tuned one: ARCH with reward_pretrained=)."""
-    reward_pretrained: Any = None
-    """Weights of bare-ARCH reward models (a list aligned with reward_model)."""
-    reward_weights: list[float] | None = None
-    """One weight per reward model."""
-    meteor: bool = True
-    """Compute METEOR (needs Java)."""
-
-    def validate(self) -> RerankSettings:
-        from vlmrm.tta.settings import reward_specs
-
-        if not self.data:
-            raise ConfigError("data=<caption JSON> is required")
-        if bool(self.captioner) == bool(self.hf_model):
-            raise ConfigError(
-                "give one captioner: captioner=<mapper.safetensors> or hf_model=<transformers model>"
-            )
-        self.check_clip()
-        self.n = check_int("n", self.n, 1)
-        self.max_tokens = check_int("max_tokens", self.max_tokens, 1)
-        self.limit = check_optional_int("limit", self.limit, 1)
-        if self.tokenizer in ("", "null"):
-            self.tokenizer = None
-        if self.captioner:
-            self.model = check_model_spec(self.model, self.pretrained)
-        reward_specs(self.reward_model, self.reward_pretrained)
-        return self
-
 
 COMMAND = Command(
     prog="python -m vlmrm.caption.rerank",
@@ -124,7 +61,7 @@ def body(cfg: RerankSettings) -> int:
     from vlmrm.models import load_clip, resolve_device
     from vlmrm.runtime.atomic import atomic_write_json, atomic_write_lines
     from vlmrm.runtime.images import load_image
-    from vlmrm.tta.feedback import CLIPFeedback
+    from vlmrm.tta.core.feedback import CLIPFeedback
     from vlmrm.tta.settings import reward_specs
 
     data = load_captions(cfg.data, cfg.images, cfg.split)
@@ -151,7 +88,7 @@ def body(cfg: RerankSettings) -> int:
     after = coco_metrics({str(j): r["caption"] for j, r in enumerate(rows)}, refs, cfg.meteor)
     atomic_write_json(out / "metrics.json", {"n": len(rows), **{f"top_beam_{k}": v for k, v in before.items()},
                                              **after})  # fmt: skip
-    from vlmrm.tta.report import print_table
+    from vlmrm.tta.jobs.report import print_table
 
     print_table(f"caption-and-rerank — {len(rows)} images, {cfg.n} candidates",
                 [(k, before[k], after[k]) for k in after], f"results: {os.fspath(out)}",

@@ -4,7 +4,7 @@ The candidates come from our CLIP-prefix captioner (:func:`captioner_candidates`
 search, all beams) or from a ``transformers`` image-to-text model such as BLIP
 (:func:`hf_candidates`, weights from the Hugging Face cache). The reward is RLCF's
 ``2.5·max(cos, 0)`` from one or several (possibly preference-tuned) reward CLIPs
-(:class:`~vlmrm.tta.feedback.CLIPFeedback`); the best candidate is the answer. This is the
+(:class:`~vlmrm.tta.core.feedback.CLIPFeedback`); the best candidate is the answer. This is the
 test-time counterpart of tuning a reward model: a better reward picks better captions
 without touching the captioner.
 """

@@ -1,4 +1,7 @@
-"""The settings of ``python -m vlmrm.caption.train`` (torch-free: ``--help`` and checks are instant)."""
+"""The settings of the captioning commands, in one place and torch-free (``--help`` and checks
+are instant): :class:`CaptionTrainSettings` (``python -m vlmrm.caption.train``) and
+:class:`RerankSettings` (``python -m vlmrm.caption.rerank``). RLCF captioning at test time is
+``python -m vlmrm.tta task=caption`` (:mod:`vlmrm.tta.captioning.settings`)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vlmrm.checks import TRAIN_PRECISIONS, check_choice, check_int, check_optional_int
+from vlmrm.checks import (
+    TRAIN_PRECISIONS,
+    check_choice,
+    check_int,
+    check_model_spec,
+    check_optional_int,
+)
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
 
@@ -35,8 +44,9 @@ class CaptionTrainSettings(ClipSettings, RunSettings):
     batch_size: int = 40
     """Captions per optimiser step."""
     out: str | None = None
-    """Output folder (default runs/caption/<mode>-<data>): mapper.safetensors, checkpoint.pt,
-    features.pt (the CLIP features, computed once), tb/ (TensorBoard)."""
+    """Output folder (default runs/caption/<mode>-<data>): mapper.safetensors, checkpoints/ (the
+    newest also as checkpoint.pt), features.pt (the CLIP features, computed once), tb/
+    (TensorBoard)."""
     data: str | None = None
     """Karpathy-style caption JSON (dataset_coco.json), or a COCO captions JSON."""
     images: str | None = None
@@ -79,7 +89,8 @@ class CaptionTrainSettings(ClipSettings, RunSettings):
     tensorboard: bool = True
     """Write TensorBoard scalars to <out>/tb."""
     resume: bool = True
-    """Continue from <out>/checkpoint.pt when it is there (false: start over)."""
+    """Continue from the newest sound checkpoint in <out>/checkpoints/ (or an older run's lone
+    <out>/checkpoint.pt) when there is one (false: start over)."""
 
     def validate(self) -> CaptionTrainSettings:
         """Check every setting without torch."""
@@ -114,3 +125,62 @@ class CaptionTrainSettings(ClipSettings, RunSettings):
     def fixed(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoint."""
         return {k: v for k, v in asdict(self).items() if k not in RESUMABLE}
+
+
+@dataclass
+class RerankSettings(ClipSettings, RunSettings):
+    """Caption-and-rerank settings."""
+
+    model: str = "ViT-B-16/openai"
+    """The CLIP of captioner= (the one its mapper was trained with)."""
+    out: str = "runs/caption/rerank"
+    """Output folder."""
+    data: str | None = None
+    """Karpathy or NoCaps/COCO caption JSON (its references give the metrics)."""
+    images: str | None = None
+    """Image folder (default: the JSON's folder)."""
+    split: str = "test"
+    """Karpathy split: test | val | train | all."""
+    limit: int | None = None
+    """Only the first N images."""
+    captioner: str | None = None
+    """Our captioner's mapper (mapper.safetensors); or give hf_model=."""
+    hf_model: str | None = None
+    """A transformers image-to-text model (e.g. Salesforce/blip-image-captioning-base) from the
+    Hugging Face cache, or a local folder."""
+    lm: str = "facebook/opt-125m"
+    """captioner=: the frozen causal LM."""
+    tokenizer: str | None = None
+    """captioner=: null (the LM's own) or clip (open_clip's BPE)."""
+    max_tokens: int = 30
+    """The longest caption, in LM tokens."""
+    n: int = 5
+    """Candidates per image (n-beam search, all beams)."""
+    reward_model: Any = "ViT-L-14/openai"
+    """Reward CLIP, or a list [A,B] (a preference-tuned one: ARCH with reward_pretrained=)."""
+    reward_pretrained: Any = None
+    """Weights of bare-ARCH reward models (a list aligned with reward_model)."""
+    reward_weights: list[float] | None = None
+    """One weight per reward model."""
+    meteor: bool = True
+    """Compute METEOR (needs Java)."""
+
+    def validate(self) -> RerankSettings:
+        from vlmrm.tta.settings import reward_specs
+
+        if not self.data:
+            raise ConfigError("data=<caption JSON> is required")
+        if bool(self.captioner) == bool(self.hf_model):
+            raise ConfigError(
+                "give one captioner: captioner=<mapper.safetensors> or hf_model=<transformers model>"
+            )
+        self.check_clip()
+        self.n = check_int("n", self.n, 1)
+        self.max_tokens = check_int("max_tokens", self.max_tokens, 1)
+        self.limit = check_optional_int("limit", self.limit, 1)
+        if self.tokenizer in ("", "null"):
+            self.tokenizer = None
+        if self.captioner:
+            self.model = check_model_spec(self.model, self.pretrained)
+        reward_specs(self.reward_model, self.reward_pretrained)
+        return self

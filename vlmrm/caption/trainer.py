@@ -5,10 +5,15 @@ the mapper's prefix, averaged over the batch's real tokens (padding masked). Onl
 mapper trains: AdamW (lr 2e-5, eps 1e-6, weight decay 0), linear warm-up over 5,000 steps
 then linear decay, batch 40, 10 epochs, mixed precision on CUDA.
 
-A run is resumable: ``<out>/checkpoint.pt`` (mapper, optimiser, schedule, scaler, position
-in the epoch) is written atomically every ``checkpoint_every`` steps, at each epoch's end
-and on Ctrl-C/SIGTERM (:class:`~vlmrm.runtime.stop.GracefulStop`); running the same command
-again continues where it stopped, with the same batches a straight run would see.
+A run is resumable: its state (mapper, optimiser, schedule, scaler, position in the epoch)
+is saved every ``checkpoint_every`` steps, at each epoch's end and on Ctrl-C/SIGTERM
+(:class:`~vlmrm.runtime.stop.GracefulStop`) as a checkpoint unit
+``<out>/checkpoints/step_<N>/checkpoint.pt`` (:mod:`vlmrm.runtime.units`: published whole,
+checked against its manifest on resume, the last :data:`KEEP` kept), and the newest one is
+also ``<out>/checkpoint.pt``. Running the same command again continues from the newest
+checkpoint that passes its check (a damaged one is skipped with one warning line), with the
+same batches a straight run would see. A run saved before checkpoint units (a lone
+``<out>/checkpoint.pt``) resumes from that file.
 ``<out>/mapper.safetensors`` is the captioner to use (``captioner=`` of
 ``python -m vlmrm.tta task=caption``).
 """
@@ -29,9 +34,27 @@ from vlmrm.caption.settings import CaptionTrainSettings
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write, atomic_write_json
 from vlmrm.runtime.stop import GracefulStop
+from vlmrm.runtime.units import (
+    NoCheckpoint,
+    list_units,
+    newest_unit,
+    prune_units,
+    publish_copy,
+    remove_unit,
+    short_error,
+    step_name,
+    write_unit,
+)
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINTS = "checkpoints"
 MAPPER = "mapper.safetensors"
+#: How many checkpoints a captioner's training keeps (the newest, and one to fall back to).
+KEEP = 2
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def batch_loss(
@@ -103,14 +126,27 @@ class CaptionTrainer:
 
     # -- checkpoints -------------------------------------------------------------------
 
+    def _checkpoint(self) -> Any:
+        """The state file to resume from: the newest sound unit, else an older layout's lone
+        ``checkpoint.pt``; ``None`` when there is none."""
+        try:
+            unit, _ = newest_unit(self.out / CHECKPOINTS, _warn, required=(CHECKPOINT,))
+            return unit / CHECKPOINT
+        except NoCheckpoint:
+            legacy = self.out / CHECKPOINT  # saved before checkpoint units
+            return legacy if legacy.is_file() else None
+
     def _resume(self) -> None:
-        path = self.out / CHECKPOINT
-        if not self.cfg.resume or not path.is_file():
+        path = self._checkpoint() if self.cfg.resume else None
+        if path is None:
             return
         try:
             state = torch.load(path, map_location="cpu", weights_only=False)
+            int(state["step"])
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem
-            raise ConfigError(f"cannot read {path}: {exc}; delete it or use resume=false") from None
+            raise ConfigError(
+                f"cannot read {path} ({short_error(exc)}); delete it or use resume=false"
+            ) from None
         old, new = state.get("fixed", {}), self.cfg.fixed()
         changed = sorted(k for k in new if k in old and old[k] != new[k])
         if changed:
@@ -127,14 +163,22 @@ class CaptionTrainer:
         print(f"resuming {self.out} at step {self.step}", file=sys.stderr)
 
     def save(self) -> None:
-        """The checkpoint and the usable mapper, each published by one atomic rename."""
+        """The checkpoint (a unit, also published as ``checkpoint.pt``) and the usable mapper."""
         state = {
             "step": self.step, "fixed": self.cfg.fixed(), "settings": asdict(self.cfg),
             "mapper": self.captioner.mapper.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "history": self.history,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
         }  # fmt: skip
-        atomic_write(self.out / CHECKPOINT, lambda tmp: torch.save(state, os.fspath(tmp)))
+        root = self.out / CHECKPOINTS
+        for later, path in list_units(root):  # an earlier run's, which resume=false replaces
+            if later > self.step:
+                remove_unit(path)
+        name = step_name(self.step)
+        write_unit(root, name, {CHECKPOINT: lambda p: torch.save(state, os.fspath(p))},
+                   {"step": self.step})  # fmt: skip
+        publish_copy(root / name / CHECKPOINT, self.out / CHECKPOINT)
+        prune_units(root, KEEP)
         extra = {"step": str(self.step), "clip": self.cfg.model, "lm": self.cfg.lm,
                  "tokenizer": str(self.cfg.tokenizer), "mode": self.cfg.mode}  # fmt: skip
         atomic_write(self.out / MAPPER, lambda tmp: save_mapper(self.captioner.mapper, tmp, extra))

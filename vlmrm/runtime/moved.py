@@ -44,6 +44,25 @@ MOVED_MODULES: dict[str, str] = {
     "vlmrm.tune.scorer": "vlmrm.tune.objectives.scorer",
     "vlmrm.tune.units": "vlmrm.tune.run_data",
     "vlmrm.tune.vsr_relations": "vlmrm.tune.vsr.relations",
+    # tta-rooms
+    "vlmrm.tta.base": "vlmrm.tta.core.adapter",
+    "vlmrm.tta.caption": "vlmrm.tta.captioning.adapt",
+    "vlmrm.tta.classify": "vlmrm.tta.classification.adapt",
+    "vlmrm.tta.coord": "vlmrm.tta.jobs.coord",
+    "vlmrm.tta.data": "vlmrm.tta.retrieval.data",
+    "vlmrm.tta.feedback": "vlmrm.tta.core.feedback",
+    "vlmrm.tta.hparams": "vlmrm.tta.settings",
+    "vlmrm.tta.params": "vlmrm.tta.core.episodic",
+    "vlmrm.tta.prompt": "vlmrm.tta.classification.prompt",
+    "vlmrm.tta.report": "vlmrm.tta.jobs.report",
+    "vlmrm.tta.results": "vlmrm.tta.jobs.results",
+    "vlmrm.tta.retrieve": "vlmrm.tta.retrieval.adapt",
+    "vlmrm.tta.rlcf": "vlmrm.tta.core.rlcf",
+    "vlmrm.tta.run_caption": "vlmrm.tta.captioning.run",
+    "vlmrm.tta.run_classify": "vlmrm.tta.classification.run",
+    "vlmrm.tta.run_retrieve": "vlmrm.tta.retrieval.run",
+    "vlmrm.tta.runner": "vlmrm.tta.jobs.job",
+    "vlmrm.tta.views": "vlmrm.tta.core.views",
 }
 
 

@@ -8,8 +8,9 @@ sizes and SHA-256 of all of them, the folder is flushed, and one ``os.replace``
 publishes it as ``<root>/<name>/``. A folder without the ``.partial`` suffix is
 therefore always complete, and :func:`verify_unit` proves it was not damaged since.
 
-Used by the training checkpoints (:mod:`vlmrm.agents.checkpoint`) and the tuning
-checkpoints (:mod:`vlmrm.tune.checkpoint`).
+Used by the training checkpoints (:mod:`vlmrm.agents.checkpoint`), the tuning
+checkpoints (:mod:`vlmrm.tune.checkpoint`) and the captioner's training
+(:mod:`vlmrm.caption.trainer`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmrm.errors import ConfigError
-from vlmrm.runtime.atomic import atomic_write_json, fsync_dir, fsync_file
+from vlmrm.runtime.atomic import atomic_write, atomic_write_json, fsync_dir, fsync_file
 from vlmrm.runtime.storage import note_path
 
 MANIFEST = "manifest.json"
@@ -94,6 +95,19 @@ def write_unit(root: Path, name: str, writers: dict[str, Callable[[Path], Any]],
         os.replace(partial, final)
     fsync_dir(root)
     return manifest
+
+
+def publish_copy(unit_file: Path, path: Path) -> Path:
+    """Publish a checkpoint's file under a stable name too (``out/mapper.safetensors`` for the
+    newest one, say): a hard link (no second copy on disk), or a copy where links fail, put
+    in place by one atomic rename. Safe because a unit's files are never rewritten in place."""
+    def link(tmp: Path) -> None:
+        try:
+            os.link(unit_file, tmp)
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(unit_file, tmp)
+
+    return atomic_write(path, link)
 
 
 def remove_scratch(root: Path) -> None:

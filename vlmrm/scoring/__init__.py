@@ -2,7 +2,7 @@
 
 ``from vlmrm.scoring import score_video, VideoScores`` is the library face; the modules:
 
-* :mod:`~vlmrm.scoring.scores`: :class:`VideoScores` (results, torch-free);
+* :mod:`~vlmrm.scoring.scores`: :class:`VideoScores` and :class:`ScoreRun` (results, torch-free);
 * :mod:`~vlmrm.scoring.core`: :func:`score_video` (streaming, one encoding pass per sweep);
 * :mod:`~vlmrm.scoring.plots`: reward plots and reward videos;
 * :mod:`~vlmrm.scoring.settings`: the commands' settings (torch-free);

@@ -28,10 +28,9 @@ import numpy as np
 
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write_text
-from vlmrm.scoring.outputs import ScoreRun, json_safe
 from vlmrm.scoring.plots import curve_label
 from vlmrm.scoring.report import TableSpec, diagnostics_spec, summary_spec
-from vlmrm.scoring.scores import VideoScores, base_name, prompt_label
+from vlmrm.scoring.scores import ScoreRun, VideoScores, base_name, json_safe, prompt_label
 
 #: Largest height (pixels) of a video's copy in the page; taller videos are downscaled.
 PAGE_HEIGHT = 240

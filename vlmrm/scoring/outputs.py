@@ -18,22 +18,7 @@ import numpy as np
 
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write, atomic_write_text, temporary_path
-
-
-@dataclass
-class ScoreRun:
-    """What a scoring run produced: per-video scores, diagnostics rows, failures, files."""
-
-    scores: list[Any] = field(default_factory=list)
-    summary: list[dict[str, Any]] = field(default_factory=list)
-    diagnostics: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        """0 when every video was scored (and drawn), 1 when some had problems."""
-        return 1 if self.failures else 0
+from vlmrm.scoring.scores import ScoreRun, json_safe
 
 
 @dataclass
@@ -69,19 +54,6 @@ def auto_labels(video: str) -> Path | None:
         if cand.is_file():
             return cand
     return None
-
-
-def json_safe(x: Any) -> Any:
-    """NaN/inf → ``null`` and NumPy scalars → Python ones, so the JSON is standard."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    if isinstance(x, np.generic):
-        return json_safe(x.item())
-    return x
 
 
 def pooled_diagnostics(pairs: list[tuple[Any, dict[str, np.ndarray]]]) -> list[dict[str, Any]]:

@@ -11,8 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from vlmrm.scoring.outputs import ScoreRun
-from vlmrm.scoring.scores import base_name, short
+from vlmrm.scoring.scores import ScoreRun, base_name, short
 
 SUMMARY_TITLE = "CLIP reward per video"
 DIAGNOSTICS_TITLE = "Does the reward track the ground truth?"

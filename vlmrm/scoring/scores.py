@@ -1,6 +1,10 @@
-"""What scoring a video produced: :class:`VideoScores`, and how prompts are labelled.
+"""What scoring produced: :class:`VideoScores` of a video, :class:`ScoreRun` of a run, and how
+prompts are labelled and results made JSON.
 
 Torch-free (NumPy only), so results can be loaded, tabled and diagnosed without a model.
+This is the bottom of :mod:`vlmrm.scoring`: the files (:mod:`~vlmrm.scoring.outputs`), the
+tables (:mod:`~vlmrm.scoring.report`) and the page (:mod:`~vlmrm.scoring.html_report`) all
+read a :class:`ScoreRun`, so it lives below the three of them and none imports another back.
 """
 
 from __future__ import annotations
@@ -138,3 +142,32 @@ def short(text: str, n: int = 48) -> str:
 def base_name(name: str) -> str:
     """The file or folder name of a video path (trailing slashes ignored)."""
     return os.path.basename(name.rstrip("/\\")) or name
+
+
+@dataclass
+class ScoreRun:
+    """What a scoring run produced: per-video scores, diagnostics rows, failures, files."""
+
+    scores: list[Any] = field(default_factory=list)
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every video was scored (and drawn), 1 when some had problems."""
+        return 1 if self.failures else 0
+
+
+def json_safe(x: Any) -> Any:
+    """NaN/inf → ``null`` and NumPy scalars → Python ones, so the JSON is standard."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, np.generic):
+        return json_safe(x.item())
+    return x

@@ -15,6 +15,12 @@ to that input by REINFORCE before answering — then forgets (episodic adaptatio
   (:class:`vlmrm.reward.CLIPScoreReward` per model).
 * ``python -m vlmrm.tta task=classify|retrieve|caption data=…`` — the command line (:mod:`.cli`).
 
+The rooms: :mod:`.core` (the RLCF objective, views, reward CLIPs, per-sample weights) is
+shared by one sub-package per task — :mod:`.classification`, :mod:`.retrieval`,
+:mod:`.captioning` — each with its ``settings``, its adaptation (``adapt``) and its run step
+(``run``); :mod:`.jobs` is the runner they use (shards, resumes, reports); the command's
+settings are :mod:`.settings`.
+
 Example::
 
     import vlmrm
@@ -35,25 +41,27 @@ from __future__ import annotations
 from vlmrm.runtime.lazy import lazy_attributes
 
 _EXPORTS = {
-    "vlmrm.tta.caption": ("CaptionResult", "CaptionTTA"),
-    "vlmrm.tta.classify": ("ClassificationTTA", "ClassifyResult"),
-    "vlmrm.tta.hparams": ("CaptionSettings", "ClassifySettings", "RetrieveSettings"),
-    "vlmrm.tta.data": ("RetrievalData", "load_retrieval"),
-    "vlmrm.datasets.classes": ("ClassificationData", "load_class_folders"),
-    "vlmrm.runtime.images": ("load_image",),
-    "vlmrm.tta.feedback": ("CLIPFeedback",),
-    "vlmrm.datasets.imagenet": ("imagenet_classnames", "imagenet_wnid_to_name"),
-    "vlmrm.tta.prompt": ("PromptLearner",),
-    "vlmrm.tta.retrieve": (
-        "Gallery", "RetrievalTTA", "RetrieveResult", "best_rank", "build_gallery", "recall_at",
-    ),
-    "vlmrm.tta.rlcf": (
+    "vlmrm.tta.captioning.adapt": ("CaptionResult", "CaptionTTA"),
+    "vlmrm.tta.captioning.settings": ("CaptionSettings",),
+    "vlmrm.tta.classification.adapt": ("ClassificationTTA", "ClassifyResult"),
+    "vlmrm.tta.classification.prompt": ("PromptLearner",),
+    "vlmrm.tta.classification.settings": ("ClassifySettings",),
+    "vlmrm.tta.core.feedback": ("CLIPFeedback",),
+    "vlmrm.tta.core.rlcf": (
         "advantages", "marginal_entropy", "reinforce_loss", "sample_answers", "select_confident",
         "sequence_reinforce_loss",
     ),
+    "vlmrm.tta.core.views": ("make_views",),
+    "vlmrm.tta.retrieval.adapt": (
+        "Gallery", "RetrievalTTA", "RetrieveResult", "best_rank", "build_gallery", "recall_at",
+    ),
+    "vlmrm.tta.retrieval.data": ("RetrievalData", "load_retrieval"),
+    "vlmrm.tta.retrieval.settings": ("RetrieveSettings",),
+    "vlmrm.datasets.classes": ("ClassificationData", "load_class_folders"),
     "vlmrm.datasets.coop": ("load_coop_split", "load_coop_dataset"),
-    "vlmrm.tta.views": ("make_views",),
-}
+    "vlmrm.datasets.imagenet": ("imagenet_classnames", "imagenet_wnid_to_name"),
+    "vlmrm.runtime.images": ("load_image",),
+}  # fmt: skip
 
 __all__ = sorted(name for names in _EXPORTS.values() for name in names)
 

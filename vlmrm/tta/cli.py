@@ -21,13 +21,15 @@ others on a resume. Captioning shards the test images the same way (each rank lo
 captioner and the CLIPScore model). A problem every rank meets (bad data, missing weights) is printed once,
 by rank 0 (:class:`vlmrm.distributed.AgreedError`).
 
-This module stays light (no torch): the settings are :class:`~vlmrm.tta.settings.TTASettings`
-and the runner (:mod:`vlmrm.tta.runner`) is imported when the command runs.
+This module stays light (no torch): the settings are :class:`~vlmrm.tta.settings.TTASettings`;
+the task's run step (:func:`run_step`) is imported when the command runs.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from vlmrm.cli.args import Command, entry_point
 from vlmrm.runtime.lock import one_writer
@@ -64,10 +66,33 @@ COMMAND = Command(
 )
 
 
+def run_step(task: str) -> Callable[[TTASettings], dict[str, Any]]:
+    """The run step of ``task=`` (settings → metrics, on every rank under torchrun).
+
+    The command picks it, so the tasks import the shared runner (:mod:`vlmrm.tta.jobs`) and
+    the runner imports no task.
+    """
+    if task == "classify":
+        from vlmrm.tta.classification.run import run_classify
+
+        return run_classify
+    if task == "caption":
+        from vlmrm.tta.captioning.run import run_caption
+
+        return run_caption
+    from vlmrm.tta.retrieval.run import run_retrieve
+
+    return run_retrieve
+
+
+def run(settings: TTASettings) -> dict[str, Any]:
+    """Run the configured task; returns its metrics (on every rank under torchrun)."""
+    return run_step(settings.task)(settings)
+
+
 def body(settings: TTASettings) -> int:
     """Join torchrun's process group (if any), run the task, always leave the group."""
     from vlmrm.distributed import distributed_session
-    from vlmrm.tta.runner import run
 
     try:
         with distributed_session():

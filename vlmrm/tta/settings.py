@@ -1,7 +1,8 @@
 """The settings of ``python -m vlmrm.tta``: one dataclass, its field docstrings are ``--help``.
 
-Torch-free: the argument layer builds and validates them (including the method's own
-hyper-parameters, :mod:`vlmrm.tta.hparams`) before anything heavy is imported.
+Torch-free: the argument layer builds and validates them (including the task's own
+``*Settings``: :mod:`vlmrm.tta.classification.settings`, :mod:`vlmrm.tta.retrieval.settings`,
+:mod:`vlmrm.tta.captioning.settings`) before anything heavy is imported.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from vlmrm.checks import (
 )
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
-from vlmrm.tta.data import abspath
-from vlmrm.tta.hparams import CaptionSettings, ClassifySettings, RetrieveSettings
+from vlmrm.tta.captioning.settings import CaptionSettings
+from vlmrm.tta.classification.settings import ClassifySettings
+from vlmrm.tta.jobs.results import abspath
+from vlmrm.tta.retrieval.settings import RetrieveSettings
 
 TASKS = ("classify", "retrieve", "caption")
 _DATA = {
@@ -179,7 +182,7 @@ class TTASettings(ClipSettings, RunSettings):
             check_out_dir(self.out)
         self.reward_models()
         self.baseline = check_choice("baseline", self.baseline, BASELINES)
-        from vlmrm.tta.data import CAPTION_NORMS
+        from vlmrm.tta.retrieval.data import CAPTION_NORMS
 
         self.caption_norm = check_choice("caption_norm", self.caption_norm, CAPTION_NORMS)
         if self.baseline != "none" and self.task != "classify":

@@ -2,12 +2,12 @@
 
 Per test image (or per image of a batch, independently):
 
-1. make 64 views (centre crop + 63 random resized crops with flips, :mod:`vlmrm.tta.views`);
+1. make 64 views (centre crop + 63 random resized crops with flips, :mod:`vlmrm.tta.core.views`);
 2. policy logits on all views; keep the 10% with the lowest entropy (chosen once);
 3. the reward CLIPs embed those views once; the reward of class ``c`` for a view is
    ``2.5·max(cos(view, "a photo of a {c}."), 0)``;
 4. ``steps`` times: take the top-K classes of every kept view, advantage = reward − mean
-   over the K, REINFORCE loss (:func:`vlmrm.tta.rlcf.reinforce_loss`), one AdamW step;
+   over the K, REINFORCE loss (:func:`vlmrm.tta.core.rlcf.reinforce_loss`), one AdamW step;
 5. predict with the adapted weights on the centre crop; start the next image afresh.
 
 ``objective="tpt"`` replaces steps 3–4 by TPT (test-time prompt tuning): minimise the
@@ -15,7 +15,7 @@ entropy of the kept views' averaged prediction, no reward model — the baseline
 RLCF paper's tables (TPT: 1 step, lr 5e-3 in prompt mode).
 
 What is adapted (``mode``): ``"prompt"`` — 4 context token vectors of a CoOp prompt
-learner (:class:`vlmrm.tta.prompt.PromptLearner`; lr 7e-3), the image features stay
+learner (:class:`vlmrm.tta.classification.prompt.PromptLearner`; lr 7e-3), the image features stay
 frozen; or ``"image"`` — the image tower (lr 1e-5; ``image_params="norm"`` for only its
 norm layers), the class embeddings stay frozen.
 """
@@ -29,13 +29,13 @@ import torch
 
 from vlmrm.errors import ConfigError
 from vlmrm.models import ClipModel, check_prompts
-from vlmrm.tta.base import RLCFAdapter, resolve_settings
-from vlmrm.tta.feedback import CLIPFeedback
-from vlmrm.tta.hparams import DEFAULT_LR, MODES, ClassifySettings
-from vlmrm.tta.params import call_stacked, stack_params, trainable_params
-from vlmrm.tta.prompt import PromptLearner
-from vlmrm.tta.rlcf import marginal_entropy, reinforce_loss, sample_answers, select_confident
-from vlmrm.tta.views import make_views
+from vlmrm.tta.classification.prompt import PromptLearner
+from vlmrm.tta.classification.settings import DEFAULT_LR, MODES, ClassifySettings
+from vlmrm.tta.core.adapter import RLCFAdapter, resolve_settings
+from vlmrm.tta.core.episodic import call_stacked, stack_params, trainable_params
+from vlmrm.tta.core.feedback import CLIPFeedback
+from vlmrm.tta.core.rlcf import marginal_entropy, reinforce_loss, sample_answers, select_confident
+from vlmrm.tta.core.views import make_views
 
 __all__ = ["DEFAULT_LR", "MODES", "ClassificationTTA", "ClassifyResult", "ClassifySettings"]
 
@@ -88,7 +88,7 @@ class ClassificationTTA(RLCFAdapter):
         settings: :class:`ClassifySettings`; keyword arguments override its fields.
 
     The loaded policy is never modified: adapted weights are per-sample copies (see
-    :mod:`vlmrm.tta.params`), so every call starts from the same weights unless EMA is on.
+    :mod:`vlmrm.tta.core.episodic`), so every call starts from the same weights unless EMA is on.
     """
 
     def __init__(

@@ -3,19 +3,22 @@
 Every record holds the zero-shot and adapted captions, the mean reward of each step and
 both captions' CLIPScore and RefCLIPScore (computed as the image is done, so a resumed run
 keeps them); the COCO metrics are computed over all records at the end
-(:func:`vlmrm.tta.report.caption_metrics`).
+(:func:`caption_metrics`).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmrm.tta.coord import coord_group, dist_info
-from vlmrm.tta.report import caption_metrics
-from vlmrm.tta.results import finish
-from vlmrm.tta.runner import Job, Tally, load_models, note, order_of, prefetch, start_job
+from vlmrm.errors import ConfigError
+from vlmrm.runtime.atomic import atomic_write_json
+from vlmrm.tta.jobs.coord import coord_group, dist_info
+from vlmrm.tta.jobs.job import Job, Tally, load_models, note, order_of, prefetch, start_job
+from vlmrm.tta.jobs.report import save_metrics
+from vlmrm.tta.jobs.results import finish
 
 if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
     from vlmrm.tta.settings import TTASettings
@@ -51,11 +54,11 @@ def run_caption(cfg: TTASettings) -> dict[str, Any]:
 
 
 def load_caption_models(cfg: TTASettings, settings: Any, info: Any = None) -> tuple[Any, Any]:
-    """The :class:`~vlmrm.tta.caption.CaptionTTA` and the CLIPScore model on this rank's device."""
+    """The :class:`~vlmrm.tta.captioning.adapt.CaptionTTA` and the CLIPScore model on this rank's device."""
     from vlmrm.caption.captioner import ClipCaptioner, load_mapper
     from vlmrm.caption.lm import load_lm
     from vlmrm.models import load_clip
-    from vlmrm.tta.caption import CaptionTTA
+    from vlmrm.tta.captioning.adapt import CaptionTTA
 
     policy, feedback = load_models(cfg, info)
     lm, vocab = load_lm(cfg.lm, policy.device, cfg.tokenizer)
@@ -126,3 +129,36 @@ def _adapt_shard(job: Job, tta: Any, metric: Any, data: Any) -> list[tuple[dict,
     finally:
         tally.close()
     return tally.new
+
+
+#: The captions of a caption run in the COCO results format (``[{"image_id", "caption"}]``).
+CAPTIONS = "captions.json"
+ZEROSHOT_CAPTIONS = "captions_zeroshot.json"
+
+
+def caption_metrics(
+    out: Path, settings: Any, kept: list[dict], seconds: list[float], meteor: bool = True
+) -> dict[str, Any]:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr, CLIPScore and RefCLIPScore before and after adaptation.
+
+    Also writes the captions in the COCO results format (``captions.json``,
+    ``captions_zeroshot.json``) for the official evaluation scripts.
+    """
+    from vlmrm.caption.metrics import COCO_METRICS, coco_metrics
+
+    if not kept:
+        raise ConfigError("no images selected (check limit=)")
+    refs = {r["key"]: r["references"] for r in kept}
+    zs = coco_metrics({r["key"]: r["zeroshot_caption"] for r in kept}, refs, meteor)
+    ad = coco_metrics({r["key"]: r["caption"] for r in kept}, refs, meteor)
+    n = len(kept)
+    for name in ("clipscore", "refclipscore"):
+        zs[name] = 100.0 * sum(r[f"zeroshot_{name}"] for r in kept) / n
+        ad[name] = 100.0 * sum(r[name] for r in kept) / n
+    metrics = {"n": n, **{f"zeroshot_{k}": v for k, v in zs.items()}, **ad}
+    for name, key in ((CAPTIONS, "caption"), (ZEROSHOT_CAPTIONS, "zeroshot_caption")):
+        atomic_write_json(out / name, [{"image_id": r["image_id"], "caption": r[key]} for r in kept])
+    names = [m for m in COCO_METRICS if m in ad] + ["clipscore", "refclipscore"]
+    labels = {"clipscore": "CLIPScore", "refclipscore": "RefCLIPScore"}
+    rows = [(labels.get(m, m), zs[m], ad[m]) for m in names]
+    return save_metrics(out, metrics, settings, seconds, "image", f"RLCF captioning — {n} images", rows)

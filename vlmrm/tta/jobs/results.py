@@ -18,11 +18,16 @@ from typing import Any
 
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write_lines, atomic_write_text
-from vlmrm.tta.coord import coord_group
+from vlmrm.tta.jobs.coord import coord_group
 
 RESULTS = "results.jsonl"
 PARTS = "results.rank*.jsonl"  # per-rank results under torchrun, merged by rank 0
 CONFIG = "config.json"
+
+
+def abspath(path: str | os.PathLike | None) -> str | None:
+    """An absolute, user-expanded path (``None`` stays ``None``): how a run records its data."""
+    return os.path.abspath(os.path.expanduser(path)) if path else None
 
 
 def _damaged(path: Path, n: int, why: str) -> ConfigError:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmrm.tta.coord import coord_group, dist_info
-from vlmrm.tta.report import classify_metrics
-from vlmrm.tta.results import finish
-from vlmrm.tta.runner import Job, Tally, load_models, note, order_of, prefetch, start_job
+from vlmrm.errors import ConfigError
+from vlmrm.tta.jobs.coord import coord_group, dist_info
+from vlmrm.tta.jobs.job import Job, Tally, load_models, note, order_of, prefetch, start_job
+from vlmrm.tta.jobs.report import save_metrics
+from vlmrm.tta.jobs.results import finish
 
 if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
     from vlmrm.tta.settings import TTASettings
@@ -23,7 +25,7 @@ def run_classify(cfg: TTASettings) -> dict[str, Any]:
     from vlmrm.datasets.classes import load_class_folders
     from vlmrm.datasets.coop import is_coop_dataset, load_coop_dataset
     from vlmrm.distributed import run_on_main, run_together
-    from vlmrm.tta.classify import ClassificationTTA
+    from vlmrm.tta.classification.adapt import ClassificationTTA
 
     info = dist_info()
     group = coord_group()
@@ -86,7 +88,7 @@ def _adapt_shard(job: Job, tta: Any, data: Any, baseline: Any = None) -> list[tu
     its prediction joins the record (``tpt_pred``, ``tpt_correct``, ``tpt_top5``).
     """
     from vlmrm.runtime.images import load_image
-    from vlmrm.tta.rlcf import seed_for
+    from vlmrm.tta.core.rlcf import seed_for
 
     cfg, mine = job.cfg, job.mine
     tally = Tally(
@@ -109,3 +111,32 @@ def _adapt_shard(job: Job, tta: Any, data: Any, baseline: Any = None) -> list[tu
     finally:
         tally.close()
     return tally.new
+
+
+def classify_metrics(
+    mode: str, out: Path, settings: Any, kept: list[dict], seconds: list[float]
+) -> dict[str, Any]:
+    """Top-1/top-5 accuracy before and after adaptation over this run's records."""
+    n = len(kept)
+    if n == 0:
+        raise ConfigError("no samples selected (check limit=)")
+    top5 = [(r["label"] in r["zeroshot_top5"], r["label"] in r["top5"]) for r in kept]
+    metrics = {
+        "n": n,
+        "zeroshot_top1": 100.0 * sum(r["zeroshot_correct"] for r in kept) / n,
+        "top1": 100.0 * sum(r["correct"] for r in kept) / n,
+        "zeroshot_top5": 100.0 * sum(a for a, _ in top5) / n,
+        "top5": 100.0 * sum(b for _, b in top5) / n,
+    }
+    rows = [
+        ("top-1 %", metrics["zeroshot_top1"], metrics["top1"]),
+        ("top-5 %", metrics["zeroshot_top5"], metrics["top5"]),
+    ]
+    title = f"RLCF classification ({mode}) — {n} images"
+    if all("tpt_correct" in r for r in kept):  # the TPT baseline ran beside (baseline=tpt)
+        metrics["tpt_top1"] = 100.0 * sum(r["tpt_correct"] for r in kept) / n
+        metrics["tpt_top5"] = 100.0 * sum(r["label"] in r["tpt_top5"] for r in kept) / n
+        rows = [(rows[0][0], rows[0][1], metrics["tpt_top1"], rows[0][2]),
+                (rows[1][0], rows[1][1], metrics["tpt_top5"], rows[1][2])]  # fmt: skip
+        return save_metrics(out, metrics, settings, seconds, "image", title, rows, ("zero-shot", "TPT", "RLCF"))
+    return save_metrics(out, metrics, settings, seconds, "image", title, rows)

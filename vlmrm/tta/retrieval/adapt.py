@@ -21,11 +21,16 @@ import torch
 
 from vlmrm.errors import ConfigError
 from vlmrm.models import ClipModel
-from vlmrm.tta.base import RLCFAdapter, resolve_settings
-from vlmrm.tta.feedback import CLIPFeedback
-from vlmrm.tta.hparams import DEFAULT_K, DIRECTIONS, RetrieveSettings, normalize_direction
-from vlmrm.tta.params import call_stacked, stack_params, trainable_params
-from vlmrm.tta.rlcf import reinforce_loss, sample_answers
+from vlmrm.tta.core.adapter import RLCFAdapter, resolve_settings
+from vlmrm.tta.core.episodic import call_stacked, stack_params, trainable_params
+from vlmrm.tta.core.feedback import CLIPFeedback
+from vlmrm.tta.core.rlcf import reinforce_loss, sample_answers
+from vlmrm.tta.retrieval.settings import (
+    DEFAULT_K,
+    DIRECTIONS,
+    RetrieveSettings,
+    normalize_direction,
+)
 
 __all__ = [
     "DEFAULT_K",

@@ -27,7 +27,7 @@ import torch.nn as nn
 from torch.func import vmap
 
 from vlmrm.errors import ConfigError
-from vlmrm.tta.hparams import PARAM_GROUPS, check_ema
+from vlmrm.tta.core.settings import PARAM_GROUPS, check_ema
 
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
 

@@ -18,11 +18,6 @@ from vlmrm.errors import ConfigError
 from vlmrm.runtime.lazy import moved_attributes
 
 
-def abspath(path: str | os.PathLike | None) -> str | None:
-    """An absolute, user-expanded path (``None`` stays ``None``): how a run records its data."""
-    return os.path.abspath(os.path.expanduser(path)) if path else None
-
-
 @dataclass
 class RetrievalData:
     """Images with their captions; captions are flattened in image order."""

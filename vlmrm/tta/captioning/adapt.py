@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 import torch
 
 from vlmrm.caption.captioner import EMPTY, Caption, ClipCaptioner
-from vlmrm.tta.base import RLCFAdapter, resolve_settings
-from vlmrm.tta.hparams import CaptionSettings
-from vlmrm.tta.params import call_stacked, stack_params
-from vlmrm.tta.rlcf import seed_for, sequence_reinforce_loss
+from vlmrm.tta.captioning.settings import CaptionSettings
+from vlmrm.tta.core.adapter import RLCFAdapter, resolve_settings
+from vlmrm.tta.core.episodic import call_stacked, stack_params
+from vlmrm.tta.core.rlcf import seed_for, sequence_reinforce_loss
 
 
 @dataclass
@@ -45,8 +45,8 @@ class CaptionTTA(RLCFAdapter):
 
     Args:
         captioner: the captioner whose mapper adapts (its CLIP and LM stay frozen).
-        feedback: the reward CLIPs (:class:`~vlmrm.tta.feedback.CLIPFeedback`).
-        settings: :class:`~vlmrm.tta.hparams.CaptionSettings` (keyword overrides allowed).
+        feedback: the reward CLIPs (:class:`~vlmrm.tta.core.feedback.CLIPFeedback`).
+        settings: :class:`~vlmrm.tta.captioning.settings.CaptionSettings` (keyword overrides allowed).
     """
 
     def __init__(

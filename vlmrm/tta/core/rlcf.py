@@ -24,7 +24,7 @@ import torch
 from vlmrm.errors import ConfigError
 from vlmrm.policy_gradient import advantages  # noqa: F401  (part of this module's face)
 from vlmrm.policy_gradient import reinforce_loss as _reinforce
-from vlmrm.tta.hparams import SAMPLING
+from vlmrm.tta.core.settings import SAMPLING
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """What classification and retrieval TTA share: settings, the policy, mixed precision, the step.
 
-:class:`~vlmrm.tta.classify.ClassificationTTA` and :class:`~vlmrm.tta.retrieve.RetrievalTTA`
-both derive from :class:`RLCFAdapter`; the maths of the objective is in :mod:`vlmrm.tta.rlcf`
-and the settings' checks in :mod:`vlmrm.tta.hparams`.
+:class:`~vlmrm.tta.classification.adapt.ClassificationTTA` and :class:`~vlmrm.tta.retrieval.adapt.RetrievalTTA`
+both derive from :class:`RLCFAdapter`; the maths of the objective is in :mod:`vlmrm.tta.core.rlcf`
+and the shared settings checks in :mod:`vlmrm.tta.core.settings`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from vlmrm.errors import ConfigError
 from vlmrm.models import ClipModel
-from vlmrm.tta.params import ResetState
+from vlmrm.tta.core.episodic import ResetState
 
 S = TypeVar("S")
 

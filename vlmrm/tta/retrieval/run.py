@@ -7,11 +7,20 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmrm.tta.coord import coord_group, dist_info
-from vlmrm.tta.data import abspath
-from vlmrm.tta.report import retrieve_metrics
-from vlmrm.tta.results import finish
-from vlmrm.tta.runner import Job, Tally, bar_desc, load_models, note, order_of, prefetch, start_job
+from vlmrm.errors import ConfigError
+from vlmrm.tta.jobs.coord import coord_group, dist_info
+from vlmrm.tta.jobs.job import (
+    Job,
+    Tally,
+    bar_desc,
+    load_models,
+    note,
+    order_of,
+    prefetch,
+    start_job,
+)
+from vlmrm.tta.jobs.report import save_metrics
+from vlmrm.tta.jobs.results import abspath, finish
 
 if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
     from vlmrm.tta.settings import TTASettings
@@ -26,8 +35,8 @@ def run_retrieve(cfg: TTASettings) -> dict[str, Any]:
     gallery and gets the metrics back; rank 0 alone writes the results and prints.
     """
     from vlmrm.distributed import run_on_main, run_together
-    from vlmrm.tta.data import load_retrieval
-    from vlmrm.tta.retrieve import RetrievalTTA
+    from vlmrm.tta.retrieval.adapt import RetrievalTTA
+    from vlmrm.tta.retrieval.data import load_retrieval
 
     info = dist_info()
     group = coord_group()
@@ -65,33 +74,24 @@ def _gallery(cfg: TTASettings, out: Path, policy: Any, feedback: Any, data: Any,
     """Embed the gallery once; cached in ``out`` so a resumed run skips it.
 
     Under torchrun every rank embeds its share of the batches and all exchange them
-    (:func:`~vlmrm.tta.retrieve.build_gallery`); rank 0 alone writes and reads the cache
+    (:func:`~vlmrm.tta.retrieval.adapt.build_gallery`); rank 0 alone writes and reads the cache
     and sends a cached gallery to the others, so the nodes need not share a filesystem for it.
     """
-    import torch
-
     from vlmrm.distributed import run_on_main
-    from vlmrm.runtime.atomic import atomic_write
+    from vlmrm.runtime.cache import read_cache, write_cache
     from vlmrm.runtime.images import load_image
-    from vlmrm.tta.retrieve import Gallery, build_gallery
+    from vlmrm.tta.retrieval.adapt import Gallery, build_gallery
 
     key = {
         "policy": policy.name, "reward": feedback.names, "images": len(data.image_paths),
         "captions": len(data.captions), "data": abspath(cfg.data), "split": cfg.split,
     }  # fmt: skip
     cache = out / GALLERY
+    names = ("policy_image", "policy_text", "reward_image", "reward_text")
 
     def cached() -> Gallery | None:
-        if not cache.is_file():
-            return None
-        try:
-            saved = torch.load(cache, map_location="cpu", weights_only=True)
-            if saved.get("key") == key:
-                names = ("policy_image", "policy_text", "reward_image", "reward_text")
-                return Gallery(*(saved[n] for n in names))
-        except Exception:  # noqa: BLE001 - a broken cache is simply rebuilt
-            pass
-        return None
+        saved = read_cache(cache, key, required=names)  # damaged: a warning, then rebuilt
+        return None if saved is None else Gallery(*(saved[n] for n in names))
 
     g = run_on_main(cached, info, coord_group())
     if g is not None:
@@ -105,18 +105,17 @@ def _gallery(cfg: TTASettings, out: Path, policy: Any, feedback: Any, data: Any,
     g = build_gallery(policy, feedback, data.image_paths, data.captions, load=load_image,
                       progress=progress, info=info)  # fmt: skip
     if info.is_main:
-        saved = {
-            "key": key, "policy_image": g.policy_image.cpu(), "policy_text": g.policy_text.cpu(),
+        write_cache(cache, key, {
+            "policy_image": g.policy_image.cpu(), "policy_text": g.policy_text.cpu(),
             "reward_image": [e.cpu() for e in g.reward_image],
             "reward_text": [e.cpu() for e in g.reward_text],
-        }  # fmt: skip
-        atomic_write(cache, lambda tmp: torch.save(saved, tmp))
+        })  # fmt: skip
     return g
 
 
 def _record(q: int, res: Any, data: Any, direction: str, seconds: float) -> dict[str, Any]:
     """The results line of query ``q``."""
-    from vlmrm.tta.retrieve import best_rank
+    from vlmrm.tta.retrieval.adapt import best_rank
 
     if direction == "i2t":
         targets, query = data.img2txt[q], os.fspath(data.image_paths[q])
@@ -155,3 +154,25 @@ def _adapt_shard(job: Job, tta: Any, data: Any, direction: str) -> list[tuple[di
     finally:
         tally.close()
     return tally.new
+
+
+def retrieve_metrics(
+    direction: str, out: Path, settings: Any, kept: list[dict], seconds: list[float]
+) -> dict[str, Any]:
+    """Recall@1/5/10 before and after adaptation over this run's records."""
+    from vlmrm.tta.retrieval.adapt import recall_at
+
+    if not kept:
+        raise ConfigError("no queries selected (check limit=)")
+    zs = recall_at([r["zeroshot_rank"] for r in kept])
+    ad = recall_at([r["rank"] for r in kept])
+    metrics = {
+        "n": len(kept),
+        "direction": direction,
+        **{f"zeroshot_{k}": v for k, v in zs.items()},
+        **ad,
+    }
+    arrow = "image→text" if direction == "i2t" else "text→image"
+    title = f"RLCF retrieval ({arrow}) — {len(kept)} queries"
+    rows = [(f"{k} %", zs[k], ad[k]) for k in ad]
+    return save_metrics(out, metrics, settings, seconds, "query", title, rows)

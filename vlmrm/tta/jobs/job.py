@@ -1,10 +1,13 @@
-"""Running a TTA task from settings: what classification and retrieval runs share.
+"""A TTA job: what every task's run step shares — the run order, this rank's shard of the
+pending samples, the models on this rank's device, the progress bar and the running tally.
 
 A run: every rank agrees on the settings and data (:func:`vlmrm.distributed.run_together`),
-rank 0 prepares the output folder (:mod:`vlmrm.tta.results`), every rank adapts its
+rank 0 prepares the output folder (:mod:`vlmrm.tta.jobs.results`), every rank adapts its
 shard of the pending samples (appending records as they finish), rank 0 merges them and
-reports (:mod:`vlmrm.tta.report`). The task-specific loops are in
-:mod:`vlmrm.tta.run_classify`, :mod:`vlmrm.tta.run_retrieve` and :mod:`vlmrm.tta.run_caption`.
+reports (:mod:`vlmrm.tta.jobs.report`). The task-specific loops are the tasks' ``run``
+modules (:mod:`vlmrm.tta.classification.run`, :mod:`vlmrm.tta.retrieval.run`,
+:mod:`vlmrm.tta.captioning.run`); they import this module, never the other way round, and
+the command (:mod:`vlmrm.tta.cli`) picks the task's run step.
 """
 
 from __future__ import annotations
@@ -17,32 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlmrm.tta.results import RESULTS, append, live_path, start
+from vlmrm.tta.jobs.results import RESULTS, append, live_path, start
 
 if TYPE_CHECKING:  # the settings are the command layer's; a run only reads them
     from vlmrm.tta.settings import TTASettings
-
-
-def run(cfg: TTASettings) -> dict[str, Any]:
-    """Run the configured task; returns its metrics (on every rank under torchrun)."""
-    if cfg.task == "classify":
-        from vlmrm.tta.run_classify import run_classify
-
-        return run_classify(cfg)
-    if cfg.task == "caption":
-        from vlmrm.tta.run_caption import run_caption
-
-        return run_caption(cfg)
-    from vlmrm.tta.run_retrieve import run_retrieve
-
-    return run_retrieve(cfg)
 
 
 def load_models(cfg: TTASettings, info: Any = None) -> tuple[Any, Any]:
     """The policy and the reward models (:class:`~vlmrm.tta.CLIPFeedback`) on this rank's device."""
     from vlmrm.distributed import DistInfo, rank_device
     from vlmrm.models import load_clip, resolve_device, training_precision
-    from vlmrm.tta.feedback import CLIPFeedback
+    from vlmrm.tta.core.feedback import CLIPFeedback
 
     info = info or DistInfo()
     asked = None if cfg.device == "auto" else cfg.device
