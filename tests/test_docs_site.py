@@ -168,3 +168,9 @@ def test_the_api_layout_is_the_installed_one(tmp_path):
     assert (layout / "vlmrm" / "envs" / "registry.py").resolve() == (REPO / "envs" / "registry.py").resolve()
     assert (layout / "vlmrm" / "agents" / "api.py").is_file()
     assert (layout / "vlmrm" / "reward.py").resolve() == (REPO / "vlmrm" / "reward.py").resolve()
+
+
+def test_sphinx_roles_read_as_code_on_the_site():
+    roles = _hook("sphinx_roles")
+    html = "see :func:<code>vlmrm.load_clip</code> and :mod:<code>~vlmrm.agents.config</code>; a:b <code>x</code>"
+    assert roles.plain_roles(html) == "see <code>vlmrm.load_clip</code> and <code>config</code>; a:b <code>x</code>"

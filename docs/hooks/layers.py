@@ -90,7 +90,7 @@ def layers(contracts: list[dict]) -> list[list[str]]:
 
 
 def _node_labels(layer: list[str]) -> list[str]:
-    """One label per package: ``tune: build, cli, eval`` for several modules of one package."""
+    """One label per package: ``tune.{build, cli, eval}`` for several modules of one package."""
     groups: dict[str, list[str]] = defaultdict(list)
     for name in layer:
         head, _, tail = name.partition(".")
@@ -101,22 +101,25 @@ def _node_labels(layer: list[str]) -> list[str]:
             labels.append(head)
         else:
             parts = ", ".join(t or "(package)" for t in sorted(tails))
-            labels.append(f"{head}: {parts}")
+            labels.append(f"{head}.{{{parts}}}")
     return labels
 
 
-def mermaid(contracts: list[dict]) -> str:
-    """A Mermaid flowchart: the layers stacked top to bottom, one box per package."""
+def mermaid(contracts: list[dict], per_line: int = 4) -> str:
+    """A Mermaid flowchart: one box per layer, top to bottom, listing its modules.
+
+    One node per layer rather than a subgraph of nodes: Mermaid ignores a subgraph's own
+    direction once subgraphs are linked, which would stack every module in one tall column.
+    """
     stack = layers(contracts)
-    lines = ["flowchart TB"]
+    # Mermaid wraps a label at 200 px by default: room for the rows as written
+    lines = ['%%{init: {"flowchart": {"wrappingWidth": 720}}}%%', "flowchart TB"]
     for i, layer in enumerate(stack):
         title = f"layer {len(stack) - i}" + (" (top)" if i == 0 else " (bottom)" if i == len(stack) - 1 else "")
-        lines.append(f'  subgraph L{i}["{title}"]')
-        lines.append("    direction LR")
-        for j, label in enumerate(_node_labels(layer)):
-            lines.append(f'    L{i}N{j}["{label}"]')
-        lines.append("  end")
-    lines += [f"  L{i} ~~~ L{i + 1}" for i in range(len(stack) - 1)]
+        labels = _node_labels(layer)
+        rows = [" · ".join(labels[k:k + per_line]) for k in range(0, len(labels), per_line)]
+        lines.append(f'  L{i}["<b>{title}</b><br/>{"<br/>".join(rows)}"]')
+    lines += [f"  L{i} --> L{i + 1}" for i in range(len(stack) - 1)]
     return "\n".join(lines)
 
 
