@@ -156,7 +156,7 @@ def load_caption_data(
         else:
             raise ConfigError(
                 f"{os.fspath(p)!r} is neither COCO captions JSON (images + annotations) nor "
-                "Karpathy JSON (images with sentences); see the README's fine-tuning section"
+                "Karpathy JSON (images with sentences); see \"Fine-tune CLIP on image–caption data\" in docs/tuning.md"
             )
     data = _group(pairs)
     if len(data) < 3:
