@@ -47,7 +47,8 @@ class CartPoleEnv(ClassicControlMixin, _GymCartPoleEnv):
 
     Args:
         render_mode: ``"rgb_array"`` or ``None``.
-        width, height: frame size in pixels; frames are drawn at this size.
+        width: frame width in pixels.
+        height: frame height in pixels; frames are drawn at this size.
         sutton_barto_reward: passed to gymnasium's CartPole (0 per step, -1 on failure).
         renderer: ``"numpy"`` (default: the NumPy rasteriser, pygame's pixels without
             pygame) or ``"pygame"``.

@@ -119,7 +119,8 @@ class TexturedHumanoidEnv(HumanoidEnv):
     Args:
         render_mode: ``"rgb_array"`` (default use), ``"human"`` (with ``MUJOCO_GL=glfw``), ``"depth_array"``,
             ``"rgbd_tuple"`` or ``None``.
-        width, height: frame size in pixels; MuJoCo renders directly at this size.
+        width: frame width in pixels.
+        height: frame height in pixels; MuJoCo renders directly at this size.
         fixed_length: if true, never terminate early (the humanoid may fall and lie on
             the floor); episodes then end only by truncation after ``max_episode_steps``.
             Conflicts with an explicit ``terminate_when_unhealthy=True``.

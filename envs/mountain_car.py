@@ -48,7 +48,8 @@ class MountainCarContinuousEnv(ClassicControlMixin, Continuous_MountainCarEnv):
 
     Args:
         render_mode: ``"rgb_array"`` or ``None``.
-        width, height: frame size in pixels; frames are drawn at this size.
+        width: frame width in pixels.
+        height: frame height in pixels; frames are drawn at this size.
         goal_velocity: passed to gymnasium's environment.
         renderer: ``"numpy"`` (default: the NumPy rasteriser, pygame's pixels without
             pygame) or ``"pygame"``.

@@ -147,7 +147,8 @@ def make_env(
             case-insensitive), a registered gymnasium id, or ``module:id``.
         episode_length: steps before truncation (``max_episode_steps``); default: the
             env's ``ENV_DEFAULTS`` entry, or its registration for other ids.
-        width, height: frame size; default: the env's ``render_size``.
+        width: frame width in pixels.
+        height: frame height in pixels; both default to the env's ``render_size``.
         render_mode: ``"rgb_array"`` by default, since frames feed the reward model.
         **kwargs: passed to the environment's constructor.
 

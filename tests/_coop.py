@@ -4,8 +4,8 @@ Each builder writes ``<data>/<dataset folder>/...`` with drawn images (one colou
 see ``_captions.draw``) at the paths the real archive uses, plus CoOp's split file
 (``split_zhou_<Dataset>.json``: ``train``/``val``/``test`` lists of ``[path relative to the
 image folder, label, class name]``) or, for FGVCAircraft and ImageNet, the lists CoOp reads.
-:data:`TREES` maps the dataset folder (as the README's commands name it under ``/data/``) to
-its builder, which returns the test list as ``(path relative to the image folder, label,
+:data:`TREES` maps the dataset folder (as the commands of docs/tta.md name it under
+``/data/``) to its builder, which returns the test list as ``(path relative to the image folder, label,
 class name)``.
 
 Imported as ``from _coop import ...`` (``tests/`` is on ``sys.path`` under pytest).

@@ -1,16 +1,22 @@
-"""The README is a tested contract: every shell and Python block in it runs here.
+"""The README and the manual are a tested contract: every shell and Python block runs here.
 
-Blocks run in README order, in one fresh, empty working directory, the way a new user would
-paste them (Python blocks share one namespace, as in a notebook), with no model weights: an
-empty Hugging Face cache and ``HF_HUB_OFFLINE=1``. Nothing is prepared: the README makes every
-input it uses (records the clips it scores, writes the hparams, pairs and settings files) or
-names files the package ships. Models are used as written, so every unmarked block must run
+The walk reads ``README.md``, then every page of ``docs/`` (sub-folders included) in the
+order of the site's navigation (``nav`` in ``mkdocs.yml``; a page missing from it comes
+last). Blocks run in that order, in one fresh, empty working directory, the way a new user
+would paste them (Python blocks share one namespace, as in a notebook, so a page may use what
+the README's quick start made), with no model weights: an empty Hugging Face cache and
+``HF_HUB_OFFLINE=1``. Nothing is prepared: the pages make every input they use (record the
+clips they score, write the hparams, pairs and settings files) or name files the package
+ships. A block that the site shows from the README (``--8<-- "README.md:<section>"``) is
+written, and run, once: in the README. Every message names the file and line of its block,
+and :func:`test_every_block_is_one_the_walk_can_run` checks each block on its own, with the
+file and line as its test id. Models are used as written, so every unmarked block must run
 offline (``vlmrm-tiny``, ``reward=tiny``); a command that needs real weights belongs in a
 marked block (below). No ``<placeholder>`` may stand in a command: a shell reads
 ``runs/<run>`` as a redirection.
 
 The quick start runs exactly as written (:func:`test_quick_start_runs_offline_as_written`).
-For the rest, so that the whole README runs on a CPU in a few minutes, the sizes (only they)
+For the rest, so that the whole walk runs on a CPU in a few minutes, the sizes (only they)
 become tiny: training runs ``total_steps=32`` on 2 in-process sub-envs with 16-step episodes,
 tuning ``steps=2``, evaluations one episode, recordings two of 16 steps.
 
@@ -47,6 +53,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+DOCS = REPO / "docs"
 #: What the error line of a marked block's command must say, by what the block needs.
 MISSING = {
     "weights": r"not in the local cache|cannot be downloaded",
@@ -54,6 +61,9 @@ MISSING = {
     "cluster": r"needs a SLURM cluster \(sbatch not found\)",
 }
 FAST_S = 60  # a marked command must fail within this many seconds (torch import included)
+#: The blocks of the README and the pages together (62 when the manual was split into pages):
+#: fewer means a block was lost on the way.
+WALKED_BLOCKS = 62
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -64,10 +74,52 @@ class Block:
     line: int
     text: str
     needs: set[str] = field(default_factory=set)
+    file: str = "README.md"
+
+    @property
+    def where(self) -> str:
+        """``docs/training.md line 42``: what a failure names."""
+        return f"{self.file} line {self.line}"
+
+
+def _shown(path: Path) -> str:
+    """A file's name as messages and test ids show it: relative to the repository."""
+    try:
+        return path.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return path.name
+
+
+def nav_pages(mkdocs_yml: Path = REPO / "mkdocs.yml") -> list[str]:
+    """The pages of ``nav`` in ``mkdocs.yml``, in order (paths under ``docs/``).
+
+    Read line by line rather than with a YAML loader: the file holds MkDocs' own tags
+    (``!relative``, ``!!python/name``) that a plain loader refuses.
+    """
+    lines = mkdocs_yml.read_text().splitlines()
+    start = lines.index("nav:") + 1
+    pages = []
+    for line in lines[start:]:
+        if line and not line.startswith((" ", "#")):
+            break
+        pages += re.findall(r"([\w./-]+\.md)\s*$", line)
+    return pages
+
+
+def doc_files() -> list[Path]:
+    """The README, then every page of ``docs/`` in navigation order (unlisted pages last)."""
+    listed = [DOCS / page for page in nav_pages()]
+    rest = sorted(p for p in DOCS.rglob("*.md") if p not in listed)
+    return [README, *[p for p in listed if p.is_file()], *rest]
+
+
+def doc_blocks() -> list[Block]:
+    """Every walked block: the README's, then each page's, in walk order."""
+    return [block for path in doc_files() for block in readme_blocks(path)]
 
 
 def readme_blocks(path: Path = README) -> list[Block]:
-    """The ``bash`` and ``python`` fenced blocks of the README, with their ``# needs:`` marker."""
+    """The ``bash`` and ``python`` fenced blocks of one file, with their ``# needs:`` marker."""
     blocks, lang, start, body = [], None, 0, []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if line.startswith("```"):
@@ -81,7 +133,7 @@ def readme_blocks(path: Path = README) -> list[Block]:
                 if first.startswith("# needs:"):
                     words = first.split(":", 1)[1].lower()
                     needs = {w for w in ("weights", "gpu", "dataset", "minutes", "cluster") if w in words}
-                blocks.append(Block(lang, start, text, needs))
+                blocks.append(Block(lang, start, text, needs, _shown(path)))
             lang = None
             continue
         if lang is not None:
@@ -185,7 +237,7 @@ def _env_prefix(tokens: list[str], monkeypatch) -> list[str]:
 
 def run_block(block: Block, root: Path, namespace: dict, monkeypatch, as_written: bool = False) -> None:
     """Run an unmarked block; ``as_written``: not even the sizes change."""
-    where = f"README.md line {block.line}"
+    where = block.where
     if block.lang == "python":
         source = block.text if as_written else re.sub(r"total_steps=\d+", "total_steps=32", block.text)
         exec(compile(source, where, "exec"), namespace)
@@ -197,7 +249,7 @@ def run_block(block: Block, root: Path, namespace: dict, monkeypatch, as_written
         if "pip" in tokens or "venv" in tokens or tokens[:3] == ["python", "-m", "pytest"]:
             continue  # installing, and this test suite itself
         parsed = _vlmrm_command(tokens)
-        assert parsed is not None, f"{where}: the README test cannot run {line!r}"
+        assert parsed is not None, f"{where}: the docs test cannot run {line!r}"
         command, args = parsed
         status, err = _call(command, args if as_written else tiny(command, args))
         assert status == 0, f"{where}: {line!r} exited with {status}: {err[-2000:]}"
@@ -205,7 +257,7 @@ def run_block(block: Block, root: Path, namespace: dict, monkeypatch, as_written
 
 def check_marked_block(block: Block, monkeypatch, tmp_path: Path) -> None:
     """A ``# needs:`` block: each command fails fast with the line that names what is missing."""
-    where = f"README.md line {block.line}"
+    where = block.where
     _offline(monkeypatch, tmp_path)
     if block.lang == "python":  # its code, unchanged, stops at what is missing
         from vlmrm.errors import VLMRMError
@@ -243,7 +295,7 @@ def check_marked_block(block: Block, monkeypatch, tmp_path: Path) -> None:
             message = str(failed.value)
         else:
             parsed = _vlmrm_command(tokens)
-            assert parsed is not None, f"{where}: the README test cannot run {line!r}"
+            assert parsed is not None, f"{where}: the docs test cannot run {line!r}"
             status, message = _call(*parsed)
             if "--help" in parsed[1]:
                 assert status == 0, f"{where}: {line!r} exited with {status}"
@@ -286,9 +338,11 @@ def test_quick_start_runs_offline_as_written(tmp_path, monkeypatch):
     assert (root / "runs" / "quickstart" / "checkpoints" / "latest.json").is_file()
 
 
-def test_every_readme_block_runs(tmp_path, monkeypatch):
-    blocks = readme_blocks()
-    assert len(blocks) > 20 and sum(1 for b in blocks if b.needs) >= 5
+def test_every_readme_and_docs_block_runs(tmp_path, monkeypatch):
+    """The README, then the pages in navigation order, in one folder and one namespace."""
+    blocks = doc_blocks()
+    assert len(blocks) >= WALKED_BLOCKS and sum(1 for b in blocks if b.needs) >= 20
+    assert {b.file for b in blocks} >= {"README.md", "docs/training.md", "docs/tuning.md"}
     root = tmp_path / "work"
     root.mkdir()
     monkeypatch.chdir(root)
@@ -342,3 +396,47 @@ def test_help_examples_hold_no_placeholder_a_shell_misreads(command, capsys):
     assert main([command, "--help"]) == 0
     examples = [ln.strip() for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("python -m")]
     assert examples and not [e for e in examples if _PLACEHOLDER.search(e.split("#")[0])], examples
+
+
+_WALKED = doc_blocks()
+
+
+@pytest.mark.parametrize("block", _WALKED, ids=[f"{b.file}:{b.line}" for b in _WALKED])
+def test_every_block_is_one_the_walk_can_run(block):
+    """Each block on its own, without running it: Python that compiles, a marker the walk
+    knows, and shell commands that the walk runs (a ``vlmrm`` command, an install line or
+    the test command; a benchmark script in a ``# needs: minutes`` block)."""
+    from vlmrm.cli import COMMANDS
+
+    first = block.text.splitlines()[0] if block.text else ""
+    if first.startswith("# needs:"):
+        assert block.needs, f"{block.where}: {first!r} names nothing of weights | a GPU | dataset | minutes | a cluster"
+    if block.lang == "python":
+        compile(block.text, block.where, "exec")
+        return
+    commands = shell_commands(block.text)
+    assert commands, f"{block.where}: a shell block with no command"
+    for tokens in commands:
+        _no_placeholder(block.where, tokens)
+        tokens = [t for i, t in enumerate(tokens) if not (re.fullmatch(r"[A-Z_]+=\S*", t) and
+                                                          all(re.fullmatch(r"[A-Z_]+=\S*", u) for u in tokens[:i]))]
+        if "pip" in tokens or "venv" in tokens or tokens[:3] == ["python", "-m", "pytest"]:
+            continue
+        if "minutes" in block.needs:
+            assert tokens[0] == "python" and (REPO / tokens[1]).is_file(), f"{block.where}: {tokens[:2]}"
+        elif tokens[:2] == ["python", "-c"]:
+            assert block.needs, f"{block.where}: a `python -c` line runs only in a marked block"
+        else:
+            parsed = _vlmrm_command(tokens)
+            assert parsed is not None and parsed[0] in COMMANDS, f"{block.where}: not a vlmrm command: {tokens[:4]}"
+
+
+def test_the_walk_reads_every_page_once_in_navigation_order():
+    """README first, then ``nav``'s pages in order, each file once; no page is left out."""
+    files = doc_files()
+    assert files[0] == README and len(set(files)) == len(files)
+    shown = [_shown(p) for p in files[1:]]
+    assert shown[: len(nav_pages())] == [f"docs/{p}" for p in nav_pages()]
+    assert set(shown) == {p.relative_to(REPO).as_posix() for p in DOCS.rglob("*.md")}
+    blocks = doc_blocks()
+    assert len(blocks) >= WALKED_BLOCKS, f"{len(blocks)} blocks, {WALKED_BLOCKS} expected: one was lost"

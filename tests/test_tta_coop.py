@@ -84,12 +84,12 @@ def test_ctx_init_from_a_saved_coop_prompt_learner(tmp_path: Path) -> None:
 
 
 def _readme_coop_commands() -> list[tuple[str, list[str]]]:
-    """The README's commands on the CoOp datasets: (dataset folder under /data, tokens)."""
+    """The manual's commands on the CoOp datasets: (dataset folder under /data, tokens)."""
     from _coop import TREES
-    from test_readme import readme_blocks, shell_commands
+    from test_readme import doc_blocks, shell_commands
 
     found = []
-    for block in (b for b in readme_blocks() if b.lang == "bash"):
+    for block in (b for b in doc_blocks() if b.lang == "bash"):
         for tokens in shell_commands(block.text):
             data = next((t.removeprefix("data=/data/") for t in tokens if t.startswith("data=/data/")), "")
             if tokens[:3] == ["python", "-m", "vlmrm.tta"] and data.split("/")[0] in TREES:
@@ -111,9 +111,10 @@ def test_every_coop_dataset_has_a_readme_command() -> None:
     ids=[f"{f}-{i}" for i, (f, _) in enumerate(COOP_COMMANDS)],
 )  # fmt: skip
 def test_readme_coop_command_runs_on_the_datasets_own_layout(folder, tokens, tmp_path, monkeypatch) -> None:
-    """The README's command, as written, on a tiny tree in the layout the dataset's archive
-    unpacks to (with CoOp's split file): every test image is adapted, with its label and class
-    name; only the models and step counts are made tiny, as the README test does."""
+    """The manual's command (docs/tta.md), as written, on a tiny tree in the layout the
+    dataset's archive unpacks to (with CoOp's split file): every test image is adapted, with
+    its label and class name; only the models and step counts are made tiny, as the docs walk
+    does."""
     from _coop import TREES
 
     from vlmrm.cli import main as vlmrm_main

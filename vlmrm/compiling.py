@@ -14,7 +14,7 @@ size a run uses compiles mid-run.
 Compiled code is cached on disk by Inductor (its FX graph cache, on by default, in
 ``TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_<user>``): a second load of the
 same model, precision and thread count skips code generation and C++ compilation
-(ViT-B-32 int8: see the README for cold and warm times). Point the variable at a
+(ViT-B-32 int8: see docs/reward.md for cold and warm times). Point the variable at a
 persistent folder to keep the cache across reboots.
 """
 

@@ -233,7 +233,8 @@ def score_video(
         baselines: a baseline prompt or list of baselines (``None`` entries mean "no
             baseline"); default the reward model's baseline.
         stride: score every ``stride``-th frame.
-        start, end: time range in seconds, ``start <= t < end``.
+        start: the first time scored, in seconds (``start <= t``).
+        end: the time where scoring stops, in seconds (``t < end``).
         fps: frame rate for sources without one (image folders, arrays), or to override.
         batch_size: frames decoded and encoded together (default: the model's batch size);
             peak memory is about one batch of frames.

@@ -3,7 +3,7 @@
 Each VSR row whose relation has an excluding opposite (:mod:`vlmrm.tune.vsr.relations`)
 becomes a ranked set of two for its image: the true caption over its relation-swapped
 twin. The output is what ``python -m vlmrm.tune data=`` reads, so "tune on VSR train,
-evaluate on VSR test" is two commands (see the README).
+evaluate on VSR test" is two commands (see docs/tuning.md).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import re
 
 #: VSR's reported human accuracy (%), printed beside ours.
 HUMAN_ACCURACY = 95.4
-#: CLIP's accuracy reported for VSR (%, around chance), for the README's table.
+#: CLIP's accuracy reported for VSR (%, around chance), for the VSR section of docs/tuning.md.
 CLIP_REPORTED_ACCURACY = 56.0
 
 #: relation → an excluding relation, or None when VSR's relation has none.
