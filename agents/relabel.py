@@ -76,6 +76,8 @@ from vlmrm.reward import score_frames
 from vlmrm.wrappers import FRAME_KEY
 
 PLACEHOLDER_REWARD = float("nan")
+#: ``reward.relabel_worker`` → the relabeller's ``overlap`` argument.
+RELABEL_OVERLAP: dict[str, bool | str | None] = {"auto": None, "thread": True, "process": "process", "off": False}
 
 
 def resize_uint8(frames: np.ndarray, size: int | None, mode: str = "squash") -> np.ndarray:
@@ -123,6 +125,8 @@ class TimedReward:
         return out
 
     def __getattr__(self, name):
+        if name == "reward_model":  # not yet set (e.g. while unpickling)
+            raise AttributeError(name)
         return getattr(self.reward_model, name)
 
 
@@ -269,9 +273,12 @@ class EpisodeRelabeller(BaseCallback):
             limit, discounted by the agent's ``gamma`` (see :func:`absorbing_bonus`);
             ``None``: an episode that ends earns nothing more.
         overlap: resize and score on a worker thread while the envs step (see the module
-            docstring); ``False`` does the same work on the main thread, same rewards;
-            ``None`` (default): a worker thread if :func:`spare_core` says a core is idle
-            when training starts.
+            docstring); ``"process"``: in a child process fed through shared memory
+            (:mod:`vlmrm.agents.relabel_process`: for small reward models, whose Python
+            share keeps a thread from running beside the env loop); ``False`` does the same
+            work on the main thread; the rewards are the same either way. ``None``
+            (default): a worker thread if :func:`spare_core` says a core is idle when
+            training starts.
         chunk_frames: frames per scoring call; default: :func:`chunk_frames_of`.
 
     See the module docstring for why training only ever samples relabelled rewards.
@@ -306,10 +313,23 @@ class EpisodeRelabeller(BaseCallback):
         # Frames wait in one preallocated uint8 array (pages are only touched as frames
         # arrive), so scoring reads views of it: no per-step arrays to concatenate, and
         # peak memory stays at what is stored.
-        self._scorer = _ChunkScorer(
-            reward_model, self.frame_size, self.resize_mode, self.max_pending_frames,
-            chunk_frames or chunk_frames_of(reward_model), bool(overlap),
-        )
+        chunk = chunk_frames or chunk_frames_of(reward_model)
+        if overlap not in (None, True, False, "thread", "process"):
+            raise ConfigError(f"overlap must be True/'thread', 'process', False or None, got {overlap!r}")
+        if overlap == "process":
+            from vlmrm.agents.relabel_process import PROCESS_CHUNK_FRAMES, ProcessScorer
+
+            # Smaller hand-overs than one large tower batch: what the child still has to
+            # score when a rollout ends is what training waits for.
+            chunk = chunk_frames or min(chunk, PROCESS_CHUNK_FRAMES)
+            self._scorer = ProcessScorer(
+                reward_model, self.frame_size, self.resize_mode, self.max_pending_frames, chunk
+            )
+        else:
+            self._scorer = _ChunkScorer(
+                reward_model, self.frame_size, self.resize_mode, self.max_pending_frames, chunk,
+                bool(overlap),
+            )
         # The step SB3 is about to store: (buffer position, dones, its full-size frames).
         self._in_flight: tuple[int, np.ndarray, list[np.ndarray]] | None = None
         self._pending: list[tuple[int, np.ndarray]] = []
@@ -397,6 +417,14 @@ class EpisodeRelabeller(BaseCallback):
         buffer_size = self.model.replay_buffer.buffer_size
         if self._pending_frames >= self.max_pending_frames or len(self._pending) >= buffer_size:
             self.flush()
+
+    def ready(self) -> None:
+        """With ``overlap="process"``, wait until the reward model's process has loaded the
+        model (it starts when the relabeller is made; training's first chunk waits for it
+        anyway). Nothing to wait for otherwise."""
+        ready = getattr(self._scorer, "ready", None)
+        if ready is not None:
+            ready()
 
     def discard_in_flight(self) -> None:
         """Forget the frames of a step that SB3 did not store (training was stopped)."""

@@ -59,7 +59,7 @@ from vlmrm.agents.checkpoint import (
 from vlmrm.agents.config import describe_threads, train_threads
 from vlmrm.agents.loggers import make_logger
 from vlmrm.agents.progress import StepProgress
-from vlmrm.agents.relabel import EpisodeRelabeller, TimedReward
+from vlmrm.agents.relabel import RELABEL_OVERLAP, EpisodeRelabeller, TimedReward
 from vlmrm.agents.settings import goal_prompt
 from vlmrm.agents.short_runs import planned_steps
 from vlmrm.agents.vec_env import (
@@ -316,8 +316,9 @@ def _learn(
             on_episode=stats.add_clip_episode,
             absorbing_horizon=horizon,
             # A distributed reward's collectives must come from one thread (evaluations
-            # score on the main thread): no worker thread there; else one if a core is idle.
-            overlap=False if cfg.reward.get("distributed", False) else None,
+            # score on the main thread): no worker there; else as reward.relabel_worker says.
+            overlap=False if cfg.reward.get("distributed", False) else RELABEL_OVERLAP[
+                cfg.reward.get("relabel_worker") or "auto"],
         )
         saved = resume_state.get("relabeller") or {}
         relabeller.relabelled = int(saved.get("relabelled", 0))

@@ -43,6 +43,8 @@ from vlmrm.errors import ConfigError
 
 #: How CLIP rewards reach the agent (``auto`` is resolved per algorithm by :meth:`TrainSettings.validate`).
 RELABEL_MODES = ("auto", "episode", "step", "none")
+#: Where episode relabelling runs the reward model (``reward.relabel_worker``).
+RELABEL_WORKERS = ("auto", "thread", "process", "off")
 #: The SB3 algorithms ``agent.algo`` may name (classes in :mod:`vlmrm.agents.builders`).
 ALGORITHM_NAMES = ("sac", "ppo", "dqn", "td3", "ddpg", "a2c")
 #: What a terminated episode earns afterwards (see ``reward.terminal``).
@@ -76,6 +78,12 @@ class RewardSettings(ClipSettings):
     auto (episode for sac/td3/ddpg/dqn, step for ppo/a2c)."""
     max_pending_frames: int = 4096
     """Episode relabelling scores its stored frames at least this often."""
+    relabel_worker: str = "auto"
+    """Where episode relabelling runs the reward model while the envs step: thread (a worker
+    thread), process (a process of its own, fed through shared memory: for small reward
+    models, whose Python share keeps a thread from running beside the env loop), off (on
+    the main thread, before each training phase), auto (a thread if a core is idle when
+    training starts, else off). The rewards are the same either way."""
     distributed: bool = False
     """Under torchrun: spread every scoring batch over all ranks' CLIP replicas (envs and
     agent stay on rank 0; ranks > 0 only score). Without torchrun (or with one process)
@@ -115,6 +123,12 @@ class RewardSettings(ClipSettings):
         self.precision = check_precision(self.precision, name="reward.precision")
         self.batch_size = check_optional_int("reward.batch_size", self.batch_size, 1)
         self.max_pending_frames = check_int("reward.max_pending_frames", self.max_pending_frames, 1)
+        self.relabel_worker = check_choice("reward.relabel_worker", self.relabel_worker, RELABEL_WORKERS)
+        if self.distributed and self.relabel_worker in ("thread", "process"):
+            raise ConfigError(
+                f"reward.relabel_worker={self.relabel_worker} with reward.distributed=true: a "
+                "distributed reward's collectives run on the main thread; drop reward.relabel_worker"
+            )
         self.check_centring()
         self.terminal = check_choice("reward.terminal", self.terminal or "end", TERMINAL_MODES)
         if self.relabel == "none":

@@ -24,12 +24,19 @@ this script measures the pieces that explain it, each a section of its own (``--
   outliers), over three sets of 64 frames;
 * ``profile``: torch's profiler on the eager int8 tower (34 frames, one call), self CPU
   time grouped by kind of work.
+* ``openvino``: rank fidelity and speed of the OpenVINO image tower's int8 variants against
+  OpenVINO fp32 (needs the ``openvino`` extra): static int8 as ``backend="openvino"`` builds
+  it (NNCF, SmoothQuant, the sensitive layers fp32) with 32/64/128 calibration frames and
+  with the first and last blocks fp32 too; weight-only int8 (the same layers fp32) with the
+  CPU plugin's dynamic quantisation of activations in groups of 32 or 64, and without it.
+  Spearman against torch fp32 rewards on 128 frames drawn apart from the calibration's.
 
 Every figure comes from random (seeded) weights: no pretrained weights are needed.
 
     python benchmarks/int8_study.py                       # every section, ViT-B-32, 2 threads
     python benchmarks/int8_study.py --sections gemm --threads 1
     python benchmarks/int8_study.py --sections smoothing,profile
+    python benchmarks/int8_study.py --sections openvino
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ import vlmrm
 from vlmrm.preprocess import preprocess
 from vlmrm.quantize import quantize_image_tower
 
-SECTIONS = ("gemm", "reductions", "resize", "precisions", "chunks", "smoothing", "profile")
+SECTIONS = ("gemm", "reductions", "resize", "precisions", "chunks", "smoothing", "profile", "openvino")
 GOAL, BASELINE, ALPHA = "a humanoid robot kneeling", "a humanoid robot", 0.5
 
 
@@ -271,6 +278,63 @@ def section_smoothing(args: argparse.Namespace, clip: vlmrm.ClipModel) -> None:
            "mean \\|ΔR\\| (sets 1/2/3)", "RMS ΔR"], rows)
 
 
+def section_openvino(args: argparse.Namespace, clip: vlmrm.ClipModel, x: torch.Tensor) -> None:
+    import nncf
+    import openvino as ov
+
+    from vlmrm import openvino_backend as ovb
+
+    h, w = args.frame_size
+    reward = vlmrm.CLIPReward(clip, goal=GOAL, baseline=BASELINE, alpha=ALPHA)
+    ref = rewards(clip, x)
+    size = clip.image_size
+    fp32 = ovb._convert(ov, ovb._ImageTower(clip.model), torch.zeros((2, 3, size, size)), "image tower")
+    calib = clip.preprocess(_throughput_module().make_frames(128, h, w, seed=7)).float().numpy()
+    matmuls = [o.get_friendly_name() for o in fp32.get_ordered_ops() if o.get_type_name() == "MatMul"]
+    sensitive = ovb.sensitive_nodes(fp32)
+    blocks = matmuls[:4] + matmuls[-5:-1]  # in_proj, out_proj, fc1, fc2 of the first and last block
+
+    def static(n: int, keep: list[str]):
+        batches = [calib[i : i + 8] for i in range(0, n, 8)]
+        return nncf.quantize(
+            fp32, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(batches),
+            ignored_scope=nncf.IgnoredScope(names=keep, validate=False),
+        )
+
+    weight_only = nncf.compress_weights(
+        fp32.clone(), mode=nncf.CompressWeightsMode.INT8_SYM,
+        ignored_scope=nncf.IgnoredScope(names=sensitive, validate=False),
+    )
+    candidates = {
+        "fp32": (fp32, {}),
+        "static int8, 32 calibration frames (the default)": (static(32, sensitive), {}),
+        "static int8, 64 calibration frames": (static(64, sensitive), {}),
+        "static int8, 128 calibration frames": (static(128, sensitive), {}),
+        "static int8, 64 frames, first and last block fp32 too": (static(64, sensitive + blocks), {}),
+        "weight-only int8 + dynamic int8 activations, groups of 32": (weight_only, {"DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"}),
+        "weight-only int8 + dynamic int8 activations, groups of 64": (weight_only, {"DYNAMIC_QUANTIZATION_GROUP_SIZE": "64"}),
+        "weight-only int8, fp32 activations": (weight_only, {"DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}),
+    }
+    core = ovb.shared_core(ov)
+    compiled = {}
+    for name, (model, extra) in candidates.items():
+        # the configuration OpenVINOTower compiles with, plus the candidate's own keys
+        config = {"INFERENCE_NUM_THREADS": args.threads, "INFERENCE_PRECISION_HINT": "f32",
+                  "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False, **extra}
+        compiled[name] = core.compile_model(model, "CPU", config)
+    batch = x[:64].numpy()
+    secs = interleaved({n: (lambda c=c: c(batch)) for n, c in compiled.items()}, args.repeats)
+    rows = []
+    for name, c in compiled.items():
+        emb = torch.cat([torch.from_numpy(c(part.numpy())[0].copy()) for part in x.split(64)])
+        out = reward.reward_from_embeddings(emb).cpu().numpy()
+        rows.append([name, f"{secs['fp32'] / secs[name]:.2f}×", f"{spearmanr(out, ref).statistic:.5f}",
+                     f"{np.abs(out - ref).max():.1e}"])
+    print(f"## openvino: {args.model} image tower on OpenVINO {ov.__version__}, {len(x)} frames {h}×{w}, "
+          f"{args.threads} thread(s); speed of 64 images in one call, best of {args.repeats}\n")
+    table(["variant", "speed vs OpenVINO fp32", "Spearman vs torch fp32", "max \\|ΔR\\|"], rows)
+
+
 #: Kinds of work in the profile, by substrings of the op names (first match wins).
 KINDS = (
     ("int8 GEMM (`_int_mm`)", ("_int_mm",)),
@@ -339,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"int8_study: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s), sections {','.join(sections)}\n", flush=True)
     clip = int8 = x = None
-    if set(sections) & {"resize", "precisions", "chunks", "smoothing", "profile"}:
+    if set(sections) & {"resize", "precisions", "chunks", "smoothing", "profile", "openvino"}:
         clip = load(args.model, "fp32")
         h, w = args.frame_size
         x = clip.preprocess(_throughput_module().make_frames(128, h, w))
@@ -361,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
             section_smoothing(args, clip)
         elif name == "profile":
             section_profile(args, int8, x)
+        elif name == "openvino":
+            section_openvino(args, clip, x)
     print(f"int8_study: {time.perf_counter() - t0:.0f} s")
     return 0
 

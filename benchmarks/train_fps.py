@@ -15,9 +15,10 @@ per step (``step``); the script prints steps/s and the ratio to ground truth. On
 
 ``--renderer numpy,pygame`` times the rendering runs with each renderer of the
 classic-control envs (the NumPy rasteriser, the default, and pygame); ``--overlap
-true,false`` the episode-relabelled runs with the reward model on a worker thread beside
-the env loop and without (``auto``, the default, is the trainer's own choice: a worker when
-the load average leaves a core idle). ``--repeats N`` runs N interleaved rounds and reports medians
+true,false,process`` the episode-relabelled runs with the reward model on a worker thread
+beside the env loop, without, and in a process of its own fed through shared memory
+(``auto``, the default, is the trainer's own choice: a worker thread when the load average
+leaves a core idle). A reward process loads its model before the clock starts. ``--repeats N`` runs N interleaved rounds and reports medians
 (each run's ratio is to the ground truth of its own round). The script names the CPU and
 the load average before and after, and ends with a Markdown table of each run's steps/s
 and its ratio to ground truth, ready to paste. "CPU us/step" is the process's CPU time
@@ -103,7 +104,7 @@ def warm_up_renderer(env_name: str, frames: int) -> float:
     return time.perf_counter() - start
 
 
-def run(cfg, mode: str, n_envs: int, steps: int, subprocess: bool, overlap: bool | None = None) -> dict:
+def run(cfg, mode: str, n_envs: int, steps: int, subprocess: bool, overlap: bool | str | None = None) -> dict:
     factory = env_factory(cfg.env)
     reward = None
     if mode not in ("ground_truth", "render"):
@@ -115,6 +116,8 @@ def run(cfg, mode: str, n_envs: int, steps: int, subprocess: bool, overlap: bool
         venv = CLIPRewardVecEnvWrapper(venv, reward)
     model = build_agent(cfg.agent, venv, seed=0, device=cfg.device)
     callback = EpisodeRelabeller(reward, overlap=overlap) if mode == "episode" else None
+    if callback is not None:
+        callback.ready()  # a reward process loads its model before the clock starts
     venv.reset()
     start, cpu_start, main_start = time.perf_counter(), time.process_time(), time.thread_time()
     model.learn(steps, callback=callback)
@@ -157,13 +160,15 @@ def main() -> None:
                    help="rounds of all runs, interleaved; the table gives medians (a shared machine's load "
                         "changes between runs)")
     p.add_argument("--overlap", default="auto",
-                   help="episode relabelling with the reward model on a worker thread: true, false, auto (the "
-                        "default: a worker when a core is idle), comma-separated")
+                   help="episode relabelling with the reward model on a worker thread: true, false, process "
+                        "(in a child process), auto (the default: a worker thread when a core is idle), "
+                        "comma-separated")
     args = p.parse_args()
     started = time.perf_counter()
     cores = available_cores()
     renderers = args.renderer.split(",")
-    overlaps = [{"true": True, "false": False}.get(v.strip().lower(), "auto") for v in args.overlap.split(",")]
+    overlaps = [{"true": True, "false": False, "process": "process"}.get(v.strip().lower(), "auto")
+                for v in args.overlap.split(",")]
     print(f"env={args.env} model={args.model} steps={args.steps} cores={cores}")
     print(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs); load average (1/5/15 min) at start: "
           f"{load_average()}")
@@ -192,7 +197,7 @@ def main() -> None:
                         threads = torch_threads(value, workers)
                         torch.set_num_threads(threads)
                         res = run(cfg, mode, n_envs, args.steps, sub,
-                                  overlap=None if overlap == "auto" else bool(overlap))
+                                  overlap={"auto": None, "process": "process"}.get(overlap, overlap))
                         if mode == "ground_truth":
                             base = res["fps"]
                         ratio = res["fps"] / base if base else float("nan")
@@ -254,7 +259,7 @@ def _label(mode: str, renderer: str | None, overlap: bool | str | None) -> str:
              "step": "CLIP online"}[mode]
     details = [renderer] if renderer else []
     if overlap is not None:
-        details.append({True: "overlap", False: "no overlap"}.get(overlap, "overlap auto"))
+        details.append({True: "overlap", False: "no overlap", "process": "reward process"}.get(overlap, "overlap auto"))
     return f"{label} ({', '.join(details)})" if details else label
 
 

@@ -156,3 +156,16 @@ def test_int8_study_plants_outliers_in_every_layernorm_and_rejects_unknown_secti
         if key.endswith("weight"):
             assert len(changed) == 3, key
             torch.testing.assert_close(new[changed], 20.0 * old[changed])
+
+
+def test_int8_study_openvino_section_measures_every_variant_against_torch_fp32(capsys) -> None:
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    study = _script("int8_study")
+    study.main(["--sections", "openvino", "--model", "vlmrm-tiny", "--frame-size", "64x64", "--repeats", "1", "--threads", "1"])
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "×" in line]
+    got = {r[0].lstrip("| "): float(r[2]) for r in rows}
+    assert len(got) == 8 and "fp32" in got
+    assert got["fp32"] > 0.99999  # OpenVINO fp32 ranks the frames as torch fp32 does
+    static = got["static int8, 64 calibration frames"]
+    assert 0.9 < static < 1.0  # quantised: close, not exact

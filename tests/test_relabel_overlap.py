@@ -1,5 +1,6 @@
-"""Episode relabelling with the reward model on a worker thread writes the rewards of the
-sequential path, bit for bit, and they are the CLIP rewards of the stored frames."""
+"""Episode relabelling with the reward model on a worker thread, or in a process of its own,
+writes the rewards of the sequential path, bit for bit, and they are the CLIP rewards of the
+stored frames."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from stable_baselines3 import DQN
 
 import vlmrm
 from vlmrm.agents import EnvFactory, EpisodeRelabeller, make_training_env, resize_uint8
-from vlmrm.agents.relabel import chunk_frames_of, spare_core
+from vlmrm.agents.relabel import TimedReward, chunk_frames_of, spare_core
+from vlmrm.agents.relabel_process import RewardWorkerError
 
 
 class ThreadLog:
@@ -26,19 +28,26 @@ class ThreadLog:
         return self.reward(frames)
 
     def __getattr__(self, name):
+        if name == "reward":  # not yet set (e.g. while unpickling in the reward process)
+            raise AttributeError(name)
         return getattr(self.reward, name)
 
 
-def _train(reward, overlap: bool, chunk_frames: int | None):
+def _train(reward, overlap: bool | str | None, chunk_frames: int | None, timed: bool = False):
     factory = EnvFactory("vlmrm/CartPole-v0", episode_length=15, width=96, height=96)
     venv = make_training_env(factory, 3, seed=1, render_frames=True)
     model = DQN("MlpPolicy", venv, buffer_size=1000, learning_starts=20, train_freq=7, gradient_steps=2,
                 batch_size=8, policy_kwargs={"net_arch": [8]}, seed=0, device="cpu")
     logged = ThreadLog(reward)
-    relabeller = EpisodeRelabeller(logged, overlap=overlap, chunk_frames=chunk_frames)
-    model.learn(total_timesteps=3 * 60, callback=relabeller)
-    relabeller.flush()
-    venv.close()
+    relabeller = EpisodeRelabeller(TimedReward(logged) if timed else logged, overlap=overlap,
+                                   chunk_frames=chunk_frames)
+    try:
+        model.learn(total_timesteps=3 * 60, callback=relabeller)
+        relabeller.flush()
+    finally:
+        venv.close()
+    if timed:
+        logged.stats = relabeller.reward_model.stats
     buffer = model.replay_buffer
     n = buffer.buffer_size if buffer.full else buffer.pos
     return buffer.rewards[:n].copy(), buffer.next_observations[:n].copy(), logged
@@ -109,3 +118,90 @@ def test_default_overlaps_only_with_an_idle_core(tiny_clip, monkeypatch):
         main = threading.get_ident()
         assert any(t != main for t in log.threads) is expected
         assert not np.isnan(rewards).any()
+
+
+def test_relabelling_in_a_process_equals_sequential(tiny_clip):
+    reward = vlmrm.CLIPReward(tiny_clip, goal="pole upright", baseline="pole and cart", alpha=0.5,
+                              batch_size=5)
+    seq, seq_obs, _ = _train(reward, overlap=False, chunk_frames=10)
+    par, par_obs, log = _train(reward, overlap="process", chunk_frames=10, timed=True)
+    assert log.sizes == []  # this process scored nothing: the child's copy did
+    np.testing.assert_array_equal(par_obs, seq_obs)
+    np.testing.assert_array_equal(par, seq)
+    assert not np.isnan(par).any() and np.std(par) > 1e-4
+    assert log.stats.frames == par.size and log.stats.seconds > 0  # the child's work is counted
+
+
+class Broken:
+    """A reward model that fails (picklable, for the child process)."""
+
+    def __call__(self, frames):
+        raise RuntimeError("reward model failed in the child")
+
+
+class Dies:
+    """A reward model whose process dies on its first call."""
+
+    def __call__(self, frames):
+        import os
+
+        os._exit(3)
+
+
+def _learn_with(reward, frames: int = 40):
+    factory = EnvFactory("vlmrm/CartPole-v0", episode_length=15, width=64, height=64)
+    venv = make_training_env(factory, 2, seed=1, render_frames=True)
+    model = DQN("MlpPolicy", venv, buffer_size=1000, learning_starts=20, train_freq=7,
+                policy_kwargs={"net_arch": [8]}, seed=0, device="cpu")
+    try:
+        model.learn(total_timesteps=frames, callback=EpisodeRelabeller(reward, frame_size=32, chunk_frames=4,
+                                                                       overlap="process"))
+    finally:
+        venv.close()
+
+
+def test_a_failing_reward_in_the_process_reaches_the_training_loop():
+    with pytest.raises(RewardWorkerError, match="reward model failed in the child"):
+        _learn_with(Broken())
+
+
+def test_a_reward_process_that_dies_is_one_error():
+    with pytest.raises(RewardWorkerError, match=r"process stopped \(exit code 3\)"):
+        _learn_with(Dies())
+
+
+def test_an_unknown_overlap_is_refused(tiny_clip):
+    with pytest.raises(vlmrm.errors.ConfigError, match="overlap must be"):
+        EpisodeRelabeller(vlmrm.CLIPReward(tiny_clip, goal="pole upright"), overlap="fork")
+
+
+def test_training_with_the_reward_in_a_process_stores_the_rewards_of_the_main_thread(tmp_path, monkeypatch):
+    from vlmrm.agents import latest_checkpoint, load_replay_buffer
+    from vlmrm.agents.relabel_process import ProcessScorer
+    from vlmrm.train import main as train_main
+
+    children = []
+    start = ProcessScorer.start
+
+    def counted(self):
+        start(self)
+        children.append(self._proc.pid)
+
+    monkeypatch.setattr(ProcessScorer, "start", counted)
+
+    def buffer(worker: str):
+        out = tmp_path / worker
+        argv = ["env=CartPole", "reward=tiny", "total_steps=160", "agent.learning_starts=40",
+                "agent.train_freq=10", "agent.gradient_steps=2", "checkpoint_every=160", "eval.every=0",
+                "seed=3", f"reward.relabel_worker={worker}", f"out={out}", "progress=false"]
+        assert train_main(argv) == 0
+        (run,) = [p for p in out.iterdir() if p.is_dir()]
+        return load_replay_buffer(latest_checkpoint(run).replay_buffer_path)
+
+    off = buffer("off")
+    assert children == []
+    process = buffer("process")
+    assert len(set(children)) >= 1  # scored in a child process
+    assert process.pos == off.pos == 20  # 160 steps of 8 sub-envs
+    np.testing.assert_array_equal(process.rewards[:20], off.rewards[:20])
+    assert not np.isnan(process.rewards[:20]).any() and np.std(process.rewards[:20]) > 1e-5

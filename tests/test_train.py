@@ -139,6 +139,8 @@ BAD = [
     (["seed=abc"], "seed"),
     (["oops"], "key=value"),
     (["env=Humanoid", "agent=ppo", "reward=tiny", "reward.relabel=episode"], "off-policy"),
+    (["reward=tiny", "reward.relabel_worker=fork"], "reward.relabel_worker"),
+    (["reward=tiny", "reward.distributed=true", "reward.relabel_worker=process"], "collectives"),
     (["resume=/nonexistent/run"], "config.yaml"),
 ]
 

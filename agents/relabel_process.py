@@ -1,0 +1,260 @@
+"""Episode relabelling with the reward model in a process of its own.
+
+A worker *thread* only overlaps the reward model with the env loop while the model runs in
+long GIL-free kernels. A small model (``vlmrm-tiny``, or any tower that takes a fraction of a
+millisecond per frame) spends much of its time in Python between short kernels, and a
+Python env loop holds the GIL the rest of the time, so the two threads take turns
+(``benchmarks/RESULTS.md``, "Training share"). Here the model runs in a child process on a
+core of its own:
+
+* the frames of committed steps are copied into a ring of shared memory (full size, as
+  rendered) — the only per-step work left on the env loop;
+* each complete chunk of ``chunk`` frames is handed to the child as a few integers on a
+  pipe; the child resizes the chunk to the CLIP input size and scores it with its own copy
+  of the reward model (pickled once at start), and sends the rewards back;
+* a chunk's ring slot is reused only after its rewards arrived, so the ring bounds memory.
+
+The chunks are those of the in-process scorer (chunk ``k`` is frames ``[k * chunk,
+(k + 1) * chunk)`` since the last :meth:`take`, the rest scored at :meth:`take`), and the
+child makes the same calls on the same frames, so the rewards are identical
+(``tests/test_relabel_overlap.py``). The child ignores SIGINT: a Ctrl-C at the terminal
+reaches the whole process group, and the trainer's graceful stop, not the child, decides
+what happens; a child that dies is reported as one error at the next hand-over.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import pickle
+import signal
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.shared_memory import SharedMemory
+from typing import NoReturn
+
+import numpy as np
+import torch
+
+from vlmrm.agents.relabel import TimedReward, _ChunkScorer
+from vlmrm.errors import VLMRMError
+
+#: Chunk slots in the shared-memory ring (each ``chunk`` full-size frames).
+RING_CHUNKS = 8
+#: Frames per hand-over by default (at most): small enough that little is left to score
+#: when a rollout ends, large enough for the tower's batches.
+PROCESS_CHUNK_FRAMES = 64
+#: Seconds the child may take to start (spawn, imports, unpickling the reward model).
+START_TIMEOUT_S = 600.0
+
+
+class RewardWorkerError(VLMRMError):
+    """The reward model's process failed or stopped."""
+
+
+def _serve(conn, model_bytes: bytes, frame_size: int | None, resize_mode: str, threads: int) -> None:
+    """The child: load the reward model, then score the ring slots the parent names."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    shm = ring = None
+    try:
+        import torch
+
+        # The parent's thread policy (a fresh process would take one thread per core, and
+        # its idle OpenMP threads would spin on the core the env loop runs on).
+        torch.set_num_threads(threads)
+        from vlmrm.agents.relabel import resize_uint8
+        from vlmrm.reward import score_frames
+
+        reward_model = pickle.loads(model_bytes)
+        conn.send(("ready",))
+        while True:
+            msg = conn.recv()
+            if msg[0] == "stop":
+                break
+            if msg[0] == "ring":  # the parent's ring, created once the frame size is known
+                shm = SharedMemory(name=msg[1])
+                ring = np.ndarray(msg[2], dtype=np.uint8, buffer=shm.buf)
+                continue
+            _, start, count = msg
+            begin = time.perf_counter()
+            frames = resize_uint8(ring[start : start + count], frame_size, resize_mode)
+            rewards = np.asarray(score_frames(reward_model, frames))
+            conn.send(("rewards", rewards, time.perf_counter() - begin))
+    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+        pass
+    except BaseException:  # noqa: BLE001 - the parent raises it, with the child's traceback
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except (OSError, BrokenPipeError):
+            pass
+    finally:
+        ring = None
+        if shm is not None:
+            shm.close()
+
+
+class ProcessScorer(_ChunkScorer):
+    """The in-process chunk scorer's interface, with the reward model in a child process."""
+
+    def __init__(self, reward_model: Callable, frame_size: int | None, resize_mode: str,
+                 capacity: int, chunk: int) -> None:
+        # The parent's store only serves the shape checks: its pages are never touched.
+        super().__init__(reward_model, frame_size, resize_mode, capacity, chunk, overlap=False)
+        self.overlap = "process"
+        self._shm: SharedMemory | None = None
+        self._ring: np.ndarray | None = None
+        self._proc = None
+        self._conn = None
+        self._written = 0  # frames written since the last take
+        self._sent = 0  # of which handed to the child
+        self._in_flight: deque[int] = deque()  # ring slots sent and not answered, in order
+        self._ready = False
+        self.start()
+
+    # -- the scorer interface -----------------------------------------------------------
+    def add(self, frames: list[np.ndarray], slot: int) -> None:
+        """Copy a committed step's frames into the ring; hand over each complete chunk."""
+        if self._ring is None:
+            self._start(np.shape(frames[0]))
+        for frame in frames:
+            if np.shape(frame) != self._ring.shape[1:]:
+                raise RewardWorkerError(
+                    f"frames changed size from {self._ring.shape[1:]} to {np.shape(frame)} during "
+                    "training; render every sub-env at one size"
+                )
+            k, offset = divmod(self._written, self.chunk)
+            ring_slot = k % RING_CHUNKS
+            if offset == 0:
+                while len(self._in_flight) >= RING_CHUNKS:  # the slot's last chunk is still out
+                    self._receive()
+            self._ring[ring_slot * self.chunk + offset] = frame
+            self._written += 1
+            if offset == self.chunk - 1:
+                self._send(ring_slot, self.chunk)
+
+    def wait(self) -> None:
+        """Block until every chunk handed over is scored."""
+        while self._in_flight:
+            self._receive()
+
+    def take(self, n_frames: int) -> np.ndarray:
+        if self._written != n_frames:
+            raise RuntimeError(f"{self._written} frames stored, {n_frames} expected")
+        rest = self._written - self._sent
+        if rest:
+            self._send((self._sent // self.chunk) % RING_CHUNKS, rest)
+        self.wait()
+        parts, self._rewards = self._rewards, []
+        self._written = self._sent = 0
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def close(self) -> None:
+        """Finish the chunks handed over, stop the child and free the ring."""
+        try:
+            if self._proc is not None and self._proc.is_alive():
+                self.wait()
+        finally:
+            self._stop()
+
+    # -- the child ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the child (it loads the reward model while the caller goes on)."""
+        if self._proc is not None:
+            return
+        timed = isinstance(self.reward_model, TimedReward)  # its time is counted here, not there
+        model = self.reward_model.reward_model if timed else self.reward_model
+        # spawn, not fork: the parent has torch's (and possibly OpenMP's) threads running.
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=_serve, name="vlmrm-reward",
+            args=(child, pickle.dumps(model), self.frame_size, self.resize_mode, torch.get_num_threads()),
+            daemon=True,
+        )
+        self._proc.start()
+        child.close()
+        self._ready = False
+
+    def ready(self) -> None:
+        """Block until the child has loaded the reward model (raising what stopped it)."""
+        self.start()
+        if self._ready:
+            return
+        if not self._conn.poll(START_TIMEOUT_S):
+            self._stop()
+            raise RewardWorkerError(f"the reward model's process did not start within {START_TIMEOUT_S:.0f} s")
+        self._check(self._conn_recv())
+        self._ready = True
+
+    def _start(self, frame_shape: tuple[int, ...]) -> None:
+        self.ready()
+        ring_shape = (RING_CHUNKS * self.chunk, *frame_shape)
+        self._shm = SharedMemory(create=True, size=int(np.prod(ring_shape)))
+        self._ring = np.ndarray(ring_shape, dtype=np.uint8, buffer=self._shm.buf)
+        try:
+            self._conn.send(("ring", self._shm.name, ring_shape))
+        except (BrokenPipeError, OSError):
+            self._died()
+
+    def _send(self, ring_slot: int, count: int) -> None:
+        try:
+            self._conn.send(("score", ring_slot * self.chunk, count))
+        except (BrokenPipeError, OSError):
+            self._died()
+        self._in_flight.append(ring_slot)
+        self._sent += count
+
+    def _receive(self) -> None:
+        msg = self._check(self._conn_recv())
+        self._in_flight.popleft()
+        _, rewards, seconds = msg
+        self._rewards.append(rewards)
+        if isinstance(self.reward_model, TimedReward):  # count the child's work as its own
+            self.reward_model.stats.frames += len(rewards)
+            self.reward_model.stats.seconds += seconds
+
+    def _conn_recv(self) -> tuple:  # noqa: RET503 - _died raises
+        try:
+            return self._conn.recv()
+        except (EOFError, OSError):
+            self._died()
+
+    def _check(self, msg: tuple) -> tuple:
+        if msg[0] == "error":
+            self._stop()
+            raise RewardWorkerError(f"the reward model failed in its process:\n{msg[1]}")
+        return msg
+
+    def _died(self) -> NoReturn:
+        code = None
+        if self._proc is not None:
+            self._proc.join(timeout=10)  # the pipe closes a moment before the exit is reaped
+            code = self._proc.exitcode
+        self._stop()
+        raise RewardWorkerError(
+            f"the reward model's process stopped (exit code {code}); the frames it had not "
+            "scored are lost with this run's last rollout: resume from the last checkpoint"
+        )
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                if proc.is_alive():
+                    self._conn.send(("stop",))
+            except (BrokenPipeError, OSError):
+                pass
+            # The child exits by itself on "stop" (an interpreter with torch takes a moment
+            # to exit, which training need not wait for); multiprocessing reaps it, and a
+            # child still there when this process exits is stopped with it (daemon).
+            mp.active_children()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._ring = None
+        if self._shm is not None:
+            self._shm.close()
+            self._shm.unlink()
+            self._shm = None
+        self._in_flight.clear()
