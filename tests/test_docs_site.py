@@ -116,11 +116,15 @@ def test_the_api_index_lists_every_public_name():
 
 
 def _contract_pairs() -> list[tuple[str, str]]:
-    """(importer, imported) of every contract, read here independently of the hook, with the
-    wildcard left out and a package's pairing with its own entry point skipped."""
+    """(importer, imported) of every ``forbidden`` contract, read here independently of the
+    hook, with the wildcard left out and a package's pairing with its own entry point skipped
+    (``layers`` and ``independence`` contracts order modules inside one package: the page
+    lists them under the diagram)."""
     contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
     pairs = []
     for c in contracts:
+        if c.get("type", "forbidden") != "forbidden":
+            continue
         for s in c["source_modules"]:
             for f in c["forbidden_modules"]:
                 a = s.removesuffix(".*").removeprefix("vlmrm.")
@@ -174,3 +178,15 @@ def test_sphinx_roles_read_as_code_on_the_site():
     roles = _hook("sphinx_roles")
     html = "see :func:<code>vlmrm.load_clip</code> and :mod:<code>~vlmrm.agents.config</code>; a:b <code>x</code>"
     assert roles.plain_roles(html) == "see <code>vlmrm.load_clip</code> and <code>config</code>; a:b <code>x</code>"
+
+
+def test_the_page_lists_every_layers_contract_top_first():
+    page = (REPO / "docs" / "contributing.md").read_text()
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    stacked = [c for c in contracts if c.get("type") == "layers"]
+    assert stacked
+    for c in stacked:
+        line = next(row for row in page.splitlines() if row.startswith(f"- **{c['name']}**"))
+        line = line.split("**: ", 1)[1]  # the stack, after the contract's name
+        first, last = c["layers"][0].split("|")[0].strip(), c["layers"][-1].split("|")[0].strip()
+        assert line.index(first) < line.index(last), line

@@ -47,6 +47,7 @@ def forbidden_pairs(contracts: list[dict]) -> set[tuple[str, str]]:
     top-level module that is not itself among the contract's forbidden modules; a module
     paired with itself (a package and its own entry point) says nothing about layers.
     """
+    contracts = [c for c in contracts if c.get("type", "forbidden") == "forbidden"]
     named = {module_name(m) for c in contracts for key in ("source_modules", "forbidden_modules")
              for m in c[key] if m != "vlmrm.*"}
     pairs = set()
@@ -129,9 +130,30 @@ def contract_table(contracts: list[dict]) -> str:
         return ", ".join(f"`{p}`" for p in patterns)
 
     rows = ["| contract | these modules | must not import |", "| --- | --- | --- |"]
-    rows += [f"| {c['name']} | {names(c['source_modules'])} | {names(c['forbidden_modules'])} |"
-             for c in contracts]
+    for c in contracts:
+        kind = c.get("type", "forbidden")
+        if kind == "forbidden":
+            rows.append(f"| {c['name']} | {names(c['source_modules'])} | {names(c['forbidden_modules'])} |")
+        elif kind == "layers":
+            rows.append(f"| {c['name']} | {' → '.join(f'`{layer}`' for layer in layer_names(c))} "
+                        "| a layer above its own (`|`: siblings import nothing of each other) |")
+        elif kind == "independence":
+            rows.append(f"| {c['name']} | {names(c['modules'])} | one another |")
     return "\n".join(rows)
+
+
+def layer_names(contract: dict) -> list[str]:
+    """A ``layers`` contract's layers, top first, each named in full (its container prefixed)."""
+    prefix = [f"{c}." for c in contract.get("containers", [])] or [""]
+    return [" | ".join(f"{prefix[0]}{part.strip()}" for part in layer.split("|"))
+            for layer in contract["layers"]]
+
+
+def package_stacks(contracts: list[dict]) -> str:
+    """The ``layers`` contracts, one line each: how the modules inside a package stack."""
+    lines = [f"- **{c['name']}**: " + " → ".join(f"`{layer}`" for layer in layer_names(c))
+             for c in contracts if c.get("type") == "layers"]
+    return "\n".join(["Inside the packages, top first (each layer imports only those below it):", "", *lines]) if lines else ""
 
 
 def render(pyproject: Path = REPO / "pyproject.toml") -> str:
@@ -142,6 +164,8 @@ def render(pyproject: Path = REPO / "pyproject.toml") -> str:
         "```mermaid",
         mermaid(contracts),
         "```",
+        "",
+        package_stacks(contracts),
         "",
         contract_table(contracts),
         END,
