@@ -130,7 +130,8 @@ def test_a_write_killed_before_its_manifest_leaves_no_entry(cache, monkeypatch) 
     assert openvino_backend.counters["convert"] == converted + 1  # the image tower, no warning
 
 
-def test_without_the_extra_one_line_names_it(monkeypatch) -> None:
+def _without_openvino(monkeypatch) -> None:
+    """Make ``import openvino`` fail as it does where the extra is not installed."""
     real_import = builtins.__import__
 
     def blocked(name, *args, **kwargs):
@@ -140,6 +141,10 @@ def test_without_the_extra_one_line_names_it(monkeypatch) -> None:
 
     monkeypatch.delitem(sys.modules, "openvino", raising=False)
     monkeypatch.setattr(builtins, "__import__", blocked)
+
+
+def test_without_the_extra_one_line_names_it(monkeypatch) -> None:
+    _without_openvino(monkeypatch)
     with pytest.raises(ConfigError) as info:
         vlmrm.load_clip("vlmrm-tiny", device="cpu", backend="openvino")
     message = str(info.value)
@@ -149,15 +154,7 @@ def test_without_the_extra_one_line_names_it(monkeypatch) -> None:
 def test_the_command_line_says_the_same_in_one_line(monkeypatch, capsys, tmp_path) -> None:
     from vlmrm.score import main
 
-    real_import = builtins.__import__
-
-    def blocked(name, *args, **kwargs):
-        if name == "openvino" or name.startswith("openvino."):
-            raise ImportError("No module named 'openvino'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.delitem(sys.modules, "openvino", raising=False)
-    monkeypatch.setattr(builtins, "__import__", blocked)
+    _without_openvino(monkeypatch)
     video = tmp_path / "frames"
     video.mkdir()
     status = main([str(video), "goal=a cat", "model=vlmrm-tiny", "device=cpu", "backend=openvino",

@@ -8,11 +8,9 @@ frame sizes other than the default. The largest difference is printed (``-s``).
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from _python import run_python
 
 from vlmrm.envs import make_env
 
@@ -64,18 +62,26 @@ def test_cartpole_numpy_frames_equal_pygame(actions, size):
     assert worst == 0, f"{differing} pixels differ, by up to {worst} grey levels"
 
 
-def test_cartpole_off_frame_states_equal_pygame():
-    """Cart and pole far outside, half outside, and on every border (clipped lines)."""
-    fast = make_env("CartPole", renderer="numpy")
-    ref = make_env("CartPole", renderer="pygame")
+def _assert_states_render_alike(name: str, states: list[tuple[str, list[float]]]) -> None:
+    """Each ``(label, state)`` set on a numpy- and a pygame-rendered env draws the same frame."""
+    fast = make_env(name, renderer="numpy")
+    ref = make_env(name, renderer="pygame")
     for env in (fast, ref):
         env.reset(seed=0)
-    for x in np.linspace(-2.6, 2.6, 27):
-        for theta in (-1.4, -0.3, 0.0, 0.2, 1.5, 3.0):
-            for env in (fast, ref):
-                env.unwrapped.state = np.array([x, 0.0, theta, 0.0])
-            a, b = fast.render(), ref.render()
-            assert np.array_equal(a, b), f"x={x:.2f} theta={theta}: frames differ"
+    for label, state in states:
+        for env in (fast, ref):
+            env.unwrapped.state = np.array(state)
+        assert np.array_equal(fast.render(), ref.render()), f"{label}: frames differ"
+
+
+def test_cartpole_off_frame_states_equal_pygame():
+    """Cart and pole far outside, half outside, and on every border (clipped lines)."""
+    states = [
+        (f"x={x:.2f} theta={theta}", [x, 0.0, theta, 0.0])
+        for x in np.linspace(-2.6, 2.6, 27)
+        for theta in (-1.4, -0.3, 0.0, 0.2, 1.5, 3.0)
+    ]
+    _assert_states_render_alike("CartPole", states)
 
 
 def _random_force(seed: int):
@@ -96,15 +102,8 @@ def test_mountain_car_numpy_frames_equal_pygame(size):
 
 def test_mountain_car_states_along_the_track_equal_pygame():
     """The car everywhere on the hill (every slope), at the flag and at the left wall."""
-    fast = make_env("MountainCar", renderer="numpy")
-    ref = make_env("MountainCar", renderer="pygame")
-    for env in (fast, ref):
-        env.reset(seed=0)
-    for position in np.linspace(-1.2, 0.6, 46):
-        for env in (fast, ref):
-            env.unwrapped.state = np.array([position, 0.0])
-        a, b = fast.render(), ref.render()
-        assert np.array_equal(a, b), f"position={position:.3f}: frames differ"
+    states = [(f"position={p:.3f}", [p, 0.0]) for p in np.linspace(-1.2, 0.6, 46)]
+    _assert_states_render_alike("MountainCar", states)
 
 
 def test_renderer_is_checked():
@@ -121,6 +120,6 @@ def test_numpy_renderer_does_not_import_pygame():
         "    assert frame.shape == (224, 224, 3)\n"
         "print('pygame' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = run_python(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

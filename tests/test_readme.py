@@ -318,11 +318,9 @@ def quick_start_blocks(path: Path = README) -> list[Block]:
     return [b for b in readme_blocks(path) if start < b.line <= end]
 
 
-def test_quick_start_runs_offline_as_written(tmp_path, monkeypatch):
-    """The quick start, exactly as written (sizes included), in an empty folder without weights."""
-    blocks = quick_start_blocks()
-    assert any(b.lang == "python" and not b.needs for b in blocks)
-    assert any(b.lang == "bash" and not b.needs for b in blocks)
+def _run_in_one_folder(blocks: list[Block], tmp_path: Path, monkeypatch, as_written: bool = False) -> Path:
+    """Run ``blocks`` in turn, offline, in the empty folder ``tmp_path/work`` and one namespace,
+    as a reader following the pages would; marked blocks are checked instead. Returns the folder."""
     root = tmp_path / "work"
     root.mkdir()
     monkeypatch.chdir(root)
@@ -333,7 +331,16 @@ def test_quick_start_runs_offline_as_written(tmp_path, monkeypatch):
             with monkeypatch.context() as m:
                 check_marked_block(block, m, tmp_path)
         else:
-            run_block(block, root, namespace, monkeypatch, as_written=True)
+            run_block(block, root, namespace, monkeypatch, as_written=as_written)
+    return root
+
+
+def test_quick_start_runs_offline_as_written(tmp_path, monkeypatch):
+    """The quick start, exactly as written (sizes included), in an empty folder without weights."""
+    blocks = quick_start_blocks()
+    assert any(b.lang == "python" and not b.needs for b in blocks)
+    assert any(b.lang == "bash" and not b.needs for b in blocks)
+    root = _run_in_one_folder(blocks, tmp_path, monkeypatch, as_written=True)
     assert (root / "scores" / "report.html").is_file()
     assert (root / "runs" / "quickstart" / "checkpoints" / "latest.json").is_file()
 
@@ -343,19 +350,9 @@ def test_every_readme_and_docs_block_runs(tmp_path, monkeypatch):
     blocks = doc_blocks()
     assert len(blocks) >= WALKED_BLOCKS and sum(1 for b in blocks if b.needs) >= 20
     assert {b.file for b in blocks} >= {"README.md", "docs/training.md", "docs/tuning.md"}
-    root = tmp_path / "work"
-    root.mkdir()
-    monkeypatch.chdir(root)
-    _offline(monkeypatch, tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    namespace: dict = {"__name__": "__readme__"}
-    for block in blocks:
-        if block.needs:
-            with monkeypatch.context() as m:
-                check_marked_block(block, m, tmp_path)
-        else:
-            run_block(block, root, namespace, monkeypatch)
+    _run_in_one_folder(blocks, tmp_path, monkeypatch)
 
 
 def test_a_broken_readme_command_fails_the_test(tmp_path, monkeypatch):

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import imageio.v3 as iio
 import numpy as np
 import pandas as pd
 import pytest
+from _python import run_python
 
 import vlmrm  # noqa: F401 - before any env (import order, see vlmrm.envs)
 from vlmrm import record as record_cli
@@ -101,7 +100,7 @@ def test_help_and_bad_settings_answer_before_torch(module, bad):
         f"assert main({bad!r}) == 2\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    res = run_python(code)
     assert res.returncode == 0, res.stderr
     assert "settings (key=value" in res.stdout
     errors = [ln for ln in res.stderr.splitlines() if ln.strip()]

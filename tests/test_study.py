@@ -16,13 +16,13 @@ import io
 import json
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _python import run_python
 from _runs import tb_scalars
 from test_report_html import browser  # noqa: F401 - the scoring report's headless Chromium fixture
 
@@ -399,7 +399,7 @@ def test_help_and_a_whole_study_import_no_torch(trained, tmp_path):
         f"assert main(['study', '--help']) == 0; assert main(['study', {str(folder)!r}, 'reps=100']) == 0; "
         "print('torch' in sys.modules)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = run_python(code)
     assert done.returncode == 0, done.stderr
     assert "usage: python -m vlmrm.study [SWEEP ...] key=value" in done.stdout
     assert "python -m vlmrm.study runs/multirun/alpha-sweep" in done.stdout

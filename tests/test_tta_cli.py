@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from _python import run_python
 from _tta import CLASSES, TINY, karpathy_split, make_class_folders
 
 from vlmrm.cli.args import parse_settings
@@ -218,7 +219,7 @@ def test_help_and_bad_settings_do_not_import_torch():
         "assert main(['task=classify', 'data=x', 'mode=text']) == 2\n"
         "assert 'torch' not in sys.modules\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    res = run_python(code)
     assert res.returncode == 0, res.stderr
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 2 and "unknown setting 'nonsense'" in errors[0]
