@@ -11,14 +11,14 @@ from dataclasses import dataclass, replace
 
 from vlmrm.errors import ConfigError
 from vlmrm.policy_gradient import ADVANTAGES
-from vlmrm.tta.core.settings import check_ema, check_fraction, check_k
+from vlmrm.tta.core.settings import EmaSettings, check_ema, check_fraction, check_k
 
 #: Captioning: the K captions of a step come from beam search (K beams) or nucleus sampling.
 DECODINGS = ("beam", "nucleus")
 
 
 @dataclass
-class CaptionSettings:
+class CaptionSettings(EmaSettings):
     """RLCF captioning settings; the defaults are the paper's (COCO→Flickr30k, ViT-B/16 policy).
 
     COCO→NoCaps uses ``k=6`` and ``lr=3e-6``. Mixed precision follows the captioner's CLIP.
@@ -32,10 +32,6 @@ class CaptionSettings:
     top_p: float = 0.92
     final_beams: int = 5
     advantage: str = "mean"
-    ema: bool = False
-    ema_momentum: float = 0.9998
-    ema_every: int = 64
-    ema_weight: float = 1.0
 
     def validated(self) -> CaptionSettings:
         """A checked copy; raises :class:`ConfigError` on a bad value."""

@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from vlmrm.errors import ConfigError
-from vlmrm.tta.core.settings import check_ema, check_fraction, check_k, check_rlcf_settings
+from vlmrm.tta.core.settings import (
+    EmaSettings,
+    check_ema,
+    check_fraction,
+    check_k,
+    check_rlcf_settings,
+)
 
 #: Classification adapts the prompt context or the image tower.
 MODES = ("prompt", "image")
@@ -21,7 +27,7 @@ DEFAULT_LR = {"prompt": 7e-3, "image": 1e-5}
 
 
 @dataclass
-class ClassifySettings:
+class ClassifySettings(EmaSettings):
     """RLCF classification settings; the defaults are the paper's (ViT-B/16 policy).
 
     Mixed precision is the policy's: load it with ``precision="amp"`` to adapt under
@@ -42,10 +48,6 @@ class ClassifySettings:
     ctx_init: str = "a photo of a"
     template: str = "a photo of a {}."
     image_params: str = "all"
-    ema: bool = False
-    ema_momentum: float = 0.9998
-    ema_every: int = 64
-    ema_weight: float = 1.0
     objective: str = "rlcf"
 
     def validated(self) -> ClassifySettings:

@@ -10,6 +10,7 @@ command refuses a bad value before torch is imported.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from vlmrm.errors import ConfigError
@@ -51,6 +52,20 @@ def check_k(k: Any) -> None:
         raise ConfigError(f"k must be >= 2 (the baseline is the mean over the k samples), got {k}")
 
 
+@dataclass
+class EmaSettings:
+    """The moving-average start weights every task can adapt from (see :class:`vlmrm.tta.core.episodic.ResetState`).
+
+    One set of fields for classification, retrieval and captioning, so the three read and
+    check them alike; the task dataclasses inherit them.
+    """
+
+    ema: bool = False
+    ema_momentum: float = 0.9998
+    ema_every: int = 64
+    ema_weight: float = 1.0
+
+
 def check_ema(ema: bool, momentum: float, every: int, weight: float) -> None:
     """The moving-average start weights' settings (checked only when ``ema`` is on)."""
     if not ema:
@@ -65,6 +80,7 @@ def check_ema(ema: bool, momentum: float, every: int, weight: float) -> None:
 
 __all__ = [
     "ADVANTAGES",
+    "EmaSettings",
     "PARAM_GROUPS",
     "SAMPLING",
     "check_ema",

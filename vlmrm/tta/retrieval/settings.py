@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from vlmrm.errors import ConfigError
-from vlmrm.tta.core.settings import check_ema, check_k, check_rlcf_settings
+from vlmrm.tta.core.settings import EmaSettings, check_ema, check_k, check_rlcf_settings
 
 #: Retrieval direction: image→text adapts the image tower, text→image the text tower.
 DIRECTIONS = ("i2t", "t2i")
@@ -29,7 +29,7 @@ def normalize_direction(direction: str) -> str:
 
 
 @dataclass
-class RetrieveSettings:
+class RetrieveSettings(EmaSettings):
     """RLCF retrieval settings; the defaults are the paper's (Flickr30k, ViT-B/16 policy).
 
     Mixed precision is the policy's, as for :class:`ClassifySettings`.
@@ -43,10 +43,6 @@ class RetrieveSettings:
     sampling: str = "topk"
     advantage: str = "mean"
     params: str = "all"
-    ema: bool = False
-    ema_momentum: float = 0.9998
-    ema_every: int = 64
-    ema_weight: float = 1.0
 
     def validated(self) -> RetrieveSettings:
         """A copy with ``direction`` normalised and ``k`` filled in; raises :class:`ConfigError`."""
