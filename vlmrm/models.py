@@ -269,17 +269,8 @@ class ClipModel:
         without touching the module: adapted copies in TTA, ``torch.func`` transforms.
         """
         x = x.to(self.dtype)
-        if self._image_engine is not None:
-            self._check_inference(params)
-            emb = self._image_engine(x).float()
-            return emb / emb.norm(dim=-1, keepdim=True) if normalize else emb
-        with self._autocast():
-            if params:
-                emb = _call_with(self.model, "encode_image", params, x)
-            else:
-                emb = (self._compiled_encoder or self.model.encode_image)(x)
-        emb = emb.float()
-        return emb / emb.norm(dim=-1, keepdim=True) if normalize else emb
+        encode = self._compiled_encoder or self.model.encode_image
+        return self._tower(self._image_engine, "encode_image", encode, x, params, normalize)
 
     def text_features(
         self,
@@ -289,15 +280,27 @@ class ClipModel:
         normalize: bool = True,
     ) -> torch.Tensor:
         """Text tower on token ids ``(N, L)`` (:meth:`tokenize`), with gradients; see :meth:`image_features`."""
-        if self._text_engine is not None:
+        return self._tower(
+            self._text_engine, "encode_text", self.model.encode_text, tokens, params, normalize
+        )
+
+    def _tower(
+        self,
+        engine: Callable[[torch.Tensor], torch.Tensor] | None,
+        method: str,
+        encode: Callable[[torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        params: dict[str, torch.Tensor] | None,
+        normalize: bool,
+    ) -> torch.Tensor:
+        """One tower's float32 embeddings: the OpenVINO ``engine`` when there is one, else
+        ``encode`` under autocast, or the model's ``method`` with ``params`` swapped in."""
+        if engine is not None:
             self._check_inference(params)
-            emb = self._text_engine(tokens).float()
+            emb = engine(x).float()
             return emb / emb.norm(dim=-1, keepdim=True) if normalize else emb
         with self._autocast():
-            if params:
-                emb = _call_with(self.model, "encode_text", params, tokens)
-            else:
-                emb = self.model.encode_text(tokens)
+            emb = _call_with(self.model, method, params, x) if params else encode(x)
         emb = emb.float()
         return emb / emb.norm(dim=-1, keepdim=True) if normalize else emb
 

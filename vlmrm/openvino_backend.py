@@ -168,26 +168,17 @@ class _Entry:
         atomic_write_json(self.manifest, meta)
 
 
-class _ImageTower(torch.nn.Module):
-    """``encode_image`` as a module's forward, for ``torch.export``."""
+class _Tower(torch.nn.Module):
+    """One of the model's encoders (``encode_image``, ``encode_text``) as a module's forward,
+    for ``torch.export``."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, method: str) -> None:
         super().__init__()
         self.model = model
+        self.method = method
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(x)
-
-
-class _TextTower(torch.nn.Module):
-    """``encode_text`` as a module's forward, for ``torch.export``."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_text(tokens)
+        return getattr(self.model, self.method)(x)
 
 
 def _convert(ov: Any, tower: torch.nn.Module, example: torch.Tensor, name: str) -> Any:
@@ -364,7 +355,7 @@ def build_towers(
     def text_tower_now() -> OpenVINOTower:
         text = cached(
             "text", context_length, "fp32", text_digest,
-            lambda: _convert(ov, _TextTower(model), tokens, f"{name}'s text tower"),
+            lambda: _convert(ov, _Tower(model, "encode_text"), tokens, f"{name}'s text tower"),
         )
         return OpenVINOTower(ov, text, threads, integer_input=True)
 
@@ -372,7 +363,7 @@ def build_towers(
     example = torch.zeros((2, 3, image_size, image_size))
     fp32 = cached(
         "image", image_size, "fp32", visual_digest,
-        lambda: _convert(ov, _ImageTower(model), example, f"{name}'s image tower"),
+        lambda: _convert(ov, _Tower(model, "encode_image"), example, f"{name}'s image tower"),
     )
     if precision == "fp32":
         return OpenVINOTower(ov, fp32, threads), text_tower
