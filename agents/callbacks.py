@@ -30,6 +30,27 @@ def _crossed(previous: int, now: int, every: int) -> bool:
     return every > 0 and now // every > previous // every
 
 
+class _Periodic(BaseCallback):
+    """A callback that acts every ``every`` env steps, counted from the step its training
+    started at (a resumed run keeps its schedule)."""
+
+    def __init__(self, every: int) -> None:
+        super().__init__()
+        self.every = int(every)
+        self._last = 0
+
+    def _on_training_start(self) -> None:
+        self._last = self.model.num_timesteps
+
+    def _due(self) -> bool:
+        """Whether a multiple of ``every`` was crossed since the last action (now marked done)."""
+        now = self.model.num_timesteps
+        if not _crossed(self._last, now, self.every):
+            return False
+        self._last = now
+        return True
+
+
 class StopOnSignal(BaseCallback):
     """End ``learn`` at the next step after SIGINT/SIGTERM, or exactly at ``total_steps``.
 
@@ -145,7 +166,7 @@ class EpisodeStats(BaseCallback):
             self.logger.record("reward/frames", stats.frames)
 
 
-class EvalVideo(BaseCallback):
+class EvalVideo(_Periodic):
     """Every ``every`` env steps: deterministic episodes on ``env``, an mp4, eval metrics.
 
     Writes ``<video_dir>/step_<N>.mp4`` and logs ``eval/gt_return``, ``eval/clip_return``,
@@ -173,26 +194,19 @@ class EvalVideo(BaseCallback):
         on_eval: Callable | None = None,
         record: str | Path | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(every)
         self.on_eval = on_eval  # on_eval(model, summary) after each evaluation (e.g. agents.best.BestAgent)
         self.env = env
-        self.every = int(every)
         self.n_episodes = int(episodes)
         self.video_dir = Path(video_dir) if video_dir is not None else None
         self.reward_model = reward_model
         self.fps = fps
         self.seed = seed
         self.record = Path(record) if record is not None else None
-        self._last = 0
         self.videos: list[Path] = []
 
-    def _on_training_start(self) -> None:
-        self._last = self.model.num_timesteps
-
     def _on_step(self) -> bool:
-        now = self.model.num_timesteps
-        if self.n_episodes > 0 and _crossed(self._last, now, self.every):
-            self._last = now
+        if self.n_episodes > 0 and self._due():
             self.evaluate()
         return True
 
@@ -243,7 +257,7 @@ def relabeller_state(relabeller: EpisodeRelabeller | None) -> dict:
     return {"relabeller": {"relabelled": int(relabeller.relabelled), "flushes": int(relabeller.flushes)}}
 
 
-class PeriodicCheckpoint(BaseCallback):
+class PeriodicCheckpoint(_Periodic):
     """Save a checkpoint every ``every`` env steps, at the start of a rollout; keep ``keep``.
 
     At a rollout's start every collected transition is stored, relabelled and trained
@@ -253,21 +267,14 @@ class PeriodicCheckpoint(BaseCallback):
     def __init__(
         self, run_dir: str | Path, every: int, relabeller: EpisodeRelabeller | None = None, keep: int = 0
     ) -> None:
-        super().__init__()
+        super().__init__(every)
         self.run_dir = Path(run_dir)
-        self.every = int(every)
         self.keep = int(keep)
         self.relabeller = relabeller
-        self._last = 0
         self.saved: list[dict] = []
 
-    def _on_training_start(self) -> None:
-        self._last = self.model.num_timesteps
-
     def _on_rollout_start(self) -> None:
-        now = self.model.num_timesteps
-        if _crossed(self._last, now, self.every):
-            self._last = now
+        if self._due():
             if self.relabeller is not None:
                 self.relabeller.flush()
             self.saved.append(
