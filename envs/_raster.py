@@ -627,6 +627,21 @@ def _aalines(canvas: Canvas, points: list[tuple[float, float]], color: Color) ->
         _aaline(canvas, color, *cur, disable, False, extra)
 
 
+def _clip_rows(low_x, low_y, high_x, high_y, gradient, clip_top, clip_bottom):
+    """A segment cut to the rows ``(clip_top, clip_bottom)``, its ``low`` end the one of
+    smaller y, in float32 as pygame-ce does; ``None`` when it lies wholly outside."""
+    f32 = np.float32
+    if high_y <= clip_top or low_y >= clip_bottom:
+        return None
+    if low_y < clip_top:
+        low_x = f32(low_x + (clip_top - low_y) / gradient)
+        low_y = clip_top
+    if high_y > clip_bottom:
+        high_x = f32(high_x + (clip_bottom - high_y) / gradient)
+        high_y = clip_bottom
+    return low_x, low_y, high_x, high_y
+
+
 def _aaline(canvas: Canvas, color: Color, from_x, from_y, to_x, to_y,
             disable_first: bool, disable_second: bool, extra: bool) -> None:
     """pygame-ce's ``draw_aaline`` (Xiaolin Wu, float32), one segment."""
@@ -666,23 +681,15 @@ def _aaline(canvas: Canvas, color: Color, from_x, from_y, to_x, to_y,
         to_y = f32(to_y + gradient * (clip_right - to_x))
         to_x = clip_right
     if gradient > 0:
-        if to_y <= clip_top or from_y >= clip_bottom:
+        clipped = _clip_rows(from_x, from_y, to_x, to_y, gradient, clip_top, clip_bottom)
+        if clipped is None:
             return
-        if from_y < clip_top:
-            from_x = f32(from_x + (clip_top - from_y) / gradient)
-            from_y = clip_top
-        if to_y > clip_bottom:
-            to_x = f32(to_x + (clip_bottom - to_y) / gradient)
-            to_y = clip_bottom
+        from_x, from_y, to_x, to_y = clipped
     else:
-        if from_y <= clip_top or to_y >= clip_bottom:
+        clipped = _clip_rows(to_x, to_y, from_x, from_y, gradient, clip_top, clip_bottom)
+        if clipped is None:
             return
-        if to_y < clip_top:
-            to_x = f32(to_x + (clip_top - to_y) / gradient)
-            to_y = clip_top
-        if from_y > clip_bottom:
-            from_x = f32(from_x + (clip_bottom - from_y) / gradient)
-            from_y = clip_bottom
+        to_x, to_y, from_x, from_y = clipped
     from_y = f32(from_y + f32(1))
     to_y = f32(to_y + f32(1))
 
