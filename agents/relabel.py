@@ -314,7 +314,7 @@ class EpisodeRelabeller(BaseCallback):
         # arrive), so scoring reads views of it: no per-step arrays to concatenate, and
         # peak memory stays at what is stored.
         chunk = chunk_frames or chunk_frames_of(reward_model)
-        if overlap not in (None, True, False, "thread", "process"):
+        if overlap not in (*RELABEL_OVERLAP.values(), "thread"):
             raise ConfigError(f"overlap must be True/'thread', 'process', False or None, got {overlap!r}")
         if overlap == "process":
             from vlmrm.agents.relabel_process import PROCESS_CHUNK_FRAMES, ProcessScorer

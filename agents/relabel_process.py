@@ -14,10 +14,11 @@ core of its own:
   of the reward model (pickled once at start), and sends the rewards back;
 * a chunk's ring slot is reused only after its rewards arrived, so the ring bounds memory.
 
-The chunks are those of the in-process scorer (chunk ``k`` is frames ``[k * chunk,
-(k + 1) * chunk)`` since the last :meth:`take`, the rest scored at :meth:`take`), and the
-child makes the same calls on the same frames, so the rewards are identical
-(``tests/test_relabel_overlap.py``). The child ignores SIGINT: a Ctrl-C at the terminal
+The chunks follow the in-process scorer's rule (chunk ``k`` is frames ``[k * chunk,
+(k + 1) * chunk)`` since the last :meth:`take`, the rest scored at :meth:`take`); with the
+same ``chunk_frames`` the child makes the same calls on the same frames, so the rewards are
+identical (``tests/test_relabel_overlap.py``). By default the hand-overs are smaller than
+one large tower batch (:data:`PROCESS_CHUNK_FRAMES`). The child ignores SIGINT: a Ctrl-C at the terminal
 reaches the whole process group, and the trainer's graceful stop, not the child, decides
 what happens; a child that dies is reported as one error at the next hand-over.
 """
@@ -37,8 +38,9 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from vlmrm.agents.relabel import TimedReward, _ChunkScorer
+from vlmrm.agents.relabel import TimedReward, _ChunkScorer, resize_uint8
 from vlmrm.errors import VLMRMError
+from vlmrm.reward import score_frames
 
 #: Chunk slots in the shared-memory ring (each ``chunk`` full-size frames).
 RING_CHUNKS = 8
@@ -58,14 +60,9 @@ def _serve(conn, model_bytes: bytes, frame_size: int | None, resize_mode: str, t
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     shm = ring = None
     try:
-        import torch
-
         # The parent's thread policy (a fresh process would take one thread per core, and
         # its idle OpenMP threads would spin on the core the env loop runs on).
         torch.set_num_threads(threads)
-        from vlmrm.agents.relabel import resize_uint8
-        from vlmrm.reward import score_frames
-
         reward_model = pickle.loads(model_bytes)
         conn.send(("ready",))
         while True:
@@ -116,7 +113,7 @@ class ProcessScorer(_ChunkScorer):
     def add(self, frames: list[np.ndarray], slot: int) -> None:
         """Copy a committed step's frames into the ring; hand over each complete chunk."""
         if self._ring is None:
-            self._start(np.shape(frames[0]))
+            self._open_ring(np.shape(frames[0]))
         for frame in frames:
             if np.shape(frame) != self._ring.shape[1:]:
                 raise RewardWorkerError(
@@ -187,7 +184,8 @@ class ProcessScorer(_ChunkScorer):
         self._check(self._conn_recv())
         self._ready = True
 
-    def _start(self, frame_shape: tuple[int, ...]) -> None:
+    def _open_ring(self, frame_shape: tuple[int, ...]) -> None:
+        """Create the shared ring for frames of this shape and hand it to the child."""
         self.ready()
         ring_shape = (RING_CHUNKS * self.chunk, *frame_shape)
         self._shm = SharedMemory(create=True, size=int(np.prod(ring_shape)))

@@ -319,9 +319,7 @@ def section_openvino(args: argparse.Namespace, clip: vlmrm.ClipModel, x: torch.T
     compiled = {}
     for name, (model, extra) in candidates.items():
         # the configuration OpenVINOTower compiles with, plus the candidate's own keys
-        config = {"INFERENCE_NUM_THREADS": args.threads, "INFERENCE_PRECISION_HINT": "f32",
-                  "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False, **extra}
-        compiled[name] = core.compile_model(model, "CPU", config)
+        compiled[name] = core.compile_model(model, "CPU", {**ovb.compile_config(args.threads), **extra})
     batch = x[:64].numpy()
     secs = interleaved({n: (lambda c=c: c(batch)) for n, c in compiled.items()}, args.repeats)
     rows = []

@@ -230,19 +230,23 @@ def shared_core(ov: Any) -> Any:
     return _CORE
 
 
+def compile_config(threads: int) -> dict[str, Any]:
+    """The CPU plugin's settings for a tower: fp32 arithmetic, ``threads`` threads, latency."""
+    return {
+        "INFERENCE_NUM_THREADS": int(threads),
+        "INFERENCE_PRECISION_HINT": "f32",
+        "PERFORMANCE_HINT": "LATENCY",
+        # No pinning: a thread pinned to a core another process keeps busy cannot move.
+        "ENABLE_CPU_PINNING": False,
+    }
+
+
 class OpenVINOTower:
     """A compiled OpenVINO tower called like a torch module: tensor in, float32 tensor out."""
 
     def __init__(self, ov: Any, model: Any, threads: int, integer_input: bool = False) -> None:
         core = shared_core(ov)
-        config = {
-            "INFERENCE_NUM_THREADS": int(threads),
-            "INFERENCE_PRECISION_HINT": "f32",
-            "PERFORMANCE_HINT": "LATENCY",
-            # No pinning: a thread pinned to a core another process keeps busy cannot move.
-            "ENABLE_CPU_PINNING": False,
-        }
-        self.compiled = core.compile_model(model, "CPU", config)
+        self.compiled = core.compile_model(model, "CPU", compile_config(threads))
         self.request = self.compiled.create_infer_request()
         self.threads = int(threads)
         self.integer_input = integer_input
