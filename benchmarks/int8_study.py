@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import importlib.util
 import platform
 import sys
 import time
@@ -65,14 +64,13 @@ GOAL, BASELINE, ALPHA = "a humanoid robot kneeling", "a humanoid robot", 0.5
 
 
 def _throughput_module():
-    """``benchmarks/reward_throughput.py`` (its frame maker and FLOP counter), loaded by path."""
-    name = "reward_throughput"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """``benchmarks/reward_throughput.py`` (its frame maker and FLOP counter), imported by name
+    from this script's folder (which is not on ``sys.path`` when the script runs under runpy)."""
+    if str(Path(__file__).parent) not in sys.path:
+        sys.path.insert(0, str(Path(__file__).parent))
+    import reward_throughput
+
+    return reward_throughput
 
 
 #: A candidate whose warm-up call takes longer than this is timed by that call alone.
@@ -288,7 +286,7 @@ def section_openvino(args: argparse.Namespace, clip: vlmrm.ClipModel, x: torch.T
     reward = vlmrm.CLIPReward(clip, goal=GOAL, baseline=BASELINE, alpha=ALPHA)
     ref = rewards(clip, x)
     size = clip.image_size
-    fp32 = ovb._convert(ov, ovb._ImageTower(clip.model), torch.zeros((2, 3, size, size)), "image tower")
+    fp32 = ovb._convert(ov, ovb._Tower(clip.model, "encode_image"), torch.zeros((2, 3, size, size)), "image tower")
     calib = clip.preprocess(_throughput_module().make_frames(128, h, w, seed=7)).float().numpy()
     matmuls = [o.get_friendly_name() for o in fp32.get_ordered_ops() if o.get_type_name() == "MatMul"]
     sensitive = ovb.sensitive_nodes(fp32)

@@ -73,16 +73,13 @@ def say(msg: str) -> None:
 
 
 def _offline_learning() -> Any:
-    """``benchmarks/offline_learning.py`` as a module (loaded by path: this script may run with runpy)."""
-    name = "offline_learning"
-    if name not in sys.modules:
-        import importlib.util
+    """``benchmarks/offline_learning.py``, imported by name from this script's folder (which is
+    not on ``sys.path`` when this script runs under runpy)."""
+    if str(Path(__file__).parent) not in sys.path:
+        sys.path.insert(0, str(Path(__file__).parent))
+    import offline_learning
 
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return offline_learning
 
 
 # --------------------------------------------------------------------------- statistics

@@ -355,13 +355,19 @@ def test_every_readme_and_docs_block_runs(tmp_path, monkeypatch):
     _run_in_one_folder(blocks, tmp_path, monkeypatch)
 
 
+def _bash_readme(folder, *commands: str) -> list:
+    """A README.md in ``folder`` with one ``bash`` block per command, read back as blocks."""
+    (folder / "README.md").write_text("".join(f"```bash\n{c}\n```\n" for c in commands))
+    return readme_blocks(folder / "README.md")
+
+
 def test_a_broken_readme_command_fails_the_test(tmp_path, monkeypatch):
     """The harness itself: a command with a wrong key, or a marked block that does not fail, is caught."""
-    (tmp_path / "README.md").write_text(
-        "```bash\npython -m vlmrm.train env=CartPole reward=tiny totl_steps=5\n```\n"
-        "```bash\n# needs: dataset\npython -m vlmrm.train env=CartPole reward=tiny --cfg job\n```\n"
+    bad, marked = _bash_readme(
+        tmp_path,
+        "python -m vlmrm.train env=CartPole reward=tiny totl_steps=5",
+        "# needs: dataset\npython -m vlmrm.train env=CartPole reward=tiny --cfg job",
     )
-    bad, marked = readme_blocks(tmp_path / "README.md")
     assert marked.needs == {"dataset"} and not bad.needs
     monkeypatch.chdir(tmp_path)
     with pytest.raises(AssertionError, match="exited with 2"):
@@ -372,11 +378,9 @@ def test_a_broken_readme_command_fails_the_test(tmp_path, monkeypatch):
 
 def test_a_readme_that_needs_weights_or_a_placeholder_fails_the_test(tmp_path, monkeypatch):
     """Unmarked blocks run with the models as written and no weights; ``runs/<run>`` is refused."""
-    (tmp_path / "README.md").write_text(
-        "```bash\npython -m vlmrm.score clip.mp4 goal=x\n```\n"
-        "```bash\npython -m vlmrm.evaluate run=runs/<run> episodes=1\n```\n"
+    real, placeholder = _bash_readme(
+        tmp_path, "python -m vlmrm.score clip.mp4 goal=x", "python -m vlmrm.evaluate run=runs/<run> episodes=1"
     )
-    real, placeholder = readme_blocks(tmp_path / "README.md")
     monkeypatch.chdir(tmp_path)
     _offline(monkeypatch, tmp_path)
     with pytest.raises(AssertionError, match="exited with 2"):  # no clip, no ViT-B-32 weights

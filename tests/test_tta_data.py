@@ -136,21 +136,24 @@ def test_retrieval_errors(tmp_path):
         load_retrieval(tmp_path / "none.json")
     with pytest.raises(ConfigError, match="folder"):
         load_retrieval(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("{not json", "not valid JSON"),
+        (json.dumps({"images": [{"filename": "a.jpg"}]}), "'sentences'"),
+        (
+            json.dumps({"images": [{"filename": "a.jpg", "split": "val", "sentences": [{"raw": "x"}]}]}),
+            "no images in split 'test'",
+        ),
+        (json.dumps([{"image": "a.jpg", "caption": ["x"]}]), "1 of 1 images"),
+        (json.dumps({"annotations": []}), "neither"),
+    ],
+    ids=["json", "sentences", "split", "images", "format"],
+)
+def test_bad_retrieval_annotations(tmp_path, text, error):
     bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    with pytest.raises(ConfigError, match="not valid JSON"):
-        load_retrieval(bad)
-    bad.write_text(json.dumps({"images": [{"filename": "a.jpg"}]}))
-    with pytest.raises(ConfigError, match="'sentences'"):
-        load_retrieval(bad)
-    bad.write_text(
-        json.dumps({"images": [{"filename": "a.jpg", "split": "val", "sentences": [{"raw": "x"}]}]})
-    )
-    with pytest.raises(ConfigError, match="no images in split 'test'"):
-        load_retrieval(bad)
-    bad.write_text(json.dumps([{"image": "a.jpg", "caption": ["x"]}]))
-    with pytest.raises(ConfigError, match="1 of 1 images"):
-        load_retrieval(bad)
-    bad.write_text(json.dumps({"annotations": []}))
-    with pytest.raises(ConfigError, match="neither"):
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=error):
         load_retrieval(bad)

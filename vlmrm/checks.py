@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import field, fields
 from typing import Any
 
 from vlmrm.errors import ConfigError
@@ -95,6 +96,23 @@ def check_int(name: str, value: Any, minimum: int = 0) -> int:
     if int(value) < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def integer(default: int, minimum: int = 0) -> Any:
+    """A settings field that holds a whole number of at least ``minimum``, declared with its bound.
+
+    The bound stands beside the field and its ``--help`` text, and :func:`check_integers`
+    checks every such field, so a command's ``validate`` keeps no separate list of names that
+    a new field could be left out of.
+    """
+    return field(default=default, metadata={"minimum": minimum})
+
+
+def check_integers(settings: Any) -> None:
+    """Check, and make ``int``, every field of a settings dataclass declared with :func:`integer`."""
+    for f in fields(settings):
+        if "minimum" in f.metadata:
+            setattr(settings, f.name, check_int(f.name, getattr(settings, f.name), f.metadata["minimum"]))
 
 
 def check_optional_int(name: str, value: Any, minimum: int = 1) -> int | None:

@@ -13,8 +13,10 @@ from vlmrm.checks import (
     TRAIN_PRECISIONS,
     check_choice,
     check_int,
+    check_integers,
     check_model_spec,
     check_optional_int,
+    integer,
 )
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
@@ -62,29 +64,29 @@ class CaptionTrainSettings(ClipSettings, RunSettings):
     """The frozen causal LM (a transformers hub id in the cache, or a local folder)."""
     tokenizer: str | None = None
     """null (the LM's own tokenizer) or clip (open_clip's bundled BPE)."""
-    prefix_length: int = 40
+    prefix_length: int = integer(40, minimum=1)
     """Prefix tokens the mapper gives the LM."""
-    mapper_layers: int = 8
+    mapper_layers: int = integer(8, minimum=1)
     """Transformer layers of the mapper."""
-    mapper_heads: int = 8
+    mapper_heads: int = integer(8, minimum=1)
     """Attention heads of the mapper (must divide the LM's width)."""
     mlp_ratio: float = 2.0
     """MLP width of the mapper's layers, as a multiple of the LM's width."""
-    max_tokens: int = 30
+    max_tokens: int = integer(30, minimum=1)
     """Captions are cut at this many LM tokens."""
-    epochs: int = 10
+    epochs: int = integer(10, minimum=1)
     """Passes over the captions."""
     lr: float = 2e-5
     """AdamW learning rate (eps 1e-6)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
-    warmup: int = 5000
+    warmup: int = integer(5000)
     """Linear warm-up steps, then linear decay to 0 at the end."""
     limit: int | None = None
     """Only the first N images (smoke runs)."""
-    log_every: int = 50
+    log_every: int = integer(50, minimum=1)
     """Steps between TensorBoard / progress-bar loss updates."""
-    checkpoint_every: int = 1000
+    checkpoint_every: int = integer(1000, minimum=1)
     """Steps between checkpoints (also at every epoch's end and on Ctrl-C)."""
     tensorboard: bool = True
     """Write TensorBoard scalars to <out>/tb."""
@@ -105,10 +107,8 @@ class CaptionTrainSettings(ClipSettings, RunSettings):
             self.tokenizer = None
         if self.tokenizer is not None:
             self.tokenizer = check_choice("tokenizer", self.tokenizer, ("clip",))
-        for name in ("prefix_length", "mapper_layers", "mapper_heads", "max_tokens", "epochs",
-                     "batch_size", "log_every", "checkpoint_every"):  # fmt: skip
-            setattr(self, name, check_int(name, getattr(self, name), 1))
-        self.warmup = check_int("warmup", self.warmup, 0)
+        check_integers(self)
+        self.batch_size = check_int("batch_size", self.batch_size, 1)
         self.limit = check_optional_int("limit", self.limit, 1)
         for name in ("lr", "noise_variance", "mlp_ratio"):
             if not float(getattr(self, name)) > 0:
@@ -152,9 +152,9 @@ class RerankSettings(ClipSettings, RunSettings):
     """captioner=: the frozen causal LM."""
     tokenizer: str | None = None
     """captioner=: null (the LM's own) or clip (open_clip's BPE)."""
-    max_tokens: int = 30
+    max_tokens: int = integer(30, minimum=1)
     """The longest caption, in LM tokens."""
-    n: int = 5
+    n: int = integer(5, minimum=1)
     """Candidates per image (n-beam search, all beams)."""
     reward_model: Any = "ViT-L-14/openai"
     """Reward CLIP, or a list [A,B] (a preference-tuned one: ARCH with reward_pretrained=)."""
@@ -175,8 +175,7 @@ class RerankSettings(ClipSettings, RunSettings):
                 "give one captioner: captioner=<mapper.safetensors> or hf_model=<transformers model>"
             )
         self.check_clip()
-        self.n = check_int("n", self.n, 1)
-        self.max_tokens = check_int("max_tokens", self.max_tokens, 1)
+        check_integers(self)
         self.limit = check_optional_int("limit", self.limit, 1)
         if self.tokenizer in ("", "null"):
             self.tokenizer = None

@@ -121,17 +121,9 @@ def score_one(video: str, stem: str, s: Setup, progress: Any) -> Scored:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            scores = score_video(
-                video,
-                s.reward,
-                goals=sweep.goals,
-                baselines=sweep.baselines,
-                alphas=sweep.alphas,
-                stride=cfg.stride,
-                start=cfg.start,
-                end=cfg.end,
-                fps=cfg.fps,
-                batch_size=cfg.batch_size,
+            scores = score_video(  # the sweep's prompts and α, then which frames, in what batches
+                video, s.reward, goals=sweep.goals, baselines=sweep.baselines, alphas=sweep.alphas,
+                stride=cfg.stride, start=cfg.start, end=cfg.end, fps=cfg.fps, batch_size=cfg.batch_size,
                 progress=progress,
             )
     except KeyboardInterrupt:

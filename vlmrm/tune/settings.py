@@ -19,7 +19,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from vlmrm.checks import TRAIN_PRECISIONS, check_choice, check_int, check_out_dir
+from vlmrm.checks import (
+    TRAIN_PRECISIONS,
+    check_choice,
+    check_int,
+    check_integers,
+    check_out_dir,
+    integer,
+)
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
 
@@ -67,7 +74,7 @@ class TuneSettings(ClipSettings, RunSettings):
     """Folder of the VSR images (default: the VSR file's folder)."""
     probe: str = ""
     """Optional {"image","caption"} jsonl; default: eval sets' best pairs."""
-    probe_size: int = 64
+    probe_size: int = integer(64, minimum=2)
     """Image–caption pairs in the probe."""
     model: str = "ViT-B-32/openai"
     """The CLIP to tune: ARCH/TAG, ARCH (random weights, or with pretrained=), or vlmrm-tiny."""
@@ -90,7 +97,7 @@ class TuneSettings(ClipSettings, RunSettings):
     """How rankings become pairs: top | all | adjacent."""
     pair_weighting: str = "none"
     """none | gap (weight a pair by its rank gap)."""
-    num_samples: int = 4
+    num_samples: int = integer(4, minimum=1)
     """REINFORCE samples per anchor."""
     reinforce_reward: str = "correct"
     """REINFORCE reward: correct | rank | confidence."""
@@ -104,24 +111,24 @@ class TuneSettings(ClipSettings, RunSettings):
     precompute_ref: bool = True
     """Compute the reference scores once before training instead of keeping a frozen copy."""
     # optimisation
-    steps: int = 1000
+    steps: int = integer(1000)
     """Optimisation steps (0: evaluate only)."""
     lr: float = 1e-5
     """Peak learning rate (AdamW)."""
     weight_decay: float = 0.1
     """AdamW weight decay (not on gains, biases and norms)."""
-    warmup_steps: int = 0
+    warmup_steps: int = integer(0)
     """Linear warm-up steps before the cosine decay."""
     min_lr_ratio: float = 0.0
     """Learning rate at the end of the cosine decay, as a fraction of lr."""
     grad_clip: float = 1.0
     """Gradient norm clip (0: off)."""
     # bookkeeping
-    log_every: int = 10
+    log_every: int = integer(10)
     """Print a training line every this many steps (0: never)."""
-    eval_every: int = 0
+    eval_every: int = integer(0)
     """Evaluate every this many steps (0: only before and after)."""
-    checkpoint_every: int = 200
+    checkpoint_every: int = integer(200)
     """Save a checkpoint every this many steps (0: only at the end)."""
     resume: str = "auto"
     """auto (resume when out holds a checkpoint) | true | false."""
@@ -144,11 +151,8 @@ class TuneSettings(ClipSettings, RunSettings):
             raise ConfigError(f"beta must be a positive number, got {self.beta}")
         if not 0.0 <= self.label_smoothing <= 0.5:
             raise ConfigError(f"label_smoothing must lie in [0, 0.5], got {self.label_smoothing}")
-        for name in ("steps", "warmup_steps", "log_every", "eval_every", "checkpoint_every"):
-            setattr(self, name, check_int(name, getattr(self, name), 0))
+        check_integers(self)
         self.batch_size = check_int("batch_size", self.batch_size, 2 if self.loss == "contrastive" else 1)
-        self.num_samples = check_int("num_samples", self.num_samples, 1)
-        self.probe_size = check_int("probe_size", self.probe_size, 2)
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.weight_decay < 0 or self.grad_clip < 0 or self.kl_coef < 0:

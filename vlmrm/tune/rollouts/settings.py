@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from vlmrm.checks import check_int, check_out_dir
+from vlmrm.checks import check_integers, check_out_dir, integer
 from vlmrm.cli.vocabulary import RunSettings
 from vlmrm.errors import ConfigError
 
@@ -25,25 +25,25 @@ class RolloutSettings(RunSettings):
     """Predicate YAML, or a default's name; default: the env's shipped predicates."""
     out: str = "runs/rollouts"
     """Output folder (runs/ is git-ignored)."""
-    episodes: int = 200
+    episodes: int = integer(200, minimum=1)
     """Episodes in all (train + eval)."""
     policies: str = "random,scripted"
     """Episodes go round-robin over these (comma list of random, scripted)."""
     noise: str = "0.0,0.6"
     """Scripted policy: per-episode random-action probability, uniform in [lo, hi] ('p' or 'lo,hi')."""
-    max_steps: int = 200
+    max_steps: int = integer(200, minimum=1)
     """Steps per episode at most."""
-    stride: int = 2
+    stride: int = integer(2, minimum=1)
     """Keep every stride-th frame (consecutive frames are near duplicates)."""
-    size: int = 64
+    size: int = integer(64, minimum=8)
     """Frames are square, size x size (vlmrm-tiny: 64; ViT-B-32: 224)."""
     eval_fraction: float = 0.2
     """Fraction of episodes held out (by episode)."""
-    max_per_caption: int = 0
+    max_per_caption: int = integer(0)
     """Cap frames per caption and split (0: no cap), balances classes."""
-    ranked_size: int = 4
+    ranked_size: int = integer(4, minimum=2)
     """Images per goal-ranking set."""
-    ranked_sets: int = 0
+    ranked_sets: int = integer(0)
     """Goal-ranking sets per split (0: one per ranked_size labelled frames)."""
     overwrite: bool = False
     """Replace an existing dataset in out."""
@@ -52,10 +52,7 @@ class RolloutSettings(RunSettings):
 
     def validate(self) -> RolloutSettings:
         """Check every setting (no torch imported); each problem is one :class:`ConfigError` line."""
-        for name, minimum in (("episodes", 1), ("max_steps", 1), ("stride", 1), ("size", 8), ("ranked_size", 2)):
-            setattr(self, name, check_int(name, getattr(self, name), minimum))
-        for name in ("max_per_caption", "ranked_sets"):
-            setattr(self, name, check_int(name, getattr(self, name), 0))
+        check_integers(self)
         if not 0.0 <= self.eval_fraction < 1.0 or math.isnan(self.eval_fraction):
             raise ConfigError(f"eval_fraction must lie in [0, 1), got {self.eval_fraction}")
         if not self.out:
