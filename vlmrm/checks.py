@@ -108,11 +108,19 @@ def integer(default: int, minimum: int = 0) -> Any:
     return field(default=default, metadata={"minimum": minimum})
 
 
+def checked_integers(settings: Any) -> dict[str, int]:
+    """The fields of a dataclass declared with :func:`integer`, checked, as ``{name: int}``."""
+    return {
+        f.name: check_int(f.name, getattr(settings, f.name), f.metadata["minimum"])
+        for f in fields(settings)
+        if "minimum" in f.metadata
+    }
+
+
 def check_integers(settings: Any) -> None:
     """Check, and make ``int``, every field of a settings dataclass declared with :func:`integer`."""
-    for f in fields(settings):
-        if "minimum" in f.metadata:
-            setattr(settings, f.name, check_int(f.name, getattr(settings, f.name), f.metadata["minimum"]))
+    for name, value in checked_integers(settings).items():
+        setattr(settings, name, value)
 
 
 def check_optional_int(name: str, value: Any, minimum: int = 1) -> int | None:

@@ -16,11 +16,12 @@ adaptation alike).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn as nn
 
+from vlmrm.checks import checked_integers, integer
 from vlmrm.errors import ConfigError
 
 
@@ -28,23 +29,22 @@ from vlmrm.errors import ConfigError
 class MapperConfig:
     """The shape of a :class:`PrefixMapper`; saved with its weights."""
 
-    clip_dim: int = 512
-    lm_dim: int = 768
-    prefix_length: int = 40
-    layers: int = 8
-    heads: int = 8
+    clip_dim: int = integer(512, minimum=1)
+    lm_dim: int = integer(768, minimum=1)
+    prefix_length: int = integer(40, minimum=1)
+    layers: int = integer(8, minimum=1)
+    heads: int = integer(8, minimum=1)
     mlp_ratio: float = 2.0
 
     def validated(self) -> MapperConfig:
-        for name in ("clip_dim", "lm_dim", "prefix_length", "layers", "heads"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"mapper {name} must be >= 1, got {getattr(self, name)}")
-        if self.lm_dim % self.heads:
+        """A copy with whole-number sizes; raises :class:`ConfigError` on a shape that cannot be built."""
+        config = replace(self, **checked_integers(self))
+        if config.lm_dim % config.heads:
             raise ConfigError(
-                f"the mapper's width {self.lm_dim} (the language model's embedding size) is not "
-                f"divisible by heads={self.heads}; choose mapper heads that divide it"
+                f"the mapper's width {config.lm_dim} (the language model's embedding size) is not "
+                f"divisible by heads={config.heads}; choose mapper heads that divide it"
             )
-        return self
+        return config
 
     def to_dict(self) -> dict:
         return asdict(self)

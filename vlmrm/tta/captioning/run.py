@@ -9,7 +9,6 @@ keeps them); the COCO metrics are computed over all records at the end
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,26 +107,20 @@ def _adapt_shard(job: Job, tta: Any, metric: Any, data: Any) -> list[tuple[dict,
     """Adapt this rank's images ``batch_size`` at a time; returns ``(record, seconds)`` of each."""
     from vlmrm.runtime.images import load_image
 
-    tally = Tally(
+    with Tally(
         job, "RLCF caption", lambda r: (r["zeroshot_clipscore"], r["clipscore"]),
         lambda zs, ad: f"CLIPScore zero-shot {zs:.3f} · RLCF {ad:.3f}",
-    )  # fmt: skip
-    bs = max(1, int(job.cfg.batch_size))
-    batches = [job.mine[i : i + bs] for i in range(0, len(job.mine), bs)]
-    loaded = prefetch(lambda b: [load_image(data.image_paths[i]) for i in b], batches)
-    try:
-        for batch in batches:
+    ) as tally:  # fmt: skip
+        shard = tally.batches()
+        loaded = prefetch(lambda b: [load_image(data.image_paths[i]) for i in b], shard)
+        for batch in shard:
             images = next(loaded)
-            t0 = time.perf_counter()
-            results = tta.adapt_batch(images, batch)
-            dt = (time.perf_counter() - t0) / len(batch)
+            results, dt = tally.timed(tta.adapt_batch, batch, images, batch)
             scores = score_captions(metric, images, results, [data.references[i] for i in batch])
             recs = [
                 _record(i, r, data, s, dt) for i, r, s in zip(batch, results, scores, strict=True)
             ]
             tally.add(recs, dt)
-    finally:
-        tally.close()
     return tally.new
 
 

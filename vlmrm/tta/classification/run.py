@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,25 +90,20 @@ def _adapt_shard(job: Job, tta: Any, data: Any, baseline: Any = None) -> list[tu
     from vlmrm.tta.core.rlcf import seed_for
 
     cfg, mine = job.cfg, job.mine
-    tally = Tally(
+    images = prefetch(lambda i: load_image(data.path(i)), mine)
+    with Tally(
         job, "RLCF", lambda r: (r["zeroshot_correct"], r["correct"]),
         lambda zs, ad: f"zero-shot {100 * zs:.1f}% · RLCF {100 * ad:.1f}%",
-    )  # fmt: skip
-    images = prefetch(lambda i: load_image(data.path(i)), mine)
-    try:
-        for start in range(0, len(mine), cfg.batch_size):
-            idx = mine[start : start + cfg.batch_size]
+    ) as tally:  # fmt: skip
+        for idx in tally.batches():
             imgs = [next(images) for _ in idx]
-            t0 = time.perf_counter()
-            results = tta.adapt_batch(imgs, [seed_for(cfg.seed, i) for i in idx])
-            dt = (time.perf_counter() - t0) / len(idx)
+            seeds = [seed_for(cfg.seed, i) for i in idx]
+            results, dt = tally.timed(tta.adapt_batch, idx, imgs, seeds)
             records = [_record(i, res, data, dt) for i, res in zip(idx, results, strict=True)]
             if baseline is not None:
-                for rec, res in zip(records, baseline.adapt_batch(imgs, [seed_for(cfg.seed, i) for i in idx]), strict=True):
+                for rec, res in zip(records, baseline.adapt_batch(imgs, seeds), strict=True):
                     rec.update(tpt_pred=res.pred, tpt_correct=res.pred == rec["label"], tpt_top5=res.topk(5))
             tally.add(records, dt)
-    finally:
-        tally.close()
     return tally.new
 
 

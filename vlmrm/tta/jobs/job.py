@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -163,6 +164,24 @@ class Tally:
 
     def close(self) -> None:
         self.bar.close()
+
+    def __enter__(self) -> Tally:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def batches(self) -> list[Sequence]:
+        """This rank's pending items in consecutive slices of ``batch_size`` (at least one)."""
+        mine, size = self.job.mine, max(1, int(self.job.cfg.batch_size))
+        return [mine[i : i + size] for i in range(0, len(mine), size)]
+
+    @staticmethod
+    def timed(adapt: Callable[..., Any], batch: Sequence, *args: Any) -> tuple[Any, float]:
+        """``adapt(*args)`` and the seconds it took per item of ``batch`` (what a record keeps)."""
+        t0 = time.perf_counter()
+        results = adapt(*args)
+        return results, (time.perf_counter() - t0) / len(batch)
 
 
 def start_job(cfg: TTASettings, info: Any, method: dict[str, Any], order: list, keys: list[str]) -> Job:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,25 +133,18 @@ def _adapt_shard(job: Job, tta: Any, data: Any, direction: str) -> list[tuple[di
     returns ``(record, seconds)`` of each."""
     from vlmrm.runtime.images import load_image
 
-    tally = Tally(
+    queries = prefetch(lambda q: load_image(data.image_paths[q]), job.mine) if direction == "i2t" else None
+    with Tally(
         job, f"RLCF {direction}", lambda r: (r["zeroshot_rank"] == 0, r["rank"] == 0),
         lambda zs, ad: f"R@1 zero-shot {100 * zs:.1f}% · RLCF {100 * ad:.1f}%",
-    )  # fmt: skip
-    queries = prefetch(lambda q: load_image(data.image_paths[q]), job.mine) if direction == "i2t" else None
-    try:
-        step = max(1, int(job.cfg.batch_size))
-        for start in range(0, len(job.mine), step):
-            qs = job.mine[start : start + step]
-            t0 = time.perf_counter()
+    ) as tally:  # fmt: skip
+        for qs in tally.batches():
             if direction == "i2t":
-                results = tta.adapt_images([next(queries) for _ in qs], qs)
+                results, dt = tally.timed(tta.adapt_images, qs, [next(queries) for _ in qs], qs)
             else:
-                results = tta.adapt_texts([data.captions[q] for q in qs], qs)
-            dt = (time.perf_counter() - t0) / len(qs)
+                results, dt = tally.timed(tta.adapt_texts, qs, [data.captions[q] for q in qs], qs)
             records = [_record(q, res, data, direction, dt) for q, res in zip(qs, results, strict=True)]
             tally.add(records, dt)
-    finally:
-        tally.close()
     return tally.new
 
 
