@@ -11,7 +11,10 @@ import sys
 
 
 def run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``python -c code`` with this interpreter; stdout and stderr captured as text."""
-    return subprocess.run(
+    """``python -c code`` with this interpreter, stdout and stderr captured as text; the
+    snippet must exit 0 (its stderr is the failure message)."""
+    done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
     )
+    assert done.returncode == 0, done.stderr
+    return done
