@@ -24,7 +24,7 @@ from types import ModuleType
 
 #: old dotted module path → new dotted module path
 MOVED_MODULES: dict[str, str] = {
-    # tune-rooms
+    # the tuning package, regrouped into data, objectives, vsr, eval, finetune, rollouts
     "vlmrm.tune.augment": "vlmrm.tune.data.augment",
     "vlmrm.tune.build_sets": "vlmrm.tune.data.ranked_sets",
     "vlmrm.tune.caption_data": "vlmrm.tune.data.captions",
@@ -44,7 +44,7 @@ MOVED_MODULES: dict[str, str] = {
     "vlmrm.tune.scorer": "vlmrm.tune.objectives.scorer",
     "vlmrm.tune.units": "vlmrm.tune.run_data",
     "vlmrm.tune.vsr_relations": "vlmrm.tune.vsr.relations",
-    # tta-rooms
+    # test-time adaptation, regrouped into core, classification, retrieval, captioning, jobs
     "vlmrm.tta.base": "vlmrm.tta.core.adapter",
     "vlmrm.tta.caption": "vlmrm.tta.captioning.adapt",
     "vlmrm.tta.classify": "vlmrm.tta.classification.adapt",
@@ -52,6 +52,7 @@ MOVED_MODULES: dict[str, str] = {
     "vlmrm.tta.data": "vlmrm.tta.retrieval.data",
     "vlmrm.tta.feedback": "vlmrm.tta.core.feedback",
     "vlmrm.tta.hparams": "vlmrm.tta.settings",
+    "vlmrm.tta.imagenet": "vlmrm.datasets.imagenet",
     "vlmrm.tta.params": "vlmrm.tta.core.episodic",
     "vlmrm.tta.prompt": "vlmrm.tta.classification.prompt",
     "vlmrm.tta.report": "vlmrm.tta.jobs.report",

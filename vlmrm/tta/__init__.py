@@ -15,7 +15,7 @@ to that input by REINFORCE before answering — then forgets (episodic adaptatio
   (:class:`vlmrm.reward.CLIPScoreReward` per model).
 * ``python -m vlmrm.tta task=classify|retrieve|caption data=…`` — the command line (:mod:`.cli`).
 
-The rooms: :mod:`.core` (the RLCF objective, views, reward CLIPs, per-sample weights) is
+The sub-packages: :mod:`.core` (the RLCF objective, views, reward CLIPs, per-sample weights) is
 shared by one sub-package per task — :mod:`.classification`, :mod:`.retrieval`,
 :mod:`.captioning` — each with its ``settings``, its adaptation (``adapt``) and its run step
 (``run``); :mod:`.jobs` is the runner they use (shards, resumes, reports); the command's
