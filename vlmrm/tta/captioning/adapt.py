@@ -27,6 +27,7 @@ from vlmrm.caption.captioner import EMPTY, Caption, ClipCaptioner
 from vlmrm.tta.captioning.settings import CaptionSettings
 from vlmrm.tta.core.adapter import RLCFAdapter, resolve_settings
 from vlmrm.tta.core.episodic import call_stacked, stack_params
+from vlmrm.tta.core.feedback import CLIPFeedback
 from vlmrm.tta.core.rlcf import seed_for, sequence_reinforce_loss
 
 
@@ -52,7 +53,7 @@ class CaptionTTA(RLCFAdapter):
     def __init__(
         self,
         captioner: ClipCaptioner,
-        feedback,
+        feedback: CLIPFeedback,
         settings: CaptionSettings | None = None,
         **overrides,
     ) -> None:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from vlmrm.errors import ConfigError
-from vlmrm.preprocess import as_frame_tensor, resize_frames
+from vlmrm.preprocess import FrameBatch, as_frame_tensor, resize_frames
 
 _ATTEMPTS = 10
 
@@ -89,7 +89,7 @@ def _augmix(views: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def make_views(
-    image,
+    image: FrameBatch,
     n_views: int,
     size: int,
     generator: torch.Generator | None = None,
