@@ -6,7 +6,9 @@ A forwarding file per old path would leave the old layout standing beside the ne
 instead :data:`MOVED_MODULES` lists every old path once, and a finder on ``sys.meta_path``
 (installed by ``import vlmrm``) answers an import of an old path with the module at its
 new path — the same module object, so its classes and globals are shared, not copied —
-after a :class:`DeprecationWarning` that names the new path.
+after a :class:`DeprecationWarning` that names the new path. Where some names of an old
+module went elsewhere (:data:`MOVED_NAMES`), the old path is a stand-in that reads the new
+module through and finds those names in their new homes.
 
 Commands are not listed here: a command keeps its ``python -m`` path by living at it (a
 package's ``__main__``), since ``runpy`` runs a module's code, which an alias has none of.
@@ -48,6 +50,7 @@ MOVED_MODULES: dict[str, str] = {
     "vlmrm.tta.base": "vlmrm.tta.core.adapter",
     "vlmrm.tta.caption": "vlmrm.tta.captioning.adapt",
     "vlmrm.tta.classify": "vlmrm.tta.classification.adapt",
+    "vlmrm.tta.coop": "vlmrm.datasets.coop",
     "vlmrm.tta.coord": "vlmrm.tta.jobs.coord",
     "vlmrm.tta.data": "vlmrm.tta.retrieval.data",
     "vlmrm.tta.feedback": "vlmrm.tta.core.feedback",
@@ -66,6 +69,56 @@ MOVED_MODULES: dict[str, str] = {
     "vlmrm.tta.views": "vlmrm.tta.core.views",
 }
 
+#: old dotted module path → {module a name went to: names}: the names an old module had that
+#: its new module does not (they went to a task's own module, or to the datasets). An old
+#: path listed here imports as a stand-in module of that path: the new module's names read
+#: through, and each of these names warns with its own new home.
+MOVED_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
+    "vlmrm.tta.coop": {"vlmrm.tta.settings": ("FINEGRAINED_PRESET",)},
+    "vlmrm.tta.data": {
+        "vlmrm.datasets.annotations": ("read_annotation_json",),
+        "vlmrm.datasets.classes": (
+            "CLASSNAMES_FILE", "IMAGE_EXTENSIONS", "ClassificationData", "load_class_folders",
+        ),
+        "vlmrm.datasets.images": ("image_paths", "image_root"),
+        "vlmrm.tta.jobs.results": ("abspath",),
+    },
+    "vlmrm.tta.hparams": {
+        "vlmrm.policy_gradient": ("ADVANTAGES",),
+        "vlmrm.tta.captioning.settings": ("DECODINGS",),
+        "vlmrm.tta.classification.settings": ("DEFAULT_LR", "MODES", "OBJECTIVES"),
+        "vlmrm.tta.core.settings": (
+            "PARAM_GROUPS", "SAMPLING", "check_ema", "check_fraction", "check_k", "check_rlcf_settings",
+        ),
+        "vlmrm.tta.retrieval.settings": ("DEFAULT_K", "DIRECTIONS", "normalize_direction"),
+    },
+    "vlmrm.tta.report": {
+        "vlmrm.tta.captioning.run": ("CAPTIONS", "ZEROSHOT_CAPTIONS", "caption_metrics"),
+        "vlmrm.tta.classification.run": ("classify_metrics",),
+        "vlmrm.tta.retrieval.run": ("retrieve_metrics",),
+    },
+    "vlmrm.tta.runner": {"vlmrm.tta.cli": ("run",)},
+    "vlmrm.tune.caption_data": {"vlmrm.datasets.hf": ("HF_SUFFIXES",)},
+}  # fmt: skip
+
+
+def _stand_in(old: str, new: ModuleType, homes: dict[str, tuple[str, ...]]) -> ModuleType:
+    """A module named ``old`` that reads ``new``'s names through and warns for the others."""
+    from vlmrm.runtime.lazy import moved_attributes
+
+    module = ModuleType(old, new.__doc__)
+    moved_getattr, moved_dir = moved_attributes(old, homes)
+
+    def __getattr__(name: str) -> object:
+        try:
+            return getattr(new, name)
+        except AttributeError:
+            return moved_getattr(name)
+
+    module.__getattr__ = __getattr__  # type: ignore[method-assign]  # PEP 562
+    module.__dir__ = lambda: sorted(set(dir(new)) | set(moved_dir()))  # type: ignore[method-assign]
+    return module
+
 
 class _Alias(importlib.abc.Loader):
     """Loads an old path as the module at its new path (after a deprecation warning)."""
@@ -80,10 +133,17 @@ class _Alias(importlib.abc.Loader):
             DeprecationWarning,
             stacklevel=2,
         )
-        return importlib.import_module(self.new)
+        new = importlib.import_module(self.new)
+        self.spec = new.__spec__
+        homes = MOVED_NAMES.get(self.old)
+        return new if homes is None else _stand_in(self.old, new, homes)
 
     def exec_module(self, module: ModuleType) -> None:
-        """Nothing to run: the module at the new path is already imported."""
+        """Nothing to run: the module at the new path is already imported. The import system
+        has just given it the old path's spec; the module at the new path gets its own back,
+        so that its ``__spec__`` still says where it lives (``find_spec``, ``reload``)."""
+        if module.__name__ == self.new:
+            module.__spec__ = self.spec
 
 
 class MovedModuleFinder(importlib.abc.MetaPathFinder):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from vlmrm.cli.args import Command, entry_point
 from vlmrm.errors import ConfigError
+from vlmrm.runtime.lazy import moved_attributes
 from vlmrm.tune.settings import BuildSettings
 
 COMMAND = Command(
@@ -67,6 +68,9 @@ def build(cfg: BuildSettings) -> int:
 
 
 main = entry_point(COMMAND, build)
+
+#: The settings' old name here (before every settings class ended in ``Settings``).
+__getattr__, __dir__ = moved_attributes(__name__, {"vlmrm.tune.settings": ("BuildConfig",)})
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

@@ -40,6 +40,7 @@ import torch
 from vlmrm.errors import ConfigError
 from vlmrm.models import load_clip, resolve_device, training_precision
 from vlmrm.runtime.atomic import atomic_write_text
+from vlmrm.runtime.lazy import moved_attributes
 from vlmrm.runtime.stop import GracefulStop
 from vlmrm.tune.checkpoint import (
     MODEL_FILE,
@@ -71,6 +72,9 @@ from vlmrm.tune.run_data import load_run_data
 from vlmrm.tune.settings import PAIRWISE, TuneSettings, model_arch
 
 __all__ = ["MODEL_FILE", "STATE_FILE", "Trainer", "TuneSettings", "TuneResult", "select_parameters", "train"]
+
+#: The settings' old name, which this module used to re-export.
+__getattr__, __dir__ = moved_attributes(__name__, {"vlmrm.tune.settings": ("TuneConfig",)})
 
 
 def _seed_everything(seed: int) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from vlmrm.datasets.annotations import read_split
 from vlmrm.errors import ConfigError
-from vlmrm.runtime.lazy import moved_attributes
 
 
 @dataclass
@@ -77,11 +76,3 @@ def load_retrieval(
         txt2img.extend([i] * len(caps))
     return RetrievalData(paths, captions, txt2img, img2txt, ann.describe(split))
 
-
-__getattr__, __dir__ = moved_attributes(__name__, {
-    "vlmrm.datasets.classes": (
-        "CLASSNAMES_FILE", "IMAGE_EXTENSIONS", "ClassificationData", "load_class_folders",
-    ),
-    "vlmrm.datasets.annotations": ("read_annotation_json",),
-    "vlmrm.datasets.images": ("image_paths", "image_root"),
-})  # fmt: skip

@@ -18,7 +18,7 @@ from vlmrm.runtime.lazy import lazy_attributes
 
 _HOMES = {
     # ``vlmrm.tune.objectives`` was the module of the objective wiring before it was a package
-    ".objective": ("Objective", "eval_loss", "pairwise_loss"),
+    ".objective": ("Objective", "Stats", "eval_loss", "pairwise_loss"),
 }
 
 __all__ = sorted(name for names in _HOMES.values() for name in names)

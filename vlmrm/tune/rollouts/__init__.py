@@ -16,7 +16,7 @@ from __future__ import annotations
 from vlmrm.runtime.lazy import lazy_attributes
 
 _HOMES = {
-    ".__main__": ("COMMAND", "main"),
+    ".__main__": ("COMMAND", "main", "rollouts"),  # the command; its body runs a settings object
     ".settings": ("RolloutSettings",),
 }
 
