@@ -105,7 +105,8 @@ def test_package_face_is_light():
 
 
 @pytest.mark.parametrize(
-    "package", ["vlmrm", "vlmrm.agents", "vlmrm.scoring", "vlmrm.tta", "vlmrm.tune", "vlmrm.caption"]
+    "package",
+    ["vlmrm", "vlmrm.agents", "vlmrm.scoring", "vlmrm.tta", "vlmrm.tune", "vlmrm.caption", "vlmrm.datasets"],
 )
 def test_every_public_name_resolves(package):
     """Each public name is the object its home module defines under that name (a class or
