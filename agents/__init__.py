@@ -5,7 +5,7 @@
 - :mod:`~vlmrm.agents.runner`: one training job (envs, agent, callbacks, ``learn``);
 - :mod:`~vlmrm.agents.api`: ``train_agent`` (Python API), :mod:`~vlmrm.agents.load`: ``load_run``;
 - :mod:`~vlmrm.agents.gym_envs`: ``env=<any Gymnasium id>``; :mod:`~vlmrm.agents.hparams`: rl_zoo3 files;
-- :mod:`~vlmrm.agents.short_runs`: short runs scaled to learn; :mod:`~vlmrm.agents.sweep`: ``-m`` sweeps;
+- :mod:`~vlmrm.agents.short_runs`: short runs scaled to learn (``-m`` sweeps: :mod:`vlmrm.sweep`);
 - :mod:`~vlmrm.agents.loggers`: TensorBoard and W&B; :mod:`~vlmrm.agents.progress`: the progress bar;
 - :mod:`~vlmrm.agents.builders`: SAC / TD3 / DDPG / DQN / PPO / A2C and the CLIP reward from config sections;
 - :mod:`~vlmrm.agents.vec_env`: vectorised (optionally subprocess) training envs;

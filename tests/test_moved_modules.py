@@ -62,8 +62,9 @@ def test_every_name_that_left_an_old_module_is_found_in_its_new_home():
             module = importlib.import_module(old)
         for home, names in homes.items():
             for name in names:
-                with pytest.warns(DeprecationWarning, match=rf"{old}\.{name} moved to {home}\.{name}"):
+                with pytest.warns(DeprecationWarning, match=rf"{old}\.{name} moved to {home}\.{name}") as caught:
                     assert getattr(module, name) is getattr(importlib.import_module(home), name)
+                assert caught[0].filename == __file__  # the warning points at the line that read the name
     with pytest.raises(AttributeError, match="no_such_name"):
         module.no_such_name  # noqa: B018
 

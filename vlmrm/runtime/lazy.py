@@ -46,14 +46,15 @@ def lazy_attributes(
 
 
 def moved_attributes(
-    module: str, homes: Mapping[str, Sequence[str]]
+    module: str, homes: Mapping[str, Sequence[str]], stacklevel: int = 2
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """Module ``__getattr__`` and ``__dir__`` for names that moved out of ``module``.
 
     The old path keeps working for a release: each access imports the name from its new
     home (absolute module names in ``homes``) and warns with a :class:`DeprecationWarning`
     naming that home. Importing the old module alone does not warn, so code that merely
-    imports a package's modules stays quiet.
+    imports a package's modules stays quiet. ``stacklevel`` is the warning's, counted from
+    the returned ``__getattr__`` (2: its caller, the line that read the old name).
     """
     exports = {name: home for home, names in homes.items() for name in names}
 
@@ -64,7 +65,7 @@ def moved_attributes(
         warnings.warn(
             f"{module}.{name} moved to {home}.{name}; import it from {home}",
             DeprecationWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
         return getattr(importlib.import_module(home), name)
 

@@ -26,6 +26,8 @@ from types import ModuleType
 
 #: old dotted module path → new dotted module path
 MOVED_MODULES: dict[str, str] = {
+    # the sweeps of every command, moved out of the training package
+    "vlmrm.agents.sweep": "vlmrm.sweep.expand",
     # the tuning package, regrouped into data, objectives, vsr, eval, finetune, rollouts
     "vlmrm.tune.augment": "vlmrm.tune.data.augment",
     "vlmrm.tune.build_sets": "vlmrm.tune.data.ranked_sets",
@@ -74,6 +76,7 @@ MOVED_MODULES: dict[str, str] = {
 #: path listed here imports as a stand-in module of that path: the new module's names read
 #: through, and each of these names warns with its own new home.
 MOVED_NAMES: dict[str, dict[str, tuple[str, ...]]] = {
+    "vlmrm.agents.sweep": {"vlmrm.sweep.cli": ("summary_table",)},
     "vlmrm.tta.coop": {"vlmrm.tta.settings": ("FINEGRAINED_PRESET",)},
     "vlmrm.tta.data": {
         "vlmrm.datasets.annotations": ("read_annotation_json",),
@@ -107,7 +110,7 @@ def _stand_in(old: str, new: ModuleType, homes: dict[str, tuple[str, ...]]) -> M
     from vlmrm.runtime.lazy import moved_attributes
 
     module = ModuleType(old, new.__doc__)
-    moved_getattr, moved_dir = moved_attributes(old, homes)
+    moved_getattr, moved_dir = moved_attributes(old, homes, stacklevel=3)  # past this __getattr__
 
     def __getattr__(name: str) -> object:
         try:
