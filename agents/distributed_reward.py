@@ -122,8 +122,14 @@ def _main_rank(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop, info
         _say(f"reward: each scoring batch split over {info.world_size} ranks (gloo)")
         return ServedReward(reward, served)
 
+    def interrupted() -> None:
+        """A signal stopped rank 0: release the others now. If one is gone, its death is the
+        news (torchrun signals the survivors of a dead rank): this raises RankLost."""
+        if state["served"] is not None:
+            state["served"].close(ABORTED)
+
     try:
-        result = train_one(cfg, argv, stop, wrap_reward=wrap)
+        result = train_one(cfg, argv, stop, wrap_reward=wrap, on_interrupt=interrupted)
     except RankLost:  # a peer died: nobody is left to release or agree with
         raise
     except VLMRMError as exc:

@@ -177,19 +177,22 @@ def _open_run(cfg: DictConfig, argv: list[str] | None, lock: _RunFolder) -> Path
 
 def train(
     cfg: DictConfig, argv: list[str] | None = None, stop: GracefulStop | None = None,
-    wrap_reward: Callable[[Any], Any] | None = None,
+    wrap_reward: Callable[[Any], Any] | None = None, on_interrupt: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Run (or resume) one training job described by a resolved, validated config.
 
     ``stop`` (default: a fresh :class:`GracefulStop`) is what SIGINT/SIGTERM trigger
     while ``learn`` runs; call ``stop.request()`` from a callback to stop programmatically.
     ``wrap_reward(reward_model)`` replaces the built CLIP reward (multi-rank scoring,
-    :mod:`vlmrm.agents.distributed_reward`).
+    :mod:`vlmrm.agents.distributed_reward`). ``on_interrupt()`` runs when a signal ends
+    the run with ``KeyboardInterrupt``, before it goes on; it may raise
+    :class:`~vlmrm.distributed.RankLost` (torchrun stops the survivors of a dead rank with a
+    signal, so the signal can be the news of a peer's death), reported with what was kept.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(train_threads(cfg))
     try:
-        return _train(cfg, argv, stop, wrap_reward)
+        return _train(cfg, argv, stop, wrap_reward, on_interrupt)
     finally:
         torch.set_num_threads(threads)
 
@@ -227,7 +230,8 @@ def _describe_reward(cfg: DictConfig, goal: str, reward_model) -> str:
     )
 
 
-def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None, wrap_reward=None) -> TrainResult:
+def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None, wrap_reward=None,
+           on_interrupt: Callable[[], None] | None = None) -> TrainResult:
     with contextlib.ExitStack() as held:
         lock = _RunFolder(held, argv)
         # A folder another process writes is refused before anything loads: resume= at
@@ -238,7 +242,12 @@ def _train(cfg: DictConfig, argv: list[str] | None, stop: GracefulStop | None, w
             lock(early)
             _refuse_a_finished_run(cfg, early)
         try:
-            return _train_locked(cfg, argv, stop, wrap_reward, lock)
+            try:
+                return _train_locked(cfg, argv, stop, wrap_reward, lock)
+            except KeyboardInterrupt:
+                if on_interrupt is not None:
+                    on_interrupt()
+                raise
         except RankLost as exc:  # a peer rank died: name it, and what this run kept
             raise RankLost(f"{exc}; {kept_and_resume(lock.path)}" if lock.path is not None else str(exc)) from None
 

@@ -69,3 +69,52 @@ def test_a_killed_rank_is_named_in_one_line_and_the_run_resumes(tmp_path):
     assert "Connection reset" not in log and "Connection closed" not in log, log
     assert train_main([f"resume={run}", f"total_steps={kept.step + 100}"]) == 0
     assert latest_checkpoint(run).step == kept.step + 100
+
+
+@pytest.mark.parametrize("peer", ["gone", "alive"])
+def test_a_signal_that_stops_rank_0_after_a_peer_died_names_the_peer(tmp_path, peer):
+    """torchrun stops the survivors of a dead rank with SIGTERM. When that signal reaches rank 0
+    before one of its collectives fails, releasing the others is what finds the peer gone: the
+    run ends with the lost rank's line and what was kept, not with "interrupted". With every
+    peer alive the interrupt goes on as it was."""
+    from vlmrm.agents.config import compose_train_config
+    from vlmrm.agents.runner import train
+    from vlmrm.distributed import RankLost
+
+    calls = {"n": 0}
+
+    class SignalledReward:
+        """The reward model, until the signal arrives in the middle of step 150."""
+
+        def __init__(self, reward):
+            self.reward = reward
+
+        def __call__(self, frames):
+            calls["n"] += 1
+            if calls["n"] == 150:
+                raise KeyboardInterrupt
+            return self.reward(frames)
+
+        def __getattr__(self, name):
+            return getattr(self.reward, name)
+
+    def release() -> None:
+        if peer == "gone":
+            raise RankLost("rank 1 stopped (SIGKILL or crash)")
+
+    run = tmp_path / "run"
+    cfg = compose_train_config([*ARGS, "total_steps=1000", f"out={tmp_path}", "run_name=run"])
+    try:  # (a KeyboardInterrupt that escaped pytest.raises would end the whole session)
+        train(cfg, [], wrap_reward=SignalledReward, on_interrupt=release)
+    except BaseException as exc:  # noqa: BLE001 - the type is the assertion
+        raised = exc
+    else:
+        raised = None
+    assert type(raised) is (RankLost if peer == "gone" else KeyboardInterrupt), repr(raised)
+    if peer == "gone":
+        kept = latest_checkpoint(run)
+        assert kept is not None and kept.step == 200
+        assert str(raised) == (
+            f"rank 1 stopped (SIGKILL or crash); the checkpoint of step {kept.step} is intact; "
+            f"resume with: python -m vlmrm.train resume={run}"
+        )
