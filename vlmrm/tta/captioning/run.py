@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from vlmrm.errors import ConfigError
 from vlmrm.runtime.atomic import atomic_write_json
 from vlmrm.tta.jobs.coord import coord_group, dist_info
-from vlmrm.tta.jobs.job import Job, Tally, load_models, note, order_of, prefetch, start_job
+from vlmrm.tta.jobs.job import Job, Tally, load_models, note, order_of, prefetch, start_job, timed
 from vlmrm.tta.jobs.report import save_metrics
 from vlmrm.tta.jobs.results import finish
 
@@ -107,15 +107,15 @@ def _adapt_shard(job: Job, tta: Any, metric: Any, data: Any) -> list[tuple[dict,
     """Adapt this rank's images ``batch_size`` at a time; returns ``(record, seconds)`` of each."""
     from vlmrm.runtime.images import load_image
 
+    shard = job.batches()
+    loaded = prefetch(lambda b: [load_image(data.image_paths[i]) for i in b], shard)
     with Tally(
         job, "RLCF caption", lambda r: (r["zeroshot_clipscore"], r["clipscore"]),
         lambda zs, ad: f"CLIPScore zero-shot {zs:.3f} · RLCF {ad:.3f}",
     ) as tally:  # fmt: skip
-        shard = tally.batches()
-        loaded = prefetch(lambda b: [load_image(data.image_paths[i]) for i in b], shard)
         for batch in shard:
             images = next(loaded)
-            results, dt = tally.timed(tta.adapt_batch, batch, images, batch)
+            results, dt = timed(tta.adapt_batch, batch, images, batch)
             scores = score_captions(metric, images, results, [data.references[i] for i in batch])
             recs = [
                 _record(i, r, data, s, dt) for i, r, s in zip(batch, results, scores, strict=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlmrm.errors import ConfigError
 from vlmrm.tta.jobs.coord import coord_group, dist_info
-from vlmrm.tta.jobs.job import Job, Tally, load_models, note, order_of, prefetch, start_job
+from vlmrm.tta.jobs.job import Job, Tally, load_models, note, order_of, prefetch, start_job, timed
 from vlmrm.tta.jobs.report import save_metrics
 from vlmrm.tta.jobs.results import finish
 
@@ -95,10 +95,10 @@ def _adapt_shard(job: Job, tta: Any, data: Any, baseline: Any = None) -> list[tu
         job, "RLCF", lambda r: (r["zeroshot_correct"], r["correct"]),
         lambda zs, ad: f"zero-shot {100 * zs:.1f}% · RLCF {100 * ad:.1f}%",
     ) as tally:  # fmt: skip
-        for idx in tally.batches():
+        for idx in job.batches():
             imgs = [next(images) for _ in idx]
             seeds = [seed_for(cfg.seed, i) for i in idx]
-            results, dt = tally.timed(tta.adapt_batch, idx, imgs, seeds)
+            results, dt = timed(tta.adapt_batch, idx, imgs, seeds)
             records = [_record(i, res, data, dt) for i, res in zip(idx, results, strict=True)]
             if baseline is not None:
                 for rec, res in zip(records, baseline.adapt_batch(imgs, seeds), strict=True):

@@ -116,6 +116,11 @@ class Job:
         note(f"{head}; {len(self.keys) - left} done, {left} to go{procs} → "
              f"{os.fspath(self.out / RESULTS)}")  # fmt: skip
 
+    def batches(self) -> list[Sequence]:
+        """This rank's share in consecutive slices of ``batch_size`` (at least one)."""
+        size = max(1, int(self.cfg.batch_size))
+        return [self.mine[i : i + size] for i in range(0, len(self.mine), size)]
+
     def bar(self, desc: str):
         """This rank's progress bar and the records it starts from (resumed ones, one process)."""
         if self.info.enabled:
@@ -171,17 +176,13 @@ class Tally:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def batches(self) -> list[Sequence]:
-        """This rank's pending items in consecutive slices of ``batch_size`` (at least one)."""
-        mine, size = self.job.mine, max(1, int(self.job.cfg.batch_size))
-        return [mine[i : i + size] for i in range(0, len(mine), size)]
 
-    @staticmethod
-    def timed(adapt: Callable[..., Any], batch: Sequence, *args: Any) -> tuple[Any, float]:
-        """``adapt(*args)`` and the seconds it took per item of ``batch`` (what a record keeps)."""
-        t0 = time.perf_counter()
-        results = adapt(*args)
-        return results, (time.perf_counter() - t0) / len(batch)
+
+def timed(adapt: Callable[..., Any], batch: Sequence, *args: Any) -> tuple[Any, float]:
+    """``adapt(*args)`` and the seconds it took per item of ``batch`` (what a record keeps)."""
+    t0 = time.perf_counter()
+    results = adapt(*args)
+    return results, (time.perf_counter() - t0) / len(batch)
 
 
 def start_job(cfg: TTASettings, info: Any, method: dict[str, Any], order: list, keys: list[str]) -> Job:

@@ -17,6 +17,7 @@ from vlmrm.tta.jobs.job import (
     order_of,
     prefetch,
     start_job,
+    timed,
 )
 from vlmrm.tta.jobs.report import save_metrics
 from vlmrm.tta.jobs.results import abspath, finish
@@ -138,11 +139,11 @@ def _adapt_shard(job: Job, tta: Any, data: Any, direction: str) -> list[tuple[di
         job, f"RLCF {direction}", lambda r: (r["zeroshot_rank"] == 0, r["rank"] == 0),
         lambda zs, ad: f"R@1 zero-shot {100 * zs:.1f}% · RLCF {100 * ad:.1f}%",
     ) as tally:  # fmt: skip
-        for qs in tally.batches():
+        for qs in job.batches():
             if direction == "i2t":
-                results, dt = tally.timed(tta.adapt_images, qs, [next(queries) for _ in qs], qs)
+                results, dt = timed(tta.adapt_images, qs, [next(queries) for _ in qs], qs)
             else:
-                results, dt = tally.timed(tta.adapt_texts, qs, [data.captions[q] for q in qs], qs)
+                results, dt = timed(tta.adapt_texts, qs, [data.captions[q] for q in qs], qs)
             records = [_record(q, res, data, direction, dt) for q, res in zip(qs, results, strict=True)]
             tally.add(records, dt)
     return tally.new
