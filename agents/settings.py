@@ -40,6 +40,7 @@ from vlmrm.checks import (
 from vlmrm.cli.args import check_keys, flat_keys
 from vlmrm.cli.vocabulary import ClipSettings, RunSettings
 from vlmrm.errors import ConfigError
+from vlmrm.model_spec import render_size_for
 
 #: How CLIP rewards reach the agent (``auto`` is resolved per algorithm by :meth:`TrainSettings.validate`).
 RELABEL_MODES = ("auto", "episode", "step", "none")
@@ -192,7 +193,8 @@ class TrainSettings(RunSettings):
 
     env: dict = field(default_factory=dict)
     """The environment section (env=<name> picks configs/env/<name>.yaml): env.id,
-    env.episode_length, env.render_size=[w,h], env.goal_template, env.camera, env.kwargs,
+    env.episode_length, env.render_size=[w,h] (auto: the reward model's input size, 224 for
+    ground truth), env.goal_template, env.camera, env.kwargs,
     env.agent_params.<algo>; see the group files."""
     agent: dict = field(default_factory=dict)
     """The SB3 agent (agent=sac|td3|ddpg|dqn|ppo|a2c; default: the env's, or for any other
@@ -286,6 +288,8 @@ class TrainSettings(RunSettings):
                 self.baseline = check_prompts_setting("baseline", self.baseline)
         self._check_agent()
         self._check_reward()
+        # after the reward: frames are drawn at the reward model's input size
+        self.env["render_size"] = render_size_for(self.env.get("render_size"), self.reward.model)
         self.eval.best_metric = resolve_best_metric(self.eval.best_metric, self.reward.model is not None)
         return self
 
@@ -329,10 +333,16 @@ def check_env_section(env: Mapping[str, Any]) -> None:
     if env.get("episode_length") is not None:  # null: the env's registration
         check_int("env.episode_length", env.get("episode_length"), 1)
     size = env.get("render_size")
+    if size == "auto":  # resolved to the reward model's input size by TrainSettings.validate
+        return _check_env_kwargs(env)
     if not isinstance(size, (list, tuple)) or len(size) != 2:
-        raise ConfigError(f"env.render_size must be [width, height], got {size!r}")
+        raise ConfigError(f"env.render_size must be [width, height] or auto, got {size!r}")
     for s in size:
         check_int("env.render_size", s, 1)
+    _check_env_kwargs(env)
+
+
+def _check_env_kwargs(env: Mapping[str, Any]) -> None:
     if env.get("kwargs") is not None and not isinstance(env["kwargs"], Mapping):
         raise ConfigError(f"env.kwargs must be a mapping, got {env['kwargs']!r}")
 

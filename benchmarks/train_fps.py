@@ -10,7 +10,10 @@ per step (``step``); the script prints steps/s and the ratio to ground truth. On
     python benchmarks/train_fps.py                                  # CartPole, vlmrm-tiny, CPU
     python benchmarks/train_fps.py --env Humanoid --model ViT-bigG-14/laion2b_s39b_b160k --steps 20000
 
-``render`` separates the cost of rendering from that of the reward model.
+``render`` separates the cost of rendering from that of the reward model. Frames are drawn
+at the reward model's input size (the trainer's ``env.render_size=auto``: 64² for
+``vlmrm-tiny``), in the ``render`` runs too; ``--override "env.render_size=[224,224]"`` draws
+larger frames, which the reward model then resizes.
 ``--learning-starts`` defaults to 0 so that gradient steps are part of the measurement.
 
 ``--renderer numpy,pygame`` times the rendering runs with each renderer of the
@@ -81,8 +84,9 @@ def load_average() -> str:
         return "n/a"
 
 
-def warm_up_renderer(env_name: str, frames: int) -> float:
-    """Render ``frames`` random-policy frames of ``env_name``'s NumPy renderer; seconds taken.
+def warm_up_renderer(env_name: str, frames: int, size: tuple[int, int]) -> float:
+    """Render ``frames`` random-policy frames of ``env_name``'s NumPy renderer at ``size``
+    (width, height); seconds taken.
 
     The rasteriser memoises the shapes it draws (per process), as the first minutes of a
     long run do; without this the first timed runs would pay for it and the later ones not.
@@ -92,7 +96,7 @@ def warm_up_renderer(env_name: str, frames: int) -> float:
     if frames <= 0 or env_name not in ("CartPole", "MountainCar"):
         return 0.0
     start = time.perf_counter()
-    env = make_env(env_name, renderer="numpy")
+    env = make_env(env_name, renderer="numpy", width=size[0], height=size[1])
     env.reset(seed=12345)
     env.action_space.seed(12345)
     for _ in range(frames):
@@ -169,11 +173,12 @@ def main() -> None:
     renderers = args.renderer.split(",")
     overlaps = [{"true": True, "false": False, "process": "process"}.get(v.strip().lower(), "auto")
                 for v in args.overlap.split(",")]
-    print(f"env={args.env} model={args.model} steps={args.steps} cores={cores}")
+    frame = tuple(_config(args, "episode", None, 1).env.render_size)  # what the CLIP and render runs draw
+    print(f"env={args.env} model={args.model} steps={args.steps} cores={cores} frames={frame[0]}x{frame[1]}")
     print(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs); load average (1/5/15 min) at start: "
           f"{load_average()}")
     if "numpy" in renderers:
-        seconds = warm_up_renderer(args.env, args.warmup_frames)
+        seconds = warm_up_renderer(args.env, args.warmup_frames, frame)
         print(f"warm-up: {args.warmup_frames} frames rendered in {seconds:.1f} s (not timed below)")
     print(f"{'round':>5} {'n_envs':>6} {'workers':>7} {'reward':>34} {'threads':>7} {'steps/s':>9} "
           f"{'vs GT':>7} {'CPU us/step':>11} {'main us/step':>12} {'CLIP share':>10} {'CLIP frames/s':>13}")
@@ -232,7 +237,11 @@ def _config(args, mode: str, renderer: str | None, n_envs: int):
         reward = "reward=ground_truth"
     else:
         reward = "reward=tiny" if args.model == "vlmrm-tiny" else f"reward.model={args.model}"
-    overrides = [f"env={args.env}", reward,
+    size = []
+    if mode == "render":  # frames drawn at the size the CLIP runs draw them (env.render_size=auto)
+        w, h = _config(args, "episode", renderer, n_envs).env.render_size
+        size = [f"env.render_size=[{w},{h}]"]
+    overrides = [f"env={args.env}", reward, *size,
                  f"agent.learning_starts={args.learning_starts}", f"n_envs={n_envs}", *args.override]
     if mode in ("episode", "step"):
         overrides.append(f"reward.relabel={mode}")

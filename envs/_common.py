@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from gymnasium import logger
 
+from vlmrm.model_spec import DEFAULT_INPUT_SIZE
+
 if TYPE_CHECKING:
     import pygame
 
@@ -30,8 +32,9 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
-#: Default frame size: CLIP's input resolution, so frames need no resize before encoding.
-DEFAULT_RENDER_SIZE: tuple[int, int] = (224, 224)
+#: Default frame size: the common CLIP input resolution, so frames need no resize before
+#: encoding (the trainer's ``env.render_size=auto`` uses the reward model's own).
+DEFAULT_RENDER_SIZE: tuple[int, int] = (DEFAULT_INPUT_SIZE, DEFAULT_INPUT_SIZE)
 
 Color = tuple[int, int, int]
 

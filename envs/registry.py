@@ -32,7 +32,8 @@ class EnvDefaults:
         goal_template: turns a goal into the CLIP goal prompt; contains ``{goal}``.
         baseline: the baseline prompt ``b`` of goal-baseline regularisation.
         goal: the default goal (the one used in the VLM-RM paper).
-        render_size: ``(width, height)`` of rendered frames; CLIP's input size by default.
+        render_size: ``(width, height)`` of rendered frames (the registration's default):
+            CLIP's common input size, 224², where the config file says ``auto``.
         episode_length: steps before truncation (gymnasium's ``max_episode_steps``).
         env_kwargs: extra keyword arguments of the environment's constructor.
     """
@@ -53,7 +54,10 @@ class EnvDefaults:
 
 def env_defaults_from_config(section: Any) -> EnvDefaults:
     """:class:`EnvDefaults` from the ``env`` section of a ``configs/env/<name>.yaml`` file."""
-    width, height = (int(v) for v in section["render_size"])
+    size = section["render_size"]
+    # auto (the reward model's input size) is the trainer's to resolve; a registration
+    # made without a model draws frames at CLIP's common input size
+    width, height = DEFAULT_RENDER_SIZE if size == "auto" else (int(v) for v in size)
     return EnvDefaults(
         name=str(section["name"]),
         env_id=str(section["id"]),

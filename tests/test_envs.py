@@ -75,7 +75,8 @@ def test_env_defaults_are_read_from_the_env_config_files():
     for name, defaults in ENV_DEFAULTS.items():
         section = OmegaConf.to_container(OmegaConf.load(str(folder / f"{name}.yaml")).env)
         assert env_defaults_from_config(section) == defaults, name
-        assert gym.spec(defaults.env_id).kwargs["width"] == section["render_size"][0]
+        assert section["render_size"] == "auto"  # the trainer draws at the reward model's size
+        assert gym.spec(defaults.env_id).kwargs["width"] == defaults.render_size[0] == 224
     from vlmrm.envs.humanoid import REFERENCE_CAMERA
 
     assert ENV_DEFAULTS["Humanoid"].env_kwargs == {"fixed_length": True, "camera_config": REFERENCE_CAMERA}

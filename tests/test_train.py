@@ -16,7 +16,13 @@ from _runs import tb_scalars as _tb_scalars
 from omegaconf import OmegaConf
 
 import vlmrm
-from vlmrm.agents import compose_train_config, config_dir, latest_checkpoint, load_replay_buffer
+from vlmrm.agents import (
+    compose_train_config,
+    config_dir,
+    env_factory,
+    latest_checkpoint,
+    load_replay_buffer,
+)
 from vlmrm.envs import ENV_DEFAULTS
 from vlmrm.errors import ConfigError
 from vlmrm.evaluate import main as evaluate_main
@@ -45,7 +51,35 @@ def test_env_configs_agree_with_env_defaults(name):
     assert d.baseline == cfg.baseline and d.goal == cfg.goal
     assert "goal" not in cfg.env and "baseline" not in cfg.env  # each value once: at the top level
     assert cfg.env.episode_length == d.episode_length
-    assert tuple(cfg.env.render_size) == tuple(d.render_size)
+    assert tuple(cfg.env.render_size) == (64, 64)  # auto: vlmrm-tiny's input size
+    assert tuple(compose_train_config([f"env={name}", "reward=ground_truth"]).env.render_size) == tuple(d.render_size)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "size"),
+    [
+        (["reward=tiny"], [64, 64]),  # the tiny tower's 64² input: no resize of any frame
+        (["reward=vit-b-32"], [224, 224]),
+        (["reward.model=ViT-L-14-336/openai"], [336, 336]),
+        (["reward=ground_truth"], [224, 224]),  # frames only for videos
+        (["reward.model=hf-hub:someone/some-clip"], [224, 224]),  # size unknown without the hub
+        (["reward=tiny", "env.render_size=[96,80]"], [96, 80]),  # a size given is kept
+    ],
+)
+def test_render_size_auto_is_the_reward_models_input_size(overrides, size):
+    assert list(compose_train_config(["env=CartPole", *overrides]).env.render_size) == size
+
+
+def test_the_env_of_a_tiny_run_draws_at_the_towers_input_size():
+    env = env_factory(compose_train_config(["env=CartPole", "reward=tiny"]).env)()
+    env.reset(seed=0)
+    assert env.render().shape == (64, 64, 3)
+    env.close()
+
+
+def test_a_bad_render_size_names_auto():
+    with pytest.raises(ConfigError, match=r"env.render_size must be \[width, height\] or auto, got 'big'"):
+        compose_train_config(["env=CartPole", "reward=tiny", "env.render_size=big"])
 
 
 def test_humanoid_defaults_are_the_papers():

@@ -33,6 +33,7 @@ from vlmrm.checks import (  # noqa: F401 - BACKENDS: re-exported
 )
 from vlmrm.compiling import compile_image_encoder
 from vlmrm.errors import ConfigError, LongPromptWarning, warn
+from vlmrm.model_spec import parse_spec
 from vlmrm.preprocess import RESIZE_MODES, FrameBatch, as_frame_tensor, preprocess
 from vlmrm.quantize import quantize_image_tower
 from vlmrm.runtime.threads import (
@@ -49,7 +50,6 @@ from vlmrm.weights import (  # noqa: F401 - TINY, RANDOM_WEIGHTS_SEED: re-export
     TINY,
     create_model,
     is_tag,
-    parse_spec,
     register_model_configs,
 )
 

@@ -169,16 +169,6 @@ def is_tag(arch: str, pretrained: str | os.PathLike) -> bool:
     return arch in open_clip.list_models() and value in open_clip.list_pretrained_tags_by_model(arch)
 
 
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    if not isinstance(spec, str) or not spec.strip():
-        raise ConfigError(f"model spec must be a string like 'ViT-B-32/openai', got {spec!r}")
-    spec = spec.strip()
-    if spec.startswith("hf-hub:"):
-        return spec, None
-    arch, _, tag = spec.partition("/")
-    return arch, (tag or None)
-
-
 def _weights_file(arch: str, pretrained: str | os.PathLike) -> str:
     path = os.fspath(pretrained)
     if not os.path.isfile(path):
