@@ -152,6 +152,43 @@ def spare_core(cores: int | None = None, load: float | None = None) -> bool:
     return cores >= 2 and load < cores - 0.5
 
 
+#: Image towers of at most this many parameters are small: they spend much of each frame in
+#: Python between short kernels, so a worker thread takes turns with the env loop instead of
+#: running beside it (``vlmrm-tiny``: 0.15 M; ViT-B-32's tower: 88 M, which a thread overlaps).
+SMALL_TOWER_PARAMETERS = 20_000_000
+#: Runs of at least this many env steps may start the reward model's process (it takes a
+#: few seconds to start: a small part of such a run, most of a short one).
+PROCESS_MIN_STEPS = 100_000
+
+
+def auto_overlap(reward_model: Callable, total_steps: int, spare: bool | None = None) -> bool | str:
+    """Where ``reward.relabel_worker=auto`` runs the reward model (the relabeller's ``overlap``).
+
+    Without an idle core (:func:`spare_core`, unless ``spare`` says) on the main thread
+    (``False``): a worker would compete with the env loop. With one, a small torch tower on
+    the CPU in a long run scores in a process of its own (``"process"``, measured faster
+    than a thread for ``vlmrm-tiny``: ``benchmarks/RESULTS.md``, "Training share"); any other
+    model on a worker thread (``True``): large towers release the GIL in long kernels, and a
+    process would hold a second copy of them.
+    """
+    if not (spare_core() if spare is None else spare):
+        return False
+    clip = getattr(reward_model, "clip", None)
+    small_cpu_tower = (
+        clip is not None
+        and getattr(clip, "backend", "torch") == "torch"
+        and clip.device.type == "cpu"
+        and _tower_size(clip) <= SMALL_TOWER_PARAMETERS
+    )
+    return "process" if small_cpu_tower and int(total_steps) >= PROCESS_MIN_STEPS else True
+
+
+def _tower_size(clip) -> int:
+    """Numbers held by the image tower: its state dict (an int8 tower's packed weights are
+    no parameters, so ``parameters()`` would call a quantised ViT-B-32 small)."""
+    return sum(t.numel() for t in clip.model.visual.state_dict().values() if torch.is_tensor(t))
+
+
 #: Frames per scoring call when the reward model's tower batch is unknown.
 DEFAULT_CHUNK_FRAMES = 64
 

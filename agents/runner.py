@@ -59,7 +59,7 @@ from vlmrm.agents.checkpoint import (
 from vlmrm.agents.config import describe_threads, train_threads
 from vlmrm.agents.loggers import make_logger
 from vlmrm.agents.progress import StepProgress
-from vlmrm.agents.relabel import RELABEL_OVERLAP, EpisodeRelabeller, TimedReward
+from vlmrm.agents.relabel import RELABEL_OVERLAP, EpisodeRelabeller, TimedReward, auto_overlap
 from vlmrm.agents.settings import goal_prompt
 from vlmrm.agents.short_runs import planned_steps
 from vlmrm.agents.vec_env import (
@@ -326,8 +326,7 @@ def _learn(
             absorbing_horizon=horizon,
             # A distributed reward's collectives must come from one thread (evaluations
             # score on the main thread): no worker there; else as reward.relabel_worker says.
-            overlap=False if cfg.reward.get("distributed", False) else RELABEL_OVERLAP[
-                cfg.reward.get("relabel_worker") or "auto"],
+            overlap=relabel_overlap(cfg, timed),
         )
         saved = resume_state.get("relabeller") or {}
         relabeller.relabelled = int(saved.get("relabelled", 0))
@@ -376,6 +375,19 @@ def _learn(
         _say(f"done: {info['step']} steps; checkpoint {run_dir / 'checkpoints' / info['checkpoint']}")
     return TrainResult(run_dir, info["step"], stopper.stopped, stop.name if stopper.stopped else "",
                        info.get("eval"))
+
+
+def relabel_overlap(cfg: DictConfig, reward_model) -> bool | str:
+    """The relabeller's ``overlap`` for ``reward.relabel_worker`` (``auto``: :func:`auto_overlap`,
+    for this run's length), said in one line when the reward model gets a process of its own."""
+    if cfg.reward.get("distributed", False):
+        return False  # a distributed reward's collectives come from one thread (evaluations score there too)
+    worker = cfg.reward.get("relabel_worker") or "auto"
+    overlap = RELABEL_OVERLAP[worker] if worker != "auto" else auto_overlap(reward_model, cfg.total_steps)
+    if overlap == "process" and worker == "auto":
+        _say("relabelling: the reward model scores in a process of its own (a small CPU model and an idle core; "
+             "reward.relabel_worker=thread|off to keep it in this one)")
+    return overlap
 
 
 def _finish(cfg, model, venv, stopper, relabeller, evaluator, run_dir: Path, stop: GracefulStop) -> dict:

@@ -83,8 +83,9 @@ class RewardSettings(ClipSettings):
     """Where episode relabelling runs the reward model while the envs step: thread (a worker
     thread), process (a process of its own, fed through shared memory: for small reward
     models, whose Python share keeps a thread from running beside the env loop), off (on
-    the main thread, before each training phase), auto (a thread if a core is idle when
-    training starts, else off). The rewards are the same either way."""
+    the main thread, before each training phase), auto (if a core is idle when training
+    starts: process for a small torch tower on the CPU in a run of 100000 steps or more,
+    thread otherwise; else off). The rewards are the same either way."""
     distributed: bool = False
     """Under torchrun: spread every scoring batch over all ranks' CLIP replicas (envs and
     agent stay on rank 0; ranks > 0 only score). Without torchrun (or with one process)

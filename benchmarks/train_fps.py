@@ -20,8 +20,9 @@ larger frames, which the reward model then resizes.
 classic-control envs (the NumPy rasteriser, the default, and pygame); ``--overlap
 true,false,process`` the episode-relabelled runs with the reward model on a worker thread
 beside the env loop, without, and in a process of its own fed through shared memory
-(``auto``, the default, is the trainer's own choice: a worker thread when the load average
-leaves a core idle). A reward process loads its model before the clock starts. ``--repeats N`` runs N interleaved rounds and reports medians
+(``auto``, the default, is the trainer's own choice for a run of the env config's length,
+``reward.relabel_worker=auto``: with a core idle, a process for a small CPU model and a
+worker thread for others; no worker without one). A reward process loads its model before the clock starts. ``--repeats N`` runs N interleaved rounds and reports medians
 (each run's ratio is to the ground truth of its own round). The script names the CPU and
 the load average before and after, and ends with a Markdown table of each run's steps/s
 and its ratio to ground truth, ready to paste. "CPU us/step" is the process's CPU time
@@ -62,6 +63,7 @@ from vlmrm.agents import (
     make_training_env,
 )
 from vlmrm.agents.config import available_cores, torch_threads
+from vlmrm.agents.relabel import auto_overlap
 from vlmrm.wrappers import CLIPRewardVecEnvWrapper
 
 
@@ -119,6 +121,8 @@ def run(cfg, mode: str, n_envs: int, steps: int, subprocess: bool, overlap: bool
     if mode == "step":
         venv = CLIPRewardVecEnvWrapper(venv, reward)
     model = build_agent(cfg.agent, venv, seed=0, device=cfg.device)
+    if mode == "episode" and overlap is None:  # the trainer's choice for a run of the config's length
+        overlap = auto_overlap(reward, cfg.total_steps)
     callback = EpisodeRelabeller(reward, overlap=overlap) if mode == "episode" else None
     if callback is not None:
         callback.ready()  # a reward process loads its model before the clock starts
@@ -132,6 +136,8 @@ def run(cfg, mode: str, n_envs: int, steps: int, subprocess: bool, overlap: bool
     venv.close()
     out = {"steps": model.num_timesteps, "seconds": seconds, "fps": model.num_timesteps / seconds,
            "cpu_us": cpu / model.num_timesteps * 1e6, "main_us": main_cpu / model.num_timesteps * 1e6}
+    if mode == "episode":
+        out["overlap"] = overlap
     if reward is not None:
         out["reward_share"] = reward.stats.seconds / seconds
         out["reward_fps"] = reward.stats.frames_per_second
@@ -208,7 +214,7 @@ def main() -> None:
                         ratio = res["fps"] / base if base else float("nan")
                         share = f"{res['reward_share']:10.0%}" if "reward_share" in res else " " * 10
                         rfps = f"{res['reward_fps']:13.0f}" if "reward_fps" in res else " " * 13
-                        label = f"{_label(mode, renderer, overlap)}"
+                        label = _label(mode, renderer, overlap, res.get("overlap"))
                         if mode == "ground_truth":
                             base_main = res["main_us"]
                         print(f"{round_:>5} {n_envs:>6} {workers:>7} {label:>34} {f'{threads} {setting}':>7} "
@@ -263,12 +269,13 @@ def _variants(modes: list[str], renderers: list[str], overlaps: list[bool | str]
                 yield mode, renderer, overlap
 
 
-def _label(mode: str, renderer: str | None, overlap: bool | str | None) -> str:
+def _label(mode: str, renderer: str | None, overlap: bool | str | None, chosen: bool | str | None = None) -> str:
     label = {"ground_truth": "ground truth", "render": "GT + render", "episode": "CLIP episode",
              "step": "CLIP online"}[mode]
     details = [renderer] if renderer else []
+    names = {True: "overlap", False: "no overlap", "process": "reward process"}
     if overlap is not None:
-        details.append({True: "overlap", False: "no overlap", "process": "reward process"}.get(overlap, "overlap auto"))
+        details.append(names.get(overlap) or f"auto: {names.get(chosen, '?')}")
     return f"{label} ({', '.join(details)})" if details else label
 
 

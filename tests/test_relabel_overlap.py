@@ -205,3 +205,37 @@ def test_training_with_the_reward_in_a_process_stores_the_rewards_of_the_main_th
     assert process.pos == off.pos == 20  # 160 steps of 8 sub-envs
     np.testing.assert_array_equal(process.rewards[:20], off.rewards[:20])
     assert not np.isnan(process.rewards[:20]).any() and np.std(process.rewards[:20]) > 1e-5
+
+
+def test_auto_puts_a_small_cpu_tower_of_a_long_run_in_a_process(tiny_clip):
+    from vlmrm.agents.relabel import PROCESS_MIN_STEPS, auto_overlap
+
+    tiny = TimedReward(vlmrm.CLIPReward(tiny_clip, goal="pole upright"))
+    assert auto_overlap(tiny, PROCESS_MIN_STEPS, spare=True) == "process"
+    assert auto_overlap(tiny, PROCESS_MIN_STEPS - 1, spare=True) is True  # the start would be much of a short run
+    assert auto_overlap(tiny, 10 * PROCESS_MIN_STEPS, spare=False) is False  # no idle core: no worker at all
+    assert auto_overlap(lambda frames: np.zeros(len(frames)), PROCESS_MIN_STEPS, spare=True) is True  # no tower known
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_auto_keeps_a_large_tower_on_a_thread(precision):
+    """ViT-B-32's tower releases the GIL in long kernels; a process would hold a second copy.
+    Its int8 form counts too (its packed weights are no ``parameters()``)."""
+    from vlmrm.agents.relabel import auto_overlap
+
+    clip = vlmrm.load_clip("ViT-B-32", device="cpu", precision=precision)  # random weights: no download
+    assert auto_overlap(vlmrm.CLIPReward(clip, goal="a pole upright"), 10**7, spare=True) is True
+
+
+def test_the_trainer_says_when_auto_chose_the_reward_process(tiny_clip, monkeypatch, capsys):
+    from vlmrm.agents import compose_train_config
+    from vlmrm.agents.runner import relabel_overlap
+
+    monkeypatch.setattr("vlmrm.agents.relabel.spare_core", lambda: True)
+    reward = TimedReward(vlmrm.CLIPReward(tiny_clip, goal="pole upright"))
+    long_run = ["env=CartPole", "reward=tiny", "total_steps=3000000"]
+    assert relabel_overlap(compose_train_config(long_run), reward) == "process"
+    assert capsys.readouterr().err.count("in a process of its own") == 1
+    assert relabel_overlap(compose_train_config([*long_run, "reward.relabel_worker=thread"]), reward) is True
+    assert relabel_overlap(compose_train_config(["env=CartPole", "reward=tiny", "total_steps=2000"]), reward) is True
+    assert "process" not in capsys.readouterr().err
