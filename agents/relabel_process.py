@@ -12,7 +12,10 @@ core of its own:
 * each complete chunk of ``chunk`` frames is handed to the child as a few integers on a
   pipe; the child resizes the chunk to the CLIP input size and scores it with its own copy
   of the reward model (pickled once at start), and sends the rewards back;
-* a chunk's ring slot is reused only after its rewards arrived, so the ring bounds memory.
+* a chunk's ring slot is reused only after its rewards arrived, so the ring bounds memory;
+* the child holds at most two chunks at a time; the others wait in the ring, so that when a
+  rollout ends and training must wait for every reward, this process scores the newest
+  chunks left with its own copy of the model while the child finishes the oldest.
 
 The chunks follow the in-process scorer's rule (chunk ``k`` is frames ``[k * chunk,
 (k + 1) * chunk)`` since the last :meth:`take`, the rest scored at :meth:`take`); with the
@@ -47,6 +50,10 @@ RING_CHUNKS = 8
 #: Frames per hand-over by default (at most): small enough that little is left to score
 #: when a rollout ends, large enough for the tower's batches.
 PROCESS_CHUNK_FRAMES = 64
+#: Chunks handed to the child at a time: one to score and one queued behind it, so that it
+#: never waits for the next; the rest wait in the ring, where this process can still take
+#: them at the end of a rollout.
+MAX_IN_FLIGHT = 2
 #: Seconds the child may take to start (spawn, imports, unpickling the reward model).
 START_TIMEOUT_S = 600.0
 
@@ -104,8 +111,9 @@ class ProcessScorer(_ChunkScorer):
         self._proc = None
         self._conn = None
         self._written = 0  # frames written since the last take
-        self._sent = 0  # of which handed to the child
-        self._in_flight: deque[int] = deque()  # ring slots sent and not answered, in order
+        self._unsent: deque[tuple[int, int]] = deque()  # complete chunks (index, frames) not yet handed over
+        self._in_flight: deque[int] = deque()  # chunk indices handed over and not answered, in order
+        self._done: dict[int, np.ndarray] = {}  # rewards by chunk index, since the last take
         self._ready = False
         self.start()
 
@@ -121,14 +129,16 @@ class ProcessScorer(_ChunkScorer):
                     "training; render every sub-env at one size"
                 )
             k, offset = divmod(self._written, self.chunk)
-            ring_slot = k % RING_CHUNKS
-            if offset == 0:
-                while len(self._in_flight) >= RING_CHUNKS:  # the slot's last chunk is still out
-                    self._receive()
-            self._ring[ring_slot * self.chunk + offset] = frame
+            if offset == 0:  # chunk k reuses the ring slot of chunk k - RING_CHUNKS: wait for it
+                while k >= RING_CHUNKS and (k - RING_CHUNKS) not in self._done:
+                    self._pump()
+                    if (k - RING_CHUNKS) not in self._done:
+                        self._receive()
+            self._ring[(k % RING_CHUNKS) * self.chunk + offset] = frame
             self._written += 1
             if offset == self.chunk - 1:
-                self._send(ring_slot, self.chunk)
+                self._unsent.append((k, self.chunk))
+                self._pump()
 
     def wait(self) -> None:
         """Block until every chunk handed over is scored."""
@@ -136,15 +146,41 @@ class ProcessScorer(_ChunkScorer):
             self._receive()
 
     def take(self, n_frames: int) -> np.ndarray:
+        """The rewards of the ``n_frames`` frames written since the last take, in order.
+
+        What is left when a rollout ends is shared: the child goes on with the oldest chunks
+        while this process scores the newest itself (with its own copy of the reward model,
+        the same calls on the same frames), so training waits about half as long.
+        """
         if self._written != n_frames:
             raise RuntimeError(f"{self._written} frames stored, {n_frames} expected")
-        rest = self._written - self._sent
+        complete, rest = divmod(self._written, self.chunk)
         if rest:
-            self._send((self._sent // self.chunk) % RING_CHUNKS, rest)
-        self.wait()
-        parts, self._rewards = self._rewards, []
-        self._written = self._sent = 0
+            self._unsent.append((complete, rest))
+        while self._unsent or self._in_flight:
+            self._pump()
+            if self._unsent:
+                k, count = self._unsent.pop()  # the newest: the child takes them from the other end
+                self._done[k] = self._score_here(k, count)
+            elif self._in_flight:
+                self._receive()
+        parts = [self._done[k] for k in sorted(self._done)]
+        self._done = {}
+        self._written = 0
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _score_here(self, k: int, count: int) -> np.ndarray:
+        start = (k % RING_CHUNKS) * self.chunk
+        frames = resize_uint8(self._ring[start : start + count], self.frame_size, self.resize_mode)
+        return np.asarray(score_frames(self.reward_model, frames))
+
+    def _pump(self) -> None:
+        """Take the answers that have arrived, and keep the child's queue at
+        :data:`MAX_IN_FLIGHT` chunks (the oldest first)."""
+        while self._in_flight and self._conn.poll(0):
+            self._receive()
+        while self._unsent and len(self._in_flight) < MAX_IN_FLIGHT:
+            self._send(*self._unsent.popleft())
 
     def close(self) -> None:
         """Finish the chunks handed over, stop the child and free the ring."""
@@ -195,19 +231,17 @@ class ProcessScorer(_ChunkScorer):
         except (BrokenPipeError, OSError):
             self._died()
 
-    def _send(self, ring_slot: int, count: int) -> None:
+    def _send(self, k: int, count: int) -> None:
         try:
-            self._conn.send(("score", ring_slot * self.chunk, count))
+            self._conn.send(("score", (k % RING_CHUNKS) * self.chunk, count))
         except (BrokenPipeError, OSError):
             self._died()
-        self._in_flight.append(ring_slot)
-        self._sent += count
+        self._in_flight.append(k)
 
     def _receive(self) -> None:
         msg = self._check(self._conn_recv())
-        self._in_flight.popleft()
         _, rewards, seconds = msg
-        self._rewards.append(rewards)
+        self._done[self._in_flight.popleft()] = rewards
         if isinstance(self.reward_model, TimedReward):  # count the child's work as its own
             self.reward_model.stats.frames += len(rewards)
             self.reward_model.stats.seconds += seconds
@@ -256,3 +290,4 @@ class ProcessScorer(_ChunkScorer):
             self._shm.unlink()
             self._shm = None
         self._in_flight.clear()
+        self._unsent.clear()

@@ -4,7 +4,9 @@ stored frames."""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -125,26 +127,71 @@ def test_relabelling_in_a_process_equals_sequential(tiny_clip):
                               batch_size=5)
     seq, seq_obs, _ = _train(reward, overlap=False, chunk_frames=10)
     par, par_obs, log = _train(reward, overlap="process", chunk_frames=10, timed=True)
-    assert log.sizes == []  # this process scored nothing: the child's copy did
+    # The child scored the chunks handed over as the envs stepped; this process only what was
+    # left when each rollout ended (here the last, incomplete chunk), with the same calls.
+    assert 0 < sum(log.sizes) < par.size // 2
     np.testing.assert_array_equal(par_obs, seq_obs)
     np.testing.assert_array_equal(par, seq)
     assert not np.isnan(par).any() and np.std(par) > 1e-4
     assert log.stats.frames == par.size and log.stats.seconds > 0  # the child's work is counted
 
 
-class Broken:
-    """A reward model that fails (picklable, for the child process)."""
+class SlowInTheChild:
+    """A reward model that takes 0.2 s a call in the reward process (picklable): the chunks
+    pile up there, as with a reward model slower than the env loop."""
+
+    def __init__(self, reward) -> None:
+        self.reward, self.parent = reward, os.getpid()
 
     def __call__(self, frames):
+        if os.getpid() != self.parent:
+            time.sleep(0.2)
+        return self.reward(frames)
+
+    def __getattr__(self, name):  # the CLIP's input size, for the stored frames
+        if name == "reward":  # not yet set (while unpickling)
+            raise AttributeError(name)
+        return getattr(self.reward, name)
+
+
+def test_what_is_left_at_a_rollouts_end_is_shared_with_this_process(tiny_clip):
+    """The child holds two chunks; the newest of the others are scored here while it works,
+    and the rewards are those of scoring everything in order on one thread."""
+    reward = vlmrm.CLIPReward(tiny_clip, goal="pole upright", baseline="pole and cart", alpha=0.5,
+                              batch_size=4)
+    seq, _, _ = _train(reward, overlap=False, chunk_frames=4)
+    shared, _, log = _train(SlowInTheChild(reward), overlap="process", chunk_frames=4)
+    np.testing.assert_array_equal(shared, seq)
+    # 21 frames a rollout: chunks 0-4 and one frame. The child is busy with 0 and 1 for
+    # 0.4 s; in that time this process scores the frame left and chunks 4, 3 and 2.
+    assert log.sizes.count(4) >= 3 * (shared.size // 21 - 1)
+    assert log.sizes.count(4) < shared.size // 4
+
+
+class InTheChild:
+    """A picklable reward model that scores zeros in the process that made it and does
+    ``in_child`` in the reward process (where a rollout's first chunks are always scored)."""
+
+    def __init__(self) -> None:
+        self.parent = os.getpid()
+
+    def __call__(self, frames):
+        if os.getpid() != self.parent:
+            self.in_child()
+        return np.zeros(len(frames), dtype=np.float32)
+
+
+class Broken(InTheChild):
+    """A reward model that fails in the child process."""
+
+    def in_child(self):
         raise RuntimeError("reward model failed in the child")
 
 
-class Dies:
+class Dies(InTheChild):
     """A reward model whose process dies on its first call."""
 
-    def __call__(self, frames):
-        import os
-
+    def in_child(self):
         os._exit(3)
 
 
