@@ -82,8 +82,7 @@ def _serve(conn, model_bytes: bytes, frame_size: int | None, resize_mode: str, t
                 continue
             _, start, count = msg
             begin = time.perf_counter()
-            frames = resize_uint8(ring[start : start + count], frame_size, resize_mode)
-            rewards = np.asarray(score_frames(reward_model, frames))
+            rewards = _score_slot(reward_model, ring, start, count, frame_size, resize_mode)
             conn.send(("rewards", rewards, time.perf_counter() - begin))
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass
@@ -96,6 +95,14 @@ def _serve(conn, model_bytes: bytes, frame_size: int | None, resize_mode: str, t
         ring = None
         if shm is not None:
             shm.close()
+
+
+def _score_slot(reward_model: Callable, ring: np.ndarray, start: int, count: int, frame_size: int | None,
+                resize_mode: str) -> np.ndarray:
+    """Resize and score ``count`` frames of the ring from ``start``: the one scoring call of
+    both processes, so a chunk's rewards do not depend on which of them scored it."""
+    frames = resize_uint8(ring[start : start + count], frame_size, resize_mode)
+    return np.asarray(score_frames(reward_model, frames))
 
 
 class ProcessScorer(_ChunkScorer):
@@ -134,7 +141,7 @@ class ProcessScorer(_ChunkScorer):
                     self._pump()
                     if (k - RING_CHUNKS) not in self._done:
                         self._receive()
-            self._ring[(k % RING_CHUNKS) * self.chunk + offset] = frame
+            self._ring[self._slot_start(k) + offset] = frame
             self._written += 1
             if offset == self.chunk - 1:
                 self._unsent.append((k, self.chunk))
@@ -170,9 +177,12 @@ class ProcessScorer(_ChunkScorer):
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def _score_here(self, k: int, count: int) -> np.ndarray:
-        start = (k % RING_CHUNKS) * self.chunk
-        frames = resize_uint8(self._ring[start : start + count], self.frame_size, self.resize_mode)
-        return np.asarray(score_frames(self.reward_model, frames))
+        return _score_slot(self.reward_model, self._ring, self._slot_start(k), count, self.frame_size,
+                           self.resize_mode)
+
+    def _slot_start(self, k: int) -> int:
+        """The ring index of chunk ``k``'s first frame."""
+        return (k % RING_CHUNKS) * self.chunk
 
     def _pump(self) -> None:
         """Take the answers that have arrived, and keep the child's queue at
@@ -233,7 +243,7 @@ class ProcessScorer(_ChunkScorer):
 
     def _send(self, k: int, count: int) -> None:
         try:
-            self._conn.send(("score", (k % RING_CHUNKS) * self.chunk, count))
+            self._conn.send(("score", self._slot_start(k), count))
         except (BrokenPipeError, OSError):
             self._died()
         self._in_flight.append(k)

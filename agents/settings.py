@@ -334,16 +334,11 @@ def check_env_section(env: Mapping[str, Any]) -> None:
     if env.get("episode_length") is not None:  # null: the env's registration
         check_int("env.episode_length", env.get("episode_length"), 1)
     size = env.get("render_size")
-    if size == "auto":  # resolved to the reward model's input size by TrainSettings.validate
-        return _check_env_kwargs(env)
-    if not isinstance(size, (list, tuple)) or len(size) != 2:
-        raise ConfigError(f"env.render_size must be [width, height] or auto, got {size!r}")
-    for s in size:
-        check_int("env.render_size", s, 1)
-    _check_env_kwargs(env)
-
-
-def _check_env_kwargs(env: Mapping[str, Any]) -> None:
+    if size != "auto":  # auto: resolved to the reward model's input size by TrainSettings.validate
+        if not isinstance(size, (list, tuple)) or len(size) != 2:
+            raise ConfigError(f"env.render_size must be [width, height] or auto, got {size!r}")
+        for s in size:
+            check_int("env.render_size", s, 1)
     if env.get("kwargs") is not None and not isinstance(env["kwargs"], Mapping):
         raise ConfigError(f"env.kwargs must be a mapping, got {env['kwargs']!r}")
 
